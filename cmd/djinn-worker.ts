@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// Entry point: flags, wiring and signals only.
+import { readFileSync } from "node:fs";
+import yargs from "yargs";
+import { ConfigError, loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
+import { checkConfiguration } from "../internal/check/check.js";
+import { createLogger } from "../internal/log/log.js";
+import { EXIT, InputError, runManifest } from "../internal/run/run.js";
+
+const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+const goArch: Record<string, string> = { x64: "amd64", ia32: "386" };
+const versionLine = `djinn-worker ${pkg.version} ${process.platform}/${goArch[process.arch] ?? process.arch}`;
+
+// Djinn's users type Go-style flags (-config FILE, -config=FILE); yargs wants --config.
+const LONG_FLAGS = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow"]);
+const argv = process.argv.slice(2).map((arg) => {
+  const m = /^-([a-z][a-z-]+)(=.*)?$/.exec(arg);
+  return m && LONG_FLAGS.has(m[1]) ? `-${arg}` : arg;
+});
+
+/** Prints a bad-input error as one line and exits with `code`. */
+function fail(err: unknown, code: number): never {
+  process.stderr.write(`djinn-worker: ${(err as Error).message}\n`);
+  process.exit(code);
+}
+
+const configFlags = {
+  config: { type: "string", default: "djinn-worker.toml", describe: "worker configuration file" },
+  driver: { type: "string", default: "djinn-driver.toml", describe: "driver configuration file" },
+} as const;
+
+await yargs(argv)
+  .scriptName("djinn-worker")
+  .usage("$0 [-config FILE] [-driver FILE]\n\nRuns builds from the queue (the daemon), or one of the commands below.")
+  .command(
+    "$0",
+    "run the worker daemon",
+    (y) => y.options(configFlags),
+    () => {
+      process.stderr.write("djinn-worker: the daemon is not available in this version yet; use `djinn-worker run MANIFEST` to run a build on this machine\n");
+      process.exit(EXIT.internal);
+    },
+  )
+  .command(
+    "run <manifest>",
+    "run one build manifest on this machine, output to the terminal",
+    (y) =>
+      y
+        .positional("manifest", { type: "string", demandOption: true, describe: "the build manifest (YAML)" })
+        .option("driver", { type: "string", describe: "driver configuration file (default: djinn-driver.toml if present, else the os driver only)" })
+        .option("artifacts", { type: "string", default: "artifacts", describe: "directory collected artifacts are written to" })
+        .option("objects", { type: "string", default: ".", describe: "directory objects are read from" })
+        .option("env", { type: "string", array: true, default: [] as string[], describe: "extra variable KEY=value (repeatable)" })
+        .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value: its value never appears in output (repeatable)" })
+        .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
+        .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input, 3 killed, 4 timed out, 5 internal error."),
+    async (args) => {
+      const log = createLogger({ log: { level: "info" } }, { fd: 2 });
+      const abort = new AbortController();
+      let interrupted = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (++interrupted > 1) process.exit(130);
+        process.stderr.write(`\n${sig}: killing the build (again to quit at once)\n`);
+        abort.abort();
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      try {
+        const code = await runManifest({
+          manifest: args.manifest,
+          driverFile: args.driver,
+          artifacts: args.artifacts,
+          objects: args.objects,
+          env: args.env.map(String),
+          secrets: args.secret.map(String),
+          timeout: args.timeout,
+          signal: abort.signal,
+          out: process.stdout,
+          log,
+        });
+        process.exitCode = code;
+      } catch (err) {
+        if (err instanceof InputError || err instanceof ConfigError) fail(err, EXIT.badInput);
+        process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
+        process.exit(EXIT.internal);
+      }
+    },
+  )
+  .command(
+    "check",
+    "validate worker.toml and driver.toml and print the effective configuration",
+    (y) => y.options(configFlags),
+    async (args) => {
+      try {
+        const worker = loadWorkerConfig(args.config);
+        const drivers = loadDriverConfig(args.driver);
+        for (const w of [...worker.warnings, ...drivers.warnings]) process.stderr.write(`warning: ${w}\n`);
+        const ok = await checkConfiguration(worker, drivers, process.stdout);
+        process.exitCode = ok ? 0 : 1;
+      } catch (err) {
+        if (err instanceof ConfigError) fail(err, 1);
+        throw err;
+      }
+    },
+  )
+  .version("version", "print the version", versionLine)
+  .alias("v", "version")
+  .help("help")
+  .alias("h", "help")
+  .strict()
+  .wrap(Math.min(110, process.stdout.columns || 100))
+  .fail((msg, err, y) => {
+    if (err) throw err;
+    process.stderr.write(`djinn-worker: ${msg}\n\n${y.help()}\n`);
+    process.exit(EXIT.badInput);
+  })
+  .parseAsync();

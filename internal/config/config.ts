@@ -1,0 +1,264 @@
+// worker.toml and driver.toml: the only place in the worker that reads TOML.
+import os from "node:os";
+import { ConfigError, applySchema, readToml, type SectionSpec } from "./schema.js";
+
+export { ConfigError } from "./schema.js";
+
+/** The arch name qemu uses for this host (qemu-system-<arch>). */
+export function hostQemuArch(): string {
+  const map: Record<string, string> = { x64: "x86_64", arm64: "aarch64", arm: "arm", ia32: "i386", ppc64: "ppc64", s390x: "s390x", riscv64: "riscv64" };
+  return map[process.arch] ?? process.arch;
+}
+
+const fileStore = (what: string, extra: SectionSpec["keys"] = {}): SectionSpec => ({
+  keys: {
+    type: { kind: "string", default: "file", oneOf: ["file"], doc: `Store type for ${what}; only "file" exists.` },
+    path: { kind: "string", required: true, doc: `Directory that holds ${what}.` },
+    ...extra,
+  },
+});
+
+function checkDriverName(value: string): string | undefined {
+  if (value === "*" || value === "docker" || value === "os" || value === "ssh") return undefined;
+  const qemu = /^qemu(?:-(.*))?$/.exec(value);
+  if (qemu) {
+    const want = hostQemuArch();
+    if (qemu[1] === want) return undefined;
+    return `the qemu driver must name this host's arch: use "qemu-${want}"${qemu[1] ? `, not "${value}"` : ""}`;
+  }
+  return `unknown driver ${JSON.stringify(value)}: must be one of "docker", "qemu-${hostQemuArch()}", "ssh", "os" or "*" (every driver configured in the driver file)`;
+}
+
+export const workerSchema: SectionSpec = {
+  keys: {
+    parallelism: { kind: "integer", default: 0, min: 0, doc: "Builds run at once; 0 = number of CPUs." },
+    driver: { kind: "string", default: "*", check: checkDriverName, doc: 'Driver whose queue this worker serves: docker, qemu-<host arch>, ssh, os, or "*" for every driver in driver.toml.' },
+    queue: { kind: "string", default: "builds", check: (v) => (v.trim() === "" ? "must not be empty" : undefined), doc: "Queue name prefix; the lists are <queue>_<driver>." },
+    timeout: { kind: "duration", default: "30m", doc: 'Longest a build may run before it is timed_out ("0" = no limit).' },
+    pidfile: { kind: "string", doc: "File the daemon writes its pid to." },
+    lease: { kind: "duration", default: "30s", doc: "How long a taken build stays claimed without a heartbeat before another worker recovers it." },
+    shutdown_timeout: { kind: "duration", default: "5m", doc: "On SIGTERM, how long running builds may finish before they are killed and re-queued." },
+    output_limit: { kind: "integer", default: 0, min: 0, doc: "Most bytes of output stored per job (0 = no limit); the rest is dropped with a note." },
+  },
+  sections: {
+    crypto: { keys: { block: { kind: "string", required: true, secret: true, check: (v) => ([16, 24, 32].includes(Buffer.byteLength(v)) ? undefined : `must be 16, 24 or 32 characters long, got ${Buffer.byteLength(v)}`), doc: "AES key (16, 24 or 32 characters) for masked variables and keys in the database." } } },
+    smtp: {
+      keys: {
+        addr: { kind: "string", required: true, doc: "SMTP server host:port." },
+        ca: { kind: "string", doc: "CA bundle; when set, STARTTLS is required and verified against it." },
+        admin: { kind: "string", required: true, doc: "From address of failure mail." },
+        username: { kind: "string", doc: "SMTP AUTH user." },
+        password: { kind: "string", secret: true, doc: "SMTP AUTH password." },
+      },
+    },
+    database: {
+      keys: {
+        addr: { kind: "string", required: true, doc: "PostgreSQL host:port." },
+        name: { kind: "string", required: true, doc: "Database name." },
+        username: { kind: "string", required: true, doc: "Database user." },
+        password: { kind: "string", default: "", secret: true, doc: "Database password." },
+      },
+      sections: {
+        ssl: {
+          keys: {
+            ca: { kind: "string", doc: "CA certificate to verify the server." },
+            cert: { kind: "string", doc: "Client certificate." },
+            key: { kind: "string", doc: "Client key." },
+          },
+        },
+      },
+    },
+    redis: {
+      keys: {
+        addr: { kind: "string", required: true, doc: "Redis host:port." },
+        password: { kind: "string", secret: true, doc: "Redis AUTH password." },
+        db: { kind: "integer", default: 0, min: 0, doc: "Redis database number." },
+      },
+    },
+    images: fileStore("custom images (<path>/<driver>/_base/...)"),
+    artifacts: fileStore("collected artifacts", { limit: { kind: "integer", default: 0, min: 0, doc: "Bytes collected per artifact at most; 0 = unlimited." } }),
+    objects: fileStore("objects placed into builds"),
+    log: {
+      keys: {
+        level: { kind: "string", default: "info", oneOf: ["debug", "info", "error"], doc: "Log level." },
+        file: { kind: "string", doc: "Log file; standard output when unset." },
+      },
+    },
+    metrics: { keys: { addr: { kind: "string", required: true, doc: "host:port for /metrics and /healthz." } } },
+  },
+};
+
+export const driverSchema: SectionSpec = {
+  keys: {},
+  sections: {
+    docker: {
+      keys: {
+        host: { kind: "string", default: "unix:///var/run/docker.sock", check: (v) => (/^(unix|tcp|http|https):\/\//.test(v) ? undefined : `must be unix:///path or tcp://host:port, got ${JSON.stringify(v)}`), doc: "Docker Engine address." },
+        version: { kind: "string", doc: 'Docker API version, e.g. "1.41"; negotiated when unset.' },
+        pull: { kind: "string", default: "if-not-present", oneOf: ["always", "if-not-present", "never"], doc: "When to pull a build's image." },
+        cpus: { kind: "number", min: 0, doc: "CPUs a build may use by default (0 = no limit)." },
+        memory: { kind: "integer", min: 0, doc: "Memory in MB a build may use by default (0 = no limit)." },
+        max_cpus: { kind: "number", min: 0, doc: "Most CPUs a manifest may ask for." },
+        max_memory: { kind: "integer", min: 0, doc: "Most memory in MB a manifest may ask for." },
+        network: { kind: "string", default: "bridge", doc: "Network mode of build containers." },
+      },
+    },
+    qemu: {
+      keys: {
+        disks: { kind: "string", doc: "Directory of base images for `run` (the daemon uses <images.path>/qemu/_base/<arch>)." },
+        cpus: { kind: "integer", default: 1, min: 1, doc: "Virtual CPUs per machine." },
+        memory: { kind: "integer", default: 2048, min: 16, doc: "Memory per machine in MB (qemu -m)." },
+        accel: { kind: "string", default: "auto", oneOf: ["auto", "kvm", "tcg"], doc: "Acceleration; auto = KVM when it works, else TCG." },
+        boot_timeout: { kind: "duration", default: "5m", doc: "How long to wait for the machine's SSH to answer." },
+        key: { kind: "string", doc: "Private key for root in the guest; none = Djinn's empty-password root." },
+        disk_interface: { kind: "string", default: "virtio", oneOf: ["virtio", "ide", "scsi"], doc: "Disk interface for images without virtio drivers." },
+        net_device: { kind: "string", default: "virtio-net-pci", doc: "NIC model (virtio-net-pci, e1000, ...)." },
+      },
+    },
+    ssh: {
+      keys: {
+        timeout: { kind: "duration", default: "60s", doc: "How long to keep trying to connect." },
+        user: { kind: "string", default: "root", doc: "User to log in as." },
+        key: { kind: "string", doc: "Private key file." },
+      },
+    },
+    os: { keys: {} },
+  },
+};
+
+export interface StoreConfig {
+  type: "file";
+  path: string;
+}
+
+export interface WorkerConfig {
+  file: string;
+  parallelism: number;
+  driver: string;
+  queue: string;
+  timeoutMs: number;
+  pidfile?: string;
+  leaseMs: number;
+  shutdownTimeoutMs: number;
+  outputLimit: number;
+  crypto?: { block: string };
+  smtp?: { addr: string; ca?: string; admin: string; username?: string; password?: string };
+  database?: { addr: string; name: string; username: string; password: string; ssl?: { ca?: string; cert?: string; key?: string } };
+  redis?: { addr: string; password?: string; db: number };
+  images?: StoreConfig;
+  artifacts?: StoreConfig & { limit: number };
+  objects?: StoreConfig;
+  log: { level: "debug" | "info" | "error"; file?: string };
+  metrics?: { addr: string };
+  warnings: string[];
+}
+
+export interface DockerConfig {
+  host: string;
+  version?: string;
+  pull: "always" | "if-not-present" | "never";
+  cpus?: number;
+  memory?: number;
+  max_cpus?: number;
+  max_memory?: number;
+  network: string;
+}
+
+export interface QemuConfig {
+  disks?: string;
+  cpus: number;
+  memory: number;
+  accel: "auto" | "kvm" | "tcg";
+  bootTimeoutMs: number;
+  key?: string;
+  disk_interface: "virtio" | "ide" | "scsi";
+  net_device: string;
+}
+
+export interface SshConfig {
+  timeoutMs: number;
+  user: string;
+  key?: string;
+}
+
+export interface DriverConfig {
+  file?: string;
+  docker?: DockerConfig;
+  qemu?: QemuConfig;
+  ssh?: SshConfig;
+  os?: Record<string, never>;
+  warnings: string[];
+}
+
+export function loadWorkerConfig(file: string): WorkerConfig {
+  const { text, data } = readToml(file);
+  const { values: v, warnings } = applySchema(file, text, data, workerSchema);
+  const cfg = {
+    ...v,
+    timeoutMs: v.timeout,
+    leaseMs: v.lease,
+    shutdownTimeoutMs: v.shutdown_timeout,
+    outputLimit: v.output_limit,
+    log: v.log ?? { level: "info" },
+    parallelism: (v.parallelism as number) === 0 ? os.availableParallelism() : v.parallelism,
+    file,
+    warnings,
+  } as unknown as WorkerConfig;
+  if ((v.lease as number) < 1000) throw new ConfigError(file, "lease", undefined, "must be at least 1s");
+  for (const k of ["timeout", "lease", "shutdown_timeout", "output_limit"]) delete (cfg as unknown as Record<string, unknown>)[k];
+  return cfg;
+}
+
+export function loadDriverConfig(file: string): DriverConfig {
+  const { text, data } = readToml(file);
+  const { values: v, warnings } = applySchema(file, text, data, driverSchema);
+  const cfg: DriverConfig = { file, warnings };
+  if (v.docker) cfg.docker = v.docker as DockerConfig;
+  if (v.os) cfg.os = {};
+  if (v.ssh) {
+    const s = v.ssh as Record<string, unknown>;
+    cfg.ssh = { timeoutMs: s.timeout as number, user: s.user as string, key: s.key as string | undefined };
+  }
+  if (v.qemu) {
+    const q = v.qemu as Record<string, unknown>;
+    const { boot_timeout, ...rest } = q;
+    cfg.qemu = { ...(rest as Omit<QemuConfig, "bootTimeoutMs">), bootTimeoutMs: boot_timeout as number };
+  }
+  return cfg;
+}
+
+/** The driver.toml used when `run` is given none: only the os driver, which needs no settings. */
+export function defaultDriverConfig(): DriverConfig {
+  return { os: {}, warnings: [] };
+}
+
+/** Driver sections present in driver.toml, by queue name (qemu → qemu-<arch>). */
+export function configuredDrivers(drivers: DriverConfig): string[] {
+  const names: string[] = [];
+  if (drivers.docker) names.push("docker");
+  if (drivers.qemu) names.push(`qemu-${hostQemuArch()}`);
+  if (drivers.ssh) names.push("ssh");
+  if (drivers.os) names.push("os");
+  return names;
+}
+
+/** The queue names a worker serves: its `driver` key resolved against driver.toml. */
+export function servedDrivers(worker: WorkerConfig, drivers: DriverConfig): string[] {
+  const configured = configuredDrivers(drivers);
+  if (worker.driver === "*") {
+    if (configured.length === 0) throw new ConfigError(drivers.file ?? "driver.toml", undefined, undefined, 'driver = "*" but no driver section ([docker], [qemu], [ssh], [os]) is configured');
+    return configured;
+  }
+  if (!configured.includes(worker.driver)) {
+    const section = worker.driver.startsWith("qemu") ? "qemu" : worker.driver;
+    throw new ConfigError(worker.file, "driver", undefined, `driver ${JSON.stringify(worker.driver)} is not configured: add a [${section}] section to ${drivers.file ?? "the driver file"}`);
+  }
+  return [worker.driver];
+}
+
+/** Fails with one clear line when a section the daemon needs is absent. */
+export function requireSections(worker: WorkerConfig, ...names: ("crypto" | "database" | "redis" | "artifacts" | "objects" | "images")[]): void {
+  for (const name of names) {
+    if (!worker[name]) throw new ConfigError(worker.file, undefined, undefined, `[${name}] section is required`);
+  }
+}

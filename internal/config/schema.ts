@@ -1,0 +1,211 @@
+// A small schema engine for the two TOML files: every value is checked against a
+// declared key, so every error can name the file, the key and its line.
+import TOML from "@iarna/toml";
+import { readFileSync } from "node:fs";
+import { parseDuration } from "./duration.js";
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly key: string | undefined,
+    readonly line: number | undefined,
+    readonly reason: string,
+    readonly column?: number,
+  ) {
+    const where = line === undefined ? file : column === undefined ? `${file}:${line}` : `${file}:${line}:${column}`;
+    super(key ? `${where}: ${key}: ${reason}` : `${where}: ${reason}`);
+    this.name = "ConfigError";
+  }
+}
+
+export type KeySpec =
+  | { kind: "string"; required?: boolean; default?: string; oneOf?: readonly string[]; secret?: boolean; check?: (v: string) => string | undefined; doc: string }
+  | { kind: "integer"; required?: boolean; default?: number; min?: number; max?: number; doc: string }
+  | { kind: "number"; required?: boolean; default?: number; min?: number; doc: string }
+  | { kind: "boolean"; default?: boolean; doc: string }
+  | { kind: "duration"; required?: boolean; default?: string; min?: number; doc: string };
+
+export interface SectionSpec {
+  keys: Record<string, KeySpec>;
+  sections?: Record<string, SectionSpec>;
+  doc?: string;
+}
+
+type Parsed = Record<string, unknown>;
+
+/** Where things are in a TOML file, found by reading its lines; the parser gives positions only for syntax errors. */
+export class SourceMap {
+  private readonly lines: string[];
+  constructor(text: string) {
+    this.lines = text.split(/\r?\n/);
+  }
+  /** 1-based line of `key` inside table `table` ("" for the top level), or of the table header when key is omitted. */
+  lineOf(table: string, key?: string): number | undefined {
+    let current = "";
+    for (let i = 0; i < this.lines.length; i++) {
+      const line = this.lines[i].trim();
+      const header = /^\[\s*([^\]]+?)\s*\]/.exec(line);
+      if (header) {
+        current = header[1].replace(/\s*\.\s*/g, ".").replace(/"/g, "");
+        if (key === undefined && current === table) return i + 1;
+        continue;
+      }
+      if (key !== undefined && current === table) {
+        const m = /^("?)([A-Za-z0-9_\-.]+)\1\s*=/.exec(line);
+        if (m && m[2] === key) return i + 1;
+      }
+    }
+    return undefined;
+  }
+}
+
+export interface LoadedToml {
+  file: string;
+  values: Parsed;
+  warnings: string[];
+}
+
+/** Reads and parses a TOML file, mapping read and syntax errors to ConfigError. */
+export function readToml(file: string): { text: string; data: Parsed } {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String((err as Error).message);
+    throw new ConfigError(file, undefined, undefined, `cannot read configuration: ${why}`);
+  }
+  try {
+    return { text, data: TOML.parse(text) as Parsed };
+  } catch (err) {
+    const e = err as Error & { line?: number; col?: number };
+    const reason = e.message.split("\n")[0].replace(/ at row \d+, col \d+, pos \d+:?$/, "");
+    throw new ConfigError(file, undefined, (e.line ?? 0) + 1, `syntax error: ${reason}`, (e.col ?? 0) + 1);
+  }
+}
+
+function typeName(v: unknown): string {
+  if (Array.isArray(v)) return "array";
+  if (v instanceof Date) return "datetime";
+  if (v === null) return "null";
+  if (typeof v === "object") return "table";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "float";
+  return typeof v;
+}
+
+function show(v: unknown): string {
+  return typeof v === "string" ? JSON.stringify(v) : typeName(v) === "table" ? "a table" : String(v);
+}
+
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length];
+}
+
+function suggestion(name: string, known: string[]): string {
+  let best: string | undefined;
+  let bestDist = Infinity;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestDist) {
+      best = k;
+      bestDist = d;
+    }
+  }
+  return best !== undefined && bestDist <= Math.max(2, Math.floor(name.length / 3)) ? ` — did you mean "${best}"?` : "";
+}
+
+/** Checks parsed TOML against a schema; returns the typed values (durations in ms) and the warnings. */
+export function applySchema(file: string, text: string, data: Parsed, schema: SectionSpec): LoadedToml {
+  const map = new SourceMap(text);
+  const warnings: string[] = [];
+
+  const walk = (table: string, spec: SectionSpec, input: Parsed): Parsed => {
+    const out: Parsed = {};
+    const qualified = (k: string) => (table ? `${table}.${k}` : k);
+    for (const [name, value] of Object.entries(input)) {
+      const keySpec = spec.keys[name];
+      const sub = spec.sections?.[name];
+      if (keySpec) {
+        out[name] = checkValue(qualified(name), keySpec, value, map.lineOf(table, name));
+      } else if (sub) {
+        if (typeName(value) !== "table") {
+          throw new ConfigError(file, qualified(name), map.lineOf(table, name), `expected a table [${qualified(name)}], got ${typeName(value)}`);
+        }
+        out[name] = walk(qualified(name), sub, value as Parsed);
+      } else {
+        const known = [...Object.keys(spec.keys), ...Object.keys(spec.sections ?? {})];
+        const isTable = typeName(value) === "table";
+        const line = isTable ? map.lineOf(qualified(name)) : map.lineOf(table, name);
+        const what = isTable ? `unknown section [${qualified(name)}]` : `unknown key "${qualified(name)}"`;
+        const hint = suggestion(name, known);
+        warnings.push(`${file}${line ? `:${line}` : ""}: ${what}${hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : ""}`);
+      }
+    }
+    for (const [name, keySpec] of Object.entries(spec.keys)) {
+      if (name in out) continue;
+      if ("required" in keySpec && keySpec.required) {
+        throw new ConfigError(file, qualified(name), table ? map.lineOf(table) : undefined, table ? `required in [${table}] but missing` : "required but missing");
+      }
+      if ("default" in keySpec && keySpec.default !== undefined) {
+        out[name] = keySpec.kind === "duration" ? parseDuration(keySpec.default) : keySpec.default;
+      }
+    }
+    return out;
+  };
+
+  const checkValue = (key: string, spec: KeySpec, value: unknown, line: number | undefined): unknown => {
+    const fail = (reason: string): never => {
+      throw new ConfigError(file, key, line, reason);
+    };
+    const got = typeName(value);
+    switch (spec.kind) {
+      case "string": {
+        if (typeof value !== "string") fail(`expected a string, got ${got} ${show(value)}`);
+        const s = value as string;
+        if (spec.oneOf && !spec.oneOf.includes(s)) fail(`must be one of ${spec.oneOf.map((o) => `"${o}"`).join(", ")}, got ${JSON.stringify(s)}`);
+        const problem = spec.check?.(s);
+        if (problem) fail(problem);
+        return s;
+      }
+      case "integer": {
+        if (got !== "integer") fail(`expected an integer, got ${got} ${show(value)}`);
+        const n = value as number;
+        if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
+        if (spec.max !== undefined && n > spec.max) fail(`must be ${spec.max} or less, got ${n}`);
+        return n;
+      }
+      case "number": {
+        if (typeof value !== "number") fail(`expected a number, got ${got} ${show(value)}`);
+        const n = value as number;
+        if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
+        return n;
+      }
+      case "boolean":
+        if (typeof value !== "boolean") fail(`expected true or false, got ${got} ${show(value)}`);
+        return value;
+      case "duration": {
+        if (typeof value !== "string") fail(`expected a duration string such as "30m", got ${got} ${show(value)}`);
+        let ms = 0;
+        try {
+          ms = parseDuration(value as string);
+        } catch (err) {
+          fail((err as Error).message);
+        }
+        if (ms < (spec.min ?? 0)) fail(`must not be negative, got ${JSON.stringify(value)}`);
+        return ms;
+      }
+    }
+  };
+
+  return { file, values: walk("", schema, data), warnings };
+}

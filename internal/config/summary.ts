@@ -1,0 +1,50 @@
+// The effective configuration as `djinn-worker check` prints it: every key with its value,
+// secrets as ***.
+import { formatDuration } from "./duration.js";
+import { driverSchema, workerSchema, type DriverConfig, type WorkerConfig } from "./config.js";
+import type { SectionSpec } from "./schema.js";
+
+function render(spec: SectionSpec, values: Record<string, unknown>, prefix: string, out: string[]): void {
+  for (const [key, keySpec] of Object.entries(spec.keys)) {
+    const name = prefix + key;
+    let v = values[key];
+    if (v === undefined) {
+      out.push(`  ${name} = (unset)`);
+      continue;
+    }
+    if (keySpec.kind === "string" && keySpec.secret) v = v === "" ? "(empty)" : "***";
+    else if (keySpec.kind === "duration") v = formatDuration(v as number);
+    else if (typeof v === "string") v = JSON.stringify(v);
+    out.push(`  ${name} = ${v}`);
+  }
+  for (const [name, sub] of Object.entries(spec.sections ?? {})) {
+    const inner = values[name] as Record<string, unknown> | undefined;
+    if (!inner) {
+      if (!prefix) out.push(`  [${name}] (not configured)`);
+      continue;
+    }
+    render(sub, inner, `${prefix}${name}.`, out);
+  }
+}
+
+export function summarizeWorker(cfg: WorkerConfig): string[] {
+  const values: Record<string, unknown> = {
+    ...cfg,
+    timeout: cfg.timeoutMs,
+    lease: cfg.leaseMs,
+    shutdown_timeout: cfg.shutdownTimeoutMs,
+    output_limit: cfg.outputLimit,
+  };
+  const out = [`${cfg.file}:`];
+  render(workerSchema, values, "", out);
+  return out;
+}
+
+export function summarizeDrivers(cfg: DriverConfig): string[] {
+  const values: Record<string, unknown> = { ...cfg };
+  if (cfg.qemu) values.qemu = { ...cfg.qemu, boot_timeout: cfg.qemu.bootTimeoutMs };
+  if (cfg.ssh) values.ssh = { ...cfg.ssh, timeout: cfg.ssh.timeoutMs };
+  const out = [`${cfg.file ?? "(no driver file: the os driver only)"}:`];
+  render(driverSchema, values, "", out);
+  return out;
+}

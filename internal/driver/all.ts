@@ -1,0 +1,2 @@
+// Registers every driver this worker has; importing this module is how the registry is filled.
+import "./os/os.js";

@@ -1,0 +1,84 @@
+// The one small interface every driver implements, and the registry that finds them by name.
+import type { Readable, Writable } from "node:stream";
+import type { Logger } from "pino";
+import type { DriverConfig } from "../config/config.js";
+
+export interface JobRun {
+  /** Full job name, for messages. */
+  name: string;
+  /** A POSIX shell script; it begins with `set -ex`, so it stops at the first failure and traces commands. */
+  script: string;
+  /** The build's variables (manifest env, submitted and masked ones); the driver adds its own base env underneath. */
+  env: Record<string, string>;
+  /** Where stdout and stderr go, merged, as they come. Never end it: the runner owns it. */
+  output: Writable;
+  /** Aborted when the build is killed or times out: stop the job at once. */
+  signal: AbortSignal;
+}
+
+export interface Driver {
+  /** Brings the build environment up, writing progress to `output`. Throws DriverError with a message fit for the build output. */
+  create(output: Writable, signal: AbortSignal): Promise<void>;
+  /** Runs one job; resolves to its exit code (0 = passed). */
+  execute(job: JobRun): Promise<number>;
+  /** Writes `source` (of `size` bytes) to `dest` in the environment; a relative `dest` is under the workspace. */
+  place(dest: string, source: Readable, size: number): Promise<void>;
+  /** Opens a file of the environment for reading; `path` is relative to the workspace. Rejects with CollectError. */
+  collect(path: string): Promise<Readable>;
+  /** Releases everything the build used. Idempotent, never throws. */
+  destroy(): Promise<void>;
+}
+
+/** A failure to create or use the environment, worded for the build's output. */
+export class DriverError extends Error {
+  override name = "DriverError";
+}
+
+/** Why an artifact could not be collected; the build goes on. */
+export class CollectError extends Error {
+  override name = "CollectError";
+  constructor(readonly reason: "missing" | "outside" | "not-a-file" | "failed", message: string) {
+    super(message);
+  }
+}
+
+export interface DriverOptions {
+  buildId: string;
+  /** The manifest's driver map (type, image, workspace, ...). */
+  manifest: Record<string, string>;
+  config: DriverConfig;
+  /** worker.toml [images] path, when the daemon runs the build. */
+  imagesPath?: string;
+  log: Logger;
+}
+
+export interface DriverEntry {
+  /** The manifest's driver.type. */
+  name: string;
+  create(options: DriverOptions): Driver;
+  /** Removes what a build left behind when its worker died; called by the worker that recovers it. */
+  reap?(buildId: string, config: DriverConfig, log: Logger): Promise<void>;
+  /** Lines for `djinn-worker check`: reachability, versions. Throws when the driver cannot work. */
+  check?(config: DriverConfig): Promise<string[]>;
+}
+
+const registry = new Map<string, DriverEntry>();
+
+export function registerDriver(entry: DriverEntry): void {
+  registry.set(entry.name, entry);
+}
+
+export function getDriver(type: string): DriverEntry {
+  const entry = registry.get(type);
+  if (!entry) throw new DriverError(`unknown driver "${type}": this worker has ${[...registry.keys()].join(", ")}`);
+  return entry;
+}
+
+export function driverNames(): string[] {
+  return [...registry.keys()];
+}
+
+/** The manifest driver type of a queue name: qemu-x86_64 → qemu. */
+export function driverTypeOfQueue(queueDriver: string): string {
+  return queueDriver.startsWith("qemu") ? "qemu" : queueDriver;
+}

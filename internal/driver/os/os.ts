@@ -1,0 +1,158 @@
+// The os driver: jobs run straight on this host, in a fresh temporary workspace per build.
+// For offline, trusted builds only: there is no isolation beyond the workspace directory.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createReadStream, createWriteStream } from "node:fs";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { isInside } from "../../fs/store.js";
+import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
+
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export class OsDriver implements Driver {
+  private dir?: string;
+  private workspace?: string;
+  private jobs = 0;
+  private readonly running = new Set<ChildProcess>();
+
+  constructor(private readonly options: DriverOptions) {}
+
+  async create(output: Writable, _signal: AbortSignal): Promise<void> {
+    const safeId = this.options.buildId.replace(/[^A-Za-z0-9_-]/g, "_");
+    this.dir = await fs.mkdtemp(path.join(os.tmpdir(), `djinn-build-${safeId}-`));
+    this.workspace = path.join(this.dir, "workspace");
+    await fs.mkdir(this.workspace, { mode: 0o700 });
+    await fs.mkdir(path.join(this.dir, "scripts"), { mode: 0o700 });
+    output.write(`Running on the host (os driver), workspace ${this.workspace}\n`);
+  }
+
+  private requireWorkspace(): string {
+    if (!this.workspace) throw new DriverError("the os driver's workspace was not created");
+    return this.workspace;
+  }
+
+  /** The minimal environment every job starts from; the build's variables go on top. */
+  private baseEnv(): Record<string, string> {
+    const workspace = this.requireWorkspace();
+    return {
+      PATH: process.env.PATH || DEFAULT_PATH,
+      HOME: workspace,
+      USER: os.userInfo().username,
+      LANG: "C.UTF-8",
+      TMPDIR: os.tmpdir(),
+      CI: "true",
+      DJINN_BUILD: this.options.buildId,
+    };
+  }
+
+  async execute(job: JobRun): Promise<number> {
+    const workspace = this.requireWorkspace();
+    const script = path.join(this.dir!, "scripts", `job-${++this.jobs}.sh`);
+    await fs.writeFile(script, job.script, { mode: 0o600 });
+    if (job.signal.aborted) return 137;
+    // One pipe for both streams (2>&1), so output keeps the order it was written in.
+    const child = spawn("/bin/sh", ["-c", 'exec /bin/sh "$0" 2>&1', script], {
+      cwd: workspace,
+      env: { ...this.baseEnv(), ...job.env },
+      stdio: ["ignore", "pipe", "ignore"],
+      // Its own process group, so a kill reaches everything the job started.
+      detached: true,
+    });
+    this.running.add(child);
+    const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+    const kill = () => killGroup(child);
+    job.signal.addEventListener("abort", kill, { once: true });
+    child.stdout!.pipe(job.output, { end: false });
+    try {
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+        child.once("error", reject);
+        child.once("exit", (c, s) => resolve([c, s]));
+      });
+      // Background processes a job left behind die with it; then its pipes drain and close.
+      killGroup(child);
+      await drained(child, closed, 2000);
+      if (code !== null) return code;
+      return 128 + (os.constants.signals[signal ?? "SIGKILL"] ?? 9);
+    } catch (err) {
+      throw new DriverError(`cannot start /bin/sh: ${(err as Error).message}`);
+    } finally {
+      job.signal.removeEventListener("abort", kill);
+      child.stdout!.unpipe(job.output);
+      this.running.delete(child);
+    }
+  }
+
+  async place(dest: string, source: Readable, _size: number): Promise<void> {
+    const workspace = this.requireWorkspace();
+    const target = path.resolve(workspace, dest);
+    if (!isInside(workspace, target)) {
+      source.destroy();
+      throw new DriverError(`the os driver places objects inside the workspace only, not at ${dest}`);
+    }
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const realParent = await fs.realpath(path.dirname(target));
+    if (!isInside(await fs.realpath(workspace), realParent)) {
+      source.destroy();
+      throw new DriverError(`${dest} leads outside the workspace`);
+    }
+    await pipeline(source, createWriteStream(target, { mode: 0o644 }));
+  }
+
+  async collect(file: string): Promise<Readable> {
+    const workspace = this.requireWorkspace();
+    const target = path.resolve(workspace, file);
+    if (path.isAbsolute(file) || !isInside(workspace, target)) throw new CollectError("outside", `${file} is outside the workspace`);
+    let real: string;
+    try {
+      real = await fs.realpath(target);
+    } catch {
+      throw new CollectError("missing", `${file} does not exist`);
+    }
+    if (!isInside(await fs.realpath(workspace), real)) throw new CollectError("outside", `${file} links outside the workspace`);
+    const stat = await fs.stat(real);
+    if (!stat.isFile()) throw new CollectError("not-a-file", `${file} is not a regular file`);
+    return createReadStream(real);
+  }
+
+  async destroy(): Promise<void> {
+    for (const child of this.running) killGroup(child);
+    if (this.dir) {
+      await fs.rm(this.dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+      this.dir = undefined;
+      this.workspace = undefined;
+    }
+  }
+}
+
+/** Waits for the job's pipes to close; a process that escaped its group and holds them open is cut off after `ms`. */
+async function drained(child: ChildProcess, closed: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    closed,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        child.stdout!.destroy();
+        resolve();
+      }, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
+}
+
+registerDriver({
+  name: "os",
+  create: (options) => new OsDriver(options),
+  check: async () => [`os: jobs run on this host with /bin/sh, in a temporary workspace under ${os.tmpdir()}`],
+});

@@ -1,0 +1,147 @@
+// `djinn-worker run`: one manifest, on this machine, output to the terminal, no services.
+import { existsSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
+import { formatDuration, parseDuration } from "../config/duration.js";
+import { getDriver } from "../driver/driver.js";
+import "../driver/all.js";
+import { ArtifactStore, ObjectStore } from "../fs/store.js";
+import type { Logger } from "../log/log.js";
+import { parseManifest } from "../manifest/manifest.js";
+import { planBuild, type Status } from "../runner/plan.js";
+import { runBuild, type BuildReporter } from "../runner/runner.js";
+
+/** Exit codes of `run` (and of every command for bad input). */
+export const EXIT = {
+  passed: 0,
+  failed: 1,
+  badInput: 2,
+  killed: 3,
+  timedOut: 4,
+  internal: 5,
+} as const;
+
+export function exitCodeOf(status: Status): number {
+  switch (status) {
+    case "passed":
+    case "passed_with_failures":
+      return EXIT.passed;
+    case "killed":
+      return EXIT.killed;
+    case "timed_out":
+      return EXIT.timedOut;
+    default:
+      return EXIT.failed;
+  }
+}
+
+/** Bad input from the operator: printed as one line, exit 2, nothing started. */
+export class InputError extends Error {
+  override name = "InputError";
+}
+
+export interface RunOptions {
+  manifest: string;
+  driverFile?: string;
+  artifacts: string;
+  objects: string;
+  env: string[];
+  secrets: string[];
+  timeout?: string;
+  signal: AbortSignal;
+  out: NodeJS.WritableStream;
+  log: Logger;
+}
+
+export function parseAssignments(flag: string, items: string[]): [string, string][] {
+  return items.map((item) => {
+    const eq = item.indexOf("=");
+    if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(item.slice(0, eq))) throw new InputError(`${flag} ${JSON.stringify(item)}: expected KEY=value`);
+    return [item.slice(0, eq), item.slice(eq + 1)];
+  });
+}
+
+/** Writes to the terminal with backpressure; one per job, so ending it never ends stdout. */
+function terminalSink(out: NodeJS.WritableStream): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (out.write(chunk)) done();
+      else out.once("drain", () => done());
+    },
+  });
+}
+
+export async function loadRunDriverConfig(driverFile: string | undefined, type: string): Promise<DriverConfig> {
+  const file = driverFile ?? (existsSync("djinn-driver.toml") ? "djinn-driver.toml" : undefined);
+  const cfg = file ? loadDriverConfig(file) : defaultDriverConfig();
+  const present = type === "os" ? cfg.os : (cfg as unknown as Record<string, unknown>)[type];
+  if (!present) throw new InputError(`${file}: the manifest's driver "${type}" is not configured: add a [${type}] section`);
+  return cfg;
+}
+
+export async function runManifest(opts: RunOptions): Promise<number> {
+  let text: string;
+  try {
+    text = await fs.readFile(opts.manifest, "utf8");
+  } catch (err) {
+    throw new InputError(`${opts.manifest}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+  }
+  let parsed;
+  try {
+    parsed = parseManifest(text);
+  } catch (err) {
+    throw new InputError(`${opts.manifest}: ${(err as Error).message}`);
+  }
+  const { manifest, warnings } = parsed;
+  for (const w of warnings) opts.log.warn(`${opts.manifest}: ${w}`);
+  let timeoutMs = 0;
+  if (opts.timeout !== undefined) {
+    try {
+      timeoutMs = parseDuration(opts.timeout);
+    } catch (err) {
+      throw new InputError(`--timeout: ${(err as Error).message}`);
+    }
+  }
+  const env: Record<string, string> = Object.fromEntries([...manifest.env, ...parseAssignments("--env", opts.env)]);
+  const secrets = parseAssignments("--secret", opts.secrets);
+  for (const [k, v] of secrets) env[k] = v;
+  const driverConfig = await loadRunDriverConfig(opts.driverFile, manifest.driver.type);
+  for (const w of driverConfig.warnings) opts.log.warn(w);
+
+  const buildId = `local-${Date.now()}`;
+  const entry = getDriver(manifest.driver.type);
+  const driver = entry.create({ buildId, manifest: manifest.driver, config: driverConfig, log: opts.log });
+  await fs.mkdir(opts.artifacts, { recursive: true });
+
+  const out = opts.out;
+  const results: [string, Status][] = [];
+  const reporter: BuildReporter = {
+    jobStarted(job) {
+      out.write(`\n==> ${job.stage} / ${job.name}\n`);
+      return terminalSink(out);
+    },
+    jobFinished(job, result) {
+      results.push([`${job.stage} / ${job.name}`, result.status]);
+      if (result.status !== "skipped") out.write(`==> ${job.stage} / ${job.name}: ${result.status}\n`);
+    },
+  };
+  const started = Date.now();
+  const status = await runBuild({
+    plan: planBuild(manifest, "local"),
+    driver,
+    env,
+    masks: secrets.map(([, v]) => v),
+    objects: { store: new ObjectStore(path.resolve(opts.objects)), list: manifest.objects },
+    artifacts: new ArtifactStore(path.resolve(opts.artifacts)),
+    reporter,
+    signal: opts.signal,
+    timeoutMs,
+  });
+  out.write(`\nJobs:\n`);
+  const width = Math.max(...results.map(([n]) => n.length));
+  for (const [name, s] of results) out.write(`  ${name.padEnd(width)}  ${s}\n`);
+  out.write(`\nDone. Build ${status} in ${formatDuration(Math.round((Date.now() - started) / 100) * 100)}\n`);
+  return exitCodeOf(status);
+}

@@ -1,0 +1,57 @@
+// A manifest turned into the stages and jobs a runner executes, with Djinn's setup stage first.
+import type { Manifest, Passthrough } from "../manifest/manifest.js";
+
+export const BUILD_STATUSES = ["queued", "running", "passed", "passed_with_failures", "failed", "killed", "timed_out"] as const;
+/** Djinn's seven statuses; a job that was never run because the build stopped first is `skipped`. */
+export type Status = (typeof BUILD_STATUSES)[number] | "skipped";
+
+export const CREATE_DRIVER_JOB = "create-driver";
+
+export interface PlannedJob {
+  stage: string;
+  name: string;
+  commands: string[];
+  artifacts: Passthrough[];
+  /** The setup job that creates the environment and places the objects. */
+  createsDriver?: boolean;
+}
+
+export interface PlannedStage {
+  name: string;
+  canFail: boolean;
+  jobs: PlannedJob[];
+}
+
+export interface BuildPlan {
+  stages: PlannedStage[];
+}
+
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_\-./:=@%+,]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The setup stage is named like Djinn's (`setup - #<label>`) so it never collides with a user's own "setup" stage. */
+export function setupStageName(label: string): string {
+  return `setup - #${label}`;
+}
+
+export function planBuild(manifest: Manifest, label: string): BuildPlan {
+  const setup = setupStageName(label);
+  const setupJobs: PlannedJob[] = [{ stage: setup, name: CREATE_DRIVER_JOB, commands: [], artifacts: [], createsDriver: true }];
+  manifest.sources.forEach((src, i) => {
+    const commands = [`git clone -q ${shellQuote(src.url)} ${shellQuote(src.dir)}`];
+    if (src.ref) commands.push(`cd ${shellQuote(src.dir)}`, `git checkout -q ${shellQuote(src.ref)}`);
+    setupJobs.push({ stage: setup, name: `clone.${i + 1}`, commands, artifacts: [] });
+  });
+  const allow = new Set(manifest.allowFailures);
+  const stages: PlannedStage[] = [{ name: setup, canFail: false, jobs: setupJobs }];
+  for (const name of manifest.stages) {
+    stages.push({ name, canFail: allow.has(name), jobs: manifest.jobs.filter((j) => j.stage === name).map((j) => ({ ...j })) });
+  }
+  return { stages };
+}
+
+/** The script a driver runs for a job: stop at the first failure, show each command as `+ command`. */
+export function jobScript(commands: string[]): string {
+  return `set -ex\n${commands.join("\n")}\n`;
+}

@@ -1,0 +1,177 @@
+// Runs a build plan on a driver with Djinn's semantics: stages in order, jobs in order, a failed
+// job stops the build unless its stage may fail, timeout and kill stop it at once, and the
+// driver is destroyed whatever happens.
+import { once } from "node:events";
+import type { Writable } from "node:stream";
+import { finished } from "node:stream/promises";
+import { formatDuration } from "../config/duration.js";
+import { CollectError, DriverError, type Driver } from "../driver/driver.js";
+import type { Passthrough } from "../manifest/manifest.js";
+import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
+import { MaskStream } from "./mask.js";
+import { jobScript, type BuildPlan, type PlannedJob, type Status } from "./plan.js";
+
+export interface JobResult {
+  status: Status;
+  /** The job script's exit code, when it ran to an end. */
+  exitCode?: number;
+}
+
+/** Where a build's progress goes: the terminal for `run`, the database for the daemon. */
+export interface BuildReporter {
+  /** A job begins; returns where its (already masked) output goes. The runner ends that stream and waits for it to finish. */
+  jobStarted(job: PlannedJob): Promise<Writable> | Writable;
+  /** A job ended, or (status skipped) will never run. */
+  jobFinished(job: PlannedJob, result: JobResult): Promise<void> | void;
+  artifactStored?(job: PlannedJob, artifact: StoredArtifact & { source: string }): Promise<void> | void;
+}
+
+export interface RunOptions {
+  plan: BuildPlan;
+  driver: Driver;
+  /** The build's variables, in order of precedence (later wins). */
+  env: Record<string, string>;
+  /** Values never to show: replaced by xxxxxx in every byte of output. */
+  masks: string[];
+  objects?: { store: ObjectStore; list: Passthrough[] };
+  artifacts?: ArtifactStore;
+  reporter: BuildReporter;
+  /** Aborting it kills the build (status killed). */
+  signal?: AbortSignal;
+  /** 0 or undefined = no timeout; past it the build is timed_out. */
+  timeoutMs?: number;
+  /** How long a driver may take to stop a job after an abort before the runner moves on to destroy it. */
+  abortGraceMs?: number;
+}
+
+const rank: Record<Status, number> = { queued: 0, running: 1, skipped: 1, passed: 2, passed_with_failures: 3, failed: 4, killed: 5, timed_out: 6 };
+
+export function worse(a: Status, b: Status): Status {
+  return rank[b] > rank[a] ? b : a;
+}
+
+export async function runBuild(opts: RunOptions): Promise<Status> {
+  const stop = new AbortController();
+  let ending: "killed" | "timed_out" | undefined;
+  const onKill = () => {
+    ending ??= "killed";
+    stop.abort();
+  };
+  if (opts.signal?.aborted) onKill();
+  opts.signal?.addEventListener("abort", onKill, { once: true });
+  const timer = opts.timeoutMs ? setTimeout(() => {
+    ending ??= "timed_out";
+    stop.abort();
+  }, opts.timeoutMs) : undefined;
+
+  let status: Status = "passed";
+  let stopped = false;
+  try {
+    for (const stage of opts.plan.stages) {
+      for (const job of stage.jobs) {
+        if (stopped || stop.signal.aborted) {
+          await opts.reporter.jobFinished(job, { status: "skipped" });
+          continue;
+        }
+        const result = await runJob(opts, job, stop.signal, () => ending);
+        if (result.status === "failed" && stage.canFail) result.status = "passed_with_failures";
+        await opts.reporter.jobFinished(job, result);
+        status = worse(status, result.status);
+        if (result.status === "failed" || result.status === "killed" || result.status === "timed_out") stopped = true;
+      }
+    }
+  } finally {
+    if (timer) clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onKill);
+    await opts.driver.destroy().catch(() => undefined);
+  }
+  return ending ? worse(status, ending) : status;
+}
+
+async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, ending: () => "killed" | "timed_out" | undefined): Promise<JobResult> {
+  const sink = await opts.reporter.jobStarted(job);
+  const output = new MaskStream(opts.masks);
+  output.pipe(sink);
+  const note = async (line: string) => {
+    if (!output.write(`${line}\n`)) await once(output, "drain");
+  };
+  let result: JobResult;
+  try {
+    if (job.createsDriver) {
+      result = await createEnvironment(opts, output, note, signal);
+    } else {
+      const run = opts.driver.execute({ name: `${job.stage}/${job.name}`, script: jobScript(job.commands), env: opts.env, output, signal });
+      const exitCode = await untilSettledOrAbandoned(run, signal, opts.abortGraceMs ?? 15_000);
+      result = exitCode === undefined ? { status: "failed" } : { status: exitCode === 0 ? "passed" : "failed", exitCode };
+      if (exitCode !== undefined && exitCode !== 0 && !signal.aborted) await note(`job ${job.name} failed: exit status ${exitCode}`);
+    }
+    if (signal.aborted) {
+      const why = ending() ?? "killed";
+      result = { status: why };
+      await note(why === "timed_out" ? `build timed out after ${formatDuration(opts.timeoutMs ?? 0)}` : "build killed");
+    } else if (job.artifacts.length && opts.artifacts) {
+      await collectArtifacts(opts, job, note);
+    }
+  } catch (err) {
+    const msg = err instanceof DriverError ? err.message : `internal error: ${(err as Error).message}`;
+    await note(msg).catch(() => undefined);
+    result = { status: signal.aborted ? ending() ?? "killed" : "failed" };
+  } finally {
+    output.end();
+    await finished(sink).catch(() => undefined);
+  }
+  return result!;
+}
+
+async function createEnvironment(opts: RunOptions, output: Writable, note: (l: string) => Promise<void>, signal: AbortSignal): Promise<JobResult> {
+  try {
+    await opts.driver.create(output, signal);
+  } catch (err) {
+    await note(`driver: ${(err as Error).message}`);
+    return { status: "failed" };
+  }
+  for (const obj of opts.objects?.list ?? []) {
+    if (signal.aborted) break;
+    try {
+      const { stream, size } = await opts.objects!.store.open(obj.source);
+      await opts.driver.place(obj.dest, stream, size);
+      await note(`Placed object ${obj.source} => ${obj.dest}`);
+    } catch (err) {
+      await note(`object ${obj.source} not placed: ${(err as Error).message}`);
+    }
+  }
+  return { status: "passed", exitCode: 0 };
+}
+
+async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<void> {
+  for (const art of job.artifacts) {
+    try {
+      const stream = await opts.driver.collect(art.source);
+      const stored = await opts.artifacts!.put(art.dest, stream);
+      await opts.reporter.artifactStored?.(job, { ...stored, source: art.source });
+      if (stored.truncated) await note(`artifact ${art.source} => ${art.dest}: cut to ${stored.size} bytes (the artifact limit)`);
+      else await note(`Collected artifact ${art.source} => ${art.dest} (${stored.size} bytes)`);
+    } catch (err) {
+      const why = err instanceof CollectError ? err.message : (err as Error).message;
+      await note(`artifact ${art.source} not collected: ${why}`);
+    }
+  }
+}
+
+/** Waits for a job; after an abort, gives the driver `graceMs` to stop it, then gives up on it (destroy follows). */
+async function untilSettledOrAbandoned(run: Promise<number>, signal: AbortSignal, graceMs: number): Promise<number | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const abandoned = new Promise<undefined>((resolve) => {
+    const arm = () => {
+      timer = setTimeout(() => resolve(undefined), graceMs);
+    };
+    if (signal.aborted) arm();
+    else signal.addEventListener("abort", arm, { once: true });
+  });
+  try {
+    return await Promise.race([run, abandoned]);
+  } finally {
+    if (timer) clearTimeout(timer);
+    run.catch(() => undefined);
+  }
+}
