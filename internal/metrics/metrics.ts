@@ -1,0 +1,158 @@
+// Prometheus metrics and the health endpoint: GET /metrics, GET /healthz on [metrics] addr.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Resolves when the dependency is reachable, rejects with the reason when not. */
+export type Probe = () => Promise<void>;
+
+export interface ServeOptions {
+  /** Longest one probe may take before /healthz reports it failed (default 2000 ms). */
+  probeTimeoutMs?: number;
+}
+
+export interface MetricsServer {
+  close(): Promise<void>;
+  port: number;
+}
+
+export interface HealthReport {
+  status: "ok" | "fail";
+  checks: Record<string, string>;
+}
+
+const DEFAULT_PROBE_TIMEOUT_MS = 2000;
+
+/** "host:port", "[v6]:port" or ":port" (all interfaces); port 0 picks a free one. */
+export function parseListenAddr(addr: string): { host: string | undefined; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]*)):(\d+)$/.exec(addr.trim());
+  if (!m) throw new Error(`metrics.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:9110")`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`metrics.addr ${JSON.stringify(addr)}: port ${port} is out of range 0-65535`);
+  const host = m[1] ?? m[2];
+  return { host: host === "" ? undefined : host, port };
+}
+
+export class Metrics {
+  /** This instance's own registry: several workers (or tests) in one process never share counters. */
+  readonly registry = new Registry();
+  readonly #builds: Counter<"status">;
+  readonly #buildDuration: Histogram<"status">;
+  readonly #queueWait: Histogram;
+  readonly #running: Gauge;
+  readonly #queueDepth: Gauge<"queue">;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.#builds = new Counter({ name: "djinn_builds_total", help: "Builds finished, by final status.", labelNames: ["status"], registers });
+    this.#buildDuration = new Histogram({
+      name: "djinn_build_duration_seconds",
+      help: "Time from a build starting to its final status.",
+      labelNames: ["status"],
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
+      registers,
+    });
+    this.#queueWait = new Histogram({
+      name: "djinn_queue_wait_seconds",
+      help: "Time a build waited in the queue before a worker took it.",
+      buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600],
+      registers,
+    });
+    this.#running = new Gauge({ name: "djinn_builds_running", help: "Builds running on this worker now.", registers });
+    this.#queueDepth = new Gauge({ name: "djinn_queue_depth", help: "Builds waiting in each queue this worker serves.", labelNames: ["queue"], registers });
+  }
+
+  buildFinished(status: string, durationSeconds: number): void {
+    this.#builds.inc({ status });
+    this.#buildDuration.observe({ status }, Math.max(0, durationSeconds));
+  }
+
+  queueWait(seconds: number): void {
+    this.#queueWait.observe(Math.max(0, seconds));
+  }
+
+  setRunning(n: number): void {
+    this.#running.set(n);
+  }
+
+  setQueueDepth(queue: string, depth: number): void {
+    this.#queueDepth.set({ queue }, depth);
+  }
+
+  /** Runs every probe at once, each bounded, so one hung dependency can't hang the health check. */
+  async health(probes: Record<string, Probe>, timeoutMs = DEFAULT_PROBE_TIMEOUT_MS): Promise<HealthReport> {
+    const names = Object.keys(probes);
+    const results = await Promise.all(names.map((name) => runProbe(probes[name]!, timeoutMs)));
+    const checks: Record<string, string> = {};
+    names.forEach((name, i) => (checks[name] = results[i]!.ok ? "ok" : results[i]!.reason));
+    return { status: results.every((r) => r.ok) ? "ok" : "fail", checks };
+  }
+
+  serve(addr: string, probes: Record<string, Probe>, opts: ServeOptions = {}): Promise<MetricsServer> {
+    const { host, port } = parseListenAddr(addr);
+    const timeoutMs = opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    const server = http.createServer((req, res) => {
+      this.#handle(req, res, probes, timeoutMs).catch((err: Error) => {
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+        res.end(`internal error: ${err.message}\n`);
+      });
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", (err: NodeJS.ErrnoException) => reject(new Error(`metrics: cannot listen on ${addr}: ${err.code ?? err.message}`)));
+      server.listen(port, host, () => {
+        resolve({
+          port: (server.address() as AddressInfo).port,
+          close: () =>
+            new Promise<void>((done) => {
+              server.close(() => done());
+              // Keep-alive connections from a scraper would otherwise hold close() open.
+              server.closeAllConnections();
+            }),
+        });
+      });
+    });
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse, probes: Record<string, Probe>, timeoutMs: number): Promise<void> {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    if (path !== "/metrics" && path !== "/healthz") {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found: try /metrics or /healthz\n");
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" }).end("method not allowed\n");
+      return;
+    }
+    if (path === "/metrics") {
+      const body = await this.registry.metrics();
+      res.writeHead(200, { "content-type": this.registry.contentType }).end(req.method === "HEAD" ? undefined : body);
+      return;
+    }
+    const report = await this.health(probes, timeoutMs);
+    const body = JSON.stringify(report);
+    res.writeHead(report.status === "ok" ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" }).end(req.method === "HEAD" ? undefined : body);
+  }
+}
+
+type ProbeResult = { ok: true } | { ok: false; reason: string };
+
+async function runProbe(probe: Probe, timeoutMs: number): Promise<ProbeResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<ProbeResult>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, reason: `timed out after ${timeoutMs}ms` }), timeoutMs);
+  });
+  try {
+    return await Promise.race([
+      Promise.resolve()
+        .then(probe)
+        .then(
+          (): ProbeResult => ({ ok: true }),
+          (err: unknown): ProbeResult => ({ ok: false, reason: (err instanceof Error ? err.message : String(err)) || "failed" }),
+        ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
