@@ -74,11 +74,11 @@ export function parseSource(text: string): Source {
 
 export function parseManifest(text: string): ParsedManifest {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length) {
     const e = doc.errors[0];
     const pos = e.linePos?.[0];
-    throw new ManifestError("", `not valid YAML: ${e.message.split("\n")[0]}${pos ? ` (column ${pos.col})` : ""}`, pos?.line);
+    throw new ManifestError("", `not valid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}${pos ? ` (column ${pos.col})` : ""}`, pos?.line);
   }
   const lineOf = (node: Node | null | undefined): number | undefined => (node?.range ? lines.linePos(node.range[0]).line : undefined);
   const warnings: string[] = [];

@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, test } from "node:test";
+import { ConfigError, hostQemuArch, loadDriverConfig, loadWorkerConfig, servedDrivers } from "../internal/config/config.js";
+import { formatDuration, parseDuration } from "../internal/config/duration.js";
+import { cliPath, repoRoot } from "./helpers/env.js";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-config-test-"));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+function file(text: string, name = `worker-${++n}.toml`): string {
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, text);
+  return p;
+}
+
+function workerError(text: string): ConfigError {
+  const p = file(text);
+  try {
+    loadWorkerConfig(p);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${err}`);
+    assert.ok(err.message.startsWith(p), `error names the file: ${err.message}`);
+    return err;
+  }
+  assert.fail("expected the configuration to be refused");
+}
+
+describe("Go durations", () => {
+  test("parses the units and combinations Go accepts", () => {
+    assert.equal(parseDuration("30m"), 30 * 60_000);
+    assert.equal(parseDuration("1h30m"), 90 * 60_000);
+    assert.equal(parseDuration("1.5h"), 90 * 60_000);
+    assert.equal(parseDuration("300ms"), 300);
+    assert.equal(parseDuration("2us"), 0.002);
+    assert.equal(parseDuration("2µs"), 0.002);
+    assert.equal(parseDuration("1000000ns"), 1);
+    assert.equal(parseDuration("1m0.5s"), 60_500);
+    assert.equal(parseDuration("0"), 0);
+    assert.equal(formatDuration(90 * 60_000), "1h30m0s");
+  });
+  test("refuses what Go refuses", () => {
+    for (const bad of ["30 minutes", "30", "1d", "", "m", "1h 30m", ".s"]) {
+      assert.throws(() => parseDuration(bad), /duration/, bad);
+    }
+  });
+});
+
+describe("worker.toml", () => {
+  test("the example file is valid and every key of Djinn's docs is read", () => {
+    const cfg = loadWorkerConfig(path.join(repoRoot, "worker.toml.example"));
+    assert.deepEqual(cfg.warnings, []);
+    assert.equal(cfg.queue, "builds");
+    assert.equal(cfg.timeoutMs, 30 * 60_000);
+    assert.ok(cfg.parallelism >= 1, "parallelism 0 means the number of CPUs");
+    assert.equal(cfg.crypto?.block.length, 32);
+    assert.equal(cfg.artifacts?.limit, 5000000);
+    assert.equal(cfg.database?.name, "djinn");
+    assert.equal(cfg.redis?.addr, "localhost:6379");
+    assert.equal(cfg.log.level, "info");
+  });
+
+  test("defaults: a nearly empty file is valid", () => {
+    const cfg = loadWorkerConfig(file('driver = "os"\n'));
+    assert.equal(cfg.queue, "builds");
+    assert.equal(cfg.parallelism, os.availableParallelism());
+    assert.equal(cfg.log.level, "info");
+    assert.equal(cfg.smtp, undefined);
+  });
+
+  test("malformed TOML gives line and column", () => {
+    const err = workerError('parallelism = 1\nqueue = = "x"\n');
+    assert.equal(err.line, 2);
+    assert.equal(err.column, 9);
+    assert.match(err.message, /:2:9: syntax error/);
+  });
+
+  test("a wrong type names the key and line", () => {
+    const err = workerError('queue = "builds"\nparallelism = "two"\n');
+    assert.equal(err.message, `${err.file}:2: parallelism: expected an integer, got string "two"`);
+  });
+
+  test("a negative artifact limit is refused", () => {
+    const err = workerError('[artifacts]\npath = "/tmp/a"\nlimit = -1\n');
+    assert.match(err.message, /:3: artifacts\.limit: must be 0 or more, got -1/);
+  });
+
+  test("an unknown driver is refused with the valid names", () => {
+    const err = workerError('driver = "lxc"\n');
+    assert.match(err.message, /:1: driver: unknown driver "lxc": must be one of "docker", "qemu-/);
+  });
+
+  test("qemu for another arch names the right value", () => {
+    const arch = hostQemuArch() === "arm" ? "x86_64" : "arm";
+    const err = workerError(`driver = "qemu-${arch}"\n`);
+    assert.match(err.message, new RegExp(`use "qemu-${hostQemuArch()}", not "qemu-${arch}"`));
+    assert.equal(loadWorkerConfig(file(`driver = "qemu-${hostQemuArch()}"\n`)).driver, `qemu-${hostQemuArch()}`);
+  });
+
+  test("a crypto block must be 16, 24 or 32 characters", () => {
+    const err = workerError('[crypto]\nblock = "0123456789"\n');
+    assert.match(err.message, /:2: crypto\.block: must be 16, 24 or 32 characters long, got 10/);
+    assert.ok(!err.message.includes("0123456789"), "the key itself is never printed");
+  });
+
+  test("a timeout that is not a Go duration is refused", () => {
+    const err = workerError('timeout = "30 minutes"\n');
+    assert.match(err.message, /:1: timeout: invalid duration "30 minutes"/);
+  });
+
+  test("a missing file is named", () => {
+    const p = path.join(dir, "nope.toml");
+    assert.throws(() => loadWorkerConfig(p), (err: Error) => err.message === `${p}: cannot read configuration: no such file`);
+  });
+
+  test("a required key in a present section is named", () => {
+    const err = workerError('[database]\naddr = "localhost:5432"\nname = "djinn"\n');
+    assert.match(err.message, /:1: database\.username: required in \[database\] but missing/);
+  });
+
+  test("a log level outside debug, info, error is refused", () => {
+    assert.match(workerError('[log]\nlevel = "trace"\n').message, /log\.level: must be one of "debug", "info", "error"/);
+  });
+
+  test("unknown keys warn with a suggestion", () => {
+    const cfg = loadWorkerConfig(file('paralellism = 2\n[artifacts]\npath = "/x"\nlimt = 3\n[bogus]\nx = 1\n'));
+    assert.equal(cfg.warnings.length, 3);
+    assert.match(cfg.warnings[0], /:1: unknown key "paralellism" — did you mean "parallelism"\?$/);
+    assert.match(cfg.warnings[1], /:4: unknown key "artifacts\.limt" — did you mean "artifacts\.limit"\?$/);
+    assert.match(cfg.warnings[2], /:5: unknown section \[bogus\]$/);
+  });
+});
+
+describe("driver.toml", () => {
+  test("the example file is valid", () => {
+    const cfg = loadDriverConfig(path.join(repoRoot, "driver.toml.example"));
+    assert.deepEqual(cfg.warnings, []);
+    assert.equal(cfg.docker?.host, "unix:///var/run/docker.sock");
+    assert.equal(cfg.qemu?.memory, 2048);
+    assert.equal(cfg.qemu?.accel, "auto");
+    assert.equal(cfg.ssh?.user, "root");
+    assert.ok(cfg.os);
+  });
+
+  test("a driver is available only when its section is present", () => {
+    const drivers = loadDriverConfig(file("[docker]\n", "drivers-a.toml"));
+    const worker = loadWorkerConfig(file('driver = "*"\n'));
+    assert.deepEqual(servedDrivers(worker, drivers), ["docker"]);
+    const osWorker = loadWorkerConfig(file('driver = "os"\n'));
+    assert.throws(() => servedDrivers(osWorker, drivers), /driver "os" is not configured: add a \[os\] section/);
+  });
+
+  test("bad values name file, key and line", () => {
+    const p = file('[qemu]\ncpus = 2\naccel = "fast"\n', "drivers-b.toml");
+    assert.throws(() => loadDriverConfig(p), (err: Error) => err.message === `${p}:3: qemu.accel: must be one of "auto", "kvm", "tcg", got "fast"`);
+  });
+});
+
+describe("djinn-worker check", () => {
+  test("prints the effective configuration with secrets hidden", () => {
+    const worker = file('driver = "os"\n[database]\naddr = "localhost:5432"\nname = "djinn"\nusername = "w"\npassword = "pg-pass-Zq9"\n[crypto]\nblock = "0123456789abcdef"\n');
+    const drivers = file("[os]\n", "drivers-c.toml");
+    const r = spawnSync(process.execPath, [cliPath, "check", "-config", worker, "-driver", drivers], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /database\.password = \*\*\*/);
+    assert.match(r.stdout, /crypto\.block = \*\*\*/);
+    assert.match(r.stdout, /timeout = 30m0s/);
+    assert.match(r.stdout, /queues: builds_os/);
+    assert.ok(!r.stdout.includes("pg-pass-Zq9") && !r.stdout.includes("0123456789abcdef"));
+  });
+
+  test("a bad file exits 1 with one line naming file, key and line, and starts nothing", () => {
+    const worker = file('parallelism = "two"\n');
+    const r = spawnSync(process.execPath, [cliPath, "check", "--config", worker, "-driver=" + file("[os]\n", "drivers-d.toml")], { encoding: "utf8" });
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `djinn-worker: ${worker}:1: parallelism: expected an integer, got string "two"\n`);
+    assert.equal(r.stdout, "");
+  });
+
+  test("-version prints name, version and platform", () => {
+    const r = spawnSync(process.execPath, [cliPath, "-version"], { encoding: "utf8" });
+    assert.equal(r.status, 0);
+    assert.match(r.stdout.trim(), /^djinn-worker \d+\.\d+\.\d+ linux\/(amd64|arm64)$/);
+  });
+});

@@ -1,0 +1,178 @@
+// `djinn-worker run` end to end on the os driver: the runner's semantics, the terminal output,
+// artifacts, objects, masking, timeout, kill and exit codes.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, test } from "node:test";
+import { cliPath, repoRoot } from "./helpers/env.js";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-run-test-"));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+interface Run {
+  status: number | null;
+  stdout: Buffer;
+  out: string;
+  stderr: string;
+  artifacts: string;
+  tmp: string;
+}
+
+/** Runs a manifest with its own TMPDIR, so leftover workspaces can be asserted. */
+function run(manifest: string, args: string[] = [], env: Record<string, string> = {}): Run {
+  const case_ = path.join(dir, `case-${++n}`);
+  const tmp = path.join(case_, "tmp");
+  fs.mkdirSync(tmp, { recursive: true });
+  const file = path.join(case_, "manifest.yml");
+  fs.writeFileSync(file, manifest);
+  const artifacts = path.join(case_, "artifacts");
+  const r = spawnSync(process.execPath, [cliPath, "run", file, "--artifacts", artifacts, ...args], { cwd: case_, env: { ...process.env, TMPDIR: tmp, ...env } });
+  return { status: r.status, stdout: r.stdout, out: r.stdout.toString("latin1"), stderr: r.stderr.toString(), artifacts, tmp };
+}
+
+const job = (commands: string[], extra = "") => `driver: {type: os}\nstages: [build]\njobs:\n- stage: build\n  commands:\n${commands.map((c) => `  - ${JSON.stringify(c)}`).join("\n")}\n${extra}`;
+
+describe("djinn-worker run (os driver)", () => {
+  test("the example build passes with failures allowed, collects its artifact and masks the secret", () => {
+    const r = spawnSync(process.execPath, [cliPath, "run", path.join(repoRoot, "examples/hello.yml"), "--objects", path.join(repoRoot, "examples"), "--artifacts", path.join(dir, "hello-art"), "--secret", "TOKEN=hunter2-s3cret"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\+ mkdir -p out\n/);
+    assert.match(r.stdout, /the token is xxxxxx\n/);
+    assert.ok(!r.stdout.includes("hunter2-s3cret"));
+    assert.match(r.stdout, /lint \/ lint\.1: passed_with_failures/);
+    assert.match(r.stdout, /Done\. Build passed_with_failures/);
+    assert.equal(fs.readFileSync(path.join(dir, "hello-art/hello.txt"), "utf8"), "hello from Linux\nplaced by the worker as an object\n");
+  });
+
+  test("env from the manifest and --env, on a minimal base env", () => {
+    const r = run(job(['echo "A=$A B=$B HOME_IS_WS=$([ \\"$HOME\\" = \\"$PWD\\" ] && echo yes) CI=$CI"', 'echo "LEAK=${DJINN_TEST_LEAK:-none}"'], "env: [A=from-manifest, B=overridden]\n"), ["--env", "B=from-flag"], { DJINN_TEST_LEAK: "host-value" });
+    assert.equal(r.status, 0, r.out + r.stderr);
+    assert.match(r.out, /A=from-manifest B=from-flag HOME_IS_WS=yes CI=true\n/);
+    assert.match(r.out, /LEAK=none\n/, "the host's environment does not leak into jobs");
+  });
+
+  test("a failed job fails the build and the jobs after it do not run", () => {
+    const r = run("driver: {type: os}\nstages: [one, two]\njobs:\n- {stage: one, commands: [echo first, 'false', echo never]}\n- {stage: one, commands: [echo also-never]}\n- {stage: two, commands: [echo never-either]}\n");
+    assert.equal(r.status, 1);
+    assert.match(r.out, /\+ false\njob one\.1 failed: exit status 1\n==> one \/ one\.1: failed/);
+    assert.ok(!r.out.includes("never"), "nothing after the failing command ran");
+    assert.match(r.out, /one \/ one\.2\s+skipped\n\s+two \/ two\.1\s+skipped\n/);
+    assert.match(r.out, /Done\. Build failed/);
+    assert.deepEqual(fs.readdirSync(r.tmp), [], "the workspace is removed");
+  });
+
+  test("jobs share the workspace; output keeps its order with stderr merged", () => {
+    const r = run("driver: {type: os}\nstages: [a, b]\njobs:\n- {stage: a, commands: ['echo state > f', 'echo out; echo err >&2; echo out2']}\n- {stage: b, commands: [cat f]}\n");
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /\+ echo out\nout\n\+ echo err\nerr\n\+ echo out2\nout2\n/);
+    assert.match(r.out, /\+ cat f\nstate\n/);
+  });
+
+  test("a timeout stops the build as timed_out and kills what it started", () => {
+    const marker = `djinn-timeout-${process.pid}`;
+    const started = Date.now();
+    const r = run(job([`sh -c 'sleep 60; : ${marker}' & sleep 60`]), ["--timeout", "1s"]);
+    assert.equal(r.status, 4, r.out + r.stderr);
+    assert.ok(Date.now() - started < 20_000, "stopped long before the job would have ended");
+    assert.match(r.out, /build timed out after 1s/);
+    assert.match(r.out, /Done\. Build timed_out/);
+    assert.equal(spawnSync("pgrep", ["-f", marker]).status, 1, "no process of the job is left");
+    assert.deepEqual(fs.readdirSync(r.tmp), []);
+  });
+
+  test("Ctrl-C kills the build cleanly: status killed, exit 3, nothing left", async () => {
+    const case_ = path.join(dir, "sigint");
+    const tmp = path.join(case_, "tmp");
+    fs.mkdirSync(tmp, { recursive: true });
+    const marker = `djinn-sigint-${process.pid}`;
+    fs.writeFileSync(path.join(case_, "m.yml"), job([`echo ready; sleep 300; : ${marker}`]));
+    const child = spawn(process.execPath, [cliPath, "run", "m.yml", "--artifacts", "art"], { cwd: case_, env: { ...process.env, TMPDIR: tmp } });
+    let out = "";
+    await new Promise<void>((resolve) => {
+      child.stdout.on("data", (c: Buffer) => {
+        out += c.toString();
+        if (out.includes("\nready\n")) resolve();
+      });
+    });
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 3, out);
+    assert.match(out, /build killed/);
+    assert.match(out, /Done\. Build killed/);
+    assert.equal(spawnSync("pgrep", ["-f", marker]).status, 1, "the job's processes are gone");
+    assert.deepEqual(fs.readdirSync(tmp), [], "the workspace is removed");
+  });
+
+  test("NUL bytes and invalid UTF-8 pass through untouched", () => {
+    const r = run(job(["printf 'a\\000b\\377\\376c\\n'"]));
+    assert.equal(r.status, 0);
+    assert.ok(r.stdout.includes(Buffer.from([0x61, 0x00, 0x62, 0xff, 0xfe, 0x63, 0x0a])), "raw bytes reach the output");
+  });
+
+  test("a secret split across two writes is still masked", () => {
+    // The inner shell is not traced, so the two halves reach the worker as two separate writes.
+    const r = run(job([`sh -c "printf 'value: hunt'; sleep 0.2; printf 'er2-xyz\\n'"`, 'echo "$PASSWORD"']), ["--secret", "PASSWORD=hunter2-xyz"]);
+    assert.equal(r.status, 0);
+    assert.ok(!r.out.includes("hunter2-xyz"), r.out);
+    assert.match(r.out, /value: xxxxxx\n/);
+    assert.match(r.out, /\+ echo xxxxxx\nxxxxxx\n/);
+  });
+
+  test("artifacts: missing, escaping and symlinked-out paths are refused in the output; the build goes on", () => {
+    const r = run(job(["echo data > ok.txt", "ln -s /etc/passwd link", "mkdir d"], "  artifacts:\n  - ok.txt\n  - missing.txt\n  - ../../escape\n  - /etc/passwd => passwd\n  - link => link\n  - d\n  - ok.txt => ../outside\n"));
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /Collected artifact ok\.txt => ok\.txt \(5 bytes\)/);
+    assert.match(r.out, /artifact missing\.txt not collected: missing\.txt does not exist/);
+    assert.match(r.out, /artifact \.\.\/\.\.\/escape not collected: \.\.\/\.\.\/escape is outside the workspace/);
+    assert.match(r.out, /artifact \/etc\/passwd not collected: \/etc\/passwd is outside the workspace/);
+    assert.match(r.out, /artifact link not collected: link links outside the workspace/);
+    assert.match(r.out, /artifact d not collected: d is not a regular file/);
+    assert.match(r.out, /artifact ok\.txt not collected: name "\.\.\/outside" reaches outside the store/);
+    assert.deepEqual(fs.readdirSync(r.artifacts), ["ok.txt"]);
+  });
+
+  test("objects: placed in the workspace; escaping names refused in the output", () => {
+    const objects = path.join(dir, "objs");
+    fs.mkdirSync(objects, { recursive: true });
+    fs.writeFileSync(path.join(objects, "config.json"), '{"a":1}');
+    fs.writeFileSync(path.join(dir, "private"), "not an object");
+    const r = run(job(["cat conf/config.json", "test ! -e x"], "objects:\n- config.json => conf/config.json\n- ../private => x\n- config.json => /etc/djinn-should-not-exist\n"), ["--objects", objects]);
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /Placed object config\.json => conf\/config\.json/);
+    assert.match(r.out, /object \.\.\/private not placed: name "\.\.\/private" reaches outside the store/);
+    assert.match(r.out, /object config\.json not placed: the os driver places objects inside the workspace only/);
+    assert.ok(!fs.existsSync("/etc/djinn-should-not-exist"));
+  });
+
+  test("a driver that cannot be created fails the build with its message", () => {
+    const r = run(job(["echo never"]), [], { TMPDIR: "/nonexistent-djinn-dir" });
+    assert.equal(r.status, 1);
+    assert.match(r.out, /driver: .*nonexistent-djinn-dir/);
+    assert.match(r.out, /create-driver: failed/);
+    assert.ok(!r.out.includes("+ echo never"));
+  });
+
+  test("bad input exits 2 with one line naming what and where", () => {
+    const missing = spawnSync(process.execPath, [cliPath, "run", path.join(dir, "nope.yml")], { encoding: "utf8" });
+    assert.equal(missing.status, 2);
+    assert.equal(missing.stderr, `djinn-worker: ${path.join(dir, "nope.yml")}: cannot read manifest: no such file\n`);
+    const notYaml = run("driver: [os\n");
+    assert.equal(notYaml.status, 2);
+    assert.match(notYaml.stderr, /manifest\.yml: line \d+: not valid YAML/);
+    const noJobs = run("driver: {type: os}\nstages: [a]\n");
+    assert.equal(noJobs.status, 2);
+    assert.match(noJobs.stderr, /jobs: required/);
+    const badEnv = run(job(["true"]), ["--env", "NOEQUALS"]);
+    assert.equal(badEnv.status, 2);
+    assert.match(badEnv.stderr, /--env "NOEQUALS": expected KEY=value/);
+    const badTimeout = run(job(["true"]), ["--timeout", "30 minutes"]);
+    assert.equal(badTimeout.status, 2);
+    assert.match(badTimeout.stderr, /--timeout: invalid duration "30 minutes"/);
+    const unconfigured = run("driver: {type: docker, image: x}\nstages: [a]\njobs: [{stage: a, commands: [true]}]\n", ["-driver", path.join(repoRoot, "examples/driver.toml")]);
+    assert.equal(unconfigured.status, 2);
+    assert.match(unconfigured.stderr, /the manifest's driver "docker" is not configured: add a \[docker\] section/);
+  });
+});

@@ -1,0 +1,84 @@
+// The runner through its programmatic interface, on the os driver: what a reporter sees.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { after, describe, test } from "node:test";
+import pino from "pino";
+import { defaultDriverConfig } from "../internal/config/config.js";
+import { getDriver } from "../internal/driver/driver.js";
+import "../internal/driver/all.js";
+import { ArtifactStore } from "../internal/fs/store.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { planBuild, type Status } from "../internal/runner/plan.js";
+import { runBuild, type BuildReporter } from "../internal/runner/runner.js";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-runner-test-"));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function build(yaml: string, opts: { limit?: number; signal?: AbortSignal; timeoutMs?: number; onOutput?: (text: string) => void } = {}) {
+  const { manifest } = parseManifest(yaml);
+  const events: string[] = [];
+  const output = new Map<string, string>();
+  const reporter: BuildReporter = {
+    jobStarted(job) {
+      events.push(`start ${job.name}`);
+      const chunks: Buffer[] = [];
+      return new Writable({
+        write(c: Buffer, _e, done) {
+          chunks.push(c);
+          opts.onOutput?.(c.toString());
+          done();
+        },
+        final(done) {
+          output.set(job.name, Buffer.concat(chunks).toString());
+          done();
+        },
+      });
+    },
+    jobFinished(job, result) {
+      events.push(`${result.status} ${job.name}${result.exitCode !== undefined ? ` (${result.exitCode})` : ""}`);
+    },
+  };
+  const artifacts = new ArtifactStore(fs.mkdtempSync(path.join(dir, "art-")), opts.limit ?? 0);
+  const driver = getDriver("os").create({ buildId: "t", manifest: manifest.driver, config: defaultDriverConfig(), log: pino({ level: "silent" }) });
+  const status: Status = await runBuild({ plan: planBuild(manifest, "t"), driver, env: {}, masks: [], artifacts, reporter, signal: opts.signal, timeoutMs: opts.timeoutMs });
+  return { status, events, output, artifacts: artifacts.root };
+}
+
+describe("runner", () => {
+  test("reports every job in order, skipping the rest after a failure", async () => {
+    const r = await build("driver: {type: os}\nstages: [a, b, c]\nallow_failures: [b]\njobs:\n- {stage: a, commands: [true]}\n- {stage: b, commands: ['exit 3']}\n- {stage: c, commands: ['exit 2']}\n- {stage: c, commands: [true]}\n");
+    assert.equal(r.status, "failed");
+    assert.deepEqual(r.events, [
+      "start create-driver",
+      "passed create-driver (0)",
+      "start a.1",
+      "passed a.1 (0)",
+      "start b.1",
+      "passed_with_failures b.1 (3)",
+      "start c.1",
+      "failed c.1 (2)",
+      "skipped c.2",
+    ]);
+  });
+
+  test("an artifact over the limit is cut to exactly the limit and the job output says so", async () => {
+    const r = await build("driver: {type: os}\nstages: [a]\njobs:\n- stage: a\n  commands: ['head -c 300000 /dev/zero > big']\n  artifacts: [big]\n", { limit: 4096 });
+    assert.equal(r.status, "passed");
+    assert.match(r.output.get("a.1")!, /artifact big => big: cut to 4096 bytes \(the artifact limit\)/);
+    assert.equal(fs.statSync(path.join(r.artifacts, "big")).size, 4096);
+  });
+
+  test("a kill during a job gives killed for the job and the build", async () => {
+    const abort = new AbortController();
+    const r = await build("driver: {type: os}\nstages: [a]\njobs:\n- {stage: a, commands: ['sleep 60']}\n- {stage: a, commands: [true]}\n", {
+      signal: abort.signal,
+      onOutput: (text) => text.includes("+ sleep 60") && abort.abort(),
+    });
+    assert.equal(r.status, "killed");
+    assert.deepEqual(r.events.slice(-2), ["killed a.1", "skipped a.2"]);
+    assert.match(r.output.get("a.1")!, /build killed\n$/);
+  });
+});
