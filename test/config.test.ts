@@ -4,7 +4,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { ConfigError, hostQemuArch, loadDriverConfig, loadWorkerConfig, servedDrivers } from "../internal/config/config.js";
+import { ConfigError, driverSchema, hostQemuArch, loadDriverConfig, loadWorkerConfig, servedDrivers, workerSchema } from "../internal/config/config.js";
+import type { SectionSpec } from "../internal/config/schema.js";
 import { formatDuration, parseDuration } from "../internal/config/duration.js";
 import { cliPath, repoRoot } from "./helpers/env.js";
 
@@ -185,5 +186,29 @@ describe("djinn-worker check", () => {
     const r = spawnSync(process.execPath, [cliPath, "-version"], { encoding: "utf8" });
     assert.equal(r.status, 0);
     assert.match(r.stdout.trim(), /^djinn-worker \d+\.\d+\.\d+ linux\/(amd64|arm64)$/);
+  });
+});
+
+describe("documentation", () => {
+  function keys(spec: SectionSpec, prefix = ""): string[] {
+    const own = Object.keys(spec.keys).map((k) => prefix + k);
+    const nested = Object.entries(spec.sections ?? {}).flatMap(([name, sub]) => keys(sub, `${prefix}${name}.`));
+    return [...own, ...nested];
+  }
+  const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8");
+
+  test("README and the example files explain every key the worker reads", () => {
+    const workerExample = fs.readFileSync(path.join(repoRoot, "worker.toml.example"), "utf8");
+    const driverExample = fs.readFileSync(path.join(repoRoot, "driver.toml.example"), "utf8");
+    for (const key of keys(workerSchema)) {
+      const leaf = key.split(".").pop()!;
+      assert.ok(readme.includes(`\`${key}\``) || readme.includes(`.${leaf}\``), `README documents ${key}`);
+      assert.match(workerExample, new RegExp(`^#? ?${leaf} +=`, "m"), `worker.toml.example shows ${key}`);
+    }
+    for (const key of keys(driverSchema)) {
+      const leaf = key.split(".").pop()!;
+      assert.ok(readme.includes(`\`${key}\``) || readme.includes(`\`${key.split(".")[0]}.${leaf}\``) || readme.includes(`, \`${key}\``), `README documents ${key}`);
+      assert.match(driverExample, new RegExp(`^#? ?${leaf} +=`, "m"), `driver.toml.example shows ${key}`);
+    }
   });
 });
