@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -140,6 +140,8 @@ describe("mail", { skip }, () => {
   let otherCaFile = "";
   let tlsKey: Buffer;
   let tlsCert: Buffer;
+  let elsewhereKey: Buffer;
+  let elsewhereCert: Buffer;
 
   const serve = async (opts?: SMTPServerOptions) => {
     const s = await startServer(opts);
@@ -163,10 +165,16 @@ describe("mail", { skip }, () => {
     ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr");
     writeFileSync(path.join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
     ssl("x509", "-req", "-in", "server.csr", "-CA", "test-ca.crt", "-CAkey", "test-ca.key", "-CAcreateserial", "-days", "1", "-extfile", "server.ext", "-out", "server.crt");
+    // Signed by the right CA but issued for another host: must fail the name check.
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=mail.elsewhere.test", "-keyout", "elsewhere.key", "-out", "elsewhere.csr");
+    writeFileSync(path.join(dir, "elsewhere.ext"), "subjectAltName=DNS:mail.elsewhere.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
+    ssl("x509", "-req", "-in", "elsewhere.csr", "-CA", "test-ca.crt", "-CAkey", "test-ca.key", "-CAcreateserial", "-days", "1", "-extfile", "elsewhere.ext", "-out", "elsewhere.crt");
     caFile = path.join(dir, "test-ca.crt");
     otherCaFile = path.join(dir, "other-ca.crt");
-    tlsKey = Buffer.from(execFileSync("cat", [path.join(dir, "server.key")]));
-    tlsCert = Buffer.from(execFileSync("cat", [path.join(dir, "server.crt")]));
+    tlsKey = readFileSync(path.join(dir, "server.key"));
+    tlsCert = readFileSync(path.join(dir, "server.crt"));
+    elsewhereKey = readFileSync(path.join(dir, "elsewhere.key"));
+    elsewhereCert = readFileSync(path.join(dir, "elsewhere.crt"));
   });
 
   after(async () => {
@@ -227,6 +235,8 @@ describe("mail", { skip }, () => {
     const m = mailer({ addr: `127.0.0.1:${server.port}` }, capturedLogger().log);
     assert.equal(await m.sendBuildFailure(build({ notify: [] })), false);
     assert.equal(await m.sendBuildFailure(build({ notify: ["", "  "] })), false);
+    // A malformed record from the caller is logged, never thrown into the build's completion.
+    assert.equal(await m.sendBuildFailure(build({ notify: undefined as unknown as string[] })), false);
     assert.equal(server.connections, 0);
     assert.equal(server.received.length, 0);
   });
@@ -253,6 +263,17 @@ describe("mail", { skip }, () => {
     assert.equal(errors.length, 1, "an untrusted certificate is not retried");
     assert.match(JSON.stringify(errors[0]), /certificate|verify/i);
     await assert.rejects(m.verify(), new RegExp(`^Error: smtp: 127\\.0\\.0\\.1:${server.port} \\(STARTTLS, no AUTH\\) failed: .*(certificate|verify)`, "i"));
+  });
+
+  it("refuses to send when the server's certificate, though signed by smtp.ca, names another host", async () => {
+    const server = await serve({ key: elsewhereKey, cert: elsewhereCert });
+    const { log, lines } = capturedLogger();
+    const m = mailer({ addr: `127.0.0.1:${server.port}`, ca: caFile }, log);
+    assert.equal(await m.sendBuildFailure(build()), false);
+    assert.equal(server.received.length, 0);
+    const errors = lines().filter((l) => l.level === 50);
+    assert.equal(errors.length, 1);
+    assert.match(JSON.stringify(errors[0]), /altnames|does not match/i);
   });
 
   it("refuses to send in the clear when smtp.ca is set but the server offers no STARTTLS", async () => {

@@ -155,7 +155,13 @@ export class Mailer {
 
   /** Sends the failure mail for `build`. Never throws: on failure logs why and resolves false. */
   async sendBuildFailure(build: FailedBuild): Promise<boolean> {
-    const message = failureMessage(this.#cfg.admin, build);
+    let message: MailMessage;
+    try {
+      message = failureMessage(this.#cfg.admin, build);
+    } catch (err) {
+      this.#log.error({ build: build?.id, error: this.#describe(err) }, "failure mail not sent: bad build record");
+      return false;
+    }
     if (message.to.length === 0) return false;
     if (this.#closed) {
       this.#log.error({ build: build.id }, "failure mail not sent: mailer is closed");
