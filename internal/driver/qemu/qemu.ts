@@ -1,0 +1,355 @@
+// The qemu driver: every build gets a fresh virtual machine booted from a base image in snapshot
+// mode (the image is never written), reached over SSH on a forwarded localhost port, and thrown
+// away afterwards. A worker that crashed leaves a state directory behind; `reap` cleans it up.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { hostQemuArch, type DriverConfig, type QemuConfig } from "../../config/config.js";
+import { formatDuration } from "../../config/duration.js";
+import { confinedPath, StoreError } from "../../fs/store.js";
+import { DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
+import { SshSession } from "../ssh/session.js";
+import { kvmUsable } from "./accel.js";
+
+/** Where each build's qemu keeps its pidfile and serial log: one directory per build. */
+export const STATE_ROOT = path.join(os.tmpdir(), "djinn-qemu");
+
+export function stateDirOf(buildId: string): string {
+  return path.join(STATE_ROOT, buildId.replace(/[^A-Za-z0-9_-]/g, "_") || "_");
+}
+
+const PORT_ATTEMPTS = 5;
+const STDERR_KEEP = 8192;
+
+/** Ports this process has handed to a machine that is still alive: never handed out twice. */
+const portsInUse = new Set<number>();
+/** Machines this process started; killed on the way out should a build never get to destroy its own. */
+const liveMachines = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of liveMachines) child.kill("SIGKILL");
+});
+
+export function archOf(manifest: Record<string, string>): string {
+  const arch = manifest.arch || hostQemuArch();
+  if (!/^[a-z0-9_]+$/.test(arch)) throw new DriverError(`driver.arch ${JSON.stringify(arch)}: expected a qemu arch such as ${hostQemuArch()}`);
+  return arch;
+}
+
+/** The base image a manifest names: `<images>/qemu/_base/<arch>/<image>` (daemon) or `<[qemu] disks>/<arch>/<image>` (run), with or without `.qcow2`. */
+export async function resolveImage(options: Pick<DriverOptions, "manifest" | "config" | "imagesPath">): Promise<string> {
+  const image = options.manifest.image;
+  if (!image) throw new DriverError("driver.image is required by the qemu driver");
+  const arch = archOf(options.manifest);
+  let dir: string;
+  if (options.imagesPath) dir = path.join(options.imagesPath, "qemu", "_base", arch);
+  else if (options.config.qemu?.disks) dir = path.join(options.config.qemu.disks, arch);
+  else throw new DriverError(`no directory of images: set [qemu] disks in ${options.config.file ?? "the driver file"}`);
+  const names = image.endsWith(".qcow2") ? [image] : [image, `${image}.qcow2`];
+  const looked: string[] = [];
+  for (const name of names) {
+    let candidate: string;
+    try {
+      candidate = confinedPath(dir, name);
+    } catch (err) {
+      throw new DriverError(`driver.image ${JSON.stringify(image)}: ${err instanceof StoreError ? err.message.replace("the store", dir) : (err as Error).message}`);
+    }
+    looked.push(candidate);
+    const stat = await fs.stat(candidate).catch(() => undefined);
+    if (stat?.isFile()) return candidate;
+  }
+  throw new DriverError(`image ${JSON.stringify(image)} not found for ${arch}: looked for ${looked.join(" and ")}`);
+}
+
+/** The accelerator a machine boots with, and why. */
+export async function chooseAccel(cfg: Pick<QemuConfig, "accel">, binary: string, arch: string): Promise<{ accel: "kvm" | "tcg"; why?: string }> {
+  if (cfg.accel === "tcg") return { accel: "tcg" };
+  const verdict = await kvmUsable(binary, arch);
+  if (verdict.usable) return { accel: "kvm" };
+  if (cfg.accel === "kvm") throw new DriverError(`accel = "kvm" but KVM is not usable here: ${verdict.reason}; set accel = "auto" or "tcg" in [qemu]`);
+  return { accel: "tcg", why: `KVM not usable: ${verdict.reason}` };
+}
+
+/** A localhost port free right now (bound, read, released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function allocatePort(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const port = await freePort();
+    if (!portsInUse.has(port)) {
+      portsInUse.add(port);
+      return port;
+    }
+  }
+  throw new DriverError("cannot find a free localhost port for SSH forwarding");
+}
+
+/** The last lines of a file, control sequences removed: what a console said before things went wrong. */
+async function tailOf(file: string, lines = 12): Promise<string> {
+  const text = await fs.readFile(file, "latin1").catch(() => "");
+  return cleanTail(text, lines);
+}
+
+function cleanTail(text: string, lines: number): string {
+  return text
+    .slice(-8192)
+    .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "")
+    .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "")
+    .split("\n")
+    .map((l) => l.trimEnd())
+    .filter((l) => l)
+    .slice(-lines)
+    .join("\n");
+}
+
+/** Waits for a child to exit, sending SIGTERM and then SIGKILL after `graceMs`. */
+async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), graceMs);
+  });
+  if ((await Promise.race([exited, late])) === "late") {
+    child.kill("SIGKILL");
+    await exited;
+  }
+  clearTimeout(timer);
+}
+
+interface Machine {
+  child: ChildProcess;
+  port: number;
+  exited: AbortController;
+  stderr: () => string;
+  exitStatus: () => string;
+}
+
+export class QemuDriver implements Driver {
+  private session?: SshSession;
+  private machine?: Machine;
+  private stateDir?: string;
+
+  constructor(private readonly options: DriverOptions) {}
+
+  private config(): QemuConfig {
+    const cfg = this.options.config.qemu;
+    if (!cfg) throw new DriverError(`the qemu driver is not configured: add a [qemu] section to ${this.options.config.file ?? "the driver file"}`);
+    return cfg;
+  }
+
+  async create(output: Writable, signal: AbortSignal): Promise<void> {
+    const cfg = this.config();
+    const arch = archOf(this.options.manifest);
+    const binary = `qemu-system-${arch}`;
+    const image = await resolveImage(this.options);
+    const { accel, why } = await chooseAccel(cfg, binary, arch);
+    const stateDir = stateDirOf(this.options.buildId);
+    // A directory left by a crashed worker for this same build: its machine must go first.
+    if (existsSync(stateDir)) await reapStateDir(stateDir);
+    await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
+    this.stateDir = stateDir;
+    const name = this.options.manifest.image;
+    output.write(`Booting ${name} with ${binary} (${accel.toUpperCase()}${why ? `; ${why}` : ""})…\n`);
+    const started = Date.now();
+    for (let tries = 1; ; tries++) {
+      if (signal.aborted) throw new DriverError("aborted while booting");
+      const machine = await this.start(binary, image, accel, cfg, stateDir);
+      this.machine = machine;
+      const left = cfg.bootTimeoutMs - (Date.now() - started);
+      try {
+        this.session = await SshSession.open(
+          { host: "127.0.0.1", port: machine.port, user: "root", keyFile: cfg.key },
+          { timeoutMs: Math.max(left, 1), signal: AbortSignal.any([signal, machine.exited.signal]), baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
+        );
+        output.write(`SSH up after ${((Date.now() - started) / 1000).toFixed(1)}s (port ${machine.port})\n`);
+        return;
+      } catch (err) {
+        if (signal.aborted) throw new DriverError("aborted while booting");
+        if (machine.exited.signal.aborted) {
+          const stderr = machine.stderr();
+          this.machine = undefined;
+          portsInUse.delete(machine.port);
+          // Another process took the port between our check and qemu's bind: try a new one.
+          if (/host forwarding|hostfwd|Could not set up host/i.test(stderr) && tries < PORT_ATTEMPTS) continue;
+          const serial = await tailOf(path.join(stateDir, "serial.log"));
+          throw new DriverError(
+            `${binary} ${machine.exitStatus()} before SSH answered` +
+              (stderr.trim() ? `:\n${cleanTail(stderr, 12)}` : "") +
+              (serial ? `\nlast console output:\n${serial}` : ""),
+          );
+        }
+        if (err instanceof DriverError && /could not connect/.test(err.message)) {
+          const serial = await tailOf(path.join(stateDir, "serial.log"), 5);
+          throw new DriverError(`machine did not answer on SSH within ${formatDuration(cfg.bootTimeoutMs)}${serial ? `; last console output:\n${serial}` : ""}`);
+        }
+        throw err;
+      }
+    }
+  }
+
+  private async start(binary: string, image: string, accel: "kvm" | "tcg", cfg: QemuConfig, stateDir: string): Promise<Machine> {
+    const port = await allocatePort();
+    const args = [
+      "-name", `djinn-${path.basename(stateDir)}`,
+      "-accel", accel,
+      ...(accel === "kvm" ? ["-cpu", "host"] : []),
+      "-smp", String(cfg.cpus),
+      "-m", String(cfg.memory),
+      "-drive", `file=${image.replace(/,/g, ",,")},if=${cfg.disk_interface},snapshot=on`,
+      "-netdev", `user,id=net0,hostfwd=tcp:127.0.0.1:${port}-:22`,
+      "-device", `${cfg.net_device},netdev=net0`,
+      "-nographic", "-display", "none",
+      "-serial", `file:${path.join(stateDir, "serial.log")}`,
+      "-monitor", "none",
+      "-pidfile", path.join(stateDir, "qemu.pid"),
+    ];
+    this.options.log.debug({ build: this.options.buildId, binary, args }, "starting qemu");
+    // Its own process group: a Ctrl-C meant for the worker reaches the worker, which stops the machine itself.
+    const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"], detached: true });
+    liveMachines.add(child);
+    let stderr = "";
+    let status = "exited";
+    const exited = new AbortController();
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString("utf8")).slice(-STDERR_KEEP);
+    });
+    child.once("error", (err) => {
+      stderr += `cannot start ${binary}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "not installed (no such file on PATH)" : err.message}\n`;
+      status = "could not start";
+      liveMachines.delete(child);
+      exited.abort();
+    });
+    child.once("exit", (code, sig) => {
+      status = sig ? `was killed by ${sig}` : `exited with status ${code}`;
+      liveMachines.delete(child);
+      exited.abort();
+    });
+    return { child, port, exited, stderr: () => stderr, exitStatus: () => status };
+  }
+
+  private requireSession(): SshSession {
+    if (!this.session) throw new DriverError("the machine is not running");
+    return this.session;
+  }
+
+  execute(job: JobRun): Promise<number> {
+    return this.requireSession().execute(job);
+  }
+
+  place(dest: string, source: Readable, size: number): Promise<void> {
+    return this.requireSession().place(dest, source, size);
+  }
+
+  collect(file: string): Promise<Readable> {
+    return this.requireSession().collect(file);
+  }
+
+  async destroy(): Promise<void> {
+    // The machine is thrown away: no need to tidy up inside it first.
+    this.session?.abandon();
+    this.session = undefined;
+    const machine = this.machine;
+    this.machine = undefined;
+    if (machine) {
+      await stopChild(machine.child).catch(() => undefined);
+      liveMachines.delete(machine.child);
+      portsInUse.delete(machine.port);
+    }
+    if (this.stateDir) {
+      await fs.rm(this.stateDir, { recursive: true, force: true }).catch(() => undefined);
+      this.stateDir = undefined;
+    }
+  }
+}
+
+/** The pid in a state dir's pidfile when that process is still a qemu of this build (its command line names the dir). */
+export function machinePid(stateDir: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path.join(stateDir, "qemu.pid"), "utf8").trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return undefined;
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return cmdline.includes(stateDir) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kills a machine left by a dead worker and removes its state directory. */
+async function reapStateDir(stateDir: string): Promise<boolean> {
+  const pid = machinePid(stateDir);
+  if (pid !== undefined) {
+    for (const [sig, waitMs] of [["SIGTERM", 3000], ["SIGKILL", 5000]] as const) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        break;
+      }
+      // Not our child, so there is no exit event: poll /proc until it is gone.
+      const deadline = Date.now() + waitMs;
+      while (Date.now() < deadline && machinePid(stateDir) === pid) await new Promise((r) => setTimeout(r, 50));
+      if (machinePid(stateDir) !== pid) break;
+    }
+  }
+  await fs.rm(stateDir, { recursive: true, force: true });
+  return pid !== undefined;
+}
+
+export function qemuVersion(binary: string): string {
+  const r = spawnSync(binary, ["--version"], { encoding: "utf8", timeout: 10_000 });
+  if (r.error) throw new Error(`${binary}: ${(r.error as NodeJS.ErrnoException).code === "ENOENT" ? "not installed (no such file on PATH)" : r.error.message}`);
+  const m = /version\s+(\S+)/i.exec(r.stdout);
+  if (r.status !== 0 || !m) throw new Error(`${binary} --version failed: ${(r.stderr || r.stdout).trim()}`);
+  return m[1];
+}
+
+registerDriver({
+  name: "qemu",
+  create: (options) => new QemuDriver(options),
+  reap: async (buildId, _config: DriverConfig, log) => {
+    const stateDir = stateDirOf(buildId);
+    if (!existsSync(stateDir)) return;
+    const killed = await reapStateDir(stateDir);
+    log.info({ build: buildId, stateDir, killed }, "reaped the machine of a dead worker");
+  },
+  check: async (config) => {
+    const cfg = config.qemu;
+    if (!cfg) throw new Error("no [qemu] section");
+    const arch = hostQemuArch();
+    const binary = `qemu-system-${arch}`;
+    const version = qemuVersion(binary);
+    let accel: string;
+    if (cfg.accel === "tcg") accel = "accel tcg";
+    else {
+      const verdict = await kvmUsable(binary, arch);
+      if (cfg.accel === "kvm" && !verdict.usable) throw new Error(`accel = "kvm" but KVM is not usable: ${verdict.reason}`);
+      accel = cfg.accel === "kvm" ? "accel kvm" : verdict.usable ? "accel auto → kvm" : `accel auto → tcg (KVM not usable: ${verdict.reason})`;
+    }
+    const lines = [`qemu: ${binary} ${version}, ${accel}`];
+    if (cfg.key) {
+      await fs.access(cfg.key).catch(() => {
+        throw new Error(`[qemu] key ${cfg.key}: no such file`);
+      });
+    }
+    lines.push(`qemu: log in as root with ${cfg.key ? `key ${cfg.key}` : "an empty password"}, boot timeout ${formatDuration(cfg.bootTimeoutMs)}`);
+    return lines;
+  },
+});

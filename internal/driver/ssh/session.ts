@@ -1,0 +1,424 @@
+// The SSH layer the ssh and qemu drivers share: connect (retrying while a machine boots), run a
+// job's script, and move files in and out of the workspace over SFTP.
+import { readFile } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from "ssh2";
+import { formatDuration } from "../../config/duration.js";
+import { CollectError, DriverError, type JobRun } from "../driver.js";
+
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  /** Private key file; none = Djinn's empty-password convention (password "" or keyboard-interactive with empty answers). */
+  keyFile?: string;
+}
+
+export interface ConnectOptions {
+  /** Give up after this many ms in all. */
+  timeoutMs: number;
+  /** Aborted when the build is killed, or when the machine being waited for has died. */
+  signal?: AbortSignal;
+  /** Longest a single attempt may take (TCP connect + handshake + auth). */
+  attemptTimeoutMs?: number;
+  /** How long an attempt waits for the server's first bytes before it is retried. */
+  bannerTimeoutMs?: number;
+  /** Pause between attempts. */
+  retryDelayMs?: number;
+  /** Added to every job's environment, under the build's own variables. */
+  baseEnv?: Record<string, string>;
+}
+
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
+
+const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A value for a POSIX shell, always single-quoted: `'` becomes `'\''`. */
+export function singleQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The lines that set a job's variables; they go before the script, so `set -x` never traces them. */
+export function exportLines(env: Record<string, string>): string {
+  let out = "";
+  for (const [key, value] of Object.entries(env)) {
+    if (!SHELL_NAME.test(key)) throw new DriverError(`variable name ${JSON.stringify(key)} is not a shell variable name`);
+    out += `export ${key}=${singleQuote(value)}\n`;
+  }
+  return out;
+}
+
+/** Exit code of a channel's `exit` event: its code, or 128+n when a signal ended it. */
+export function exitCodeOf(code: number | null | undefined, signalName?: string): number | undefined {
+  if (typeof code === "number") return code;
+  if (!signalName) return undefined;
+  const name = (signalName.startsWith("SIG") ? signalName : `SIG${signalName}`) as NodeJS.Signals;
+  return 128 + (os.constants.signals[name] ?? 9);
+}
+
+/** True for failures that happen while a machine is still coming up; anything else is final. */
+function isTransient(err: Error & { level?: string; code?: string }): boolean {
+  if (err.level === "client-authentication") return false;
+  return true;
+}
+
+function loadKey(file: string): Promise<Buffer> {
+  return readFile(file).then(
+    (key) => {
+      const parsed = utils.parseKey(key);
+      if (parsed instanceof Error) throw new DriverError(`cannot use SSH key ${file}: ${parsed.message}`);
+      return key;
+    },
+    (err: NodeJS.ErrnoException) => {
+      throw new DriverError(`cannot read SSH key ${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+    },
+  );
+}
+
+function connectConfig(target: SshTarget, key: Buffer | undefined, readyTimeout: number): ConnectConfig {
+  const base: ConnectConfig = {
+    host: target.host,
+    port: target.port,
+    username: target.user,
+    readyTimeout,
+    // Build machines are throwaway or named by the manifest; there is no known_hosts to check against.
+    hostVerifier: () => true,
+    keepaliveInterval: 15_000,
+    keepaliveCountMax: 4,
+  };
+  if (key) return { ...base, privateKey: key };
+  return {
+    ...base,
+    authHandler: [
+      { type: "none", username: target.user },
+      { type: "password", username: target.user, password: "" },
+      {
+        type: "keyboard-interactive",
+        username: target.user,
+        prompt: (_name: string, _instructions: string, _lang: string, prompts: unknown[], finish: (answers: string[]) => void) => finish(prompts.map(() => "")),
+      },
+    ] as ConnectConfig["authHandler"],
+  };
+}
+
+/**
+ * One connection attempt. While a machine boots, a port forwarder may accept the TCP connection
+ * and then say nothing: an attempt that has not seen the server's first bytes within
+ * `bannerTimeoutMs` is dropped and retried, so SSH is noticed soon after it starts answering.
+ */
+function attempt(config: ConnectConfig, bannerTimeoutMs: number, signal?: AbortSignal): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    const sock = net.connect({ host: config.host!, port: config.port! });
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      client.destroy();
+      sock.destroy();
+      reject(err);
+    };
+    const onAbort = () => fail(new DriverError("aborted"));
+    const banner = setTimeout(() => fail(new Error("no SSH banner yet")), bannerTimeoutMs);
+    const cleanup = () => {
+      clearTimeout(banner);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    sock.once("data", () => clearTimeout(banner));
+    sock.on("error", (err) => fail(err));
+    client.once("ready", () => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      client.removeAllListeners("error");
+      // Later errors (a connection dropped mid-job) surface through the channel that sees them.
+      client.on("error", () => undefined);
+      resolve(client);
+    });
+    client.once("error", (err) => fail(err));
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    client.connect({ ...config, sock });
+  });
+}
+
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(finish, ms);
+    function finish() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", finish);
+      resolve();
+    }
+    signal?.addEventListener("abort", finish, { once: true });
+  });
+}
+
+/** Connects, retrying refused, reset and failed handshakes until `timeoutMs`; authentication failures are final. */
+export async function connectWithRetry(target: SshTarget, opts: ConnectOptions): Promise<Client> {
+  const key = target.keyFile ? await loadKey(target.keyFile) : undefined;
+  const deadline = Date.now() + opts.timeoutMs;
+  const where = `${target.user}@${target.host}:${target.port}`;
+  let last: Error | undefined;
+  for (;;) {
+    if (opts.signal?.aborted) throw new DriverError(`gave up connecting to ${where}`);
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    try {
+      const budget = Math.min(left, opts.attemptTimeoutMs ?? 30_000);
+      return await attempt(connectConfig(target, key, budget), Math.min(budget, opts.bannerTimeoutMs ?? 3000), opts.signal);
+    } catch (err) {
+      if (opts.signal?.aborted) throw new DriverError(`gave up connecting to ${where}`);
+      last = err as Error;
+      if (!isTransient(err as Error)) {
+        const how = target.keyFile ? `key ${target.keyFile}` : "an empty password";
+        throw new DriverError(`${where} refused to log in with ${how}: ${last.message}`);
+      }
+    }
+    await pause(Math.min(opts.retryDelayMs ?? 250, Math.max(0, deadline - Date.now())), opts.signal);
+  }
+  throw new DriverError(`could not connect to ${where} within ${formatDuration(opts.timeoutMs)}${last ? `: ${last.message}` : ""}`);
+}
+
+/** Runs `command` and returns its stdout (small outputs only: setup and cleanup commands). */
+function runQuiet(client: Client, command: string, timeoutMs = 30_000): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (err, channel) => {
+      if (err) return reject(err);
+      let stdout = "";
+      let stderr = "";
+      let code: number | undefined;
+      const timer = setTimeout(() => channel.close(), timeoutMs);
+      channel.on("data", (d: Buffer) => {
+        if (stdout.length < 65536) stdout += d.toString("utf8");
+      });
+      channel.stderr.on("data", (d: Buffer) => {
+        if (stderr.length < 65536) stderr += d.toString("utf8");
+      });
+      channel.on("exit", (c: number | null, sig?: string) => {
+        code = exitCodeOf(c, sig);
+      });
+      channel.on("close", () => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      });
+    });
+  });
+}
+
+/** The remote side of one build: a connection, its workspace and a private directory for job scripts. */
+export class SshSession {
+  private sftpChannel?: Promise<SFTPWrapper>;
+  private jobs = 0;
+  private readonly running = new Set<string>();
+  private closed = false;
+
+  private constructor(
+    readonly client: Client,
+    /** Absolute, symlinks resolved: relative paths of objects and artifacts are under it, and jobs start in it. */
+    readonly workspace: string,
+    /** Private (0700) directory for job scripts and pid files, removed on close. */
+    private readonly scripts: string,
+    private readonly baseEnv: Record<string, string>,
+    private readonly where: string,
+  ) {}
+
+  /** Connects and prepares the workspace (the login's home directory) and a private script directory. */
+  static async open(target: SshTarget, opts: ConnectOptions): Promise<SshSession> {
+    const client = await connectWithRetry(target, opts);
+    const where = `${target.user}@${target.host}:${target.port}`;
+    try {
+      const made = await runQuiet(client, `umask 077 && mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX"`);
+      const scripts = made.stdout.trim();
+      if (made.code !== 0 || !scripts.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
+      const sftp = await openSftp(client, where);
+      const home = await new Promise<string>((resolve, reject) => sftp.realpath(".", (err, p) => (err ? reject(err) : resolve(p))));
+      const session = new SshSession(client, home, scripts, opts.baseEnv ?? {}, where);
+      session.sftpChannel = Promise.resolve(sftp);
+      return session;
+    } catch (err) {
+      client.end();
+      if (err instanceof DriverError) throw err;
+      throw new DriverError(`cannot prepare ${where}: ${(err as Error).message}`);
+    }
+  }
+
+  private sftp(): Promise<SFTPWrapper> {
+    this.sftpChannel ??= openSftp(this.client, this.where);
+    this.sftpChannel.catch(() => {
+      this.sftpChannel = undefined;
+    });
+    return this.sftpChannel;
+  }
+
+  /** Runs one job: its script (exports first) is uploaded to the private directory and run by `sh` with stdin closed. */
+  async execute(job: JobRun): Promise<number> {
+    if (job.signal.aborted) return 137;
+    const n = ++this.jobs;
+    const script = `${this.scripts}/job-${n}.sh`;
+    const pidfile = `${this.scripts}/job-${n}.pid`;
+    const body = exportLines({ ...this.baseEnv, ...job.env }) + job.script;
+    const sftp = await this.sftp();
+    await pipelineString(sftp, script, body);
+    // The job runs in a session (and process group) of its own, so a kill reaches everything it
+    // started; whatever it leaves running in the background is killed when it ends.
+    const wrapper = [
+      `cd ${singleQuote(this.workspace)} || exit 1`,
+      `if command -v setsid >/dev/null 2>&1; then setsid sh ${singleQuote(script)} </dev/null 2>&1 & else sh ${singleQuote(script)} </dev/null 2>&1 & fi`,
+      `pid=$!`,
+      `echo $pid >${singleQuote(pidfile)}`,
+      `wait $pid`,
+      `code=$?`,
+      `kill -KILL -$pid 2>/dev/null`,
+      `rm -f ${singleQuote(script)} ${singleQuote(pidfile)}`,
+      `exit $code`,
+    ].join("\n");
+    const channel = await new Promise<ClientChannel>((resolve, reject) => {
+      this.client.exec(`exec sh -c ${singleQuote(wrapper)}`, (err, ch) => (err ? reject(new DriverError(`cannot start job ${job.name} on ${this.where}: ${err.message}`)) : resolve(ch)));
+    });
+    this.running.add(pidfile);
+    channel.pipe(job.output, { end: false });
+    channel.stderr.pipe(job.output, { end: false });
+    let exit: number | undefined;
+    let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+      void this.killJob(pidfile).finally(() => channel.close());
+    };
+    job.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      await new Promise<void>((resolve) => {
+        let drainTimer: NodeJS.Timeout | undefined;
+        channel.on("exit", (code: number | null, sig?: string) => {
+          exit = exitCodeOf(code, sig);
+          // A process that escaped the job's group may hold the output open: cut it off.
+          drainTimer = setTimeout(() => channel.close(), 2000);
+        });
+        channel.on("close", () => {
+          clearTimeout(drainTimer);
+          resolve();
+        });
+      });
+    } finally {
+      job.signal.removeEventListener("abort", onAbort);
+      channel.unpipe(job.output);
+      channel.stderr.unpipe(job.output);
+      this.running.delete(pidfile);
+    }
+    if (aborted) return exit ?? 137;
+    if (exit === undefined) throw new DriverError(`lost the connection to ${this.where} while job ${job.name} ran`);
+    return exit;
+  }
+
+  /** Kills a job's process group (or, when it has none, the process) from a second channel. */
+  private async killJob(pidfile: string): Promise<void> {
+    const cmd = `pid=$(cat ${singleQuote(pidfile)} 2>/dev/null) && [ -n "$pid" ] && { kill -KILL -$pid 2>/dev/null || kill -KILL $pid 2>/dev/null; }; true`;
+    await runQuiet(this.client, cmd, 5000).catch(() => undefined);
+  }
+
+  /** Absolute remote path of `dest`: relative paths are under the workspace. */
+  resolve(dest: string): string {
+    return path.posix.isAbsolute(dest) ? path.posix.normalize(dest) : path.posix.join(this.workspace, dest);
+  }
+
+  async place(dest: string, source: Readable, _size: number): Promise<void> {
+    let sftp: SFTPWrapper;
+    try {
+      sftp = await this.sftp();
+    } catch (err) {
+      source.destroy();
+      throw err;
+    }
+    const target = this.resolve(dest);
+    try {
+      await mkdirs(sftp, path.posix.dirname(target));
+      const out = sftp.createWriteStream(target, { mode: 0o644 });
+      const closed = new Promise<void>((resolve) => out.once("close", () => resolve()));
+      await pipeline(source, out);
+      await closed;
+    } catch (err) {
+      source.destroy();
+      throw new DriverError(`cannot write ${target} on ${this.where}: ${(err as Error).message}`);
+    }
+  }
+
+  async collect(file: string): Promise<Readable> {
+    const target = path.posix.resolve(this.workspace, file);
+    if (path.posix.isAbsolute(file) || !insidePosix(this.workspace, target)) throw new CollectError("outside", `${file} is outside the workspace`);
+    let sftp: SFTPWrapper;
+    try {
+      sftp = await this.sftp();
+    } catch (err) {
+      throw new CollectError("failed", (err as Error).message);
+    }
+    let real: string;
+    try {
+      real = await new Promise<string>((resolve, reject) => sftp.realpath(target, (err, p) => (err ? reject(err) : resolve(p))));
+      // Some servers resolve a missing last component without complaint: stat decides.
+      await new Promise<void>((resolve, reject) => sftp.lstat(real, (err) => (err ? reject(err) : resolve())));
+    } catch {
+      throw new CollectError("missing", `${file} does not exist`);
+    }
+    if (!insidePosix(this.workspace, real)) throw new CollectError("outside", `${file} links outside the workspace`);
+    const stats = await new Promise<{ isFile(): boolean }>((resolve, reject) => sftp.stat(real, (err, st) => (err ? reject(err) : resolve(st)))).catch((err: Error) => {
+      throw new CollectError("failed", `cannot read ${file}: ${err.message}`);
+    });
+    if (!stats.isFile()) throw new CollectError("not-a-file", `${file} is not a regular file`);
+    return sftp.createReadStream(real);
+  }
+
+  /** Kills running jobs, removes the script directory and closes the connection. Never throws. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const pidfile of this.running) await this.killJob(pidfile);
+    await runQuiet(this.client, `rm -rf ${singleQuote(this.scripts)}`, 5000).catch(() => undefined);
+    this.client.end();
+  }
+
+  /** Drops the connection at once, for a machine that is about to be destroyed anyway. */
+  abandon(): void {
+    this.closed = true;
+    this.client.end();
+    this.client.destroy();
+  }
+}
+
+function openSftp(client: Client, where: string): Promise<SFTPWrapper> {
+  return new Promise<SFTPWrapper>((resolve, reject) => {
+    client.sftp((err, sftp) => {
+      if (err) reject(new DriverError(`SFTP is not available on ${where} (the machine needs an sftp-server): ${err.message}`));
+      else resolve(sftp);
+    });
+  });
+}
+
+export function insidePosix(root: string, target: string): boolean {
+  const rel = path.posix.relative(root, target);
+  return rel === "" || (!rel.startsWith("..") && !path.posix.isAbsolute(rel));
+}
+
+async function mkdirs(sftp: SFTPWrapper, dir: string): Promise<void> {
+  const exists = await new Promise<boolean>((resolve) => sftp.stat(dir, (err) => resolve(!err)));
+  if (exists || dir === "/" || dir === ".") return;
+  await mkdirs(sftp, path.posix.dirname(dir));
+  await new Promise<void>((resolve, reject) =>
+    sftp.mkdir(dir, { mode: 0o755 }, (err) => {
+      if (!err) return resolve();
+      // Made meanwhile, or already there as a directory: fine.
+      sftp.stat(dir, (e2, st) => (!e2 && st.isDirectory() ? resolve() : reject(err)));
+    }),
+  );
+}
+
+async function pipelineString(sftp: SFTPWrapper, file: string, text: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    sftp.writeFile(file, text, { mode: 0o600 }, (err) => (err ? reject(new DriverError(`cannot upload the job script to ${file}: ${err.message}`)) : resolve()));
+  });
+}

@@ -1,0 +1,81 @@
+// The ssh driver: jobs run on a machine the manifest names (`driver: {type: ssh, address: host:port}`),
+// in the login's home directory. The machine outlives the build: each job's processes are killed
+// when it ends or is aborted, and the build's scripts are removed.
+import { access, constants } from "node:fs/promises";
+import type { Readable, Writable } from "node:stream";
+import type { SshConfig } from "../../config/config.js";
+import { formatDuration } from "../../config/duration.js";
+import { DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
+import { SshSession } from "./session.js";
+
+/** `host:port`, `host` (port 22) or `[v6]:port`. */
+export function parseAddress(address: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]+)(?::(\d+))?$/.exec(address);
+  const port = m?.[2] === undefined ? 22 : Number(m[2]);
+  if (!m || !m[1] || !Number.isInteger(port) || port < 1 || port > 65535) throw new DriverError(`driver.address ${JSON.stringify(address)}: expected host:port`);
+  return { host: m[1], port };
+}
+
+export class SshDriver implements Driver {
+  private session?: SshSession;
+
+  constructor(private readonly options: DriverOptions) {}
+
+  private config(): SshConfig {
+    const cfg = this.options.config.ssh;
+    if (!cfg) throw new DriverError("the ssh driver is not configured: add an [ssh] section to the driver file");
+    return cfg;
+  }
+
+  async create(output: Writable, signal: AbortSignal): Promise<void> {
+    const cfg = this.config();
+    const address = this.options.manifest.address;
+    if (!address) throw new DriverError("driver.address is required by the ssh driver");
+    const { host, port } = parseAddress(address);
+    output.write(`Connecting to ${cfg.user}@${address} (ssh driver, trying for up to ${formatDuration(cfg.timeoutMs)})\n`);
+    const started = Date.now();
+    this.session = await SshSession.open(
+      { host, port, user: cfg.user, keyFile: cfg.key },
+      { timeoutMs: cfg.timeoutMs, signal, baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
+    );
+    output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}\n`);
+  }
+
+  private requireSession(): SshSession {
+    if (!this.session) throw new DriverError("the ssh driver is not connected");
+    return this.session;
+  }
+
+  execute(job: JobRun): Promise<number> {
+    return this.requireSession().execute(job);
+  }
+
+  place(dest: string, source: Readable, size: number): Promise<void> {
+    return this.requireSession().place(dest, source, size);
+  }
+
+  collect(path: string): Promise<Readable> {
+    return this.requireSession().collect(path);
+  }
+
+  async destroy(): Promise<void> {
+    const session = this.session;
+    this.session = undefined;
+    await session?.close().catch(() => undefined);
+  }
+}
+
+registerDriver({
+  name: "ssh",
+  create: (options) => new SshDriver(options),
+  check: async (config) => {
+    const cfg = config.ssh;
+    if (!cfg) throw new Error("no [ssh] section");
+    if (cfg.key) {
+      await access(cfg.key, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
+        throw new Error(`[ssh] key ${cfg.key}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+      });
+    }
+    return [`ssh: log in as ${cfg.user} with ${cfg.key ? `key ${cfg.key}` : "an empty password"}, trying for up to ${formatDuration(cfg.timeoutMs)}`];
+  },
+});
