@@ -6,6 +6,21 @@ import { ConfigError, loadDriverConfig, loadWorkerConfig } from "../internal/con
 import { checkConfiguration } from "../internal/check/check.js";
 import { createLogger } from "../internal/log/log.js";
 import { EXIT, InputError, runManifest } from "../internal/run/run.js";
+import { CryptoError } from "../internal/crypto/crypto.js";
+import { StartupError, startDaemon } from "../internal/worker/daemon.js";
+import { killCommand, logsCommand, migrateCommand, statusCommand, submitCommand } from "../internal/worker/commands.js";
+
+/** Runs an operator command: bad input exits 2, an unreachable or unusable service exits 1. */
+async function operator(fn: () => Promise<number | void>): Promise<void> {
+  try {
+    process.exitCode = (await fn()) ?? 0;
+  } catch (err) {
+    if (err instanceof InputError) fail(err, EXIT.badInput);
+    if (err instanceof ConfigError || err instanceof CryptoError || (err as Error).name === "DatabaseError" || (err as Error).name === "QueueError") fail(err, 1);
+    process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
+    process.exit(EXIT.internal);
+  }
+}
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 const goArch: Record<string, string> = { x64: "amd64", ia32: "386" };
@@ -36,10 +51,59 @@ await yargs(argv)
     "$0",
     "run the worker daemon",
     (y) => y.options(configFlags),
-    () => {
-      process.stderr.write("djinn-worker: the daemon is not available in this version yet; use `djinn-worker run MANIFEST` to run a build on this machine\n");
-      process.exit(EXIT.internal);
+    async (args) => {
+      try {
+        const daemon = await startDaemon(args.config, args.driver);
+        process.exit(await daemon.done);
+      } catch (err) {
+        if (err instanceof ConfigError || err instanceof StartupError || err instanceof CryptoError) fail(err, 1);
+        process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
+        process.exit(1);
+      }
     },
+  )
+  .command(
+    "migrate",
+    "create or upgrade the PostgreSQL schema (safe to run from several machines at once)",
+    (y) => y.option("config", configFlags.config),
+    (args) => operator(() => migrateCommand(args.config, process.stdout)),
+  )
+  .command(
+    "submit <manifest>",
+    "queue a build: store it in PostgreSQL, push it to Redis, print its id",
+    (y) =>
+      y
+        .positional("manifest", { type: "string", demandOption: true, describe: "the build manifest (YAML)" })
+        .option("config", configFlags.config)
+        .option("env", { type: "string", array: true, default: [] as string[], describe: "extra variable KEY=value (repeatable)" })
+        .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value, stored encrypted (repeatable)" })
+        .option("notify", { type: "string", array: true, default: [] as string[], describe: "address mailed when the build fails (repeatable)" }),
+    (args) =>
+      operator(() =>
+        submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String) }, process.stdout).then(() => 0),
+      ),
+  )
+  .command(
+    "status <id>",
+    "print a build's status and a line per job",
+    (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
+    (args) => operator(async () => void (await statusCommand(args.config, args.id, process.stdout))),
+  )
+  .command(
+    "logs <id>",
+    "print a build's stored output (-f: follow it until the build ends)",
+    (y) =>
+      y
+        .positional("id", { type: "string", demandOption: true })
+        .option("config", configFlags.config)
+        .option("follow", { alias: "f", type: "boolean", default: false, describe: "keep printing new output until the build ends" }),
+    (args) => operator(() => logsCommand(args.config, args.id, args.follow, process.stdout)),
+  )
+  .command(
+    "kill <id>",
+    "kill a running build (published to the worker running it)",
+    (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
+    (args) => operator(async () => ((await killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
   )
   .command(
     "run <manifest>",

@@ -13,9 +13,21 @@ export interface LoggerOptions {
   pretty?: boolean;
 }
 
+const reopeners = new WeakMap<Logger, () => void>();
+
+/** Reopens the log file (after logrotate moved it: SIGHUP); a no-op when logging to stdout or stderr. */
+export function reopenLog(logger: Logger): void {
+  reopeners.get(logger)?.();
+}
+
 export function createLogger(cfg: Pick<WorkerConfig, "log">, opts: LoggerOptions = {}): Logger {
   const base = { level: cfg.log.level, redact: { paths: REDACT, censor: "***" } };
-  if (cfg.log.file) return pino(base, pino.destination({ dest: cfg.log.file, mkdir: true, sync: true }));
+  if (cfg.log.file) {
+    const dest = pino.destination({ dest: cfg.log.file, mkdir: true, sync: true });
+    const logger = pino(base, dest);
+    reopeners.set(logger, () => dest.reopen());
+    return logger;
+  }
   const fd = opts.fd ?? 1;
   const tty = fd === 1 ? process.stdout.isTTY : process.stderr.isTTY;
   if (opts.pretty ?? tty) {

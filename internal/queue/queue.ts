@@ -1,0 +1,213 @@
+// The Redis side of the queue protocol (docs/queue.md): one list per driver, a per-worker
+// processing list that holds every build a worker has taken until it is acknowledged, a
+// heartbeat key under a lease, and an atomic script that gives a dead worker's builds back.
+import os from "node:os";
+import { randomBytes } from "node:crypto";
+import { Redis, type RedisOptions } from "ioredis";
+import type { WorkerConfig } from "../config/config.js";
+import { connectReason, splitAddr } from "../store/db.js";
+
+/** What a producer pushes: the build's id, and when it was queued (Unix milliseconds) for the queue-wait metric. */
+export interface Payload {
+  id: number;
+  enqueued_at?: number;
+}
+
+export class QueueError extends Error {
+  override name = "QueueError";
+}
+
+export const queueList = (prefix: string, driver: string) => `${prefix}_${driver}`;
+export const deadList = (prefix: string) => `${prefix}_dead`;
+export const processingList = (list: string, worker: string) => `${list}:processing:${worker}`;
+export const heartbeatKey = (prefix: string, worker: string) => `${prefix}:worker:${worker}`;
+export const registryKey = (prefix: string) => `${prefix}:workers`;
+export const killChannel = (buildId: number | string) => `kill-${buildId}`;
+
+export function newWorkerId(): string {
+  return `${os.hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+}
+
+export function redisOptions(cfg: NonNullable<WorkerConfig["redis"]>, extra: RedisOptions = {}): RedisOptions {
+  const { host, port } = splitAddr(cfg.addr, 6379);
+  return {
+    host,
+    port,
+    password: cfg.password || undefined,
+    db: cfg.db,
+    lazyConnect: true,
+    // Commands wait for the connection to come back rather than fail: outages are ridden out.
+    maxRetriesPerRequest: null,
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
+    ...extra,
+  };
+}
+
+/** Connects once without retrying, so a bad address fails at start-up with one clear line. */
+export async function probeRedis(cfg: NonNullable<WorkerConfig["redis"]>): Promise<void> {
+  const client = new Redis(redisOptions(cfg, { retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 5000 }));
+  let lastError: unknown;
+  client.on("error", (err) => (lastError = err));
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (err) {
+    throw new QueueError(`cannot connect to Redis at ${cfg.addr}: ${connectReason(lastError ?? err)}`);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Parses a payload; the reason it is unusable otherwise. */
+export function parsePayload(raw: string): Payload | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return "payload is not valid JSON";
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return "payload is not a JSON object";
+  const id = (v as Record<string, unknown>).id;
+  const n = typeof id === "string" && /^[0-9]+$/.test(id) ? Number(id) : id;
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) return 'payload has no positive integer "id"';
+  const at = (v as Record<string, unknown>).enqueued_at;
+  return { id: n, enqueued_at: typeof at === "number" ? at : undefined };
+}
+
+/** The producer's half: LPUSH a payload naming an existing build (its rows are committed first). */
+export async function enqueue(redis: Redis, prefix: string, driver: string, id: number): Promise<void> {
+  const payload: Payload = { id, enqueued_at: Date.now() };
+  await redis.lpush(queueList(prefix, driver), JSON.stringify(payload));
+}
+
+// Moves the first build found on any of the queues into its processing list.
+const TAKE_ANY = `
+for i = 1, #KEYS, 2 do
+  local v = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'RIGHT', 'LEFT')
+  if v then return {KEYS[i], v} end
+end
+return false`;
+
+// Removes one copy of a payload from a processing list and pushes it somewhere else, atomically.
+const MOVE_ONE = `
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if ARGV[3] == 'right' then redis.call('RPUSH', KEYS[2], ARGV[2]) else redis.call('LPUSH', KEYS[2], ARGV[2]) end
+return 1`;
+
+// Gives a dead worker's builds back: when its heartbeat key is gone, every processing list it
+// had goes back onto its queue, at the end consumers take from, oldest first.
+const RECOVER = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local lists = redis.call('HGET', KEYS[1], ARGV[1])
+local n = 0
+if lists then
+  for _, q in ipairs(cjson.decode(lists)) do
+    local p = q .. ':processing:' .. ARGV[1]
+    while redis.call('LMOVE', p, q, 'LEFT', 'RIGHT') do n = n + 1 end
+  end
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return n`;
+
+export interface Taken {
+  list: string;
+  raw: string;
+}
+
+export class WorkerQueue {
+  private rotation = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    /** A connection of its own: blocking commands hold it. */
+    private readonly blocking: Redis,
+    readonly prefix: string,
+    readonly workerId: string,
+    readonly lists: string[],
+    private readonly leaseMs: number,
+  ) {
+    redis.defineCommand("djinnTakeAny", { lua: TAKE_ANY });
+    redis.defineCommand("djinnMoveOne", { numberOfKeys: 2, lua: MOVE_ONE });
+    redis.defineCommand("djinnRecover", { numberOfKeys: 2, lua: RECOVER });
+  }
+
+  private processing(list: string): string {
+    return processingList(list, this.workerId);
+  }
+
+  /** Registers this worker and renews its lease; repeated every heartbeat so a restarted Redis learns it again. */
+  async heartbeat(): Promise<void> {
+    await this.redis
+      .multi()
+      .set(heartbeatKey(this.prefix, this.workerId), JSON.stringify({ host: os.hostname(), pid: process.pid, lists: this.lists, at: Date.now() }), "PX", this.leaseMs)
+      .hset(registryKey(this.prefix), this.workerId, JSON.stringify(this.lists))
+      .exec();
+  }
+
+  /** Takes one build into this worker's processing list, waiting up to `timeoutSeconds`. */
+  async take(timeoutSeconds: number): Promise<Taken | null> {
+    if (this.lists.length > 1) {
+      const keys = this.lists.flatMap((l) => [l, this.processing(l)]);
+      const got = (await (this.redis as unknown as { djinnTakeAny(n: number, ...args: string[]): Promise<[string, string] | null> }).djinnTakeAny(keys.length, ...keys)) as [string, string] | null;
+      if (got) return { list: got[0], raw: got[1] };
+      // Nothing anywhere: block on one list at a time, in turn.
+      timeoutSeconds = Math.min(timeoutSeconds, 1);
+    }
+    const list = this.lists[this.rotation++ % this.lists.length];
+    const raw = await this.blocking.blmove(list, this.processing(list), "RIGHT", "LEFT", timeoutSeconds);
+    return raw === null ? null : { list, raw };
+  }
+
+  private move(list: string, raw: string, to: string, value: string, end: "left" | "right"): Promise<number> {
+    return (this.redis as unknown as { djinnMoveOne(...args: string[]): Promise<number> }).djinnMoveOne(this.processing(list), to, raw, value, end);
+  }
+
+  /** The build is recorded: forget it. */
+  async ack(list: string, raw: string): Promise<void> {
+    await this.redis.lrem(this.processing(list), 1, raw);
+  }
+
+  /** Puts a taken build back: `next` = at the end consumers take from (runs next), else behind everything queued. */
+  async requeue(list: string, raw: string, next: boolean): Promise<void> {
+    await this.move(list, raw, list, raw, next ? "right" : "left");
+  }
+
+  /** Moves an unusable payload to the dead list with the reason. */
+  async dead(list: string, raw: string, reason: string): Promise<void> {
+    const entry = JSON.stringify({ payload: raw, queue: list, reason, worker: this.workerId, at: new Date().toISOString() });
+    await this.move(list, raw, deadList(this.prefix), entry, "left");
+  }
+
+  /** Recovers the builds of every registered worker whose lease has run out; returns how many went back. */
+  async recoverDead(): Promise<{ worker: string; builds: number }[]> {
+    const workers = await this.redis.hkeys(registryKey(this.prefix));
+    const out: { worker: string; builds: number }[] = [];
+    for (const w of workers) {
+      if (w === this.workerId) continue;
+      const n = Number(await (this.redis as unknown as { djinnRecover(...args: string[]): Promise<number> }).djinnRecover(registryKey(this.prefix), heartbeatKey(this.prefix, w), w));
+      if (n >= 0) out.push({ worker: w, builds: n });
+    }
+    return out;
+  }
+
+  /** On a clean exit: drops the lease and puts back anything still in this worker's processing lists. */
+  async leave(): Promise<number> {
+    await this.redis.del(heartbeatKey(this.prefix, this.workerId));
+    return Number(await (this.redis as unknown as { djinnRecover(...args: string[]): Promise<number> }).djinnRecover(registryKey(this.prefix), heartbeatKey(this.prefix, this.workerId), this.workerId));
+  }
+
+  /** Payloads in this worker's processing lists (to find ones whose BLMOVE reply was lost in a disconnect). */
+  async held(): Promise<Taken[]> {
+    const out: Taken[] = [];
+    for (const list of this.lists) {
+      for (const raw of await this.redis.lrange(this.processing(list), 0, -1)) out.push({ list, raw });
+    }
+    return out;
+  }
+
+  async depths(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const list of this.lists) out[list] = await this.redis.llen(list);
+    return out;
+  }
+}

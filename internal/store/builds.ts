@@ -1,0 +1,302 @@
+// Build rows: written by `submit`, claimed and updated by the worker as a build runs, read by
+// `status` and `logs`. Every write the worker makes while running a build is guarded by its claim
+// (worker and attempt), so a worker that lost its claim can never overwrite another's run.
+import { randomBytes } from "node:crypto";
+import type pg from "pg";
+import type { Crypto } from "../crypto/crypto.js";
+import type { Manifest } from "../manifest/manifest.js";
+import { planBuild } from "../runner/plan.js";
+
+export const TERMINAL_STATUSES = ["passed", "passed_with_failures", "failed", "killed", "timed_out"];
+
+/** The worker's claim on a build was taken over: it must stop and write nothing more. */
+export class ClaimLostError extends Error {
+  override name = "ClaimLostError";
+}
+
+export interface NewBuild {
+  manifestText: string;
+  manifest: Manifest;
+  env: [string, string][];
+  secrets: [string, string][];
+  notify: string[];
+  /** Private keys placed into the build environment, stored encrypted. */
+  keys?: [string, string][];
+}
+
+/** Inserts a build and everything it needs in one transaction; returns its id. */
+export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const secret = randomBytes(24).toString("hex");
+    const r = await client.query(
+      `INSERT INTO builds (secret, driver, manifest, namespace, notify) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+      [secret, JSON.stringify(b.manifest.driver), b.manifestText, b.manifest.namespace ?? null, b.notify],
+    );
+    const id = Number(r.rows[0].id);
+    const plan = planBuild(b.manifest, String(id));
+    for (const [si, stage] of plan.stages.entries()) {
+      const s = await client.query(`INSERT INTO stages (build_id, position, name, can_fail) VALUES ($1, $2, $3, $4) RETURNING id`, [id, si, stage.name, stage.canFail]);
+      for (const [ji, job] of stage.jobs.entries()) {
+        await client.query(`INSERT INTO jobs (build_id, stage_id, position, name, commands) VALUES ($1, $2, $3, $4, $5)`, [id, s.rows[0].id, ji, job.name, job.commands.join("\n")]);
+      }
+    }
+    for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, o.source, o.dest]);
+    let position = 0;
+    for (const [key, value] of [...b.manifest.env, ...b.env]) {
+      await client.query(`INSERT INTO variables (build_id, position, key, value) VALUES ($1, $2, $3, $4)`, [id, position++, key, value]);
+    }
+    for (const [key, value] of b.secrets) {
+      await client.query(`INSERT INTO variables (build_id, position, key, masked, value_encrypted) VALUES ($1, $2, $3, true, $4)`, [id, position++, key, crypto.encrypt(value)]);
+    }
+    for (const [name, key] of b.keys ?? []) {
+      await client.query(`INSERT INTO keys (build_id, name, private_key_encrypted) VALUES ($1, $2, $3)`, [id, name, crypto.encrypt(key)]);
+    }
+    await client.query("COMMIT");
+    return id;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+export type ClaimResult =
+  | { outcome: "claimed"; attempt: number; previousWorker: string | null }
+  | { outcome: "missing" }
+  | { outcome: "finished"; status: string }
+  | { outcome: "held"; worker: string };
+
+const leaseInterval = (ms: number) => `${Math.max(1, Math.round(ms))} milliseconds`;
+
+/**
+ * Takes a build for `worker`: only when it is not finished and nobody holds a live lease on it.
+ * A build claimed before (a dead worker's, or one re-queued at shutdown) has its earlier rows
+ * reset in the same transaction, so it runs again from the start.
+ */
+export async function claimBuild(pool: pg.Pool, id: number, worker: string, leaseMs: number): Promise<ClaimResult> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const cur = await client.query(`SELECT status, worker, attempt, (lease_expires_at IS NOT NULL AND lease_expires_at > now()) AS live FROM builds WHERE id = $1 FOR UPDATE`, [id]);
+    if (cur.rowCount === 0) {
+      await client.query("ROLLBACK");
+      return { outcome: "missing" };
+    }
+    const row = cur.rows[0];
+    if (TERMINAL_STATUSES.includes(row.status)) {
+      await client.query("ROLLBACK");
+      return { outcome: "finished", status: row.status };
+    }
+    if (row.worker && row.worker !== worker && row.live) {
+      await client.query("ROLLBACK");
+      return { outcome: "held", worker: row.worker };
+    }
+    const upd = await client.query(
+      `UPDATE builds SET status = 'running', worker = $2, attempt = attempt + 1, started_at = now(), finished_at = NULL,
+         lease_expires_at = now() + $3::interval WHERE id = $1 RETURNING attempt`,
+      [id, worker, leaseInterval(leaseMs)],
+    );
+    if (row.attempt > 0) {
+      await client.query(`DELETE FROM job_output WHERE build_id = $1`, [id]);
+      await client.query(`DELETE FROM artifacts WHERE build_id = $1`, [id]);
+      await client.query(`UPDATE jobs SET status = 'queued', exit_code = NULL, output_bytes = 0, started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
+      await client.query(`UPDATE stages SET status = 'queued', started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
+    }
+    await client.query("COMMIT");
+    return { outcome: "claimed", attempt: upd.rows[0].attempt, previousWorker: row.attempt > 0 ? row.worker : null };
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+export interface StoredVariable {
+  key: string;
+  value: string | null;
+  masked: boolean;
+  valueEncrypted: Buffer | null;
+}
+
+export interface StoredJob {
+  id: number;
+  stageId: number;
+  stage: string;
+  name: string;
+}
+
+export interface LoadedBuild {
+  id: number;
+  secret: string;
+  manifestText: string;
+  namespace: string | null;
+  notify: string[];
+  variables: StoredVariable[];
+  keys: { name: string; encrypted: Buffer }[];
+  jobs: StoredJob[];
+}
+
+export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild> {
+  const b = await pool.query(`SELECT id, secret, manifest, namespace, notify FROM builds WHERE id = $1`, [id]);
+  if (b.rowCount === 0) throw new Error(`build ${id} not found`);
+  const vars = await pool.query(`SELECT key, value, masked, value_encrypted FROM variables WHERE build_id = $1 ORDER BY position, id`, [id]);
+  const keys = await pool.query(`SELECT name, private_key_encrypted FROM keys WHERE build_id = $1 ORDER BY id`, [id]);
+  const jobs = await pool.query(
+    `SELECT j.id, j.stage_id, s.name AS stage, j.name FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position`,
+    [id],
+  );
+  const row = b.rows[0];
+  return {
+    id,
+    secret: row.secret,
+    manifestText: row.manifest,
+    namespace: row.namespace,
+    notify: row.notify ?? [],
+    variables: vars.rows.map((v) => ({ key: v.key, value: v.value, masked: v.masked, valueEncrypted: v.value_encrypted })),
+    keys: keys.rows.map((k) => ({ name: k.name, encrypted: k.private_key_encrypted })),
+    jobs: jobs.rows.map((j) => ({ id: Number(j.id), stageId: Number(j.stage_id), stage: j.stage, name: j.name })),
+  };
+}
+
+/** The writes of one claimed run of a build; each fails with ClaimLostError once the claim is gone. */
+export class BuildRecorder {
+  constructor(
+    private readonly pool: pg.Pool,
+    readonly buildId: number,
+    readonly worker: string,
+    readonly attempt: number,
+  ) {}
+
+  private readonly guard = `EXISTS (SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3)`;
+
+  private async guarded(sql: string, params: unknown[]): Promise<void> {
+    const r = await this.pool.query(sql, [this.buildId, this.worker, this.attempt, ...params]);
+    if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
+  }
+
+  jobStarted(jobId: number, stageId: number): Promise<void> {
+    return this.guarded(
+      `WITH s AS (UPDATE stages SET status = 'running', started_at = coalesce(started_at, now()) WHERE id = $5 AND ${this.guard})
+       UPDATE jobs SET status = 'running', started_at = now() WHERE id = $4 AND ${this.guard}`,
+      [jobId, stageId],
+    );
+  }
+
+  jobFinished(jobId: number, status: string, exitCode: number | undefined, outputBytes: number): Promise<void> {
+    const started = status === "skipped" ? "started_at" : "coalesce(started_at, now())";
+    return this.guarded(
+      `UPDATE jobs SET status = $5, exit_code = $6, output_bytes = $7, started_at = ${started}, finished_at = CASE WHEN $5 = 'skipped' THEN NULL ELSE now() END
+       WHERE id = $4 AND ${this.guard}`,
+      [jobId, status, exitCode ?? null, outputBytes],
+    );
+  }
+
+  stageFinished(stageId: number, status: string): Promise<void> {
+    return this.guarded(`UPDATE stages SET status = $5, finished_at = now() WHERE id = $4 AND ${this.guard}`, [stageId, status]);
+  }
+
+  appendOutput(jobId: number, text: string): Promise<void> {
+    return this.guarded(`INSERT INTO job_output (build_id, job_id, data) SELECT $1, $4, $5 WHERE ${this.guard}`, [jobId, text]);
+  }
+
+  artifactStored(jobId: number, a: { source: string; name: string; size: number; sha256: string; path: string }): Promise<void> {
+    return this.guarded(
+      `INSERT INTO artifacts (build_id, job_id, source, name, size, sha256, path) SELECT $1, $4, $5, $6, $7, $8, $9 WHERE ${this.guard}`,
+      [jobId, a.source, a.name, a.size, a.sha256, a.path],
+    );
+  }
+
+  finish(status: string): Promise<void> {
+    return this.guarded(`UPDATE builds SET status = $4, finished_at = now(), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3`, [status]);
+  }
+
+  /** Gives the build back to the queue (shutdown): the next claim resets it and runs it again. */
+  release(): Promise<void> {
+    return this.guarded(`UPDATE builds SET status = 'queued', lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3`, []);
+  }
+}
+
+/** Extends the leases of `ids` held by `worker`; returns the ids it still holds. */
+export async function renewLeases(pool: pg.Pool, worker: string, ids: number[], leaseMs: number): Promise<Set<number>> {
+  if (ids.length === 0) return new Set();
+  const r = await pool.query(
+    `UPDATE builds SET lease_expires_at = now() + $3::interval WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'running' RETURNING id`,
+    [ids, worker, leaseInterval(leaseMs)],
+  );
+  return new Set(r.rows.map((row) => Number(row.id)));
+}
+
+export interface BuildSummary {
+  id: number;
+  status: string;
+  secret: string;
+  namespace: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  worker: string | null;
+  attempt: number;
+  driver: Record<string, string>;
+  jobs: { stage: string; name: string; status: string; exitCode: number | null; startedAt: Date | null; finishedAt: Date | null }[];
+}
+
+export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSummary | undefined> {
+  const b = await pool.query(`SELECT id, status, secret, namespace, created_at, started_at, finished_at, worker, attempt, driver FROM builds WHERE id = $1`, [id]);
+  if (b.rowCount === 0) return undefined;
+  const jobs = await pool.query(
+    `SELECT s.name AS stage, j.name, j.status, j.exit_code, j.started_at, j.finished_at FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position`,
+    [id],
+  );
+  const r = b.rows[0];
+  return {
+    id: Number(r.id),
+    status: r.status,
+    secret: r.secret,
+    namespace: r.namespace,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    worker: r.worker,
+    attempt: r.attempt,
+    driver: r.driver,
+    jobs: jobs.rows.map((j) => ({ stage: j.stage, name: j.name, status: j.status, exitCode: j.exit_code, startedAt: j.started_at, finishedAt: j.finished_at })),
+  };
+}
+
+export interface OutputChunk {
+  id: number;
+  jobId: number;
+  stage: string;
+  job: string;
+  data: string;
+}
+
+/** Stored output after chunk `afterId`, in order, at most `limit` chunks. */
+export async function readOutput(pool: pg.Pool, buildId: number, afterId: number, limit = 100): Promise<OutputChunk[]> {
+  const r = await pool.query(
+    `SELECT o.id, o.job_id, s.name AS stage, j.name AS job, o.data FROM job_output o JOIN jobs j ON j.id = o.job_id JOIN stages s ON s.id = j.stage_id
+     WHERE o.build_id = $1 AND o.id > $2 ORDER BY o.id LIMIT $3`,
+    [buildId, afterId, limit],
+  );
+  return r.rows.map((row) => ({ id: Number(row.id), jobId: Number(row.job_id), stage: row.stage, job: row.job, data: row.data }));
+}
+
+/** The last `n` lines of a build's stored output, read backwards a few chunks at a time. */
+export async function outputTail(pool: pg.Pool, buildId: number, n: number, maxLineChars = 1000): Promise<string[]> {
+  let text = "";
+  let before = Number.MAX_SAFE_INTEGER;
+  for (;;) {
+    const r = await pool.query(`SELECT id, data FROM job_output WHERE build_id = $1 AND id < $2 ORDER BY id DESC LIMIT 8`, [buildId, before]);
+    for (const row of r.rows) text = row.data + text;
+    if (r.rowCount === 0 || text.split("\n").length > n + 1) break;
+    before = Number(r.rows[r.rows.length - 1].id);
+    // Enough context for the tail: a job that printed megabytes without newlines is cut here.
+    if (text.length > n * maxLineChars * 2) break;
+  }
+  const lines = text.replace(/\n$/, "").split("\n").slice(-n);
+  return lines.map((l) => (l.length > maxLineChars ? `${l.slice(0, maxLineChars)}…` : l));
+}

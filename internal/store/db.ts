@@ -1,0 +1,131 @@
+// The PostgreSQL connection and the schema's versioned migrations.
+import { readFileSync } from "node:fs";
+import pg from "pg";
+import type { WorkerConfig } from "../config/config.js";
+import { MIGRATIONS, SCHEMA_VERSION } from "./migrations/index.js";
+
+export { SCHEMA_VERSION } from "./migrations/index.js";
+
+/** Arbitrary constant: every worker serialises migrations on this advisory lock. */
+const MIGRATION_LOCK = 0x646a696e6e;
+
+/** The database cannot be reached or is not in the shape this worker needs: one line for the operator. */
+export class DatabaseError extends Error {
+  override name = "DatabaseError";
+}
+
+export function splitAddr(addr: string, defaultPort: number): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(addr) ?? /^([^:]*)(?::(\d+))?$/.exec(addr);
+  if (!m) return { host: addr, port: defaultPort };
+  return { host: m[1] || "127.0.0.1", port: m[2] ? Number(m[2]) : defaultPort };
+}
+
+/** A short reason for a failed connection, as an operator would say it. */
+export function connectReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { code?: string };
+  const nested = (e as { errors?: NodeJS.ErrnoException[] }).errors?.[0];
+  const code = e.code ?? nested?.code;
+  switch (code) {
+    case "ECONNREFUSED":
+      return "connection refused";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return "host not found";
+    case "ETIMEDOUT":
+      return "timed out";
+    case "ECONNRESET":
+      return "connection reset";
+    case "EHOSTUNREACH":
+      return "host unreachable";
+  }
+  const msg = (e.message || nested?.message || String(err)).split("\n")[0];
+  return msg.replace(/^connect /, "");
+}
+
+export function createPool(cfg: NonNullable<WorkerConfig["database"]>, max = 10): pg.Pool {
+  const { host, port } = splitAddr(cfg.addr, 5432);
+  let ssl: pg.PoolConfig["ssl"];
+  if (cfg.ssl) {
+    ssl = {
+      ca: cfg.ssl.ca ? readFileSync(cfg.ssl.ca, "utf8") : undefined,
+      cert: cfg.ssl.cert ? readFileSync(cfg.ssl.cert, "utf8") : undefined,
+      key: cfg.ssl.key ? readFileSync(cfg.ssl.key, "utf8") : undefined,
+      rejectUnauthorized: Boolean(cfg.ssl.ca),
+    };
+  }
+  const pool = new pg.Pool({
+    host,
+    port,
+    database: cfg.name,
+    user: cfg.username,
+    password: cfg.password,
+    ssl,
+    max,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30_000,
+    application_name: "djinn-worker",
+  });
+  return pool;
+}
+
+/** Connects once, so that a bad address fails now with one clear line rather than on first use. */
+export async function probePool(pool: pg.Pool, addr: string): Promise<void> {
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (err) {
+    throw new DatabaseError(`cannot connect to PostgreSQL at ${addr}: ${connectReason(err)}`);
+  }
+}
+
+/** The applied schema version; 0 when the database has never been migrated. */
+export async function schemaVersion(db: pg.Pool | pg.PoolClient): Promise<number> {
+  const exists = await db.query(`SELECT to_regclass('schema_migrations') IS NOT NULL AS present`);
+  if (!exists.rows[0].present) return 0;
+  const r = await db.query(`SELECT coalesce(max(version), 0)::int AS v FROM schema_migrations`);
+  return r.rows[0].v as number;
+}
+
+/** Refuses to run against a schema this worker does not know. */
+export async function requireCurrentSchema(pool: pg.Pool, configFile: string): Promise<void> {
+  const have = await schemaVersion(pool);
+  if (have === SCHEMA_VERSION) return;
+  if (have < SCHEMA_VERSION) {
+    throw new DatabaseError(`database schema is at version ${have}, this worker needs version ${SCHEMA_VERSION}: run \`djinn-worker migrate -config ${configFile}\``);
+  }
+  throw new DatabaseError(`database schema is at version ${have}, newer than this worker's ${SCHEMA_VERSION}: upgrade djinn-worker`);
+}
+
+/**
+ * Applies the missing migrations, each in its own transaction, under an advisory lock so that
+ * workers migrating at once apply each step exactly once. Returns the versions applied.
+ */
+export async function migrate(pool: pg.Pool): Promise<number[]> {
+  const client = await pool.connect();
+  const applied: number[] = [];
+  try {
+    await client.query(`SELECT pg_advisory_lock($1)`, [MIGRATION_LOCK]);
+    try {
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const have = await schemaVersion(client);
+      for (const m of MIGRATIONS) {
+        if (m.version <= have) continue;
+        await client.query("BEGIN");
+        try {
+          await client.query(m.sql);
+          await client.query(`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+          await client.query("COMMIT");
+        } catch (err) {
+          await client.query("ROLLBACK").catch(() => undefined);
+          throw new DatabaseError(`migration ${m.version} (${m.name}) failed: ${(err as Error).message}`);
+        }
+        applied.push(m.version);
+      }
+    } finally {
+      await client.query(`SELECT pg_advisory_unlock($1)`, [MIGRATION_LOCK]).catch(() => undefined);
+    }
+  } finally {
+    client.release();
+  }
+  return applied;
+}

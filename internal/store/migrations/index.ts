@@ -1,0 +1,111 @@
+// The schema this worker owns, as numbered steps. A step is never edited once released: changes
+// are new steps, so every database reaches the same shape by applying the missing ones in order.
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: "builds, stages, jobs, output, artifacts, objects, variables, keys",
+    sql: `
+CREATE TABLE builds (
+  id               bigserial PRIMARY KEY,
+  status           text NOT NULL DEFAULT 'queued',
+  secret           text NOT NULL,
+  driver           jsonb NOT NULL,
+  manifest         text NOT NULL,
+  namespace        text,
+  notify           text[] NOT NULL DEFAULT '{}',
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  started_at       timestamptz,
+  finished_at      timestamptz,
+  worker           text,
+  attempt          integer NOT NULL DEFAULT 0,
+  lease_expires_at timestamptz
+);
+CREATE INDEX builds_status_idx ON builds (status);
+
+CREATE TABLE stages (
+  id         bigserial PRIMARY KEY,
+  build_id   bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+  position   integer NOT NULL,
+  name       text NOT NULL,
+  can_fail   boolean NOT NULL DEFAULT false,
+  status     text NOT NULL DEFAULT 'queued',
+  started_at  timestamptz,
+  finished_at timestamptz,
+  UNIQUE (build_id, name)
+);
+
+CREATE TABLE jobs (
+  id          bigserial PRIMARY KEY,
+  build_id    bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+  stage_id    bigint NOT NULL REFERENCES stages (id) ON DELETE CASCADE,
+  position    integer NOT NULL,
+  name        text NOT NULL,
+  commands    text NOT NULL DEFAULT '',
+  status      text NOT NULL DEFAULT 'queued',
+  exit_code   integer,
+  output_bytes bigint NOT NULL DEFAULT 0,
+  started_at  timestamptz,
+  finished_at timestamptz,
+  UNIQUE (stage_id, name)
+);
+CREATE INDEX jobs_build_idx ON jobs (build_id);
+
+-- A job's output, appended in chunks as it is printed; read back in id order.
+CREATE TABLE job_output (
+  id       bigserial PRIMARY KEY,
+  build_id bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+  job_id   bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  data     text NOT NULL
+);
+CREATE INDEX job_output_build_idx ON job_output (build_id, id);
+CREATE INDEX job_output_job_idx ON job_output (job_id, id);
+
+CREATE TABLE artifacts (
+  id         bigserial PRIMARY KEY,
+  build_id   bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+  job_id     bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  source     text NOT NULL,
+  name       text NOT NULL,
+  size       bigint NOT NULL,
+  sha256     text NOT NULL,
+  path       text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE objects (
+  id       bigserial PRIMARY KEY,
+  build_id bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+  source   text NOT NULL,
+  dest     text NOT NULL
+);
+
+-- A masked variable's value is only ever stored encrypted (value_encrypted), never in value.
+CREATE TABLE variables (
+  id              bigserial PRIMARY KEY,
+  build_id        bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+  position        integer NOT NULL,
+  key             text NOT NULL,
+  value           text,
+  masked          boolean NOT NULL DEFAULT false,
+  value_encrypted bytea,
+  CHECK ((masked AND value IS NULL AND value_encrypted IS NOT NULL) OR (NOT masked AND value IS NOT NULL))
+);
+
+CREATE TABLE keys (
+  id                    bigserial PRIMARY KEY,
+  build_id              bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+  name                  text NOT NULL,
+  private_key_encrypted bytea NOT NULL,
+  UNIQUE (build_id, name)
+);
+`,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,0 +1,125 @@
+// A job's output on its way into PostgreSQL: appended in chunks as it comes (a reader sees it
+// within about a second), never held whole, cut at the per-job limit, and made storable: text
+// columns refuse NUL and invalid UTF-8, so NUL becomes U+FFFD and bad bytes are decoded with
+// replacement (a StringDecoder keeps characters split across chunks whole).
+import { Writable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
+
+export const FLUSH_BYTES = 64 * 1024;
+export const FLUSH_MS = 250;
+
+/** Makes decoded text storable in a PostgreSQL text column. */
+export function storable(text: string): string {
+  return text.includes("\0") ? text.replace(/\0/g, "\uFFFD") : text;
+}
+
+/** Cuts `text` to at most `bytes` UTF-8 bytes without splitting a character. */
+export function cutToBytes(text: string, bytes: number): string {
+  const buf = Buffer.from(text, "utf8");
+  if (buf.length <= bytes) return text;
+  let end = bytes;
+  // Step back over continuation bytes (10xxxxxx) so the cut falls between characters.
+  while (end > 0 && (buf[end] & 0xc0) === 0x80) end--;
+  return buf.subarray(0, end).toString("utf8");
+}
+
+export interface OutputSinkOptions {
+  /** Stores one chunk; rejects when it cannot (the sink fails and the build is not acknowledged). */
+  append(text: string): Promise<void>;
+  /** Most bytes stored; 0 = no limit. */
+  limit: number;
+  flushBytes?: number;
+  flushMs?: number;
+}
+
+export class JobOutputSink extends Writable {
+  private readonly decoder = new StringDecoder("utf8");
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private stored = 0;
+  private truncated = false;
+  private timer?: NodeJS.Timeout;
+  private chain: Promise<void> = Promise.resolve();
+  private failure?: Error;
+
+  constructor(private readonly opts: OutputSinkOptions) {
+    super({ decodeStrings: true });
+  }
+
+  /** Bytes stored so far. */
+  get storedBytes(): number {
+    return this.stored;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    if (this.failure) return done(this.failure);
+    this.add(this.decoder.write(chunk));
+    if (this.pendingBytes >= (this.opts.flushBytes ?? FLUSH_BYTES)) {
+      // Waiting here is the backpressure that keeps memory flat when a job prints fast.
+      this.flush().then(() => done(), done);
+      return;
+    }
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.flush().catch(() => undefined);
+    }, this.opts.flushMs ?? FLUSH_MS);
+    done();
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.add(this.decoder.end());
+    this.flush().then(() => done(), done);
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    if (this.timer) clearTimeout(this.timer);
+    done(err);
+  }
+
+  private add(text: string): void {
+    if (!text || this.truncated) return;
+    text = storable(text);
+    const limit = this.opts.limit;
+    if (limit > 0) {
+      const bytes = Buffer.byteLength(text);
+      const room = limit - this.stored - this.pendingBytes;
+      if (bytes > room) {
+        const kept = cutToBytes(text, Math.max(room, 0));
+        if (kept) this.push_(kept);
+        this.truncated = true;
+        this.pending.push(`\n[output truncated: this job printed more than output_limit (${limit} bytes); the rest was not stored]\n`);
+        return;
+      }
+    }
+    this.push_(text);
+  }
+
+  private push_(text: string): void {
+    this.pending.push(text);
+    this.pendingBytes += Buffer.byteLength(text);
+  }
+
+  /** Stores what is pending; flushes run one after another so chunks keep their order. */
+  private flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.chain = this.chain.then(async () => {
+      if (this.failure) throw this.failure;
+      if (this.pending.length === 0) return;
+      const text = this.pending.join("");
+      const bytes = this.pendingBytes;
+      this.pending = [];
+      this.pendingBytes = 0;
+      try {
+        await this.opts.append(text);
+      } catch (err) {
+        this.failure = err as Error;
+        throw err;
+      }
+      this.stored += bytes;
+    });
+    return this.chain;
+  }
+}

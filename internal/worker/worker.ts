@@ -1,0 +1,569 @@
+// The daemon: takes builds from its queues, claims each in PostgreSQL, runs it with the runner,
+// records it as it goes, acknowledges it only once its result is written, and gives back what
+// it cannot finish. See docs/daemon.md for the guarantees.
+import { timingSafeEqual } from "node:crypto";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { Readable, type Writable } from "node:stream";
+import type { Redis } from "ioredis";
+import type pg from "pg";
+import { configuredDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import type { Crypto } from "../crypto/crypto.js";
+import { driverTypeOfQueue, getDriver, type Driver } from "../driver/driver.js";
+import "../driver/all.js";
+import { ArtifactStore, ObjectStore } from "../fs/store.js";
+import type { Logger } from "../log/log.js";
+import { parseManifest, type Manifest } from "../manifest/manifest.js";
+import { planBuild, type PlannedJob, type Status } from "../runner/plan.js";
+import { runBuild, worse, type BuildReporter } from "../runner/runner.js";
+import { BuildRecorder, ClaimLostError, claimBuild, loadBuild, outputTail, renewLeases, type LoadedBuild } from "../store/builds.js";
+import { JobOutputSink } from "../store/output.js";
+import { killChannel, parsePayload, type Taken, type WorkerQueue } from "../queue/queue.js";
+
+/** What the worker needs of the mailer (internal/mail). */
+export interface FailureMailer {
+  sendBuildFailure(m: { id: string; status: string; namespace?: string; notify: string[]; outputTail: string[] }): Promise<boolean>;
+}
+
+/** What the worker needs of the metrics (internal/metrics). */
+export interface WorkerMetrics {
+  buildFinished(status: string, durationSeconds: number): void;
+  queueWait(seconds: number): void;
+  setRunning(n: number): void;
+  setQueueDepth(queue: string, depth: number): void;
+}
+
+export interface WorkerDeps {
+  id: string;
+  config: WorkerConfig;
+  drivers: DriverConfig;
+  pool: pg.Pool;
+  queue: WorkerQueue;
+  /** A connection in subscriber mode, for kill messages. */
+  subscriber: Redis;
+  crypto: Crypto;
+  mailer?: FailureMailer;
+  metrics?: WorkerMetrics;
+  log: Logger;
+}
+
+type StopReason = "kill" | "shutdown" | "lost" | "unrecorded";
+
+interface Claimed {
+  id: number;
+  taken: Taken;
+  abort: AbortController;
+  reason?: StopReason;
+  secret?: string;
+}
+
+const FAILURE_STATUSES = new Set(["failed", "killed", "timed_out"]);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
+
+/** A database or Redis error that a retry may cure (as opposed to a lost claim). */
+function transient(err: unknown): boolean {
+  return !(err instanceof ClaimLostError);
+}
+
+export class Worker {
+  readonly id: string;
+  private readonly log: Logger;
+  private readonly claimed = new Map<number, Claimed>();
+  private inflight = 0;
+  private slotWaiters: (() => void)[] = [];
+  private stopping = false;
+  private forced = false;
+  private timers: NodeJS.Timeout[] = [];
+  private loopDone?: Promise<void>;
+  private handles = new Set<Promise<void>>();
+  private background = new Set<Promise<unknown>>();
+  /** Processing-list entries this worker does not know, seen on the last heartbeat. */
+  private strays = new Set<string>();
+  private heartbeatBusy = false;
+
+  constructor(private readonly deps: WorkerDeps) {
+    this.id = deps.id;
+    this.log = deps.log.child({ worker: deps.id });
+  }
+
+  get running(): number {
+    return this.claimed.size;
+  }
+
+  async start(): Promise<void> {
+    const { queue, subscriber, config } = this.deps;
+    await queue.heartbeat();
+    await this.recover();
+    subscriber.on("message", (channel: string, message: string) => this.onKill(channel, message));
+    const beat = Math.max(200, Math.floor(config.leaseMs / 3));
+    this.timers.push(setInterval(() => void this.heartbeat(), beat));
+    if (this.deps.metrics) this.timers.push(setInterval(() => void this.pollDepths(), 5000));
+    this.loopDone = this.loop();
+    this.log.info({ queues: queue.lists, parallelism: config.parallelism }, "worker started");
+  }
+
+  /** Stops taking builds, gives running ones `graceMs` to finish, then kills and re-queues the rest. */
+  async shutdown(graceMs: number): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.log.info({ running: this.claimed.size, graceMs }, "shutting down: no new builds");
+      for (const w of this.slotWaiters.splice(0)) w();
+    }
+    // A take blocked on an unreachable Redis must not hold up the exit.
+    await Promise.race([this.loopDone, sleep(3000)]);
+    const all = () => Promise.allSettled([...this.handles]);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
+    await Promise.race([all(), grace, this.forcedPromise]);
+    clearTimeout(timer);
+    if (this.claimed.size > 0) {
+      this.log.info({ builds: [...this.claimed.keys()] }, "shutdown grace over: killing and re-queueing running builds");
+      for (const c of this.claimed.values()) this.stop(c, "shutdown");
+    }
+    await all();
+    await Promise.allSettled([...this.background]);
+    for (const t of this.timers) clearInterval(t);
+    try {
+      const back = await this.deps.queue.leave();
+      if (back > 0) this.log.info({ builds: back }, "gave back builds still in the processing list");
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, "could not give back the processing list: it is recovered when the lease runs out");
+    }
+  }
+
+  private forceResolve?: () => void;
+  private readonly forcedPromise = new Promise<void>((r) => (this.forceResolve = r));
+
+  /** A second signal: end the grace period now. */
+  force(): void {
+    this.forced = true;
+    this.forceResolve?.();
+  }
+
+  private stop(c: Claimed, reason: StopReason): void {
+    c.reason ??= reason;
+    c.abort.abort();
+  }
+
+  private freeSlot(): void {
+    this.inflight--;
+    this.slotWaiters.shift()?.();
+  }
+
+  private async loop(): Promise<void> {
+    const { queue, config } = this.deps;
+    let backoff = 100;
+    while (!this.stopping) {
+      if (this.inflight >= config.parallelism) {
+        await new Promise<void>((r) => this.slotWaiters.push(r));
+        continue;
+      }
+      let taken: Taken | null;
+      try {
+        taken = await queue.take(2);
+        backoff = 100;
+      } catch (err) {
+        if (this.stopping) break;
+        this.log.warn({ err: (err as Error).message }, "cannot take from the queue; retrying");
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 5000);
+        continue;
+      }
+      if (!taken) continue;
+      if (this.stopping) {
+        await queue.requeue(taken.list, taken.raw, true).catch(() => undefined);
+        break;
+      }
+      this.inflight++;
+      const h: Promise<void> = this.handle(taken)
+        .catch((err) => this.log.error({ err: (err as Error).stack }, "unexpected error handling a build"))
+        .finally(() => {
+          this.handles.delete(h);
+          this.freeSlot();
+        });
+      this.handles.add(h);
+    }
+  }
+
+  private async handle(taken: Taken): Promise<void> {
+    const { queue, pool, config } = this.deps;
+    const payload = parsePayload(taken.raw);
+    if (typeof payload === "string") {
+      this.log.warn({ queue: taken.list, reason: payload }, "unusable payload moved to the dead list");
+      await this.retry("dead-letter", () => queue.dead(taken.list, taken.raw, payload), Infinity);
+      return;
+    }
+    const id = payload.id;
+    if (this.claimed.has(id)) {
+      // A second copy of a build this worker is running: look again once it is done.
+      this.later(() => queue.requeue(taken.list, taken.raw, false));
+      return;
+    }
+    let claim;
+    try {
+      claim = await claimBuild(pool, id, this.id, config.leaseMs);
+    } catch (err) {
+      this.log.warn({ build: id, err: (err as Error).message }, "cannot claim build (database unavailable?); putting it back");
+      await sleep(1000);
+      await this.retry("requeue", () => queue.requeue(taken.list, taken.raw, true), Infinity);
+      return;
+    }
+    switch (claim.outcome) {
+      case "missing":
+        this.log.warn({ build: id, queue: taken.list }, "payload names no build: moved to the dead list");
+        await this.retry("dead-letter", () => queue.dead(taken.list, taken.raw, `no build with id ${id}`), Infinity);
+        return;
+      case "finished":
+        this.log.info({ build: id, status: claim.status }, "build already finished: dropping duplicate delivery");
+        await this.retry("ack", () => queue.ack(taken.list, taken.raw), Infinity);
+        return;
+      case "held":
+        this.log.info({ build: id, owner: claim.worker }, "build is held by another worker: looking again later");
+        this.later(() => queue.requeue(taken.list, taken.raw, false));
+        return;
+    }
+    const c: Claimed = { id, taken, abort: new AbortController() };
+    this.claimed.set(id, c);
+    this.deps.metrics?.setRunning(this.claimed.size);
+    if (payload.enqueued_at && claim.attempt === 1) this.deps.metrics?.queueWait(Math.max(0, Date.now() - payload.enqueued_at) / 1000);
+    try {
+      await this.execute(c, claim.attempt, claim.previousWorker);
+    } finally {
+      this.claimed.delete(id);
+      this.deps.metrics?.setRunning(this.claimed.size);
+    }
+  }
+
+  /** Runs `fn` after a second, outside the slot; the payload stays in the processing list meanwhile. */
+  private later(fn: () => Promise<unknown>): void {
+    const p = sleep(1000)
+      .then(() => this.retry("requeue", fn, 30_000))
+      .catch(() => undefined)
+      .finally(() => this.background.delete(p));
+    this.background.add(p);
+  }
+
+  /** Retries `fn` while it fails with a transient error, up to `forMs`; a forced shutdown ends it. */
+  private async retry<T>(what: string, fn: () => Promise<T>, forMs: number): Promise<T> {
+    const deadline = Date.now() + forMs;
+    let delay = 200;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!transient(err) || Date.now() + delay > deadline || this.forced) throw err;
+        this.log.warn({ err: (err as Error).message, what }, "write failed; retrying");
+        await sleep(delay);
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private async execute(c: Claimed, attempt: number, previousWorker: string | null): Promise<void> {
+    const { pool, config, drivers, queue, subscriber } = this.deps;
+    const log = this.log.child({ build: c.id, attempt });
+    const recorder = new BuildRecorder(pool, c.id, this.id, attempt);
+    let build: LoadedBuild;
+    try {
+      build = await loadBuild(pool, c.id);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "cannot load build; putting it back");
+      await this.giveBack(c, recorder, log);
+      return;
+    }
+    c.secret = build.secret;
+    const started = Date.now();
+    const writeFor = config.leaseMs;
+    let status: Status;
+    let firstSink = true;
+    const sinks = new Map<number, JobOutputSink>();
+    const jobsByKey = new Map(build.jobs.map((j) => [`${j.stage}\0${j.name}`, j]));
+    const stageJobs = new Map<number, { left: number; status?: Status }>();
+    for (const j of build.jobs) {
+      const s = stageJobs.get(j.stageId) ?? { left: 0 };
+      s.left++;
+      stageJobs.set(j.stageId, s);
+    }
+    const row = (job: PlannedJob) => {
+      const r = jobsByKey.get(`${job.stage}\0${job.name}`);
+      if (!r) throw new Error(`job ${job.stage}/${job.name} has no row`);
+      return r;
+    };
+    // A write that keeps failing stops the build: it is given back rather than acknowledged.
+    const write = async (what: string, fn: () => Promise<void>) => {
+      try {
+        await this.retry(what, fn, writeFor);
+      } catch (err) {
+        this.stop(c, err instanceof ClaimLostError ? "lost" : "unrecorded");
+        throw err;
+      }
+    };
+    const note =
+      attempt > 1
+        ? `--- attempt ${attempt}: an earlier run${previousWorker ? ` (worker ${previousWorker})` : ""} did not finish; its output was discarded and the build runs again from the start ---\n`
+        : undefined;
+    const reporter: BuildReporter = {
+      jobStarted: async (job) => {
+        const r = row(job);
+        await write("job start", () => recorder.jobStarted(r.id, r.stageId));
+        const sink = new JobOutputSink({ limit: config.outputLimit, append: (text) => write("output", () => recorder.appendOutput(r.id, text)) });
+        sink.on("error", (err) => log.warn({ err: err.message }, "output not stored"));
+        sinks.set(r.id, sink);
+        if (firstSink && note) sink.write(note);
+        firstSink = false;
+        return sink as Writable;
+      },
+      jobFinished: async (job, result) => {
+        const r = row(job);
+        await write("job finish", () => recorder.jobFinished(r.id, result.status, result.exitCode, sinks.get(r.id)?.storedBytes ?? 0));
+        sinks.delete(r.id);
+        const s = stageJobs.get(r.stageId)!;
+        s.status = s.status ? worse(s.status, result.status) : result.status;
+        if (--s.left === 0) await write("stage finish", () => recorder.stageFinished(r.stageId, s.status!));
+      },
+      artifactStored: async (job, a) => {
+        const r = row(job);
+        await write("artifact", () => recorder.artifactStored(r.id, a));
+      },
+    };
+
+    let manifest: Manifest | undefined;
+    let setupError: string | undefined;
+    let masks: string[] = [];
+    const env: Record<string, string> = {};
+    try {
+      manifest = parseManifest(build.manifestText).manifest;
+      for (const v of build.variables) {
+        if (v.masked) {
+          const plain = this.deps.crypto.decrypt(v.valueEncrypted!).toString("utf8");
+          env[v.key] = plain;
+          masks.push(plain);
+        } else env[v.key] = v.value ?? "";
+      }
+      const type = manifest.driver.type;
+      if (!configuredDrivers(drivers).map(driverTypeOfQueue).includes(type)) setupError = `driver "${type}" is not configured on this worker (${drivers.file})`;
+    } catch (err) {
+      setupError = `cannot prepare the build: ${(err as Error).message}`;
+    }
+    const keys: { name: string; value: Buffer }[] = [];
+    if (!setupError) {
+      try {
+        for (const k of build.keys) {
+          const value = this.deps.crypto.decrypt(k.encrypted);
+          keys.push({ name: k.name, value });
+          masks.push(value.toString("utf8").trim());
+        }
+      } catch (err) {
+        setupError = `cannot decrypt the build's keys: ${(err as Error).message}`;
+      }
+    }
+    masks = masks.filter((m) => m.length > 0);
+
+    await subscriber.subscribe(killChannel(c.id)).catch((err) => log.warn({ err: (err as Error).message }, "cannot subscribe for kill"));
+    try {
+      if (setupError || !manifest) {
+        status = await this.failSetup(build, setupError ?? "no manifest", reporter);
+      } else {
+        if (previousWorker) await this.reap(manifest, c.id, log);
+        const entry = getDriver(manifest.driver.type);
+        const inner = entry.create({ buildId: String(c.id), manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
+        let artifacts: ArtifactStore | undefined;
+        if (config.artifacts) {
+          const dir = path.join(config.artifacts.path, String(c.id));
+          await fs.mkdir(dir, { recursive: true });
+          artifacts = new ArtifactStore(dir, config.artifacts.limit);
+        }
+        log.info({ driver: manifest.driver.type }, "build started");
+        status = await runBuild({
+          plan: planBuild(manifest, String(c.id)),
+          driver: withKeys(inner, keys),
+          env,
+          masks,
+          objects: config.objects ? { store: new ObjectStore(config.objects.path), list: manifest.objects } : undefined,
+          artifacts,
+          reporter,
+          signal: c.abort.signal,
+          timeoutMs: config.timeoutMs,
+        });
+      }
+    } catch (err) {
+      if (!c.reason) {
+        log.error({ err: (err as Error).message }, "build could not be recorded");
+        c.reason = "unrecorded";
+      }
+      status = "failed";
+    } finally {
+      await subscriber.unsubscribe(killChannel(c.id)).catch(() => undefined);
+    }
+
+    if (c.reason === "lost") {
+      log.warn("claim lost to another worker: this run's result is discarded");
+      await this.retry("ack", () => queue.ack(c.taken.list, c.taken.raw), 30_000).catch(() => undefined);
+      return;
+    }
+    if (c.reason === "shutdown" || c.reason === "unrecorded") {
+      await this.giveBack(c, recorder, log);
+      return;
+    }
+    try {
+      await this.retry("build status", () => recorder.finish(status), Infinity);
+    } catch (err) {
+      log.error({ err: (err as Error).message, status }, "cannot write the build's status: giving it back");
+      if (!(err instanceof ClaimLostError)) await this.giveBack(c, recorder, log);
+      return;
+    }
+    const seconds = (Date.now() - started) / 1000;
+    log.info({ status, seconds }, "build finished");
+    this.deps.metrics?.buildFinished(status, seconds);
+    await this.retry("ack", () => queue.ack(c.taken.list, c.taken.raw), Infinity).catch((err) =>
+      log.warn({ err: (err as Error).message }, "cannot acknowledge: a later delivery finds it finished and drops it"),
+    );
+    if (FAILURE_STATUSES.has(status) && build.notify.length && this.deps.mailer) this.mail(build, status, log);
+  }
+
+  /** Not acknowledged: the build goes back on its queue, released in the database when possible. */
+  private async giveBack(c: Claimed, recorder: BuildRecorder, log: Logger): Promise<void> {
+    await recorder.release().catch((err) => log.warn({ err: (err as Error).message }, "cannot release the build's claim: another worker takes it once the lease runs out"));
+    try {
+      await this.retry("requeue", () => this.deps.queue.requeue(c.taken.list, c.taken.raw, true), 30_000);
+      log.info({ reason: c.reason }, "build put back on its queue");
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "cannot put the build back: it stays in the processing list and is recovered with it");
+    }
+  }
+
+  /** A build that cannot even start: the reason goes into its first job's output. */
+  private async failSetup(build: LoadedBuild, reason: string, reporter: BuildReporter): Promise<Status> {
+    const [first, ...rest] = build.jobs;
+    const job = (j: (typeof build.jobs)[number]): PlannedJob => ({ stage: j.stage, name: j.name, commands: [], artifacts: [] });
+    const sink = await reporter.jobStarted(job(first));
+    sink.end(`${reason}\n`);
+    await new Promise<void>((resolve, reject) => {
+      sink.once("finish", resolve);
+      sink.once("error", reject);
+    });
+    await reporter.jobFinished(job(first), { status: "failed" });
+    for (const j of rest) await reporter.jobFinished(job(j), { status: "skipped" });
+    return "failed";
+  }
+
+  private async reap(manifest: Manifest, id: number, log: Logger): Promise<void> {
+    try {
+      await getDriver(manifest.driver.type).reap?.(String(id), this.deps.drivers, log);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "could not clean up the earlier run's environment");
+    }
+  }
+
+  private mail(build: LoadedBuild, status: string, log: Logger): void {
+    const p = (async () => {
+      const tail = await outputTail(this.deps.pool, build.id, 15);
+      const sent = await this.deps.mailer!.sendBuildFailure({ id: String(build.id), status, namespace: build.namespace ?? undefined, notify: build.notify, outputTail: tail });
+      log.info({ sent, to: build.notify.length }, sent ? "failure mail sent" : "failure mail not sent");
+    })()
+      .catch((err) => log.warn({ err: (err as Error).message }, "failure mail not sent"))
+      .finally(() => this.background.delete(p));
+    this.background.add(p);
+  }
+
+  private onKill(channel: string, message: string): void {
+    const m = /^kill-(\d+)$/.exec(channel);
+    if (!m) return;
+    const c = this.claimed.get(Number(m[1]));
+    if (!c?.secret) return;
+    const a = Buffer.from(message);
+    const b = Buffer.from(c.secret);
+    if (a.length !== b.length || !timingSafeEqual(a, b)) {
+      this.log.warn({ build: c.id }, "kill request with the wrong secret ignored");
+      return;
+    }
+    this.log.info({ build: c.id }, "kill requested");
+    this.stop(c, "kill");
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.heartbeatBusy) return;
+    this.heartbeatBusy = true;
+    const { queue, pool, config } = this.deps;
+    try {
+      await queue.heartbeat().catch((err) => this.log.warn({ err: (err as Error).message }, "heartbeat to Redis failed"));
+      const ids = [...this.claimed.keys()];
+      if (ids.length) {
+        try {
+          const held = await renewLeases(pool, this.id, ids, config.leaseMs);
+          for (const id of ids) {
+            const c = this.claimed.get(id);
+            if (c && !held.has(id) && !c.reason) {
+              this.log.warn({ build: id }, "lease on build lost: stopping it");
+              this.stop(c, "lost");
+            }
+          }
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, "cannot renew build leases (database unavailable?)");
+        }
+      }
+      await this.recover();
+      await this.reconcile();
+    } finally {
+      this.heartbeatBusy = false;
+    }
+  }
+
+  private async recover(): Promise<void> {
+    try {
+      for (const r of await this.deps.queue.recoverDead()) {
+        this.log.info({ deadWorker: r.worker, builds: r.builds }, "recovered the builds of a worker whose lease ran out");
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "cannot check for dead workers");
+    }
+  }
+
+  /**
+   * A BLMOVE whose reply was lost in a disconnect leaves a build in this worker's processing list
+   * that it never saw; one seen on two heartbeats in a row goes back on its queue.
+   */
+  private async reconcile(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      const known = new Set([...this.claimed.values()].map((c) => c.taken.raw));
+      const next = new Set<string>();
+      const held = await this.deps.queue.held();
+      if (this.inflight > this.claimed.size) return; // a build is between take and claim: look next time
+      for (const t of held) {
+        if (known.has(t.raw)) continue;
+        const key = `${t.list}\0${t.raw}`;
+        if (this.strays.has(key)) {
+          this.log.warn({ queue: t.list }, "a taken build this worker never received goes back on its queue");
+          await this.deps.queue.requeue(t.list, t.raw, true);
+        } else next.add(key);
+      }
+      this.strays = next;
+    } catch {
+      // Redis unavailable: the heartbeat has already said so.
+    }
+  }
+
+  private async pollDepths(): Promise<void> {
+    try {
+      for (const [list, n] of Object.entries(await this.deps.queue.depths())) this.deps.metrics?.setQueueDepth(list, n);
+    } catch {
+      // Redis unavailable: depths are stale until it is back.
+    }
+  }
+}
+
+/** The driver, with the build's private keys placed in ~/.ssh of the environment once it exists. */
+function withKeys(inner: Driver, keys: { name: string; value: Buffer }[]): Driver {
+  if (keys.length === 0) return inner;
+  return {
+    async create(output, signal) {
+      await inner.create(output, signal);
+      for (const k of keys) await inner.place(`.ssh/${k.name}`, Readable.from([k.value]), k.value.length);
+    },
+    execute: (job) => inner.execute(job),
+    place: (dest, source, size) => inner.place(dest, source, size),
+    collect: (p) => inner.collect(p),
+    destroy: () => inner.destroy(),
+  };
+}
