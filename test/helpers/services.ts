@@ -179,6 +179,8 @@ export interface ConfigOptions {
   smtp?: string;
   logFile?: boolean;
   metrics?: string;
+  /** Queue name prefix (default "builds"): a test of its own on a shared Redis uses its own. */
+  queue?: string;
   /** Extra top-level TOML lines. */
   extra?: string;
 }
@@ -192,7 +194,7 @@ export async function writeConfigs(o: ConfigOptions): Promise<TestConfig> {
   const lines = [
     `parallelism = ${o.parallelism ?? 2}`,
     `driver = "os"`,
-    `queue = "builds"`,
+    `queue = "${o.queue ?? "builds"}"`,
     `lease = "${o.lease ?? "3s"}"`,
     `timeout = "${o.timeout ?? "2m"}"`,
     `shutdown_timeout = "${o.shutdownTimeout ?? "10s"}"`,
@@ -315,6 +317,37 @@ export async function startDaemon(cfg: TestConfig, opts: { ready?: boolean; env?
   const d = new DaemonProcess(child);
   if (opts.ready ?? true) await d.waitForMsg("worker started");
   return d;
+}
+
+/** Polls the build's status until it is one of `statuses` (there is no event to wait on in the database). */
+export async function waitForStatus(pool: pg.Pool, id: number, statuses: string[], timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let status = "";
+  while (Date.now() < deadline) {
+    const r = await pool.query(`SELECT status FROM builds WHERE id = $1`, [id]);
+    status = r.rows[0]?.status;
+    if (statuses.includes(status)) return status;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`build ${id} is ${status}, not ${statuses.join("/")}, after ${timeoutMs} ms`);
+}
+
+/** Polls until `check` returns a value other than undefined. */
+export async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+/** A pool on a test database. */
+export function testPool(server: { port: number }, database: string): pg.Pool {
+  const pool = new pg.Pool({ host: "127.0.0.1", port: server.port, user: "postgres", database, max: 4 });
+  pool.on("error", () => undefined);
+  return pool;
 }
 
 /** Runs the CLI to completion. */
