@@ -141,7 +141,8 @@ function attempt(config: ConnectConfig, bannerTimeoutMs: number, signal?: AbortS
       client.on("error", () => undefined);
       resolve(client);
     });
-    client.once("error", (err) => fail(err));
+    // Not `once`: a dropped attempt can report more than one error, and each must be heard.
+    client.on("error", (err) => fail(err));
     if (signal?.aborted) return onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
     client.connect({ ...config, sock });

@@ -1,0 +1,304 @@
+// The qemu driver against real machines: the fixture image booted under TCG (or KVM when it works),
+// builds driven through the real runner.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, afterEach, before, describe, test } from "node:test";
+import pino from "pino";
+import type { DriverConfig } from "../internal/config/config.js";
+import { DriverError, getDriver } from "../internal/driver/driver.js";
+import "../internal/driver/all.js";
+import { kvmUsable } from "../internal/driver/qemu/accel.js";
+import { resolveImage, STATE_ROOT, stateDirOf } from "../internal/driver/qemu/qemu.js";
+import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { planBuild, type Status } from "../internal/runner/plan.js";
+import { runBuild } from "../internal/runner/runner.js";
+import { requireService } from "./helpers/env.js";
+import { collectingReporter, ensureFixtureImage, qemuConfig, qemuMissing, qemuProcesses, QEMU_CACHE } from "./helpers/qemu.js";
+
+const skip = requireService("qemu", qemuMissing());
+const log = pino({ level: "silent" });
+let counter = 0;
+const buildIds: string[] = [];
+
+function newBuildId(): string {
+  const id = `qemu-test-${process.pid}-${++counter}`;
+  buildIds.push(id);
+  return id;
+}
+
+interface BuildOutcome {
+  status: Status;
+  reporter: ReturnType<typeof collectingReporter>;
+  buildId: string;
+  artifacts: string;
+}
+
+async function build(yaml: string, opts: { config?: DriverConfig; objects?: string; artifactLimit?: number; timeoutMs?: number; signal?: AbortSignal; onOutput?: (job: string, text: string) => void; imagesPath?: string } = {}): Promise<BuildOutcome> {
+  const { manifest } = parseManifest(yaml);
+  const buildId = newBuildId();
+  const artifacts = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-art-"));
+  const reporter = collectingReporter(opts.onOutput);
+  const driver = getDriver("qemu").create({ buildId, manifest: manifest.driver, config: opts.config ?? qemuConfig(), log, imagesPath: opts.imagesPath });
+  const status = await runBuild({
+    plan: planBuild(manifest, "t"),
+    driver,
+    env: Object.fromEntries(manifest.env),
+    masks: [],
+    objects: opts.objects ? { store: new ObjectStore(opts.objects), list: manifest.objects } : undefined,
+    artifacts: new ArtifactStore(artifacts, opts.artifactLimit ?? 0),
+    reporter,
+    timeoutMs: opts.timeoutMs,
+    signal: opts.signal,
+  });
+  return { status, reporter, buildId, artifacts };
+}
+
+function assertNoMachines(buildId: string): void {
+  const dir = stateDirOf(buildId);
+  assert.deepEqual(qemuProcesses(dir), [], `a qemu of ${buildId} outlived its build`);
+  assert.equal(existsSync(dir), false, `${dir} was left behind`);
+}
+
+describe("qemu driver", { skip, timeout: 10 * 60_000 }, () => {
+  const temps: string[] = [];
+
+  before(async () => {
+    await ensureFixtureImage();
+  });
+
+  afterEach(() => {
+    // Every build of every test: no machine and no state dir left.
+    for (const id of buildIds) assertNoMachines(id);
+  });
+
+  after(async () => {
+    for (const dir of temps) await fs.rm(dir, { recursive: true, force: true });
+    // Anything left despite the assertions above still must not outlive the suite.
+    for (const id of buildIds) for (const pid of qemuProcesses(stateDirOf(id))) process.kill(pid, "SIGKILL");
+  });
+
+  test("runs a two-job build with env, objects and artifacts; refuses escaping and symlinked paths", async () => {
+    const objects = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-obj-"));
+    temps.push(objects);
+    await fs.writeFile(path.join(objects, "greeting.txt"), "hello from the object store\n");
+    const yaml = `
+driver: {type: qemu, image: tiny}
+env:
+  - QUOTED=it's "quoted" $HOME \`x\`
+  - PLAIN=plain
+objects:
+  - greeting.txt => in/deep/greeting.txt
+  - greeting.txt => /tmp/abs-greeting.txt
+stages: [make, check]
+jobs:
+  - stage: make
+    name: produce
+    commands:
+      - 'printf "%s\\n" "$QUOTED" > quoted.txt'
+      - cat in/deep/greeting.txt /tmp/abs-greeting.txt
+      - cat
+      - echo "after cat, stdin was closed"
+      - echo to-stderr >&2
+      - head -c 5000 /dev/zero > big.bin
+      - ln -s /etc/passwd passwd-link
+      - echo "$DJINN_BUILD $CI" > ids.txt
+  - stage: check
+    name: consume
+    commands:
+      - test -f quoted.txt
+      - pwd
+    artifacts:
+      - quoted.txt => quoted.txt
+      - big.bin => big.bin
+      - ids.txt => ids.txt
+      - ../../etc/passwd => escaped
+      - passwd-link => passwd
+      - nothing-here.txt => nothing
+`;
+    const { status, reporter, artifacts, buildId } = await build(yaml, { objects, artifactLimit: 1024 });
+    temps.push(artifacts);
+    const setup = reporter.jobs.get("create-driver")!.output;
+    assert.match(setup, /Booting tiny with qemu-system-x86_64 \((TCG|KVM)/);
+    assert.match(setup, /SSH up after \d+\.\ds/);
+    assert.match(setup, /Placed object greeting.txt => in\/deep\/greeting.txt/);
+    assert.equal(status, "passed", reporter.all());
+    const produce = reporter.jobs.get("produce")!.output;
+    assert.match(produce, /hello from the object store\nhello from the object store/);
+    assert.match(produce, /after cat, stdin was closed/);
+    assert.match(produce, /to-stderr/);
+    assert.doesNotMatch(produce, /export /, "variables are set before set -x starts tracing");
+    assert.equal(await fs.readFile(path.join(artifacts, "quoted.txt"), "utf8"), `it's "quoted" $HOME \`x\`\n`);
+    assert.equal(await fs.readFile(path.join(artifacts, "ids.txt"), "utf8"), `${buildId} true\n`);
+    assert.equal((await fs.stat(path.join(artifacts, "big.bin"))).size, 1024);
+    const consume = reporter.jobs.get("consume")!.output;
+    assert.match(consume, /\n\/root\n/, "jobs start in the workspace");
+    assert.match(consume, /big.bin => big.bin: cut to 1024 bytes/);
+    assert.match(consume, /artifact \.\.\/\.\.\/etc\/passwd not collected: .*outside the workspace/);
+    assert.match(consume, /artifact passwd-link not collected: passwd-link links outside the workspace/);
+    assert.match(consume, /artifact nothing-here.txt not collected: nothing-here.txt does not exist/);
+    assert.equal(existsSync(path.join(artifacts, "escaped")), false);
+    assert.equal(existsSync(path.join(artifacts, "passwd")), false);
+  });
+
+  test("a failing job fails its build while another build runs at once on its own port", async () => {
+    const passing = build(`
+driver: {type: qemu, image: tiny.qcow2}
+stages: [s]
+jobs:
+  - {stage: s, name: ok, commands: [echo fine]}
+`);
+    const failing = build(`
+driver: {type: qemu, image: tiny}
+stages: [s, never]
+jobs:
+  - {stage: s, name: bad, commands: [echo before, "exit 7", echo unreachable]}
+  - {stage: never, name: skipped, commands: [echo no]}
+`);
+    const [a, b] = await Promise.all([passing, failing]);
+    temps.push(a.artifacts, b.artifacts);
+    assert.equal(a.status, "passed", a.reporter.all());
+    assert.equal(b.status, "failed", b.reporter.all());
+    const bad = b.reporter.jobs.get("bad")!;
+    assert.equal(bad.exitCode, 7);
+    assert.match(bad.output, /before/);
+    assert.doesNotMatch(bad.output, /\nunreachable/);
+    assert.match(bad.output, /job bad failed: exit status 7/);
+    assert.equal(b.reporter.jobs.get("skipped")!.status, "skipped");
+    const portOf = (o: BuildOutcome) => /SSH up after .*\(port (\d+)\)/.exec(o.reporter.jobs.get("create-driver")!.output)?.[1];
+    assert.ok(portOf(a) && portOf(b));
+    assert.notEqual(portOf(a), portOf(b));
+  });
+
+  test("killing a build mid-job destroys its machine", async () => {
+    const kill = new AbortController();
+    const { status, reporter, buildId } = await build(
+      `
+driver: {type: qemu, image: tiny}
+stages: [s]
+jobs:
+  - {stage: s, name: long, commands: ["echo sleeping now", "sleep 600"]}
+`,
+      {
+        signal: kill.signal,
+        onOutput: (job, text) => {
+          if (job === "long" && text.includes("sleeping now\n")) kill.abort();
+        },
+      },
+    );
+    assert.equal(status, "killed", reporter.all());
+    assert.equal(reporter.jobs.get("long")!.status, "killed");
+    assertNoMachines(buildId);
+  });
+
+  test("a build that times out while its machine boots leaves no machine", async () => {
+    const { status, reporter, buildId } = await build(
+      `
+driver: {type: qemu, image: tiny}
+stages: [s]
+jobs:
+  - {stage: s, name: never, commands: [echo no]}
+`,
+      { timeoutMs: 1500 },
+    );
+    assert.equal(status, "timed_out", reporter.all());
+    assert.match(reporter.jobs.get("create-driver")!.output, /build timed out after/);
+    assertNoMachines(buildId);
+  });
+
+  test("boot_timeout: a machine that does not answer in time fails clearly", async () => {
+    const { status, reporter, buildId } = await build(
+      `
+driver: {type: qemu, image: tiny}
+stages: [s]
+jobs:
+  - {stage: s, name: never, commands: [echo no]}
+`,
+      { config: qemuConfig({ bootTimeoutMs: 1000 }) },
+    );
+    assert.equal(status, "failed");
+    assert.match(reporter.jobs.get("create-driver")!.output, /driver: machine did not answer on SSH within 1s/);
+    assertNoMachines(buildId);
+  });
+
+  test("a missing image names every place looked; names cannot leave the image directory", async () => {
+    const { status, reporter } = await build(`
+driver: {type: qemu, image: debian/12}
+stages: [s]
+jobs:
+  - {stage: s, name: never, commands: [echo no]}
+`);
+    assert.equal(status, "failed");
+    const out = reporter.jobs.get("create-driver")!.output;
+    assert.ok(out.includes(`looked for ${QEMU_CACHE}/x86_64/debian/12 and ${QEMU_CACHE}/x86_64/debian/12.qcow2`), out);
+
+    const images = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-images-"));
+    temps.push(images);
+    await assert.rejects(resolveImage({ manifest: { type: "qemu", image: "tiny" }, config: qemuConfig(), imagesPath: images }), (err: Error) => {
+      assert.ok(err instanceof DriverError);
+      assert.ok(err.message.includes(path.join(images, "qemu", "_base", "x86_64", "tiny.qcow2")), err.message);
+      return true;
+    });
+    await fs.mkdir(path.join(images, "qemu", "_base", "x86_64", "debian"), { recursive: true });
+    await fs.writeFile(path.join(images, "qemu", "_base", "x86_64", "debian", "12.qcow2"), "");
+    assert.equal(await resolveImage({ manifest: { type: "qemu", image: "debian/12" }, config: qemuConfig(), imagesPath: images }), path.join(images, "qemu", "_base", "x86_64", "debian", "12.qcow2"));
+    for (const image of ["../../../../etc/passwd", "/etc/passwd", "debian/../../x"]) {
+      await assert.rejects(resolveImage({ manifest: { type: "qemu", image }, config: qemuConfig(), imagesPath: images }), /driver\.image .*(outside|absolute)/);
+    }
+  });
+
+  test("reap kills the machine a dead worker left and removes its state dir; it never kills another process", async () => {
+    const buildId = newBuildId();
+    const dir = stateDirOf(buildId);
+    await fs.mkdir(dir, { recursive: true });
+    // A real qemu, as a crashed worker would have left it (no guest needed to be reaped).
+    const orphan = spawn("qemu-system-x86_64", ["-machine", "none", "-nodefaults", "-display", "none", "-S", "-monitor", "none", "-pidfile", path.join(dir, "qemu.pid")], { stdio: "ignore", detached: true });
+    const gone = new Promise((resolve) => orphan.once("exit", resolve));
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(path.join(dir, "qemu.pid")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(qemuProcesses(dir), [orphan.pid]);
+    await getDriver("qemu").reap!(buildId, qemuConfig(), log);
+    await gone;
+    assertNoMachines(buildId);
+
+    // A pidfile naming a process that is not this build's qemu: left alone.
+    const other = newBuildId();
+    await fs.mkdir(stateDirOf(other), { recursive: true });
+    await fs.writeFile(path.join(stateDirOf(other), "qemu.pid"), `${process.pid}\n`);
+    await getDriver("qemu").reap!(other, qemuConfig(), log);
+    assert.equal(existsSync(stateDirOf(other)), false);
+    assert.ok(STATE_ROOT.startsWith(os.tmpdir()));
+  });
+
+  test("check names the binary, its version and the accelerator auto picks; accel = kvm fails clearly when KVM is unusable", async () => {
+    const lines = await getDriver("qemu").check!(qemuConfig());
+    const verdict = await kvmUsable("qemu-system-x86_64", "x86_64");
+    assert.match(lines[0], /^qemu: qemu-system-x86_64 \d+\.\d+\.\d+, accel auto → (kvm|tcg \(KVM not usable: .+\))$/);
+    assert.equal(lines[0].includes("auto → kvm"), verdict.usable);
+    if (!verdict.usable) {
+      await assert.rejects(getDriver("qemu").check!(qemuConfig({ accel: "kvm" })), /KVM is not usable/);
+      const { status, reporter } = await build(
+        `
+driver: {type: qemu, image: tiny}
+stages: [s]
+jobs:
+  - {stage: s, name: never, commands: [echo no]}
+`,
+        { config: qemuConfig({ accel: "kvm" }) },
+      );
+      assert.equal(status, "failed");
+      assert.match(reporter.jobs.get("create-driver")!.output, /accel = "kvm" but KVM is not usable here/);
+    }
+    const savedPath = process.env.PATH;
+    process.env.PATH = "/nonexistent";
+    try {
+      await assert.rejects(getDriver("qemu").check!(qemuConfig({ accel: "tcg" })), /qemu-system-x86_64: not installed/);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+});

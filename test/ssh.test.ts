@@ -1,0 +1,200 @@
+// The ssh driver against a real SSH server: the fixture machine, booted once for the suite, reached
+// on its forwarded port.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import pino from "pino";
+import type { DriverConfig } from "../internal/config/config.js";
+import { getDriver } from "../internal/driver/driver.js";
+import "../internal/driver/all.js";
+import { exportLines, singleQuote } from "../internal/driver/ssh/session.js";
+import { parseAddress } from "../internal/driver/ssh/ssh.js";
+import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { planBuild, type Status } from "../internal/runner/plan.js";
+import { runBuild } from "../internal/runner/runner.js";
+import { requireService, which } from "./helpers/env.js";
+import { bootByHand, collectingReporter, ensureFixtureImage, freeLocalPort, qemuMissing, qemuProcesses, sshConfig, sshRun, type HandBootedVm } from "./helpers/qemu.js";
+
+const log = pino({ level: "silent" });
+
+describe("ssh layer, without a server", () => {
+  test("variables are exported single-quoted, whatever they hold", () => {
+    const value = `it's "x" $HOME \`id\` \\ \n newline`;
+    const lines = exportLines({ A: value, B: "" });
+    assert.equal(lines, `export A=${singleQuote(value)}\nexport B=''\n`);
+    const echoed = execFileSync("sh", ["-c", `${lines}printf '%s|%s' "$A" "$B"`], { encoding: "utf8" });
+    assert.equal(echoed, `${value}|`);
+    assert.throws(() => exportLines({ "BAD-NAME": "x" }), /BAD-NAME.*not a shell variable name/);
+  });
+
+  test("addresses parse as host:port, port 22 by default", () => {
+    assert.deepEqual(parseAddress("10.0.0.1:2222"), { host: "10.0.0.1", port: 2222 });
+    assert.deepEqual(parseAddress("build-box"), { host: "build-box", port: 22 });
+    assert.deepEqual(parseAddress("[::1]:22"), { host: "::1", port: 22 });
+    assert.throws(() => parseAddress("host:99999"), /expected host:port/);
+    assert.throws(() => parseAddress(""), /expected host:port/);
+  });
+});
+
+const missing = qemuMissing() ?? (which("ssh") ? undefined : "the OpenSSH client (ssh) is missing: Debian package openssh-client");
+const skip = requireService("qemu", missing);
+
+describe("ssh driver", { skip, timeout: 5 * 60_000 }, () => {
+  let vm: HandBootedVm;
+  let temp: string;
+  let counter = 0;
+
+  before(async () => {
+    await ensureFixtureImage();
+    temp = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-ssh-test-"));
+    vm = await bootByHand();
+  });
+
+  after(async () => {
+    await vm?.stop();
+    if (vm) assert.deepEqual(qemuProcesses(vm.stateDir), [], "the suite's machine outlived it");
+    if (temp) await fs.rm(temp, { recursive: true, force: true });
+  });
+
+  async function build(yaml: string, opts: { config?: DriverConfig; objects?: string; signal?: AbortSignal; onOutput?: (job: string, text: string) => void } = {}) {
+    const { manifest } = parseManifest(yaml.replaceAll("PORT", String(vm.port)));
+    const reporter = collectingReporter(opts.onOutput);
+    const artifacts = path.join(temp, `artifacts-${++counter}`);
+    await fs.mkdir(artifacts);
+    const driver = getDriver("ssh").create({ buildId: `ssh-test-${counter}`, manifest: manifest.driver, config: opts.config ?? sshConfig(), log });
+    const status: Status = await runBuild({
+      plan: planBuild(manifest, "t"),
+      driver,
+      env: Object.fromEntries(manifest.env),
+      masks: [],
+      objects: opts.objects ? { store: new ObjectStore(opts.objects), list: manifest.objects } : undefined,
+      artifacts: new ArtifactStore(artifacts),
+      reporter,
+      signal: opts.signal,
+    });
+    return { status, reporter, artifacts };
+  }
+
+  test("runs jobs with env, places objects and collects artifacts inside the home directory only", async () => {
+    const objects = path.join(temp, "objects");
+    await fs.mkdir(objects);
+    await fs.writeFile(path.join(objects, "data.txt"), "object bytes\n");
+    const { status, reporter, artifacts } = await build(
+      `
+driver: {type: ssh, address: "127.0.0.1:PORT"}
+env: ["GREETING=hi 'there'"]
+objects: ["data.txt => ssh-test/data.txt"]
+stages: [s]
+jobs:
+  - stage: s
+    name: work
+    commands:
+      - cat ssh-test/data.txt
+      - 'echo "$GREETING" > ssh-test/out.txt'
+      - ln -sf /etc/passwd ssh-test/link
+      - read -r line || echo "stdin is empty"
+      - exit 0
+    artifacts:
+      - ssh-test/out.txt => out.txt
+      - ssh-test/link => link
+      - /etc/passwd => abs
+      - ssh-test => dir
+`,
+      { objects },
+    );
+    assert.equal(status, "passed", reporter.all());
+    assert.match(reporter.jobs.get("create-driver")!.output, /Connecting to root@127\.0\.0\.1:\d+ .*\nConnected after \d+\.\ds, workspace \/root\n/);
+    const work = reporter.jobs.get("work")!.output;
+    assert.match(reporter.jobs.get("create-driver")!.output, /Placed object data.txt => ssh-test\/data.txt/);
+    assert.match(work, /object bytes/);
+    assert.match(work, /stdin is empty/);
+    assert.equal(await fs.readFile(path.join(artifacts, "out.txt"), "utf8"), "hi 'there'\n");
+    assert.match(work, /artifact ssh-test\/link not collected: ssh-test\/link links outside the workspace/);
+    assert.match(work, /artifact \/etc\/passwd not collected: \/etc\/passwd is outside the workspace/);
+    assert.match(work, /artifact ssh-test not collected: ssh-test is not a regular file/);
+    // The build's scripts are gone from the machine; the machine itself stays.
+    const left = await sshRun(vm.port, 'for d in /tmp/djinn-job.*; do [ -e "$d" ] && echo "$d"; done; rm -rf /root/ssh-test');
+    assert.equal(left.code, 0);
+    assert.equal(left.stdout, "", "script directories were left on the machine");
+  });
+
+  test("a failing job reports its exit code; a job killed mid-run dies on the machine with everything it started", async () => {
+    const failed = await build(`
+driver: {type: ssh, address: "127.0.0.1:PORT"}
+stages: [s]
+jobs:
+  - {stage: s, name: bad, commands: ["exit 42"]}
+`);
+    assert.equal(failed.status, "failed");
+    assert.equal(failed.reporter.jobs.get("bad")!.exitCode, 42);
+
+    const kill = new AbortController();
+    const killed = await build(
+      `
+driver: {type: ssh, address: "127.0.0.1:PORT"}
+stages: [s]
+jobs:
+  - {stage: s, name: long, commands: ["sleep 4242 &", "echo started", "sleep 4243"]}
+`,
+      {
+        signal: kill.signal,
+        onOutput: (job, text) => {
+          if (job === "long" && text.includes("started\n")) kill.abort();
+        },
+      },
+    );
+    assert.equal(killed.status, "killed");
+    const ps = await sshRun(vm.port, "ps");
+    assert.equal(ps.code, 0);
+    assert.doesNotMatch(ps.stdout, /sleep 424[23]/, "the killed job's processes still run on the machine");
+  });
+
+  test("a wrong key is refused at once, and a closed port fails after the timeout", async () => {
+    const key = path.join(temp, "wrong_key");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
+    const started = Date.now();
+    const wrong = await build(
+      `
+driver: {type: ssh, address: "127.0.0.1:PORT"}
+stages: [s]
+jobs: [{stage: s, name: j, commands: [true]}]
+`,
+      { config: sshConfig({ key, timeoutMs: 60_000 }) },
+    );
+    assert.equal(wrong.status, "failed");
+    assert.match(wrong.reporter.jobs.get("create-driver")!.output, /driver: root@127\.0\.0\.1:\d+ refused to log in with key .*wrong_key/);
+    assert.ok(Date.now() - started < 30_000, "an authentication failure is not retried until the timeout");
+
+    const emptyPassword = await build(
+      `
+driver: {type: ssh, address: "127.0.0.1:PORT"}
+stages: [s]
+jobs: [{stage: s, name: j, commands: [true]}]
+`,
+      { config: sshConfig({ key: undefined }) },
+    );
+    assert.equal(emptyPassword.status, "failed");
+    assert.match(emptyPassword.reporter.jobs.get("create-driver")!.output, /refused to log in with an empty password/);
+
+    const closed = await freeLocalPort();
+    const nobody = await build(
+      `
+driver: {type: ssh, address: "127.0.0.1:${closed}"}
+stages: [s]
+jobs: [{stage: s, name: j, commands: [true]}]
+`,
+      { config: sshConfig({ timeoutMs: 1000 }) },
+    );
+    assert.equal(nobody.status, "failed");
+    assert.match(nobody.reporter.jobs.get("create-driver")!.output, new RegExp(`could not connect to root@127\\.0\\.0\\.1:${closed} within 1s: .*ECONNREFUSED`));
+  });
+
+  test("check describes the login and refuses a missing key", async () => {
+    assert.deepEqual(await getDriver("ssh").check!(sshConfig({ timeoutMs: 60_000 })), [`ssh: log in as root with key ${sshConfig().ssh!.key}, trying for up to 1m0s`]);
+    await assert.rejects(getDriver("ssh").check!(sshConfig({ key: "/nonexistent/key" })), /\[ssh\] key \/nonexistent\/key: no such file/);
+  });
+});
