@@ -101,6 +101,7 @@ export const driverSchema: SectionSpec = {
         max_cpus: { kind: "number", min: 0, doc: "Most CPUs a manifest may ask for." },
         max_memory: { kind: "integer", min: 0, doc: "Most memory in MB a manifest may ask for." },
         network: { kind: "string", default: "bridge", doc: "Network mode of build containers." },
+        pull_timeout: { kind: "duration", default: "5m", doc: "Longest an image pull may take before the build fails (an unreachable registry fails at once)." },
       },
     },
     qemu: {
@@ -111,7 +112,7 @@ export const driverSchema: SectionSpec = {
         accel: { kind: "string", default: "auto", oneOf: ["auto", "kvm", "tcg"], doc: "Acceleration; auto = KVM when it works, else TCG." },
         boot_timeout: { kind: "duration", default: "5m", doc: "How long to wait for the machine's SSH to answer." },
         key: { kind: "string", doc: "Private key for root in the guest; none = Djinn's empty-password root." },
-        disk_interface: { kind: "string", default: "virtio", oneOf: ["virtio", "ide", "scsi"], doc: "Disk interface for images without virtio drivers." },
+        disk_interface: { kind: "string", default: "virtio", oneOf: ["virtio", "ide"], doc: "Disk interface for images without virtio drivers." },
         net_device: { kind: "string", default: "virtio-net-pci", doc: "NIC model (virtio-net-pci, e1000, ...)." },
       },
     },
@@ -162,6 +163,8 @@ export interface DockerConfig {
   max_cpus?: number;
   max_memory?: number;
   network: string;
+  /** Longest an image pull may take, in ms. */
+  pull_timeout?: number;
 }
 
 export interface QemuConfig {
@@ -171,7 +174,7 @@ export interface QemuConfig {
   accel: "auto" | "kvm" | "tcg";
   bootTimeoutMs: number;
   key?: string;
-  disk_interface: "virtio" | "ide" | "scsi";
+  disk_interface: "virtio" | "ide";
   net_device: string;
 }
 
