@@ -3,6 +3,63 @@ import { configuredDrivers, servedDrivers, type DriverConfig, type WorkerConfig 
 import { summarizeDrivers, summarizeWorker } from "../config/summary.js";
 import { driverTypeOfQueue, getDriver } from "../driver/driver.js";
 import "../driver/all.js";
+import { createLogger } from "../log/log.js";
+import { Mailer } from "../mail/mail.js";
+import { probeRedis, redisOptions } from "../queue/queue.js";
+import { createPool, probePool, schemaVersion, SCHEMA_VERSION } from "../store/db.js";
+import { Redis } from "ioredis";
+
+/** ok/FAIL lines for each configured service the daemon connects to. */
+export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean; lines: string[] }> {
+  const lines: string[] = [];
+  let ok = true;
+  const failed = (line: string) => {
+    lines.push(`FAIL ${line}`);
+    ok = false;
+  };
+  if (worker.database) {
+    const pool = createPool(worker.database, 1);
+    pool.on("error", () => undefined);
+    try {
+      await probePool(pool, worker.database.addr);
+      const v = await schemaVersion(pool);
+      if (v === SCHEMA_VERSION) lines.push(`ok   postgresql: ${worker.database.addr}/${worker.database.name}, schema version ${v} (current)`);
+      else failed(`postgresql: ${worker.database.addr}/${worker.database.name}: schema version ${v}, expected ${SCHEMA_VERSION}${v < SCHEMA_VERSION ? `: run \`djinn-worker migrate -config ${worker.file}\`` : ": upgrade djinn-worker"}`);
+    } catch (err) {
+      failed(`postgresql: ${(err as Error).message}`);
+    } finally {
+      await pool.end().catch(() => undefined);
+    }
+  }
+  if (worker.redis) {
+    try {
+      await probeRedis(worker.redis);
+      const client = new Redis(redisOptions(worker.redis, { maxRetriesPerRequest: 1, retryStrategy: () => null }));
+      client.on("error", () => undefined);
+      try {
+        await client.connect();
+        const info = await client.info("server");
+        const version = /redis_version:(\S+)/.exec(info)?.[1] ?? "unknown";
+        lines.push(`ok   redis: ${worker.redis.addr}, Redis ${version}`);
+      } finally {
+        client.disconnect();
+      }
+    } catch (err) {
+      failed(`redis: ${(err as Error).message}`);
+    }
+  }
+  if (worker.smtp) {
+    const mailer = new Mailer(worker.smtp, createLogger({ log: { level: "error" } }, { fd: 2 }), { retries: 0 });
+    try {
+      lines.push(`ok   ${await mailer.verify()}`);
+    } catch (err) {
+      failed((err as Error).message);
+    } finally {
+      mailer.close();
+    }
+  }
+  return { ok, lines };
+}
 
 export async function checkConfiguration(worker: WorkerConfig, drivers: DriverConfig, out: NodeJS.WritableStream): Promise<boolean> {
   const lines = [...summarizeWorker(worker), "", ...summarizeDrivers(drivers), ""];
@@ -24,6 +81,8 @@ export async function checkConfiguration(worker: WorkerConfig, drivers: DriverCo
       ok = false;
     }
   }
+  const services = await checkServices(worker);
+  lines.push(...services.lines);
   out.write(lines.join("\n") + "\n");
-  return ok;
+  return ok && services.ok;
 }

@@ -108,6 +108,9 @@ export interface PostgresServer {
   port: number;
   /** A fresh, empty database on this server; its name. */
   createDatabase(): Promise<string>;
+  /** Stops the server (fast shutdown: clients are cut off); `start()` brings it back with its data. */
+  halt(): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -128,8 +131,22 @@ export async function startPostgres(): Promise<PostgresServer> {
   const code = await new Promise<number | null>((r) => init.once("exit", r));
   if (code !== 0) throw new Error(`initdb failed: ${initOut}`);
   const port = await freePort();
-  const server = run(path.join(bin, "postgres"), ["-D", data, "-k", dir, "-h", "127.0.0.1", "-p", String(port), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]);
-  await waitForLine(server, /database system is ready to accept connections/, "postgres");
+  let server: ChildProcess;
+  const start = async () => {
+    server = run(path.join(bin, "postgres"), ["-D", data, "-k", dir, "-h", "127.0.0.1", "-p", String(port), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]);
+    await waitForLine(server, /database system is ready to accept connections/, "postgres");
+  };
+  const halt = async () => {
+    // runuser does not pass signals on: signal the postmaster itself (fast shutdown).
+    try {
+      const pid = Number(readFileSync(path.join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+      process.kill(pid, "SIGINT");
+    } catch {
+      server.kill("SIGINT");
+    }
+    await exited(server);
+  };
+  await start();
   const addr = `127.0.0.1:${port}`;
   return {
     addr,
@@ -145,15 +162,10 @@ export async function startPostgres(): Promise<PostgresServer> {
       }
       return name;
     },
+    halt,
+    start,
     stop: async () => {
-      // runuser does not pass signals on: signal the postmaster itself (fast shutdown).
-      try {
-        const pid = Number(readFileSync(path.join(data, "postmaster.pid"), "utf8").split("\n")[0]);
-        process.kill(pid, "SIGINT");
-      } catch {
-        server.kill("SIGINT");
-      }
-      await exited(server);
+      await halt();
       await fs.rm(dir, { recursive: true, force: true });
     },
   };

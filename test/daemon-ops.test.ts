@@ -1,0 +1,221 @@
+// The daemon's contract with operators: schema migrations, start-up failures, bad input, check,
+// secrets kept out of every record, failure mail, metrics, and PostgreSQL going away.
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { SMTPServer } from "smtp-server";
+import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
+import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { freePort, runCli, until, waitForStatus, writeConfigs } from "./helpers/services.js";
+
+const skip = servicesSkip();
+
+/** An SMTP server in this process that keeps every message it receives. */
+async function startSmtp(): Promise<{ addr: string; messages: string[]; next(): Promise<string>; stop(): Promise<void> }> {
+  const messages: string[] = [];
+  const waiting: ((m: string) => void)[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    logger: false,
+    onData(stream, _session, done) {
+      let data = "";
+      stream.on("data", (c) => (data += c));
+      stream.on("end", () => {
+        messages.push(data);
+        waiting.shift()?.(data);
+        done();
+      });
+    },
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+  return {
+    addr: `127.0.0.1:${port}`,
+    messages,
+    next: () => (messages.length ? Promise.resolve(messages[messages.length - 1]) : new Promise((r) => waiting.push(r))),
+    stop: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe("worker daemon: operations", { skip }, () => {
+  const suite = new Suite();
+  before(() => suite.start());
+  after(() => suite.stop());
+  afterEach(() => suite.cleanup());
+
+  it("migrate is idempotent and safe when several run at once", async () => {
+    const t = await suite.env({ migrate: false });
+    const runs = await Promise.all([1, 2, 3, 4].map(() => t.cli(["migrate"])));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    assert.equal(runs.filter((r) => /^applied migration/.test(r.stdout)).length, 1, runs.map((r) => r.stdout).join(""));
+    const rows = await t.pool.query(`SELECT version FROM schema_migrations ORDER BY version`);
+    assert.deepEqual(rows.rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
+    const again = await t.cli(["migrate"]);
+    assert.equal(again.code, 0);
+    assert.equal(again.stdout, `schema already at version ${SCHEMA_VERSION}\n`);
+  });
+
+  it("the daemon refuses an outdated schema and says to run migrate", async () => {
+    const t = await suite.env({ migrate: false });
+    const d = await t.daemon({ ready: false });
+    assert.equal((await d.exit).code, 1);
+    assert.equal(d.stderr, `djinn-worker: database schema is at version 0, this worker needs version ${SCHEMA_VERSION}: run \`djinn-worker migrate -config ${t.cfg.worker}\`\n`);
+  });
+
+  it("a server that cannot be reached at start-up is one line naming it, exit 1", async () => {
+    const closed = await freePort();
+    const noPg = await writeConfigs({ redis: suite.redis.addr, postgres: `127.0.0.1:${closed}`, database: "x" });
+    const noRedis = await writeConfigs({ redis: `127.0.0.1:${closed}`, postgres: suite.postgres.addr, database: "postgres" });
+    try {
+      const r1 = await runCli(["-config", noPg.worker, "-driver", noPg.driver]);
+      assert.equal(r1.code, 1);
+      assert.equal(r1.stderr, `djinn-worker: cannot connect to PostgreSQL at 127.0.0.1:${closed}: connection refused\n`);
+      const db = await suite.postgres.createDatabase();
+      await fs.writeFile(noRedis.worker, (await fs.readFile(noRedis.worker, "utf8")).replace('name = "postgres"', `name = "${db}"`));
+      await runCli(["migrate", "-config", noRedis.worker]);
+      const r2 = await runCli(["-config", noRedis.worker, "-driver", noRedis.driver]);
+      assert.equal(r2.code, 1);
+      assert.equal(r2.stderr, `djinn-worker: cannot connect to Redis at 127.0.0.1:${closed}: connection refused\n`);
+    } finally {
+      await fs.rm(noPg.dir, { recursive: true, force: true });
+      await fs.rm(noRedis.dir, { recursive: true, force: true });
+    }
+  });
+
+  it("bad input to the operator commands is one clear line and exit 2", async () => {
+    const t = await suite.env();
+    const bad = path.join(t.dir, "bad.yml");
+    await fs.writeFile(bad, "driver:\n  type: os\nstages: [a]\njobs:\n  - stage: nowhere\n    commands: [true]\n");
+    const good = path.join(t.dir, "good.yml");
+    await fs.writeFile(good, osManifest([["true"]]));
+    const cases: [string[], RegExp][] = [
+      [["submit", bad], new RegExp(`^djinn-worker: ${bad.replace(/[.]/g, "\\.")}: line 5: jobs: .*\\n$`)],
+      [["submit", path.join(t.dir, "missing.yml")], /^djinn-worker: .*missing\.yml: cannot read manifest: no such file\n$/],
+      [["submit", good, "--secret", "nokey"], /^djinn-worker: --secret "nokey": expected KEY=value\n$/],
+      [["submit", good, "--notify", "not-an-address"], /^djinn-worker: --notify "not-an-address": not an email address\n$/],
+      [["status", "424242"], /^djinn-worker: build 424242 not found\n$/],
+      [["logs", "424242"], /^djinn-worker: build 424242 not found\n$/],
+      [["kill", "424242"], /^djinn-worker: build 424242 not found\n$/],
+      [["status", "abc"], /^djinn-worker: "abc" is not a build id \(a positive integer\)\n$/],
+    ];
+    for (const [args, stderr] of cases) {
+      const r = await t.cli(args);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, stderr, args.join(" "));
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
+    const count = await t.pool.query(`SELECT count(*)::int AS n FROM builds`);
+    assert.equal(count.rows[0].n, 0, "nothing was stored");
+  });
+
+  it("check reports PostgreSQL with its schema version, Redis and SMTP", async () => {
+    const smtp = await startSmtp();
+    try {
+      const t = await suite.env({ smtp: smtp.addr });
+      const r = await runCli(["check", "-config", t.cfg.worker, "-driver", t.cfg.driver]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`^ok   postgresql: ${suite.postgres.addr}/\\w+, schema version ${SCHEMA_VERSION} \\(current\\)$`, "m"));
+      assert.match(r.stdout, new RegExp(`^ok   redis: ${suite.redis.addr}, Redis \\d`, "m"));
+      assert.match(r.stdout, new RegExp(`^ok   smtp: ${smtp.addr} ok`, "m"));
+      const old = await suite.env({ migrate: false, smtp: `127.0.0.1:${await freePort()}` });
+      const r2 = await runCli(["check", "-config", old.cfg.worker, "-driver", old.cfg.driver]);
+      assert.equal(r2.code, 1);
+      assert.match(r2.stdout, /^FAIL postgresql: .*schema version 0, expected \d+: run `djinn-worker migrate/m);
+      assert.match(r2.stdout, /^FAIL smtp: /m);
+    } finally {
+      await smtp.stop();
+    }
+  });
+
+  it("a masked secret never reaches the database, the log or the failure mail, which carries the output's tail", async () => {
+    const smtp = await startSmtp();
+    const secret = "s3cr3t-Value-4711";
+    try {
+      const t = await suite.env({ smtp: smtp.addr, logFile: true });
+      const d = await t.daemon({ ready: false });
+      const lines = Array.from({ length: 20 }, (_, i) => `echo line-${i + 1}`);
+      const id = await t.submit(osManifest([[`echo "token is $API_TOKEN"`, ...lines, "echo \"$API_TOKEN\" >&2", "exit 1"]]), ["--secret", `API_TOKEN=${secret}`, "--notify", "dev@example.test", "--notify", "ops@example.test"]);
+      assert.equal(await waitForStatus(t.pool, id, ["failed"]), "failed");
+      const mail = await smtp.next();
+      assert.match(mail, new RegExp(`Subject: Djinn CI - Build #${id} failed`));
+      assert.match(mail, /dev@example\.test/);
+      assert.match(mail, /line-20/);
+      assert.match(mail, /\+ exit 1/);
+      assert.ok(!mail.includes("line-5\n"), "only the tail");
+      assert.ok(!mail.includes(secret));
+      const out = await t.output(id);
+      assert.match(out, /token is xxxxxx/);
+      // Every row of every table, as text.
+      const tables = await t.pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public'`);
+      let everything = "";
+      for (const { tablename } of tables.rows) {
+        const r = await t.pool.query(`SELECT coalesce(string_agg(t::text, E'\\n'), '') AS rows FROM "${tablename}" t`);
+        everything += r.rows[0].rows;
+      }
+      assert.ok(everything.includes("token is xxxxxx"));
+      assert.ok(!everything.includes(secret), "the secret is in a row");
+      assert.ok(!everything.includes(Buffer.from(secret).toString("hex")), "the secret is in a row as bytes");
+      const v = await t.pool.query(`SELECT value, masked, octet_length(value_encrypted) AS n FROM variables WHERE build_id = $1 AND key = 'API_TOKEN'`, [id]);
+      assert.deepEqual({ ...v.rows[0], n: v.rows[0].n > 0 }, { value: null, masked: true, n: true });
+      await until("the log recorded the mail", () => readFileSync(t.cfg.logFile!, "utf8").includes("failure mail sent") || undefined);
+      d.kill("SIGTERM");
+      await d.exit;
+      const log = readFileSync(t.cfg.logFile!, "utf8");
+      assert.ok(log.includes(`"build":${id}`));
+      assert.ok(!log.includes(secret), "the secret is in the log");
+    } finally {
+      await smtp.stop();
+    }
+  });
+
+  it("with SMTP down the failed build is still recorded", async () => {
+    const t = await suite.env({ smtp: `127.0.0.1:${await freePort()}` });
+    const d = await t.daemon();
+    const id = await t.submit(osManifest([["exit 1"]]), ["--notify", "dev@example.test"]);
+    await d.waitForMsg("build finished", { build: id });
+    assert.equal((await t.build(id)).status, "failed");
+    await d.waitForMsg("failure mail not sent", { build: id }, 30_000);
+    assert.equal((await t.build(id)).status, "failed");
+  });
+
+  it("serves metrics: builds by status, queue depth, health", async () => {
+    const t = await suite.env({ metrics: "127.0.0.1:0" });
+    const d = await t.daemon();
+    const port = (await d.waitForMsg("metrics listening")).port as number;
+    const id = await t.submit(osManifest([["echo ok"]]));
+    await d.waitForMsg("build finished", { build: id });
+    const body = await until("the finished build counted", async () => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return /djinn_builds_total\{status="passed"\} 1/.test(text) ? text : undefined;
+    });
+    assert.match(body, /djinn_build_duration_seconds_count\{status="passed"\} 1/);
+    assert.match(body, /djinn_queue_wait_seconds_count 1/);
+    await until("queue depth polled", async () => /djinn_queue_depth\{queue="q\d+_os"\} 0/.test(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()) || undefined, 10_000);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(health.status, 200);
+  });
+
+  it("rides out PostgreSQL going away mid-build: the build completes and is recorded", async () => {
+    const t = await suite.env({ lease: "3s" });
+    const d = await t.daemon();
+    const go = path.join(t.dir, "go");
+    const runs = path.join(t.dir, "runs");
+    const id = await t.submit(osManifest([[`echo run >> ${runs}`, `while [ ! -e ${go} ]; do sleep 0.05; done`, "echo finished"]]));
+    await until("the job started", () => existsSync(runs) || undefined);
+    await suite.postgres.halt();
+    try {
+      await fs.writeFile(go, "");
+      await d.waitForMsg("write failed; retrying", {}, 20_000);
+    } finally {
+      await suite.postgres.start();
+    }
+    assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"], 60_000), "passed");
+    assert.match(await t.output(id), /finished\n/);
+    const next = await t.submit(osManifest([["echo again"]]));
+    assert.equal(await waitForStatus(t.pool, next, ["passed", "failed"], 30_000), "passed");
+    assert.equal(d.child.exitCode, null, "the daemon is still running");
+  });
+});
