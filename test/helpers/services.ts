@@ -191,6 +191,7 @@ export interface ConfigOptions {
   smtp?: string;
   logFile?: boolean;
   metrics?: string;
+  logLevel?: "debug" | "info" | "error";
   /** Queue name prefix (default "builds"): a test of its own on a shared Redis uses its own. */
   queue?: string;
   /** Extra top-level TOML lines. */
@@ -232,7 +233,7 @@ export async function writeConfigs(o: ConfigOptions): Promise<TestConfig> {
     `path = "${path.join(dir, "objects")}"`,
     "",
     "[log]",
-    `level = "debug"`,
+    `level = "${o.logLevel ?? "debug"}"`,
     logFile ? `file = "${logFile}"` : "",
   ];
   if (o.smtp) lines.push("", "[smtp]", `addr = "${o.smtp}"`, `admin = "djinn@example.test"`);

@@ -1,0 +1,157 @@
+// The daemon's queue against real redis-server and PostgreSQL, os driver:
+//  1. enqueue-to-first-command latency (p50/p99) on an idle worker, vs spawning `sh` directly;
+//  2. builds per second for --builds one-job builds (default 1,000) with two workers, vs `sh` spawned
+//     as many times in a row;
+//  3. --drain queued builds (target 20,000; default 2,000 to stay within two minutes on two cores)
+//     drained by four workers: lost, duplicated, total time;
+//  4. a worker's RSS idle and under load.
+// Usage: node build/bench/queue.js [--samples N] [--builds N] [--drain N]
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { Crypto } from "../internal/crypto/crypto.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { enqueue } from "../internal/queue/queue.js";
+import { insertBuild } from "../internal/store/builds.js";
+import { migrate } from "../internal/store/db.js";
+import { CRYPTO_BLOCK, startDaemon, startPostgres, startRedis, testPool, writeConfigs, type DaemonProcess } from "../test/helpers/services.js";
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const samples = arg("samples", 30);
+const builds = arg("builds", 1000);
+const drain = arg("drain", 2000);
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function manifestText(commands: string[]): string {
+  return `driver: {type: os}\nstages: [a]\njobs:\n- stage: a\n  name: one\n  commands:\n${commands.map((c) => `  - ${JSON.stringify(c)}`).join("\n")}\n`;
+}
+
+async function main(): Promise<void> {
+  const [redisServer, pgServer] = await Promise.all([startRedis(), startPostgres()]);
+  const daemons: DaemonProcess[] = [];
+  const dirs: string[] = [];
+  const crypto = new Crypto(CRYPTO_BLOCK);
+  const redis = new Redis(redisServer.port, "127.0.0.1");
+  try {
+    const env = async (queue: string, parallelism: number) => {
+      const database = await pgServer.createDatabase();
+      const pool = testPool(pgServer, database);
+      await migrate(pool);
+      const cfg = await writeConfigs({ redis: redisServer.addr, postgres: pgServer.addr, database, queue, parallelism, lease: "10s", logLevel: "info" });
+      dirs.push(cfg.dir);
+      return { pool, cfg };
+    };
+    const waitPassed = async (pool: ReturnType<typeof testPool>, n: number, onTick?: () => void) => {
+      for (;;) {
+        const r = await pool.query(`SELECT count(*) FILTER (WHERE status IN ('passed','failed','killed','timed_out'))::int AS done FROM builds`);
+        onTick?.();
+        if (r.rows[0].done >= n) return;
+        await sleep(100);
+      }
+    };
+
+    // 1. Latency: one idle worker, builds one at a time.
+    {
+      const { pool, cfg } = await env("lat", 2);
+      const d = await startDaemon(cfg);
+      daemons.push(d);
+      await sleep(500);
+      const idleRss = rssMiB(d.pid);
+      const stamp = path.join(cfg.dir, "stamp");
+      const text = manifestText([`date +%s%N > ${stamp}`]);
+      const manifest = parseManifest(text).manifest;
+      const lat: number[] = [];
+      for (let i = 0; i < samples; i++) {
+        const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env: [], secrets: [], notify: [] });
+        const t0 = Date.now() * 1e6;
+        await enqueue(redis, "lat", "os", id);
+        await d.waitForMsg("build finished", { build: id });
+        lat.push((Number(readFileSync(stamp, "utf8").trim()) - t0) / 1e6);
+      }
+      const raw: number[] = [];
+      for (let i = 0; i < samples; i++) {
+        const t0 = Date.now() * 1e6;
+        const out = spawnSync("/bin/sh", ["-c", "date +%s%N"], { encoding: "utf8" }).stdout;
+        raw.push((Number(out.trim()) - t0) / 1e6);
+      }
+      console.log(`enqueue → first command (os driver, ${samples} builds, idle worker): p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms; raw sh spawn p50 ${pct(raw, 50).toFixed(1)} ms (ratio ${(pct(lat, 50) / pct(raw, 50)).toFixed(1)}x)`);
+      console.log(`worker RSS idle: ${idleRss.toFixed(1)} MiB`);
+      d.kill("SIGTERM");
+      await d.exit;
+      await pool.end();
+    }
+
+    // 2. Throughput: two workers, --builds one-job builds queued before they start.
+    {
+      const { pool, cfg } = await env("tput", 4);
+      const text = manifestText(["true"]);
+      const manifest = parseManifest(text).manifest;
+      for (let i = 0; i < builds; i++) {
+        const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env: [], secrets: [], notify: [] });
+        await enqueue(redis, "tput", "os", id);
+      }
+      const t0 = performance.now();
+      const ds = await Promise.all([startDaemon(cfg), startDaemon(cfg)]);
+      daemons.push(...ds);
+      let peak = 0;
+      await waitPassed(pool, builds, () => (peak = Math.max(peak, ...ds.map((d) => rssMiB(d.pid)))));
+      const secs = (performance.now() - t0) / 1000;
+      const r0 = performance.now();
+      for (let i = 0; i < builds; i++) spawnSync("/bin/sh", ["-c", "true"]);
+      const rawSecs = (performance.now() - r0) / 1000;
+      console.log(`throughput, ${builds} one-job builds, 2 workers × parallelism 4: ${(builds / secs).toFixed(1)} builds/s (${secs.toFixed(1)} s); raw sh spawn ${(builds / rawSecs).toFixed(0)}/s sequential`);
+      console.log(`worker RSS under load: peak ${peak.toFixed(1)} MiB`);
+      for (const d of ds) d.kill("SIGTERM");
+      await Promise.all(ds.map((d) => d.exit));
+      await pool.end();
+    }
+
+    // 3. Drain: --drain builds inserted in bulk, four workers, each build appends its id to one file.
+    {
+      const { pool, cfg } = await env("drain", 2);
+      const ran = path.join(cfg.dir, "ran");
+      const text = manifestText([`echo "$DJINN_BUILD" >> ${ran}`]);
+      const ins = await pool.query(
+        `INSERT INTO builds (secret, driver, manifest) SELECT md5(random()::text), '{"type":"os"}', $1 FROM generate_series(1, $2) RETURNING id`,
+        [text, drain],
+      );
+      const ids = ins.rows.map((r) => Number(r.id));
+      await pool.query(`INSERT INTO stages (build_id, position, name) SELECT id, 0, 'setup - #' || id FROM builds`);
+      await pool.query(`INSERT INTO stages (build_id, position, name) SELECT id, 1, 'a' FROM builds`);
+      await pool.query(`INSERT INTO jobs (build_id, stage_id, position, name) SELECT s.build_id, s.id, 0, CASE WHEN s.position = 0 THEN 'create-driver' ELSE 'one' END FROM stages s`);
+      for (let i = 0; i < ids.length; i += 1000) {
+        const batch = ids.slice(i, i + 1000).map((id) => JSON.stringify({ id, enqueued_at: Date.now() }));
+        await redis.lpush("drain_os", ...batch);
+      }
+      const t0 = performance.now();
+      const ds = await Promise.all([0, 1, 2, 3].map(() => startDaemon(cfg)));
+      daemons.push(...ds);
+      await waitPassed(pool, drain);
+      const secs = (performance.now() - t0) / 1000;
+      const counts = new Map<number, number>();
+      for (const line of (await fs.readFile(ran, "utf8")).trim().split("\n")) counts.set(Number(line), (counts.get(Number(line)) ?? 0) + 1);
+      const lost = ids.filter((id) => !counts.has(id)).length;
+      const duplicated = [...counts.values()].filter((n) => n > 1).length;
+      const notPassed = (await pool.query(`SELECT count(*)::int AS n FROM builds WHERE status <> 'passed'`)).rows[0].n;
+      console.log(`drain ${drain} queued builds (target 20000: --drain 20000), 4 workers × parallelism 2: ${secs.toFixed(1)} s (${(drain / secs).toFixed(1)} builds/s), lost ${lost}, duplicated ${duplicated}, not passed ${notPassed}`);
+      for (const d of ds) d.kill("SIGTERM");
+      await Promise.all(ds.map((d) => d.exit));
+      await pool.end();
+    }
+  } finally {
+    redis.disconnect();
+    for (const d of daemons) await d.stop();
+    await Promise.all([redisServer.stop(), pgServer.stop()]);
+    for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
