@@ -87,7 +87,7 @@ export class JobOutputSink extends Writable {
         const kept = cutToBytes(text, Math.max(room, 0));
         if (kept) this.push_(kept);
         this.truncated = true;
-        this.pending.push(`\n[output truncated: this job printed more than output_limit (${limit} bytes); the rest was not stored]\n`);
+        this.push_(`\n[output truncated: this job printed more than output_limit (${limit} bytes); the rest was not stored]\n`);
         return;
       }
     }

@@ -130,6 +130,8 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
     reopenLog(log);
     log.info("SIGHUP: log file reopened");
   };
+  // A daemon that runs for months logs a stray rejection rather than dying with the builds it runs.
+  process.on("unhandledRejection", (err) => log.error({ err: (err as Error)?.stack ?? String(err) }, "unhandled rejection"));
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
   process.on("SIGHUP", onHup);
@@ -146,7 +148,8 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
     mailer?.close();
     subscriber.disconnect();
     blocking.disconnect();
-    await redis.quit().catch(() => redis.disconnect());
+    await Promise.race([redis.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+    redis.disconnect();
     await pool.end().catch(() => undefined);
     removePidfile(cfg.pidfile);
     process.off("SIGHUP", onHup);

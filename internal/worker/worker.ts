@@ -60,6 +60,15 @@ interface Claimed {
 const FAILURE_STATUSES = new Set(["failed", "killed", "timed_out"]);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
+/** Redis commands wait for a lost connection to come back; paths that must end (shutdown) bound the wait. */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms))),
+  ]);
+}
+
 /** A database or Redis error that a retry may cure (as opposed to a lost claim). */
 function transient(err: unknown): boolean {
   return !(err instanceof ClaimLostError);
@@ -124,7 +133,7 @@ export class Worker {
     await Promise.allSettled([...this.background]);
     for (const t of this.timers) clearInterval(t);
     try {
-      const back = await this.deps.queue.leave();
+      const back = await bounded(this.deps.queue.leave(), 5000, "Redis");
       if (back > 0) this.log.info({ builds: back }, "gave back builds still in the processing list");
     } catch (err) {
       this.log.error({ err: (err as Error).message }, "could not give back the processing list: it is recovered when the lease runs out");
@@ -359,7 +368,8 @@ export class Worker {
     }
     masks = masks.filter((m) => m.length > 0);
 
-    await subscriber.subscribe(killChannel(c.id)).catch((err) => log.warn({ err: (err as Error).message }, "cannot subscribe for kill"));
+    // Not awaited: with Redis away the build runs anyway, and kill works once it is back.
+    subscriber.subscribe(killChannel(c.id)).catch((err) => log.warn({ err: (err as Error).message }, "cannot subscribe for kill"));
     try {
       if (setupError || !manifest) {
         status = await this.failSetup(build, setupError ?? "no manifest", reporter);
@@ -393,7 +403,7 @@ export class Worker {
       }
       status = "failed";
     } finally {
-      await subscriber.unsubscribe(killChannel(c.id)).catch(() => undefined);
+      subscriber.unsubscribe(killChannel(c.id)).catch(() => undefined);
     }
 
     if (c.reason === "lost") {
@@ -415,17 +425,17 @@ export class Worker {
     const seconds = (Date.now() - started) / 1000;
     log.info({ status, seconds }, "build finished");
     this.deps.metrics?.buildFinished(status, seconds);
+    if (FAILURE_STATUSES.has(status) && build.notify.length && this.deps.mailer) this.mail(build, status, log);
     await this.retry("ack", () => queue.ack(c.taken.list, c.taken.raw), Infinity).catch((err) =>
       log.warn({ err: (err as Error).message }, "cannot acknowledge: a later delivery finds it finished and drops it"),
     );
-    if (FAILURE_STATUSES.has(status) && build.notify.length && this.deps.mailer) this.mail(build, status, log);
   }
 
   /** Not acknowledged: the build goes back on its queue, released in the database when possible. */
   private async giveBack(c: Claimed, recorder: BuildRecorder, log: Logger): Promise<void> {
     await recorder.release().catch((err) => log.warn({ err: (err as Error).message }, "cannot release the build's claim: another worker takes it once the lease runs out"));
     try {
-      await this.retry("requeue", () => this.deps.queue.requeue(c.taken.list, c.taken.raw, true), 30_000);
+      await bounded(this.retry("requeue", () => this.deps.queue.requeue(c.taken.list, c.taken.raw, true), 30_000), 30_000, "Redis");
       log.info({ reason: c.reason }, "build put back on its queue");
     } catch (err) {
       log.error({ err: (err as Error).message }, "cannot put the build back: it stays in the processing list and is recovered with it");
@@ -544,11 +554,17 @@ export class Worker {
     }
   }
 
+  private depthsBusy = false;
+
   private async pollDepths(): Promise<void> {
+    if (this.depthsBusy) return;
+    this.depthsBusy = true;
     try {
       for (const [list, n] of Object.entries(await this.deps.queue.depths())) this.deps.metrics?.setQueueDepth(list, n);
     } catch {
       // Redis unavailable: depths are stale until it is back.
+    } finally {
+      this.depthsBusy = false;
     }
   }
 }
