@@ -1,7 +1,7 @@
 // The qemu driver against real machines: the fixture image booted under TCG (or KVM when it works),
 // builds driven through the real runner.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -17,13 +17,15 @@ import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild, type Status } from "../internal/runner/plan.js";
 import { runBuild } from "../internal/runner/runner.js";
-import { requireService } from "./helpers/env.js";
+import { cliPath, requireService } from "./helpers/env.js";
 import { collectingReporter, ensureFixtureImage, qemuConfig, qemuMissing, qemuProcesses, QEMU_CACHE } from "./helpers/qemu.js";
 
 const skip = requireService("qemu", qemuMissing());
 const log = pino({ level: "silent" });
 let counter = 0;
 const buildIds: string[] = [];
+/** Directories the suite made; removed after it. */
+const temps: string[] = [];
 
 function newBuildId(): string {
   const id = `qemu-test-${process.pid}-${++counter}`;
@@ -42,6 +44,7 @@ async function build(yaml: string, opts: { config?: DriverConfig; objects?: stri
   const { manifest } = parseManifest(yaml);
   const buildId = newBuildId();
   const artifacts = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-art-"));
+  temps.push(artifacts);
   const reporter = collectingReporter(opts.onOutput);
   const driver = getDriver("qemu").create({ buildId, manifest: manifest.driver, config: opts.config ?? qemuConfig(), log, imagesPath: opts.imagesPath });
   const status = await runBuild({
@@ -65,8 +68,6 @@ function assertNoMachines(buildId: string): void {
 }
 
 describe("qemu driver", { skip, timeout: 10 * 60_000 }, () => {
-  const temps: string[] = [];
-
   before(async () => {
     await ensureFixtureImage();
   });
@@ -80,6 +81,8 @@ describe("qemu driver", { skip, timeout: 10 * 60_000 }, () => {
     for (const dir of temps) await fs.rm(dir, { recursive: true, force: true });
     // Anything left despite the assertions above still must not outlive the suite.
     for (const id of buildIds) for (const pid of qemuProcesses(stateDirOf(id))) process.kill(pid, "SIGKILL");
+    // The drivers' shared state root goes too when no other build is using it (rmdir refuses otherwise).
+    await fs.rmdir(STATE_ROOT).catch(() => undefined);
   });
 
   test("runs a two-job build with env, objects and artifacts; refuses escaping and symlinked paths", async () => {
@@ -121,7 +124,6 @@ jobs:
       - nothing-here.txt => nothing
 `;
     const { status, reporter, artifacts, buildId } = await build(yaml, { objects, artifactLimit: 1024 });
-    temps.push(artifacts);
     const setup = reporter.jobs.get("create-driver")!.output;
     assert.match(setup, /Booting tiny with qemu-system-x86_64 \((TCG|KVM)/);
     assert.match(setup, /SSH up after \d+\.\ds/);
@@ -160,7 +162,6 @@ jobs:
   - {stage: never, name: skipped, commands: [echo no]}
 `);
     const [a, b] = await Promise.all([passing, failing]);
-    temps.push(a.artifacts, b.artifacts);
     assert.equal(a.status, "passed", a.reporter.all());
     assert.equal(b.status, "failed", b.reporter.all());
     const bad = b.reporter.jobs.get("bad")!;
@@ -223,6 +224,38 @@ jobs:
     assert.equal(status, "failed");
     assert.match(reporter.jobs.get("create-driver")!.output, /driver: machine did not answer on SSH within 1s/);
     assertNoMachines(buildId);
+  });
+
+  test("qemu exiting before SSH answers fails with what qemu said", async () => {
+    const { status, reporter, buildId } = await build(
+      `
+driver: {type: qemu, image: tiny}
+stages: [s]
+jobs:
+  - {stage: s, name: never, commands: [echo no]}
+`,
+      { config: qemuConfig({ net_device: "no-such-nic" }) },
+    );
+    assert.equal(status, "failed");
+    const out = reporter.jobs.get("create-driver")!.output;
+    assert.match(out, /driver: qemu-system-x86_64 exited with status 1 before SSH answered:\n.*no-such-nic/);
+    assertNoMachines(buildId);
+  });
+
+  test("djinn-worker run boots an image from [qemu] disks (IDE disk, e1000 NIC) and masks secrets", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-run-"));
+    temps.push(dir);
+    const toml = path.join(dir, "driver.toml");
+    await fs.writeFile(toml, `[qemu]\ndisks = "${QEMU_CACHE}"\nkey = "${path.join(QEMU_CACHE, "id_ed25519")}"\nmemory = 256\ndisk_interface = "ide"\nnet_device = "e1000"\nboot_timeout = "2m"\n`);
+    const manifest = path.join(dir, "build.yml");
+    await fs.writeFile(manifest, `driver: {type: qemu, image: tiny}\nstages: [s]\njobs:\n  - {stage: s, name: j, commands: ["echo token=$TOKEN", "readlink /sys/class/net/eth0/device/driver"]}\n`);
+    const r = spawnSync(process.execPath, [cliPath, "run", manifest, "--driver", toml, "--artifacts", path.join(dir, "art"), "--secret", "TOKEN=s3cr3t-value"], { encoding: "utf8", timeout: 180_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /Booting tiny with qemu-system-x86_64/);
+    assert.match(r.stdout, /token=xxxxxx/);
+    assert.doesNotMatch(r.stdout + r.stderr, /s3cr3t-value/);
+    assert.match(r.stdout, /\/drivers\/e1000\n/);
+    assert.deepEqual(qemuProcesses(STATE_ROOT), [], "run left a machine behind");
   });
 
   test("a missing image names every place looked; names cannot leave the image directory", async () => {
