@@ -200,4 +200,20 @@ describe("worker daemon", { skip }, () => {
       redis.disconnect();
     }
   });
+
+  it('driver = "*" serves the list of every configured driver', async () => {
+    const t = await suite.env({ driver: "*", driverToml: "[ssh]\n[os]\n" });
+    const d = await t.daemon();
+    assert.deepEqual(d.lines.find((l) => l.msg === "worker started")!.queues, [`${t.queue}_ssh`, `${t.queue}_os`]);
+    const redis = new Redis(suite.redis.port, "127.0.0.1");
+    try {
+      await redis.lpush(`${t.queue}_ssh`, JSON.stringify({ id: 99999 }));
+      const id = await t.submit(osManifest([["echo from the os list"]]));
+      await d.waitForMsg("build finished", { build: id });
+      assert.equal((await t.build(id)).status, "passed");
+      await until("the ssh payload in the dead list", async () => ((await redis.llen(`${t.queue}_dead`)) === 1 ? true : undefined));
+    } finally {
+      redis.disconnect();
+    }
+  });
 });

@@ -192,6 +192,9 @@ export interface ConfigOptions {
   logFile?: boolean;
   metrics?: string;
   logLevel?: "debug" | "info" | "error";
+  /** worker.toml driver (default "os") and the driver.toml text (default "[os]"). */
+  driver?: string;
+  driverToml?: string;
   /** Queue name prefix (default "builds"): a test of its own on a shared Redis uses its own. */
   queue?: string;
   /** Extra top-level TOML lines. */
@@ -206,7 +209,7 @@ export async function writeConfigs(o: ConfigOptions): Promise<TestConfig> {
   const logFile = o.logFile ? path.join(dir, "worker.log") : undefined;
   const lines = [
     `parallelism = ${o.parallelism ?? 2}`,
-    `driver = "os"`,
+    `driver = "${o.driver ?? "os"}"`,
     `queue = "${o.queue ?? "builds"}"`,
     `lease = "${o.lease ?? "3s"}"`,
     `timeout = "${o.timeout ?? "2m"}"`,
@@ -242,7 +245,7 @@ export async function writeConfigs(o: ConfigOptions): Promise<TestConfig> {
   const worker = path.join(dir, "worker.toml");
   const driver = path.join(dir, "driver.toml");
   await fs.writeFile(worker, lines.join("\n") + "\n");
-  await fs.writeFile(driver, "[os]\n");
+  await fs.writeFile(driver, o.driverToml ?? "[os]\n");
   return { dir, worker, driver, logFile };
 }
 
