@@ -4,8 +4,10 @@
 //     as many times in a row;
 //  3. --drain queued builds (target 20,000; default 2,000 to stay within two minutes on two cores)
 //     drained by four workers: lost, duplicated, total time;
-//  4. a worker's RSS idle and under load.
-// Usage: node build/bench/queue.js [--samples N] [--builds N] [--drain N]
+//  4. a worker's RSS idle and under load;
+//  5. a job printing --print-mib MiB (default 128): stored throughput and the worker's peak RSS
+//     (flat: output is streamed into PostgreSQL, never held), vs `yes | head -c` into /dev/null.
+// Usage: node build/bench/queue.js [--samples N] [--builds N] [--drain N] [--print-mib N]
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
@@ -25,6 +27,7 @@ const arg = (name: string, def: number) => {
 const samples = arg("samples", 30);
 const builds = arg("builds", 1000);
 const drain = arg("drain", 2000);
+const printMib = arg("print-mib", 128);
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
@@ -144,6 +147,31 @@ async function main(): Promise<void> {
       console.log(`drain ${drain} queued builds (target 20000: --drain 20000), 4 workers × parallelism 2: ${secs.toFixed(1)} s (${(drain / secs).toFixed(1)} builds/s), lost ${lost}, duplicated ${duplicated}, not passed ${notPassed}`);
       for (const d of ds) d.kill("SIGTERM");
       await Promise.all(ds.map((d) => d.exit));
+      await pool.end();
+    }
+
+    // 5. One job printing a lot.
+    {
+      const { pool, cfg } = await env("big", 1);
+      const d = await startDaemon(cfg);
+      daemons.push(d);
+      const text = manifestText([`yes "a line of build output, as a compiler might print it" | head -c ${printMib}M`]);
+      const id = await insertBuild(pool, crypto, { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [], notify: [] });
+      const before = rssMiB(d.pid);
+      let peak = before;
+      const t0 = performance.now();
+      await enqueue(redis, "big", "os", id);
+      const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(d.pid))), 100);
+      await d.waitForMsg("build finished", { build: id }, 600_000);
+      clearInterval(sampler);
+      const secs = (performance.now() - t0) / 1000;
+      const stored = (await pool.query(`SELECT sum(octet_length(data))::bigint AS n FROM job_output WHERE build_id = $1`, [id])).rows[0].n / 2 ** 20;
+      const r0 = performance.now();
+      spawnSync("/bin/sh", ["-c", `yes "a line of build output, as a compiler might print it" | head -c ${printMib}M > /dev/null`]);
+      const rawSecs = (performance.now() - r0) / 1000;
+      console.log(`job printing ${printMib} MiB: stored ${stored.toFixed(0)} MiB in ${secs.toFixed(1)} s (${(stored / secs).toFixed(1)} MiB/s; raw yes|head ${(printMib / rawSecs).toFixed(0)} MiB/s), worker RSS ${before.toFixed(1)} → peak ${peak.toFixed(1)} MiB`);
+      d.kill("SIGTERM");
+      await d.exit;
       await pool.end();
     }
   } finally {

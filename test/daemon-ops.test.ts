@@ -218,4 +218,31 @@ describe("worker daemon: operations", { skip }, () => {
     assert.equal(await waitForStatus(t.pool, next, ["passed", "failed"], 30_000), "passed");
     assert.equal(d.child.exitCode, null, "the daemon is still running");
   });
+
+  it("a build whose result cannot be written is not acknowledged: after its worker dies it is recovered and run again", async () => {
+    const t = await suite.env({ lease: "2s" });
+    const a = await t.daemon();
+    const go = path.join(t.dir, "go");
+    const runs = path.join(t.dir, "runs");
+    const id = await t.submit(osManifest([[`echo run >> ${runs}`, `while [ ! -e ${go} ]; do sleep 0.05; done`]]));
+    await until("the job started", () => existsSync(runs) || undefined);
+    await suite.postgres.halt();
+    try {
+      await fs.writeFile(go, "");
+      await a.waitForMsg("write failed; retrying", {}, 20_000);
+      a.kill("SIGKILL");
+      await a.exit;
+    } finally {
+      await suite.postgres.start();
+    }
+    await fs.rm(go);
+    const b = await t.daemon();
+    await until("the build run again", () => readFileSync(runs, "utf8").split("\n").length > 2 || undefined, 20_000);
+    await fs.writeFile(go, "");
+    await b.waitForMsg("build finished", { build: id }, 30_000);
+    const build = await t.build(id);
+    assert.equal(build.status, "passed");
+    assert.equal(build.attempt, 2);
+    assert.match(await t.output(id), /^--- attempt 2: an earlier run/);
+  });
 });
