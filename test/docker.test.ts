@@ -1,0 +1,415 @@
+// The docker driver on a real engine, driven through the runner: what a reporter sees, what the
+// engine holds during and after a build.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import pino from "pino";
+import type { DockerConfig } from "../internal/config/config.js";
+import { checkEngine, LABEL_BUILD } from "../internal/driver/docker/docker.js";
+import { getDriver } from "../internal/driver/driver.js";
+import "../internal/driver/all.js";
+import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { planBuild, type Status } from "../internal/runner/plan.js";
+import { runBuild, type BuildReporter } from "../internal/runner/runner.js";
+import { busyboxImage, docker, dockerSkip, dockerTestConfig, leftovers, removeImage } from "./helpers/docker.js";
+
+const log = pino({ level: "silent" });
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-docker-test-"));
+const builds: string[] = [];
+let image = "";
+
+interface BuildOptions {
+  config?: Partial<DockerConfig>;
+  imagesPath?: string;
+  env?: Record<string, string>;
+  masks?: string[];
+  objects?: ObjectStore;
+  artifactLimit?: number;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Called with each chunk of a job's output as it comes. */
+  onOutput?: (job: string, text: string) => void;
+  onJobStarted?: (job: string, buildId: string) => Promise<void> | void;
+}
+
+/** Runs a manifest through the real runner on the docker driver; `{{image}}` is the test image. */
+async function build(yaml: string, opts: BuildOptions = {}) {
+  const buildId = `t-docker-${randomBytes(4).toString("hex")}`;
+  builds.push(buildId);
+  const { manifest } = parseManifest(yaml.replaceAll("{{image}}", image));
+  const output = new Map<string, string>();
+  const status = new Map<string, Status>();
+  const reporter: BuildReporter = {
+    async jobStarted(job) {
+      const name = `${job.stage}/${job.name}`;
+      await opts.onJobStarted?.(name, buildId);
+      const chunks: Buffer[] = [];
+      return new Writable({
+        write(c: Buffer, _e, done) {
+          chunks.push(c);
+          opts.onOutput?.(name, c.toString());
+          done();
+        },
+        final(done) {
+          output.set(name, Buffer.concat(chunks).toString());
+          done();
+        },
+      });
+    },
+    jobFinished(job, result) {
+      status.set(`${job.stage}/${job.name}`, result.status);
+    },
+  };
+  const artifacts = new ArtifactStore(fs.mkdtempSync(path.join(dir, "art-")), opts.artifactLimit ?? 0);
+  const driver = getDriver("docker").create({ buildId, manifest: manifest.driver, config: { docker: dockerTestConfig(opts.config), warnings: [] }, imagesPath: opts.imagesPath, log });
+  const result = await runBuild({
+    plan: planBuild(manifest, "t"),
+    driver,
+    env: opts.env ?? {},
+    masks: opts.masks ?? [],
+    objects: opts.objects ? { store: opts.objects, list: manifest.objects } : undefined,
+    artifacts,
+    reporter,
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs,
+    // Long, so a job the driver fails to stop shows as a test that never ends rather than passing.
+    abortGraceMs: 120_000,
+  });
+  const left = await leftovers(buildId);
+  return { buildId, status: result, jobs: status, output, artifacts: artifacts.root, left };
+}
+
+const SETUP = "setup - #t/create-driver";
+
+function sha256(data: Buffer | string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+describe("docker driver", { skip: dockerSkip }, () => {
+  before(async () => {
+    image = await busyboxImage();
+  });
+
+  after(async () => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    for (const id of builds) {
+      const left = await leftovers(id);
+      assert.deepEqual(left, { containers: [], volumes: [] }, `build ${id} left things behind`);
+    }
+  });
+
+  test("jobs share the workspace and the build env; output is live, in order, masked; nothing is left", async () => {
+    let containersDuring: string[] = [];
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}"}
+env: [GREETING=hello world]
+stages: [one, two]
+jobs:
+- stage: one
+  name: write
+  commands:
+  - echo "$GREETING" > state.txt
+  - echo out1; echo err1 >&2; echo out2
+  - echo "token=$TOKEN"
+- stage: two
+  name: read
+  commands:
+  - cat state.txt
+  - pwd
+  - echo "CI=$CI"
+`,
+      {
+        env: { GREETING: "hello world", TOKEN: "s3cr3t-value" },
+        masks: ["s3cr3t-value"],
+        onJobStarted: async (job, buildId) => {
+          if (job === "two/read") containersDuring = (await leftovers(buildId)).containers;
+        },
+      },
+    );
+    assert.equal(r.status, "passed", [...r.output.values()].join("\n"));
+    assert.equal(r.jobs.get("one/write"), "passed");
+    assert.equal(r.jobs.get("two/read"), "passed");
+    const first = r.output.get("one/write")!;
+    // stderr (the trace, err1) and stdout keep the order they were written in.
+    assert.match(first, /\+ echo out1\nout1\n\+ echo err1\nerr1\n\+ echo out2\nout2\n/);
+    assert.match(first, /token=xxxxxx/);
+    assert.doesNotMatch(first, /s3cr3t/);
+    const second = r.output.get("two/read")!;
+    assert.match(second, /^hello world$/m);
+    assert.match(second, /^\/workspace$/m);
+    assert.match(second, /^CI=true$/m);
+    assert.equal(containersDuring.length, 1, "one container serves the whole build");
+    assert.deepEqual(r.left, { containers: [], volumes: [] });
+  });
+
+  test("a script too long for one argument still runs, and a custom workspace is used", async () => {
+    const padding = `# ${"x".repeat(150_000)}`;
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}", workspace: /src/app}
+stages: [s]
+jobs:
+- stage: s
+  commands:
+  - echo first
+  - ${JSON.stringify(padding)}
+  - echo last; pwd
+`,
+    );
+    assert.equal(r.status, "passed", r.output.get("s/s.1"));
+    assert.match(r.output.get("s/s.1")!, /^first\n\+ echo last\nlast\n\+ pwd\n\/src\/app\n$/m);
+  });
+
+  test("objects are streamed into the workspace and to absolute paths before the first job", async () => {
+    const objRoot = path.join(dir, "objects");
+    fs.mkdirSync(objRoot, { recursive: true });
+    const big = randomBytes(3 * 1024 * 1024 + 17);
+    fs.writeFileSync(path.join(objRoot, "big.bin"), big);
+    fs.writeFileSync(path.join(objRoot, "note.txt"), "a note\n");
+    const longName = `${"n".repeat(120)}.txt`;
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}"}
+objects:
+- big.bin => deep/er/big.bin
+- note.txt => /opt/notes/note.txt
+- note.txt => ${longName}
+stages: [s]
+jobs:
+- stage: s
+  commands:
+  - sha256sum deep/er/big.bin
+  - cat /opt/notes/note.txt
+  - cat ${longName}
+`,
+      { objects: new ObjectStore(objRoot) },
+    );
+    assert.equal(r.status, "passed", [...r.output.values()].join("\n"));
+    assert.match(r.output.get(SETUP)!, /Placed object big.bin => deep\/er\/big.bin/);
+    const out = r.output.get("s/s.1")!;
+    assert.match(out, new RegExp(`^${sha256(big)}  deep/er/big.bin$`, "m"));
+    assert.equal(out.match(/^a note$/gm)?.length, 2);
+  });
+
+  test("artifacts: collected, cut at the limit, and refused when missing, outside or linking outside", async () => {
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}"}
+stages: [s]
+jobs:
+- stage: s
+  commands:
+  - printf 'small artifact\\n' > small.txt
+  - head -c 300000 /dev/zero > big.bin
+  - ln -s /etc/passwd leak
+  - ln -s small.txt inner
+  - mkdir sub && ln -s /etc sub/etc
+  - mkdir adir
+  artifacts:
+  - small.txt
+  - big.bin
+  - inner => inner.txt
+  - missing.txt
+  - ../etc/passwd => escaped
+  - leak
+  - sub/etc/passwd => viadir
+  - adir
+`,
+      { artifactLimit: 100_000 },
+    );
+    assert.equal(r.status, "passed", r.output.get("s/s.1"));
+    const out = r.output.get("s/s.1")!;
+    assert.equal(fs.readFileSync(path.join(r.artifacts, "small.txt"), "utf8"), "small artifact\n");
+    assert.equal(fs.readFileSync(path.join(r.artifacts, "inner.txt"), "utf8"), "small artifact\n");
+    assert.equal(fs.statSync(path.join(r.artifacts, "big.bin")).size, 100_000);
+    assert.match(out, /artifact big.bin => big.bin: cut to 100000 bytes/);
+    assert.match(out, /artifact missing.txt not collected: missing.txt does not exist/);
+    assert.match(out, /artifact \.\.\/etc\/passwd not collected: \.\.\/etc\/passwd is outside the workspace/);
+    assert.match(out, /artifact leak not collected: leak links outside the workspace/);
+    assert.match(out, /artifact sub\/etc\/passwd not collected: sub\/etc\/passwd links outside the workspace/);
+    assert.match(out, /artifact adir not collected: adir is not a regular file/);
+    assert.deepEqual(fs.readdirSync(r.artifacts).sort(), ["big.bin", "inner.txt", "small.txt"]);
+  });
+
+  test("a failing job fails the build and skips the rest; allow_failures lets the build go on", async () => {
+    const failing = await build(
+      `driver: {type: docker, image: "{{image}}"}
+stages: [a, b]
+jobs:
+- {stage: a, commands: ['echo before', 'exit 3', 'echo never']}
+- {stage: b, commands: ['echo later']}
+`,
+    );
+    assert.equal(failing.status, "failed");
+    assert.equal(failing.jobs.get("a/a.1"), "failed");
+    assert.equal(failing.jobs.get("b/b.1"), "skipped");
+    assert.match(failing.output.get("a/a.1")!, /job a.1 failed: exit status 3/);
+    assert.doesNotMatch(failing.output.get("a/a.1")!, /^never$/m);
+    assert.deepEqual(failing.left, { containers: [], volumes: [] });
+
+    const allowed = await build(
+      `driver: {type: docker, image: "{{image}}"}
+stages: [flaky, b]
+allow_failures: [flaky]
+jobs:
+- {stage: flaky, commands: ['false']}
+- {stage: b, commands: ['echo after']}
+`,
+    );
+    assert.equal(allowed.status, "passed_with_failures");
+    assert.equal(allowed.jobs.get("flaky/flaky.1"), "passed_with_failures");
+    assert.equal(allowed.jobs.get("b/b.1"), "passed");
+    assert.match(allowed.output.get("b/b.1")!, /^after$/m);
+  });
+
+  // The runner waits 120 s for a job that does not stop; the test timeout makes that a failure.
+  test("a timeout stops the running job at once and removes the container and volume", { timeout: 60_000 }, async () => {
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}"}
+stages: [s]
+jobs:
+- {stage: s, commands: ['echo started', 'sleep 600', 'echo never']}
+- {stage: s, commands: ['echo skipped']}
+`,
+      { timeoutMs: 3000 },
+    );
+    assert.equal(r.status, "timed_out");
+    assert.equal(r.jobs.get("s/s.1"), "timed_out");
+    assert.equal(r.jobs.get("s/s.2"), "skipped");
+    assert.match(r.output.get("s/s.1")!, /^started$[\s\S]*build timed out after/m);
+    assert.deepEqual(r.left, { containers: [], volumes: [] });
+  });
+
+  test("a kill stops the running job at once and removes the container and volume", { timeout: 60_000 }, async () => {
+    const kill = new AbortController();
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}"}
+stages: [s]
+jobs:
+- {stage: s, commands: ['echo started', 'sleep 600']}
+`,
+      { signal: kill.signal, onOutput: (job, text) => job === "s/s.1" && /^started$/m.test(text) && kill.abort() },
+    );
+    assert.equal(r.status, "killed");
+    assert.equal(r.jobs.get("s/s.1"), "killed");
+    assert.match(r.output.get("s/s.1")!, /build killed/);
+    assert.deepEqual(r.left, { containers: [], volumes: [] });
+  });
+
+  test("an image that is nowhere fails the build with one clear line", async () => {
+    const r = await build(`driver: {type: docker, image: djinn-test/no-such-image:1}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, { imagesPath: path.join(dir, "images") });
+    assert.equal(r.status, "failed");
+    assert.equal(r.jobs.get("s/s.1"), "skipped");
+    const out = r.output.get(SETUP)!;
+    assert.match(out, /^driver: image djinn-test\/no-such-image:1 is not available: not in the engine and the pull failed \(.+\); no .*docker\/_base\/djinn-test\/no-such-image:1\.tar to load$/m);
+    assert.doesNotMatch(out, /^\s+at /m, "no stack trace");
+    assert.deepEqual(r.left, { containers: [], volumes: [] });
+  });
+
+  test('pull = "never" with an image not in the engine fails without a pull', async () => {
+    const r = await build(`driver: {type: docker, image: djinn-test/absent:1}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, { config: { pull: "never" } });
+    assert.equal(r.status, "failed");
+    const out = r.output.get(SETUP)!;
+    assert.match(out, /^driver: image djinn-test\/absent:1 is not available: not in the engine and pull = never; no images path to load a tar from$/m);
+    assert.doesNotMatch(out, /Pulling/);
+  });
+
+  test("an image missing from the engine is loaded from <images>/docker/_base/<name>.tar; names cannot leave that directory", async () => {
+    const name = `djinn-test/loaded:${randomBytes(3).toString("hex")}`;
+    const images = path.join(dir, "images-load");
+    const tar = path.join(images, "docker", "_base", `${name}.tar`);
+    fs.mkdirSync(path.dirname(tar), { recursive: true });
+    await docker.getImage(image).tag({ repo: name.split(":")[0]!, tag: name.split(":")[1]! });
+    const saved = spawnSync("docker", ["save", "-o", tar, name], { encoding: "utf8" });
+    assert.equal(saved.status, 0, saved.stderr);
+    await docker.getImage(name).remove();
+    try {
+      const r = await build(`driver: {type: docker, image: "${name}"}\nstages: [s]\njobs:\n- {stage: s, commands: ['echo from-tar']}\n`, { imagesPath: images, config: { pull: "never" } });
+      assert.equal(r.status, "passed", r.output.get(SETUP));
+      assert.match(r.output.get(SETUP)!, new RegExp(`Loading image ${name} from ${tar.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+      assert.match(r.output.get("s/s.1")!, /^from-tar$/m);
+      await docker.getImage(name).inspect();
+
+      const escape = await build(`driver: {type: docker, image: "djinn-test/../../../x"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, { imagesPath: images, config: { pull: "never" } });
+      assert.equal(escape.status, "failed");
+      assert.match(escape.output.get(SETUP)!, /^driver: driver.image: "djinn-test\/..\/..\/..\/x" is not an image reference/m);
+    } finally {
+      await removeImage(name);
+    }
+  });
+
+  test("limits: defaults, per-build overrides up to the maxima, never privileged, no host mounts", async () => {
+    let hostConfig: Record<string, unknown> | undefined;
+    let mounts: { Type: string; Source: string }[] = [];
+    const r = await build(`driver: {type: docker, image: "{{image}}", memory: "256", cpus: "0.5"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, {
+      config: { cpus: 1, memory: 128, max_cpus: 1, max_memory: 256, network: "none" },
+      onJobStarted: async (job, buildId) => {
+        if (job !== "s/s.1") return;
+        const [id] = (await leftovers(buildId)).containers;
+        const info = await docker.getContainer(id!).inspect();
+        hostConfig = info.HostConfig as unknown as Record<string, unknown>;
+        mounts = info.Mounts as unknown as { Type: string; Source: string }[];
+      },
+    });
+    assert.equal(r.status, "passed", r.output.get(SETUP));
+    assert.equal(hostConfig?.Memory, 256 * 1024 * 1024);
+    assert.equal(hostConfig?.MemorySwap, 256 * 1024 * 1024);
+    assert.equal(hostConfig?.NanoCpus, 0.5e9);
+    assert.equal(hostConfig?.Privileged, false);
+    assert.equal(hostConfig?.NetworkMode, "none");
+    assert.deepEqual(hostConfig?.Binds ?? [], []);
+    assert.deepEqual(mounts.map((m) => m.Type), ["volume"]);
+
+    const tooMuch = await build(`driver: {type: docker, image: "{{image}}", memory: "2g"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, { config: { memory: 128, max_memory: 256 } });
+    assert.equal(tooMuch.status, "failed");
+    assert.match(tooMuch.output.get(SETUP)!, /^driver: driver.memory: 2048 MB is more than this worker allows \(max_memory = 256 MB\)$/m);
+    assert.deepEqual(tooMuch.left, { containers: [], volumes: [] });
+  });
+
+  test("a job past its memory limit is reported as out of memory", async () => {
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}"}
+stages: [s, t]
+jobs:
+- {stage: s, commands: ['head -c 200m /dev/zero | tail']}
+- {stage: t, commands: [true]}
+`,
+      { config: { memory: 64 } },
+    );
+    assert.equal(r.status, "failed");
+    const out = r.output.get("s/s.1")!;
+    assert.match(out, /^out of memory \(limit 64 MB\): the kernel killed a process of this job$/m);
+    assert.match(out, /job s.1 failed: exit status \d+/);
+  });
+
+  test("reap removes what a build left when its worker died", async () => {
+    const buildId = `t-docker-crash-${randomBytes(4).toString("hex")}`;
+    builds.push(buildId);
+    const entry = getDriver("docker");
+    const config = { docker: dockerTestConfig(), warnings: [] };
+    const driver = entry.create({ buildId, manifest: { type: "docker", image }, config, log });
+    const sink = new Writable({ write: (_c, _e, done) => done() });
+    await driver.create(sink, new AbortController().signal);
+    // The worker "dies" here: no destroy.
+    const before = await leftovers(buildId);
+    assert.equal(before.containers.length, 1);
+    assert.equal(before.volumes.length, 1);
+    const info = await docker.getContainer(before.containers[0]!).inspect();
+    assert.equal(info.Config.Labels[LABEL_BUILD], buildId);
+    assert.equal(info.Config.Labels["djinn.worker"], "1");
+    await entry.reap!(buildId, config, log);
+    assert.deepEqual(await leftovers(buildId), { containers: [], volumes: [] });
+    // Reaping twice, or a build that left nothing, is fine.
+    await entry.reap!(buildId, config, log);
+  });
+
+  test("check names the engine and its API version, and fails clearly when nothing answers", async () => {
+    const [line] = await checkEngine({ docker: dockerTestConfig(), warnings: [] });
+    const version = await docker.version();
+    assert.equal(line, `docker: engine ${version.Version} at ${dockerTestConfig().host}, API ${version.ApiVersion}`);
+    await assert.rejects(checkEngine({ docker: dockerTestConfig({ host: `unix://${path.join(dir, "nothing.sock")}` }), warnings: [] }), /^DriverError: docker: the engine at unix:\/\/.*nothing\.sock does not answer: .*ENOENT/);
+  });
+});
