@@ -2,7 +2,8 @@
 //  1. build start to the first line of the first job vs booting the image with qemu and polling
 //     `ssh true` until it answers (ratio; goal ≤ 1.1);
 //  2. per-job overhead of the SSH layer (a job running `true`) vs a plain OpenSSH `ssh ... true`.
-// Usage: node build/bench/qemu.js [--rounds N] [--jobs N]
+//  3. one job printing --output-mb MiB into a slow sink: throughput and the worker's RSS growth.
+// Usage: node build/bench/qemu.js [--rounds N] [--jobs N] [--output-mb N]
 import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -25,6 +26,7 @@ const arg = (name: string, def: number) => {
 };
 const rounds = arg("rounds", 2);
 const jobs = arg("jobs", 20);
+const outputMb = arg("output-mb", 64);
 const log = pino({ level: "silent" });
 
 function median(xs: number[]): number {
@@ -63,7 +65,7 @@ async function driverFirstLine(n: number, artifacts: string): Promise<number> {
   return firstLine - started;
 }
 
-async function perJob(): Promise<{ driverMs: number; sshMs: number }> {
+async function perJob(): Promise<{ driverMs: number; sshMs: number; mbPerSec: number; rssGrowthMb: number }> {
   const driver = getDriver("qemu").create({ buildId: `bench-${process.pid}-jobs`, manifest: { type: "qemu", image: "tiny" }, config: qemuConfig({ accel: "tcg" }), log });
   const signal = new AbortController().signal;
   try {
@@ -91,7 +93,24 @@ async function perJob(): Promise<{ driverMs: number; sshMs: number }> {
       if (r.status !== 0) throw new Error(`ssh exited ${r.status}`);
       plain.push(performance.now() - t);
     }
-    return { driverMs: median(times), sshMs: median(plain) };
+    // A job printing a lot into a slow sink: the worker's memory must stay flat (backpressure).
+    const bytes = outputMb * 1024 * 1024;
+    let received = 0;
+    let peakRss = process.memoryUsage().rss;
+    const baseRss = peakRss;
+    const slow = new Writable({
+      highWaterMark: 64 * 1024,
+      write(chunk: Buffer, _e, done) {
+        received += chunk.length;
+        peakRss = Math.max(peakRss, process.memoryUsage().rss);
+        setImmediate(done);
+      },
+    });
+    const t = performance.now();
+    const code = await driver.execute({ name: "bench/loud", script: `set -e\nyes 0123456789abcdef0123456789abcdef | head -c ${bytes}\n`, env: {}, output: slow, signal });
+    const secs = (performance.now() - t) / 1000;
+    if (code !== 0 || received !== bytes) throw new Error(`loud job: exit ${code}, ${received} of ${bytes} bytes`);
+    return { driverMs: median(times), sshMs: median(plain), mbPerSec: outputMb / secs, rssGrowthMb: (peakRss - baseRss) / 1024 / 1024 };
   } finally {
     await driver.destroy();
   }
@@ -117,11 +136,14 @@ async function main() {
     console.log(`  by hand, qemu start to \`ssh true\` answering: ${(h / 1000).toFixed(2)} s  [${hand.map((x) => (x / 1000).toFixed(2)).join(", ")}]`);
     console.log(`  driver, build start to first job line:       ${(d / 1000).toFixed(2)} s  [${driver.map((x) => (x / 1000).toFixed(2)).join(", ")}]`);
     console.log(`  ratio driver / by hand:                       ${(d / h).toFixed(2)}  (goal ≤ 1.1)`);
-    const { driverMs, sshMs } = await perJob();
+    const { driverMs, sshMs, mbPerSec, rssGrowthMb } = await perJob();
     console.log(`per job (median of ${jobs}, \`true\`, one booted machine):`);
     console.log(`  driver execute over its open connection:      ${driverMs.toFixed(0)} ms`);
     console.log(`  plain OpenSSH \`ssh root@... true\`:            ${sshMs.toFixed(0)} ms`);
     console.log(`  ratio driver / ssh:                           ${(driverMs / sshMs).toFixed(2)}`);
+    console.log(`output of one job (${outputMb} MiB into a slow sink):`);
+    console.log(`  throughput:                                   ${mbPerSec.toFixed(1)} MiB/s (the guest runs under TCG)`);
+    console.log(`  worker RSS growth while it streamed:          ${rssGrowthMb.toFixed(1)} MiB`);
   } finally {
     await fs.rm(artifacts, { recursive: true, force: true });
   }

@@ -106,6 +106,12 @@ function connectConfig(target: SshTarget, key: Buffer | undefined, readyTimeout:
   };
 }
 
+class BannerTimeout extends Error {
+  constructor() {
+    super("connected, but no SSH banner yet");
+  }
+}
+
 /**
  * One connection attempt. While a machine boots, a port forwarder may accept the TCP connection
  * and then say nothing: an attempt that has not seen the server's first bytes within
@@ -125,7 +131,7 @@ function attempt(config: ConnectConfig, bannerTimeoutMs: number, signal?: AbortS
       reject(err);
     };
     const onAbort = () => fail(new DriverError("aborted"));
-    const banner = setTimeout(() => fail(new Error("no SSH banner yet")), bannerTimeoutMs);
+    const banner = setTimeout(() => fail(new BannerTimeout()), bannerTimeoutMs);
     const cleanup = () => {
       clearTimeout(banner);
       signal?.removeEventListener("abort", onAbort);
@@ -167,16 +173,22 @@ export async function connectWithRetry(target: SshTarget, opts: ConnectOptions):
   const deadline = Date.now() + opts.timeoutMs;
   const where = `${target.user}@${target.host}:${target.port}`;
   let last: Error | undefined;
+  // Attempts that stay silent are normal while a machine boots (its network is not up yet), and a
+  // short wait notices SSH soon after it starts. Many silent attempts in a row suggest a machine
+  // too loaded to greet in time: from then on each attempt waits a second longer.
+  let silent = 0;
   for (;;) {
     if (opts.signal?.aborted) throw new DriverError(`gave up connecting to ${where}`);
     const left = deadline - Date.now();
     if (left <= 0) break;
     try {
       const budget = Math.min(left, opts.attemptTimeoutMs ?? 30_000);
-      return await attempt(connectConfig(target, key, budget), Math.min(budget, opts.bannerTimeoutMs ?? 3000), opts.signal);
+      const bannerWait = Math.min((opts.bannerTimeoutMs ?? 3000) + 1000 * Math.max(0, silent - 4), 15_000);
+      return await attempt(connectConfig(target, key, budget), Math.min(budget, bannerWait), opts.signal);
     } catch (err) {
       if (opts.signal?.aborted) throw new DriverError(`gave up connecting to ${where}`);
       last = err as Error;
+      silent = err instanceof BannerTimeout ? silent + 1 : 0;
       if (!isTransient(err as Error)) {
         const how = target.keyFile ? `key ${target.keyFile}` : "an empty password";
         throw new DriverError(`${where} refused to log in with ${how}: ${last.message}`);
@@ -235,11 +247,13 @@ export class SshSession {
     const client = await connectWithRetry(target, opts);
     const where = `${target.user}@${target.host}:${target.port}`;
     try {
-      const made = await runQuiet(client, `umask 077 && mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX"`);
+      // Both at once: every round trip counts while a build waits for its machine.
+      const [made, { sftp, home }] = await Promise.all([
+        runQuiet(client, `umask 077 && mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX"`),
+        openSftp(client, where).then(async (sftp) => ({ sftp, home: await new Promise<string>((resolve, reject) => sftp.realpath(".", (err, p) => (err ? reject(err) : resolve(p)))) })),
+      ]);
       const scripts = made.stdout.trim();
       if (made.code !== 0 || !scripts.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
-      const sftp = await openSftp(client, where);
-      const home = await new Promise<string>((resolve, reject) => sftp.realpath(".", (err, p) => (err ? reject(err) : resolve(p))));
       const session = new SshSession(client, home, scripts, opts.baseEnv ?? {}, where);
       session.sftpChannel = Promise.resolve(sftp);
       return session;
