@@ -241,7 +241,7 @@ export class DockerDriver implements Driver {
     const suffix = `${this.options.buildId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 64)}-${randomBytes(4).toString("hex")}`;
     try {
       const volume = await this.docker.createVolume({ Name: `djinn-${suffix}`, Labels: this.labels() });
-      this.volumeName = (volume as unknown as { Name: string }).Name ?? `djinn-${suffix}`;
+      this.volumeName = (volume as unknown as Docker.Volume).name;
       const memory = settings.memoryMb * 1024 * 1024;
       this.container = await this.docker.createContainer({
         name: `djinn-${suffix}`,
