@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
@@ -339,6 +340,32 @@ jobs:
     } finally {
       await removeImage(name);
     }
+  });
+
+  test("a pull that hangs is cut off at pull_timeout with a clear line", { timeout: 60_000 }, async () => {
+    // A "registry" on loopback that accepts connections and never answers.
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const r = await build(`driver: {type: docker, image: "127.0.0.1:${port}/hangs:1"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, { config: { pull_timeout: 1500 } });
+      assert.equal(r.status, "failed");
+      assert.match(r.output.get(SETUP)!, new RegExp(`^driver: image 127.0.0.1:${port}/hangs:1 is not available: not in the engine and the pull failed \\(timed out after 1500 ms \\(pull_timeout\\)\\)`, "m"));
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
+  test("a container that cannot start fails the build clearly and leaves nothing", async () => {
+    const r = await build(`driver: {type: docker, image: "{{image}}"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, { config: { network: "djinn-no-such-network" } });
+    assert.equal(r.status, "failed");
+    assert.match(r.output.get(SETUP)!, /^driver: cannot start a container of djinn-test\/busybox:\w+: .*djinn-no-such-network/m);
+    assert.deepEqual(r.left, { containers: [], volumes: [] });
   });
 
   test("limits: defaults, per-build overrides up to the maxima, never privileged, no host mounts", async () => {
