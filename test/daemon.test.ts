@@ -169,13 +169,16 @@ describe("worker daemon", { skip }, () => {
   it("a build past worker.toml timeout is timed_out and its driver released", async () => {
     const t = await suite.env({ timeout: "2s" });
     const d = await t.daemon();
+    const tmp = (await import("node:os")).tmpdir();
+    const workspaces = async () => (await fs.readdir(tmp)).filter((f) => f.startsWith("djinn-build-"));
+    const before = new Set(await workspaces());
     const id = await t.submit(osManifest([["echo $$ > pid", "sleep 60"], ["echo never"]]));
     await d.waitForMsg("build finished", { build: id }, 20_000);
     assert.equal((await t.build(id)).status, "timed_out");
     const jobs = await t.jobs(id);
     assert.deepEqual(jobs.map((j) => j.status), ["passed", "timed_out", "skipped"]);
     assert.match(await t.output(id), /build timed out after 2s/);
-    const leftovers = (await fs.readdir((await import("node:os")).tmpdir())).filter((f) => f.startsWith(`djinn-build-${id}-`));
+    const leftovers = (await workspaces()).filter((f) => !before.has(f));
     assert.deepEqual(leftovers, [], "the os driver's workspace is removed");
   });
 
@@ -195,7 +198,9 @@ describe("worker daemon", { skip }, () => {
       const id = await t.submit(osManifest([["echo fine"]]));
       await d.waitForMsg("build finished", { build: id });
       assert.equal((await t.build(id)).status, "passed");
-      assert.equal(await redis.llen(`${t.queue}_os:processing:${d.lines.find((l) => l.msg === "worker started")!.worker}`), 0);
+      // Acknowledged once recorded: the worker's processing list empties.
+      const processing = `${t.queue}_os:processing:${d.lines.find((l) => l.msg === "worker started")!.worker}`;
+      await until("the build acknowledged", async () => ((await redis.llen(processing)) === 0 ? true : undefined), 5000);
     } finally {
       redis.disconnect();
     }

@@ -37,6 +37,8 @@ interface BuildOptions {
   /** Called with each chunk of a job's output as it comes. */
   onOutput?: (job: string, text: string) => void;
   onJobStarted?: (job: string, buildId: string) => Promise<void> | void;
+  /** Each chunk of output takes a millisecond to write: backpressure all the way to the job. */
+  slowReader?: boolean;
 }
 
 /** Runs a manifest through the real runner on the docker driver; `{{image}}` is the test image. */
@@ -55,7 +57,8 @@ async function build(yaml: string, opts: BuildOptions = {}) {
         write(c: Buffer, _e, done) {
           chunks.push(c);
           opts.onOutput?.(name, c.toString());
-          done();
+          if (opts.slowReader) setTimeout(done, 1);
+          else done();
         },
         final(done) {
           output.set(name, Buffer.concat(chunks).toString());
@@ -149,6 +152,30 @@ jobs:
     assert.deepEqual(r.left, { containers: [], volumes: [] });
   });
 
+  test("a large output arrives whole through a slow reader", async () => {
+    let lines = 0;
+    let partial = "";
+    const r = await build(
+      `driver: {type: docker, image: "{{image}}"}
+stages: [s]
+jobs:
+- {stage: s, commands: ['yes abcdefghijklmno | head -c 8000000', 'echo finished']}
+`,
+      {
+        slowReader: true,
+        onOutput: (job, text) => {
+          if (job !== "s/s.1") return;
+          const parts = (partial + text).split("\n");
+          partial = parts.pop()!;
+          lines += parts.filter((l) => l === "abcdefghijklmno").length;
+        },
+      },
+    );
+    assert.equal(r.status, "passed");
+    assert.equal(lines, 500_000);
+    assert.match(r.output.get("s/s.1")!, /\n\+ echo finished\nfinished\n$/, JSON.stringify(r.output.get("s/s.1")!.slice(-200)));
+  });
+
   test("a script too long for one argument still runs, and a custom workspace is used", async () => {
     const padding = `# ${"x".repeat(150_000)}`;
     const r = await build(
@@ -209,6 +236,7 @@ jobs:
   - ln -s small.txt inner
   - mkdir sub && ln -s /etc sub/etc
   - mkdir adir
+  - echo long > ${"l".repeat(150)}.txt
   artifacts:
   - small.txt
   - big.bin
@@ -218,6 +246,7 @@ jobs:
   - leak
   - sub/etc/passwd => viadir
   - adir
+  - ${"l".repeat(150)}.txt => long.txt
 `,
       { artifactLimit: 100_000 },
     );
@@ -232,7 +261,8 @@ jobs:
     assert.match(out, /artifact leak not collected: leak links outside the workspace/);
     assert.match(out, /artifact sub\/etc\/passwd not collected: sub\/etc\/passwd links outside the workspace/);
     assert.match(out, /artifact adir not collected: adir is not a regular file/);
-    assert.deepEqual(fs.readdirSync(r.artifacts).sort(), ["big.bin", "inner.txt", "small.txt"]);
+    assert.equal(fs.readFileSync(path.join(r.artifacts, "long.txt"), "utf8"), "long\n");
+    assert.deepEqual(fs.readdirSync(r.artifacts).sort(), ["big.bin", "inner.txt", "long.txt", "small.txt"]);
   });
 
   test("a failing job fails the build and skips the rest; allow_failures lets the build go on", async () => {

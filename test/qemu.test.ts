@@ -2,7 +2,7 @@
 // builds driven through the real runner.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -40,9 +40,10 @@ interface BuildOutcome {
   artifacts: string;
 }
 
-async function build(yaml: string, opts: { config?: DriverConfig; objects?: string; artifactLimit?: number; timeoutMs?: number; signal?: AbortSignal; onOutput?: (job: string, text: string) => void; imagesPath?: string } = {}): Promise<BuildOutcome> {
+async function build(yaml: string, opts: { config?: DriverConfig; objects?: string; artifactLimit?: number; timeoutMs?: number; signal?: AbortSignal; onOutput?: (job: string, text: string) => void; onBuildId?: (id: string) => void; imagesPath?: string } = {}): Promise<BuildOutcome> {
   const { manifest } = parseManifest(yaml);
   const buildId = newBuildId();
+  opts.onBuildId?.(buildId);
   const artifacts = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-art-"));
   temps.push(artifacts);
   const reporter = collectingReporter(opts.onOutput);
@@ -194,6 +195,29 @@ jobs:
     assert.equal(status, "killed", reporter.all());
     assert.equal(reporter.jobs.get("long")!.status, "killed");
     assertNoMachines(buildId);
+  });
+
+  test("a machine that dies mid-job fails the job at once with a clear message", async () => {
+    let buildId = "";
+    const { status, reporter } = await build(
+      `
+driver: {type: qemu, image: tiny}
+stages: [s]
+jobs:
+  - {stage: s, name: doomed, commands: ["echo running", "sleep 600"]}
+`,
+      {
+        onOutput: (job, text) => {
+          if (job !== "doomed" || !text.includes("running\n") || !buildId) return;
+          const pid = Number(readFileSync(path.join(stateDirOf(buildId), "qemu.pid"), "utf8"));
+          buildId = "";
+          process.kill(pid, "SIGKILL");
+        },
+        onBuildId: (id) => (buildId = id),
+      },
+    );
+    assert.equal(status, "failed");
+    assert.match(reporter.jobs.get("doomed")!.output, /lost the connection to root@127\.0\.0\.1:\d+ while job s\/doomed ran/);
   });
 
   test("a build that times out while its machine boots leaves no machine", async () => {
