@@ -173,7 +173,7 @@ jobs:
     );
     assert.equal(r.status, "passed");
     assert.equal(lines, 500_000);
-    assert.match(r.output.get("s/s.1")!, /\n\+ echo finished\nfinished\n$/, JSON.stringify(r.output.get("s/s.1")!.slice(-200)));
+    assert.match(r.output.get("s/s.1")!, /\n\+ echo finished\nfinished\n$/);
   });
 
   test("a script too long for one argument still runs, and a custom workspace is used", async () => {

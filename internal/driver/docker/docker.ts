@@ -616,13 +616,20 @@ export class DockerDriver implements Driver {
 export async function reapBuild(docker: Docker, buildId: string): Promise<{ containers: number; volumes: number }> {
   const filters = JSON.stringify({ label: [`${LABEL_BUILD}=${buildId}`] });
   const failures: string[] = [];
-  const containers = await docker.listContainers({ all: true, filters });
+  let containers: Docker.ContainerInfo[];
+  try {
+    containers = await docker.listContainers({ all: true, filters });
+  } catch (err) {
+    throw new DriverError(`build ${buildId}: cannot list its containers: ${dockerMessage(err)}`);
+  }
   for (const c of containers) {
     await docker.getContainer(c.Id).remove({ force: true, v: true }).catch((err) => {
       if (statusCode(err) !== 404) failures.push(`container ${c.Id.slice(0, 12)}: ${dockerMessage(err)}`);
     });
   }
-  const { Volumes: volumes } = await docker.listVolumes({ filters });
+  const { Volumes: volumes } = await docker.listVolumes({ filters }).catch((err) => {
+    throw new DriverError(`build ${buildId}: cannot list its volumes: ${dockerMessage(err)}`);
+  });
   for (const v of volumes ?? []) {
     await docker.getVolume(v.Name).remove().catch((err) => {
       if (statusCode(err) !== 404) failures.push(`volume ${v.Name}: ${dockerMessage(err)}`);
