@@ -199,25 +199,33 @@ export async function connectWithRetry(target: SshTarget, opts: ConnectOptions):
   throw new DriverError(`could not connect to ${where} within ${formatDuration(opts.timeoutMs)}${last ? `: ${last.message}` : ""}`);
 }
 
-/** Runs `command` and returns its stdout (small outputs only: setup and cleanup commands). */
+/** Runs `command` and returns its stdout (small outputs only: setup and cleanup commands). Settles within `timeoutMs` even on a dead connection. */
 function runQuiet(client: Client, command: string, timeoutMs = 30_000): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    client.exec(command, (err, channel) => {
-      if (err) return reject(err);
-      let stdout = "";
-      let stderr = "";
-      let code: number | undefined;
-      const timer = setTimeout(() => channel.close(), timeoutMs);
-      channel.on("data", (d: Buffer) => {
+    let stdout = "";
+    let stderr = "";
+    let code: number | undefined;
+    let channel: ClientChannel | undefined;
+    const timer = setTimeout(() => {
+      channel?.close();
+      reject(new DriverError(`no answer within ${formatDuration(timeoutMs)} to: ${command.split("\n")[0]}`));
+    }, timeoutMs);
+    client.exec(command, (err, ch) => {
+      if (err) {
+        clearTimeout(timer);
+        return reject(err);
+      }
+      channel = ch;
+      ch.on("data", (d: Buffer) => {
         if (stdout.length < 65536) stdout += d.toString("utf8");
       });
-      channel.stderr.on("data", (d: Buffer) => {
+      ch.stderr.on("data", (d: Buffer) => {
         if (stderr.length < 65536) stderr += d.toString("utf8");
       });
-      channel.on("exit", (c: number | null, sig?: string) => {
+      ch.on("exit", (c: number | null, sig?: string) => {
         code = exitCodeOf(c, sig);
       });
-      channel.on("close", () => {
+      ch.on("close", () => {
         clearTimeout(timer);
         resolve({ code, stdout, stderr });
       });
@@ -278,6 +286,7 @@ export class SshSession {
     const n = ++this.jobs;
     const script = `${this.scripts}/job-${n}.sh`;
     const pidfile = `${this.scripts}/job-${n}.pid`;
+    const statusFile = `${this.scripts}/job-${n}.status`;
     const body = exportLines({ ...this.baseEnv, ...job.env }) + job.script;
     const sftp = await this.sftp();
     await pipelineString(sftp, script, body);
@@ -290,6 +299,8 @@ export class SshSession {
       `echo $pid >${singleQuote(pidfile)}`,
       `wait $pid`,
       `code=$?`,
+      // Some servers (dropbear) can close a channel without sending its exit status: keep it here too.
+      `echo $code >${singleQuote(statusFile)}`,
       `kill -KILL -$pid 2>/dev/null`,
       `rm -f ${singleQuote(script)} ${singleQuote(pidfile)}`,
       `exit $code`,
@@ -327,8 +338,16 @@ export class SshSession {
       this.running.delete(pidfile);
     }
     if (aborted) return exit ?? 137;
+    exit ??= await this.readStatus(statusFile);
     if (exit === undefined) throw new DriverError(`lost the connection to ${this.where} while job ${job.name} ran`);
     return exit;
+  }
+
+  /** The exit code the job's wrapper recorded, when the channel closed without reporting one. */
+  private async readStatus(file: string): Promise<number | undefined> {
+    const r = await runQuiet(this.client, `cat ${singleQuote(file)} && rm -f ${singleQuote(file)}`, 5000).catch(() => undefined);
+    const code = r?.code === 0 ? Number(r.stdout.trim()) : NaN;
+    return Number.isInteger(code) ? code : undefined;
   }
 
   /** Kills a job's process group (or, when it has none, the process) from a second channel. */
