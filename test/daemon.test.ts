@@ -221,4 +221,38 @@ describe("worker daemon", { skip }, () => {
       redis.disconnect();
     }
   });
+
+  it("places objects from [objects] and records collected artifacts with their digest", async () => {
+    const t = await suite.env();
+    await fs.writeFile(path.join(t.dir, "objects", "input.txt"), "object content\n");
+    const d = await t.daemon();
+    const manifest = [
+      "driver:",
+      "  type: os",
+      "objects:",
+      "  - input.txt => data/in.txt",
+      "stages: [build]",
+      "jobs:",
+      "  - stage: build",
+      "    name: make",
+      "    commands:",
+      '      - "tr a-z A-Z < data/in.txt > out.txt"',
+      "    artifacts:",
+      "      - out.txt => result.txt",
+      "",
+    ].join("\n");
+    const id = await t.submit(manifest);
+    await d.waitForMsg("build finished", { build: id });
+    assert.equal((await t.build(id)).status, "passed");
+    const objects = await t.pool.query(`SELECT source, dest FROM objects WHERE build_id = $1`, [id]);
+    assert.deepEqual(objects.rows, [{ source: "input.txt", dest: "data/in.txt" }]);
+    const a = await t.pool.query(`SELECT a.source, a.name, a.size, a.sha256, a.path, j.name AS job FROM artifacts a JOIN jobs j ON j.id = a.job_id WHERE a.build_id = $1`, [id]);
+    assert.equal(a.rowCount, 1);
+    const row = a.rows[0];
+    assert.deepEqual({ source: row.source, name: row.name, size: Number(row.size), job: row.job }, { source: "out.txt", name: "result.txt", size: 15, job: "make" });
+    assert.equal(row.path, path.join(t.dir, "artifacts", String(id), "result.txt"));
+    assert.equal(await fs.readFile(row.path, "utf8"), "OBJECT CONTENT\n");
+    const { createHash } = await import("node:crypto");
+    assert.equal(row.sha256, createHash("sha256").update("OBJECT CONTENT\n").digest("hex"));
+  });
 });
