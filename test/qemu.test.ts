@@ -18,7 +18,7 @@ import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild, type Status } from "../internal/runner/plan.js";
 import { runBuild } from "../internal/runner/runner.js";
 import { cliPath, requireService } from "./helpers/env.js";
-import { collectingReporter, ensureFixtureImage, qemuConfig, qemuMissing, qemuProcesses, QEMU_CACHE } from "./helpers/qemu.js";
+import { collectingReporter, ensureFixtureImage, qemuConfig, qemuMissing, qemuProcesses, FIXTURE_DISKS, FIXTURE_KEY } from "./helpers/qemu.js";
 
 const skip = requireService("qemu", qemuMissing());
 const log = pino({ level: "silent" });
@@ -270,7 +270,7 @@ jobs:
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-run-"));
     temps.push(dir);
     const toml = path.join(dir, "driver.toml");
-    await fs.writeFile(toml, `[qemu]\ndisks = "${QEMU_CACHE}"\nkey = "${path.join(QEMU_CACHE, "id_ed25519")}"\nmemory = 256\ndisk_interface = "ide"\nnet_device = "e1000"\nboot_timeout = "2m"\n`);
+    await fs.writeFile(toml, `[qemu]\ndisks = "${FIXTURE_DISKS}"\nkey = "${FIXTURE_KEY}"\nmemory = 256\ndisk_interface = "ide"\nnet_device = "e1000"\nboot_timeout = "2m"\n`);
     const manifest = path.join(dir, "build.yml");
     await fs.writeFile(manifest, `driver: {type: qemu, image: tiny}\nstages: [s]\njobs:\n  - {stage: s, name: j, commands: ["echo token=$TOKEN", "readlink /sys/class/net/eth0/device/driver"]}\n`);
     const r = spawnSync(process.execPath, [cliPath, "run", manifest, "--driver", toml, "--artifacts", path.join(dir, "art"), "--secret", "TOKEN=s3cr3t-value"], { encoding: "utf8", timeout: 180_000 });
@@ -291,7 +291,7 @@ jobs:
 `);
     assert.equal(status, "failed");
     const out = reporter.jobs.get("create-driver")!.output;
-    assert.ok(out.includes(`looked for ${QEMU_CACHE}/x86_64/debian/12 and ${QEMU_CACHE}/x86_64/debian/12.qcow2`), out);
+    assert.ok(out.includes(`looked for ${FIXTURE_DISKS}/debian/12 and ${FIXTURE_DISKS}/debian/12.qcow2`), out);
 
     const images = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-images-"));
     temps.push(images);

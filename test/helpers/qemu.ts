@@ -15,7 +15,9 @@ import type { PlannedJob } from "../../internal/runner/plan.js";
 import { fixtures, which } from "./env.js";
 
 export const QEMU_CACHE = "/var/tmp/djinn-test-cache/qemu";
-export const FIXTURE_IMAGE = path.join(QEMU_CACHE, "x86_64", "tiny.qcow2");
+/** The fixture's images directory: `[qemu] disks` for `run`. */
+export const FIXTURE_DISKS = path.join(QEMU_CACHE, "x86_64");
+export const FIXTURE_IMAGE = path.join(FIXTURE_DISKS, "tiny.qcow2");
 export const FIXTURE_KEY = path.join(QEMU_CACHE, "id_ed25519");
 
 /** Why the qemu suites cannot run here, or undefined when they can. */
@@ -33,7 +35,7 @@ export async function ensureFixtureImage(): Promise<void> {
 
 export function qemuConfig(over: Partial<QemuConfig> = {}): DriverConfig {
   return {
-    qemu: { disks: QEMU_CACHE, cpus: 1, memory: 256, accel: "auto", bootTimeoutMs: 120_000, key: FIXTURE_KEY, disk_interface: "virtio", net_device: "virtio-net-pci", ...over },
+    qemu: { disks: FIXTURE_DISKS, cpus: 1, memory: 256, accel: "auto", bootTimeoutMs: 120_000, key: FIXTURE_KEY, disk_interface: "virtio", net_device: "virtio-net-pci", ...over },
     warnings: [],
   };
 }

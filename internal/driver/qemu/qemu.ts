@@ -39,14 +39,15 @@ export function archOf(manifest: Record<string, string>): string {
   return arch;
 }
 
-/** The base image a manifest names: `<images>/qemu/_base/<arch>/<image>` (daemon) or `<[qemu] disks>/<arch>/<image>` (run), with or without `.qcow2`. */
+/** The base image a manifest names: `<images>/qemu/_base/<arch>/<image>` (daemon) or `<[qemu] disks>/<image>` (run), with or without `.qcow2`. */
 export async function resolveImage(options: Pick<DriverOptions, "manifest" | "config" | "imagesPath">): Promise<string> {
   const image = options.manifest.image;
   if (!image) throw new DriverError("driver.image is required by the qemu driver");
   const arch = archOf(options.manifest);
   let dir: string;
   if (options.imagesPath) dir = path.join(options.imagesPath, "qemu", "_base", arch);
-  else if (options.config.qemu?.disks) dir = path.join(options.config.qemu.disks, arch);
+  // [qemu] disks is itself the directory of images, as <images>/qemu/_base/<arch> is for the daemon.
+  else if (options.config.qemu?.disks) dir = path.resolve(options.config.qemu.disks);
   else throw new DriverError(`no directory of images: set [qemu] disks in ${options.config.file ?? "the driver file"}`);
   const names = image.endsWith(".qcow2") ? [image] : [image, `${image}.qcow2`];
   const looked: string[] = [];
