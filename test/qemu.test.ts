@@ -350,6 +350,7 @@ jobs:
       assert.equal(status, "failed");
       assert.match(reporter.jobs.get("create-driver")!.output, /accel = "kvm" but KVM is not usable here/);
     }
+    await assert.rejects(getDriver("qemu").check!(qemuConfig({ accel: "tcg", disks: "/nonexistent/images" })), /\[qemu\] disks \/nonexistent\/images: no such directory/);
     const savedPath = process.env.PATH;
     process.env.PATH = "/nonexistent";
     try {

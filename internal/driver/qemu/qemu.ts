@@ -68,6 +68,10 @@ export async function resolveImage(options: Pick<DriverOptions, "manifest" | "co
 /** The accelerator a machine boots with, and why. */
 export async function chooseAccel(cfg: Pick<QemuConfig, "accel">, binary: string, arch: string): Promise<{ accel: "kvm" | "tcg"; why?: string }> {
   if (cfg.accel === "tcg") return { accel: "tcg" };
+  if (arch !== hostQemuArch()) {
+    if (cfg.accel === "kvm") throw new DriverError(`accel = "kvm" cannot run ${arch} machines on this ${hostQemuArch()} host; set accel = "auto" or "tcg" in [qemu]`);
+    return { accel: "tcg", why: `emulating ${arch}` };
+  }
   const verdict = await kvmUsable(binary, arch);
   if (verdict.usable) return { accel: "kvm" };
   if (cfg.accel === "kvm") throw new DriverError(`accel = "kvm" but KVM is not usable here: ${verdict.reason}; set accel = "auto" or "tcg" in [qemu]`);
@@ -345,6 +349,11 @@ registerDriver({
       accel = cfg.accel === "kvm" ? "accel kvm" : verdict.usable ? "accel auto → kvm" : `accel auto → tcg (KVM not usable: ${verdict.reason})`;
     }
     const lines = [`qemu: ${binary} ${version}, ${accel}`];
+    if (cfg.disks) {
+      const stat = await fs.stat(cfg.disks).catch(() => undefined);
+      if (!stat?.isDirectory()) throw new Error(`[qemu] disks ${cfg.disks}: no such directory`);
+      lines.push(`qemu: images for \`run\` in ${cfg.disks}`);
+    }
     if (cfg.key) {
       await fs.access(cfg.key).catch(() => {
         throw new Error(`[qemu] key ${cfg.key}: no such file`);
