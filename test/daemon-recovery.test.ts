@@ -69,6 +69,9 @@ describe("worker daemon: shutdown, crashes and outages", { skip }, () => {
     assert.deepEqual(await d.exit, { code: 0, signal: null });
     assert.ok(d.lines.some((l) => l.msg === "build put back on its queue" && l.build === id));
     assert.equal((await t.build(id)).status, "queued");
+    // Reset as for recovery: nothing of the interrupted run remains.
+    assert.deepEqual((await t.jobs(id)).map((j) => j.status), ["queued", "queued"]);
+    assert.equal(await t.output(id), "");
     const redis = new Redis(suite.redis.port, "127.0.0.1");
     try {
       assert.equal(await redis.llen(`${t.queue}_os`), 1);

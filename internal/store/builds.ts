@@ -63,6 +63,14 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
   }
 }
 
+/** Discards what an earlier, unfinished run of a build recorded, so it can run again from the start. */
+async function resetRun(client: pg.PoolClient, id: number): Promise<void> {
+  await client.query(`DELETE FROM job_output WHERE build_id = $1`, [id]);
+  await client.query(`DELETE FROM artifacts WHERE build_id = $1`, [id]);
+  await client.query(`UPDATE jobs SET status = 'queued', exit_code = NULL, output_bytes = 0, started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
+  await client.query(`UPDATE stages SET status = 'queued', started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
+}
+
 export type ClaimResult =
   | { outcome: "claimed"; attempt: number; previousWorker: string | null }
   | { outcome: "missing" }
@@ -99,12 +107,7 @@ export async function claimBuild(pool: pg.Pool, id: number, worker: string, leas
          lease_expires_at = now() + $3::interval WHERE id = $1 RETURNING attempt`,
       [id, worker, leaseInterval(leaseMs)],
     );
-    if (row.attempt > 0) {
-      await client.query(`DELETE FROM job_output WHERE build_id = $1`, [id]);
-      await client.query(`DELETE FROM artifacts WHERE build_id = $1`, [id]);
-      await client.query(`UPDATE jobs SET status = 'queued', exit_code = NULL, output_bytes = 0, started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
-      await client.query(`UPDATE stages SET status = 'queued', started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
-    }
+    if (row.attempt > 0) await resetRun(client, id);
     await client.query("COMMIT");
     return { outcome: "claimed", attempt: upd.rows[0].attempt, previousWorker: row.attempt > 0 ? row.worker : null };
   } catch (err) {
@@ -214,9 +217,21 @@ export class BuildRecorder {
     return this.guarded(`UPDATE builds SET status = $4, finished_at = now(), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3`, [status]);
   }
 
-  /** Gives the build back to the queue (shutdown): the next claim resets it and runs it again. */
-  release(): Promise<void> {
-    return this.guarded(`UPDATE builds SET status = 'queued', lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3`, []);
+  /** Gives the build back (shutdown, unwritable result): queued again, this run's rows reset, the claim free. */
+  async release(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const r = await client.query(`UPDATE builds SET status = 'queued', lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3`, [this.buildId, this.worker, this.attempt]);
+      if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
+      await resetRun(client, this.buildId);
+      await client.query("COMMIT");
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 }
 
