@@ -99,14 +99,26 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
   subscriber.on("error", errorLogger("kill"));
   await Promise.all([redis.connect(), blocking.connect(), subscriber.connect()]);
 
-  const mailer = cfg.smtp ? new Mailer(cfg.smtp, log) : undefined;
+  let mailer: Mailer | undefined;
+  let server: Awaited<ReturnType<Metrics["serve"]>> | undefined;
   const metrics = cfg.metrics ? new Metrics() : undefined;
-  const server = metrics
-    ? await metrics.serve(cfg.metrics!.addr, {
-        redis: async () => void (await redis.ping()),
-        postgres: async () => void (await pool.query("SELECT 1")),
-      })
-    : undefined;
+  let part = "smtp";
+  try {
+    mailer = cfg.smtp ? new Mailer(cfg.smtp, log) : undefined;
+    part = "metrics";
+    server = metrics
+      ? await metrics.serve(cfg.metrics!.addr, {
+          redis: async () => void (await redis.ping()),
+          postgres: async () => void (await pool.query("SELECT 1")),
+        })
+      : undefined;
+  } catch (err) {
+    for (const c of [redis, blocking, subscriber]) c.disconnect();
+    await pool.end().catch(() => undefined);
+    removePidfile(cfg.pidfile);
+    const msg = (err as Error).message;
+    throw new StartupError(msg.startsWith(`${part}`) ? msg : `${part}: ${msg}`);
+  }
   if (server) log.info({ addr: cfg.metrics!.addr, port: server.port }, "metrics listening");
 
   const queue = new WorkerQueue(redis, blocking, cfg.queue, id, queues, cfg.leaseMs);
