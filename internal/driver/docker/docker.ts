@@ -32,6 +32,25 @@ export function dockerClient(config: DockerConfig): Docker {
   return new Docker({ host: url.hostname, port: Number(url.port) || (protocol === "https" ? 2376 : 2375), protocol, version });
 }
 
+/**
+ * A signal aborted after `ms` or with `parent`. A plain timer rather than AbortSignal.timeout
+ * composed with AbortSignal.any, whose timeout can be collected before it fires.
+ */
+function deadline(ms: number, parent?: AbortSignal): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  const timer = setTimeout(abort, ms);
+  parent?.addEventListener("abort", abort, { once: true });
+  if (parent?.aborted) abort();
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener("abort", abort);
+    },
+  };
+}
+
 /** dockerode takes an abortSignal option where its types do not say so. */
 interface Abortable {
   ping(opts: { abortSignal: AbortSignal }): Promise<unknown>;
@@ -230,10 +249,13 @@ export class DockerDriver implements Driver {
     this.settings = settings;
     const limits = [settings.cpus ? `${settings.cpus} CPUs` : "no CPU limit", settings.memoryMb ? `${settings.memoryMb} MB memory` : "no memory limit", `network ${settings.network}`];
     await write(output, `Running with the docker driver (${this.config.host}): image ${settings.image}, ${limits.join(", ")}\n`);
+    const bound = deadline(CHECK_TIMEOUT_MS);
     try {
-      await (this.docker as unknown as Abortable).ping({ abortSignal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
+      await (this.docker as unknown as Abortable).ping({ abortSignal: bound.signal });
     } catch (err) {
-      throw new DriverError(`the Docker engine at ${this.config.host} does not answer: ${dockerMessage(err)}`);
+      throw new DriverError(`the Docker engine at ${this.config.host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
+    } finally {
+      bound.clear();
     }
     await this.ensureImage(output, signal);
     if (signal.aborted) throw new DriverError("aborted before the container was created");
@@ -273,7 +295,11 @@ export class DockerDriver implements Driver {
       await this.container.start();
     } catch (err) {
       throw new DriverError(`cannot start a container of ${settings.image}: ${dockerMessage(err)}`);
+    } finally {
+      // destroy() ran while this was being made (the worker is stopping): nothing may outlive it.
+      if (this.destroyed) await this.release();
     }
+    if (this.destroyed) throw new DriverError("the build ended while its container was being created");
     await write(output, `Container ${this.container.id.slice(0, 12)} up, workspace ${settings.workspace} on volume ${this.volumeName}\n`);
   }
 
@@ -329,21 +355,28 @@ export class DockerDriver implements Driver {
   private async pull(image: string, output: Writable, signal: AbortSignal): Promise<void> {
     await write(output, `Pulling image ${image}\n`);
     const timeoutMs = this.config.pull_timeout ?? DEFAULT_PULL_TIMEOUT_MS;
-    const bounded = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
+    const bound = deadline(timeoutMs, signal);
+    let stream: Readable | undefined;
+    const cut = () => stream?.destroy(new Error("aborted"));
+    bound.signal.addEventListener("abort", cut, { once: true });
     try {
-      const stream = (await this.docker.pull(image, { abortSignal: bounded })) as Readable;
-      bounded.addEventListener("abort", () => stream.destroy(new Error(`no answer after ${timeoutMs} ms`)), { once: true });
+      stream = (await this.docker.pull(image, { abortSignal: bound.signal })) as Readable;
+      if (bound.signal.aborted) cut();
       let digest = "";
       await followProgress(stream, (m) => {
         if (typeof m.status === "string" && m.status.startsWith("Digest:")) digest = m.status.slice(7).trim();
       });
-      if (bounded.aborted) throw new Error(signal.aborted ? "aborted" : `timed out after ${timeoutMs} ms`);
+      if (bound.signal.aborted) throw new Error("aborted");
       await write(output, `Pulled image ${image}${digest ? ` (${digest})` : ""}\n`);
     } catch (err) {
-      if (bounded.aborted && !signal.aborted) throw new Error(`timed out after ${timeoutMs} ms (pull_timeout)`);
+      if (bound.signal.aborted && !signal.aborted) throw new Error(`timed out after ${timeoutMs} ms (pull_timeout)`);
       throw new Error(dockerMessage(err));
+    } finally {
+      bound.signal.removeEventListener("abort", cut);
+      bound.clear();
     }
   }
+
 
   /** `<images.path>/docker/_base/<image>.tar`, or undefined when the name would lead elsewhere. */
   private baseTarPath(image: string): string | undefined {
@@ -595,10 +628,14 @@ export class DockerDriver implements Driver {
 
   async destroy(): Promise<void> {
     this.destroyed = true;
+    await this.release();
+  }
+
+  private async release(): Promise<void> {
+    // The names are kept: removing twice is harmless (404), and a second call after a racing
+    // create must still find what that create made.
     const container = this.container;
     const volume = this.volumeName;
-    this.container = undefined;
-    this.volumeName = undefined;
     if (container) {
       await container.remove({ force: true, v: true }).catch((err) => {
         if (statusCode(err) !== 404) this.options.log.warn({ err: dockerMessage(err), container: container.id }, "cannot remove build container");
@@ -642,11 +679,14 @@ export async function reapBuild(docker: Docker, buildId: string): Promise<{ cont
 export async function checkEngine(config: DriverConfig): Promise<string[]> {
   const docker = dockerConfigOf(config);
   const client = dockerClient(docker);
+  const bound = deadline(CHECK_TIMEOUT_MS);
   try {
-    const version = await (client as unknown as Abortable).version({ abortSignal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
+    const version = await (client as unknown as Abortable).version({ abortSignal: bound.signal });
     return [`docker: engine ${version.Version} at ${docker.host}, API ${version.ApiVersion}`];
   } catch (err) {
-    throw new DriverError(`docker: the engine at ${docker.host} does not answer: ${dockerMessage(err)}`);
+    throw new DriverError(`docker: the engine at ${docker.host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
+  } finally {
+    bound.clear();
   }
 }
 
