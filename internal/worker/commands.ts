@@ -124,7 +124,7 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
     let job = -1;
     const drain = async () => {
       for (;;) {
-        const chunks = await readOutput(pool, id, after, 200);
+        const chunks = await readOutput(pool, id, after, BATCH);
         for (const c of chunks) {
           if (c.jobId !== job) {
             job = c.jobId;
@@ -133,7 +133,7 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
           await write(out, c.data);
           after = c.id;
         }
-        if (chunks.length < 200) return;
+        if (chunks.length < BATCH) return;
       }
     };
     for (;;) {
@@ -144,6 +144,9 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
     }
   });
 }
+
+/** Chunks read at a time: at most a few MiB of output in memory whatever the build printed. */
+const BATCH = 32;
 
 function write(out: Out, text: string): Promise<void> {
   return new Promise((resolve) => (out.write(text) ? resolve() : out.once("drain", () => resolve())));
