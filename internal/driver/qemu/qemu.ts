@@ -2,7 +2,7 @@
 // mode (the image is never written), reached over SSH on a forwarded localhost port, and thrown
 // away afterwards. A worker that crashed leaves a state directory behind; `reap` cleans it up.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -101,6 +101,46 @@ async function allocatePort(): Promise<number> {
   throw new DriverError("cannot find a free localhost port for SSH forwarding");
 }
 
+/** The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp. */
+function listeningInode(port: number): string | undefined {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === "0A") return f[9];
+  }
+  return undefined;
+}
+
+function holdsSocket(pid: number, inode: string): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits until this build's qemu itself listens on its forwarded port, so that SSH can never reach
+ * another build's machine that took the port first (that qemu then fails with a host-forwarding
+ * error and is retried on a new port). Gives up waiting after `ms` or when qemu exits; on systems
+ * without /proc it returns at once.
+ */
+async function untilListening(machine: Machine, ms: number): Promise<void> {
+  if (!existsSync("/proc/net/tcp") || machine.child.pid === undefined) return;
+  const deadline = Date.now() + ms;
+  while (!machine.exited.signal.aborted && Date.now() < deadline) {
+    const inode = listeningInode(machine.port);
+    if (inode && holdsSocket(machine.child.pid, inode)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** The last lines of a file, control sequences removed: what a console said before things went wrong. */
 async function tailOf(file: string, lines = 12): Promise<string> {
   const text = await fs.readFile(file, "latin1").catch(() => "");
@@ -176,6 +216,7 @@ export class QemuDriver implements Driver {
       this.machine = machine;
       const left = cfg.bootTimeoutMs - (Date.now() - started);
       try {
+        await untilListening(machine, 10_000);
         this.session = await SshSession.open(
           { host: "127.0.0.1", port: machine.port, user: "root", keyFile: cfg.key },
           { timeoutMs: Math.max(left, 1), signal: AbortSignal.any([signal, machine.exited.signal]), baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
