@@ -9,7 +9,7 @@ import path from "node:path";
 import { Readable, Transform, type TransformCallback, type Writable } from "node:stream";
 import Docker from "dockerode";
 import type { DockerConfig, DriverConfig } from "../../config/config.js";
-import { confinedPath, isInside, StoreError } from "../../fs/store.js";
+import { confinedPath, isInside } from "../../fs/store.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
 import { openFirstEntry, singleFileTar } from "./tar.js";
 
