@@ -162,16 +162,18 @@ describe("driver.toml", () => {
 });
 
 describe("djinn-worker check", () => {
-  test("prints the effective configuration with secrets hidden", () => {
-    const worker = file('driver = "os"\n[database]\naddr = "localhost:5432"\nname = "djinn"\nusername = "w"\npassword = "pg-pass-Zq9"\n[crypto]\nblock = "0123456789abcdef"\n');
+  test("prints the effective configuration with secrets hidden, and fails on an unreachable server", () => {
+    const worker = file('driver = "os"\n[database]\naddr = "127.0.0.1:1"\nname = "djinn"\nusername = "w"\npassword = "pg-pass-Zq9"\n[crypto]\nblock = "0123456789abcdef"\n');
     const drivers = file("[os]\n", "drivers-c.toml");
     const r = spawnSync(process.execPath, [cliPath, "check", "-config", worker, "-driver", drivers], { encoding: "utf8" });
-    assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /database\.password = \*\*\*/);
     assert.match(r.stdout, /crypto\.block = \*\*\*/);
     assert.match(r.stdout, /timeout = 30m0s/);
+    assert.match(r.stdout, /\[os\] \(configured\)/);
     assert.match(r.stdout, /queues: builds_os/);
-    assert.ok(!r.stdout.includes("pg-pass-Zq9") && !r.stdout.includes("0123456789abcdef"));
+    assert.match(r.stdout, /FAIL postgresql: cannot connect to PostgreSQL at 127\.0\.0\.1:1/);
+    assert.equal(r.status, 1);
+    assert.ok(!(r.stdout + r.stderr).includes("pg-pass-Zq9") && !(r.stdout + r.stderr).includes("0123456789abcdef"));
   });
 
   test("a bad file exits 1 with one line naming file, key and line, and starts nothing", () => {

@@ -23,6 +23,7 @@ function render(spec: SectionSpec, values: Record<string, unknown>, prefix: stri
       if (!prefix) out.push(`  [${name}] (not configured)`);
       continue;
     }
+    if (Object.keys(sub.keys).length === 0 && !sub.sections) out.push(`  [${prefix}${name}] (configured)`);
     render(sub, inner, `${prefix}${name}.`, out);
   }
 }
