@@ -89,6 +89,7 @@ export class Worker {
   /** Processing-list entries this worker does not know, seen on the last heartbeat. */
   private strays = new Set<string>();
   private heartbeatBusy = false;
+  private claimBackoff = 500;
 
   constructor(private readonly deps: WorkerDeps) {
     this.id = deps.id;
@@ -211,9 +212,12 @@ export class Worker {
     let claim;
     try {
       claim = await claimBuild(pool, id, this.id, config.leaseMs);
+      this.claimBackoff = 500;
     } catch (err) {
       this.log.warn({ build: id, err: (err as Error).message }, "cannot claim build (database unavailable?); putting it back");
-      await sleep(1000);
+      // Backing off here keeps a worker from spinning on the queue while PostgreSQL is away.
+      await sleep(this.claimBackoff);
+      this.claimBackoff = Math.min(this.claimBackoff * 2, 10_000);
       await this.retry("requeue", () => queue.requeue(taken.list, taken.raw, true), Infinity);
       return;
     }
