@@ -148,8 +148,12 @@ export async function bootByHand(opts: { accel?: string; timeoutMs?: number } = 
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   let exited = false;
+  // Should the suite die without reaching stop(), the machine still goes with it.
+  const onProcessExit = () => child.kill("SIGKILL");
+  process.once("exit", onProcessExit);
   const exit = new Promise<void>((resolve) => child.once("exit", () => ((exited = true), resolve())));
   const stop = async () => {
+    process.removeListener("exit", onProcessExit);
     if (!exited) {
       child.kill("SIGKILL");
       await exit;
