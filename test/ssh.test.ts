@@ -169,7 +169,7 @@ jobs: [{stage: s, name: j, commands: [true]}]
     assert.match(wrong.reporter.jobs.get("create-driver")!.output, /driver: root@127\.0\.0\.1:\d+ refused to log in with key .*wrong_key/);
     assert.ok(Date.now() - started < 30_000, "an authentication failure is not retried until the timeout");
 
-    const emptyPassword = await build(
+    const noKey = await build(
       `
 driver: {type: ssh, address: "127.0.0.1:PORT"}
 stages: [s]
@@ -177,8 +177,8 @@ jobs: [{stage: s, name: j, commands: [true]}]
 `,
       { config: sshConfig({ key: undefined }) },
     );
-    assert.equal(emptyPassword.status, "failed");
-    assert.match(emptyPassword.reporter.jobs.get("create-driver")!.output, /refused to log in with an empty password/);
+    assert.equal(noKey.status, "failed");
+    assert.match(noKey.reporter.jobs.get("create-driver")!.output, /refused to log in with an empty password/);
 
     const closed = await freeLocalPort();
     const nobody = await build(
@@ -191,6 +191,22 @@ jobs: [{stage: s, name: j, commands: [true]}]
     );
     assert.equal(nobody.status, "failed");
     assert.match(nobody.reporter.jobs.get("create-driver")!.output, new RegExp(`could not connect to root@127\\.0\\.0\\.1:${closed} within 1s: .*ECONNREFUSED`));
+  });
+
+  test("without a key, Djinn's empty-password root logs in", async () => {
+    // A second server in the guest that takes root's empty password, as Djinn's images do.
+    const setup = await sshRun(vm.port, "sed -i 's/^root:[^:]*:/root::/' /etc/shadow && dropbear -B -p 2222 -r /etc/dropbear/dropbear_ed25519_host_key");
+    assert.equal(setup.code, 0);
+    const { status, reporter } = await build(
+      `
+driver: {type: ssh, address: "127.0.0.1:${vm.extraPort}"}
+stages: [s]
+jobs: [{stage: s, name: j, commands: ["echo logged in as $(id -un)"]}]
+`,
+      { config: sshConfig({ key: undefined }) },
+    );
+    assert.equal(status, "passed", reporter.all());
+    assert.match(reporter.jobs.get("j")!.output, /\nlogged in as root\n/);
   });
 
   test("check describes the login and refuses a missing key", async () => {

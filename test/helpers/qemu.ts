@@ -125,6 +125,8 @@ export function sshRun(port: number, command: string, timeoutMs = 20_000): Promi
 
 export interface HandBootedVm {
   port: number;
+  /** Host port forwarded to the guest's port 2222, free for a second SSH server. */
+  extraPort: number;
   stateDir: string;
   /** ms from starting qemu until `ssh true` first succeeded. */
   bootMs: number;
@@ -135,13 +137,14 @@ export interface HandBootedVm {
 export async function bootByHand(opts: { accel?: string; timeoutMs?: number } = {}): Promise<HandBootedVm> {
   const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-hand-"));
   const port = await freeLocalPort();
+  const extraPort = await freeLocalPort();
   const started = Date.now();
   const child: ChildProcess = spawn(
     "qemu-system-x86_64",
     [
       "-accel", opts.accel ?? "tcg", "-smp", "1", "-m", "256",
       "-drive", `file=${FIXTURE_IMAGE},if=virtio,snapshot=on`,
-      "-netdev", `user,id=net0,hostfwd=tcp:127.0.0.1:${port}-:22`, "-device", "virtio-net-pci,netdev=net0",
+      "-netdev", `user,id=net0,hostfwd=tcp:127.0.0.1:${port}-:22,hostfwd=tcp:127.0.0.1:${extraPort}-:2222`, "-device", "virtio-net-pci,netdev=net0",
       "-nographic", "-display", "none", "-serial", `file:${path.join(stateDir, "serial.log")}`, "-monitor", "none",
       "-pidfile", path.join(stateDir, "qemu.pid"),
     ],
@@ -173,5 +176,5 @@ export async function bootByHand(opts: { accel?: string; timeoutMs?: number } = 
     await stop();
     throw err;
   }
-  return { port, stateDir, bootMs: Date.now() - started, stop };
+  return { port, extraPort, stateDir, bootMs: Date.now() - started, stop };
 }
