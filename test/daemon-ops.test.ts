@@ -5,10 +5,15 @@ import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
 import { SMTPServer } from "smtp-server";
+import { Crypto } from "../internal/crypto/crypto.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { enqueue } from "../internal/queue/queue.js";
+import { insertBuild } from "../internal/store/builds.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
-import { freePort, runCli, until, waitForStatus, writeConfigs } from "./helpers/services.js";
+import { CRYPTO_BLOCK, freePort, runCli, until, waitForStatus, writeConfigs } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -248,5 +253,24 @@ describe("worker daemon: operations", { skip }, () => {
     assert.equal(build.status, "passed");
     assert.equal(build.attempt, 2);
     assert.match(await t.output(id), /^--- attempt 2: an earlier run/);
+  });
+
+  it("a build taken while PostgreSQL is away is put back and runs once it returns", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const text = osManifest([["echo ran"]]);
+    const id = await insertBuild(t.pool, new Crypto(CRYPTO_BLOCK), { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [], notify: [] });
+    await suite.postgres.halt();
+    const redis = new Redis(suite.redis.port, "127.0.0.1");
+    try {
+      // Stored before the database went away, queued while it is away.
+      await enqueue(redis, t.queue, "os", id);
+      await d.waitForMsg("cannot claim build (database unavailable?); putting it back", { build: id }, 20_000);
+    } finally {
+      redis.disconnect();
+      await suite.postgres.start();
+    }
+    assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"], 30_000), "passed");
+    assert.equal((await t.build(id)).attempt, 1);
   });
 });
