@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -12,7 +13,7 @@ import type { DriverConfig } from "../internal/config/config.js";
 import { DriverError, getDriver } from "../internal/driver/driver.js";
 import "../internal/driver/all.js";
 import { kvmUsable } from "../internal/driver/qemu/accel.js";
-import { resolveImage, STATE_ROOT, stateDirOf } from "../internal/driver/qemu/qemu.js";
+import { portSource, resolveImage, STATE_ROOT, stateDirOf } from "../internal/driver/qemu/qemu.js";
 import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild, type Status } from "../internal/runner/plan.js";
@@ -148,7 +149,23 @@ jobs:
     assert.equal(existsSync(path.join(artifacts, "passwd")), false);
   });
 
-  test("a failing job fails its build while another build runs at once on its own port", async () => {
+  test("a failing job fails its build while another build runs at once on its own port; a taken port is retried", async () => {
+    // The first port handed out is already taken by someone else: that qemu must fail to forward it and be retried.
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", resolve));
+    const taken = (squatter.address() as net.AddressInfo).port;
+    const realNext = portSource.next;
+    let handedOut = false;
+    portSource.next = async () => (handedOut ? realNext() : ((handedOut = true), taken));
+    try {
+      await concurrentBuilds(taken, () => handedOut);
+    } finally {
+      portSource.next = realNext;
+      squatter.close();
+    }
+  });
+
+  async function concurrentBuilds(taken: number, handedOut: () => boolean): Promise<void> {
     const passing = build(`
 driver: {type: qemu, image: tiny.qcow2}
 stages: [s]
@@ -174,7 +191,9 @@ jobs:
     const portOf = (o: BuildOutcome) => /SSH up after .*\(port (\d+)\)/.exec(o.reporter.jobs.get("create-driver")!.output)?.[1];
     assert.ok(portOf(a) && portOf(b));
     assert.notEqual(portOf(a), portOf(b));
-  });
+    assert.ok(handedOut(), "the taken port was offered");
+    assert.ok(![portOf(a), portOf(b)].includes(String(taken)), "no build used the taken port");
+  }
 
   test("killing a build mid-job destroys its machine", async () => {
     const kill = new AbortController();

@@ -90,9 +90,12 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Where machines' ports come from; a test swaps `next` to hand out a port that is already taken. */
+export const portSource = { next: freePort };
+
 async function allocatePort(): Promise<number> {
   for (let i = 0; i < 20; i++) {
-    const port = await freePort();
+    const port = await portSource.next();
     if (!portsInUse.has(port)) {
       portsInUse.add(port);
       return port;
