@@ -218,11 +218,18 @@ export class QemuDriver implements Driver {
       const machine = await this.start(binary, image, accel, cfg, stateDir);
       this.machine = machine;
       const left = cfg.bootTimeoutMs - (Date.now() - started);
+      // Waiting for SSH stops when the build is aborted or the machine dies (a plain controller:
+      // it stays reachable for as long as this frame waits, unlike a composed AbortSignal.any).
+      const giveUp = new AbortController();
+      const stopWaiting = () => giveUp.abort();
+      signal.addEventListener("abort", stopWaiting, { once: true });
+      machine.exited.signal.addEventListener("abort", stopWaiting, { once: true });
+      if (signal.aborted || machine.exited.signal.aborted) giveUp.abort();
       try {
         await untilListening(machine, 10_000);
         this.session = await SshSession.open(
           { host: "127.0.0.1", port: machine.port, user: "root", keyFile: cfg.key },
-          { timeoutMs: Math.max(left, 1), signal: AbortSignal.any([signal, machine.exited.signal]), baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
+          { timeoutMs: Math.max(left, 1), signal: giveUp.signal, baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
         );
         output.write(`SSH up after ${((Date.now() - started) / 1000).toFixed(1)}s (port ${machine.port})\n`);
         return;
@@ -246,6 +253,9 @@ export class QemuDriver implements Driver {
           throw new DriverError(`machine did not answer on SSH within ${formatDuration(cfg.bootTimeoutMs)}${serial ? `; last console output:\n${serial}` : ""}`);
         }
         throw err;
+      } finally {
+        signal.removeEventListener("abort", stopWaiting);
+        machine.exited.signal.removeEventListener("abort", stopWaiting);
       }
     }
   }
