@@ -229,7 +229,6 @@ describe("worker daemon: operations", { skip }, () => {
     const a = await t.daemon();
     const go = path.join(t.dir, "go");
     const runs = path.join(t.dir, "runs");
-    const workspacesBefore = new Set((await fs.readdir((await import("node:os")).tmpdir())).filter((f) => f.startsWith("djinn-build-")));
     const id = await t.submit(osManifest([[`echo run >> ${runs}`, `while [ ! -e ${go} ]; do sleep 0.05; done`]]));
     await until("the job started", () => existsSync(runs) || undefined);
     await suite.postgres.halt();
@@ -241,9 +240,6 @@ describe("worker daemon: operations", { skip }, () => {
     } finally {
       await suite.postgres.start();
     }
-    // What the dead worker's os driver left (it has no reap): removed here, as a reboot would.
-    const tmp = (await import("node:os")).tmpdir();
-    for (const f of await fs.readdir(tmp)) if (f.startsWith("djinn-build-") && !workspacesBefore.has(f)) await fs.rm(path.join(tmp, f), { recursive: true, force: true });
     await fs.rm(go);
     const b = await t.daemon();
     await until("the build run again", () => readFileSync(runs, "utf8").split("\n").length > 2 || undefined, 20_000);
@@ -253,6 +249,7 @@ describe("worker daemon: operations", { skip }, () => {
     assert.equal(build.status, "passed");
     assert.equal(build.attempt, 2);
     assert.match(await t.output(id), /^--- attempt 2: an earlier run/);
+    assert.deepEqual(await fs.readdir(t.tmp), [], "the dead worker's workspace was reaped, the new run's removed");
   });
 
   it("a build taken while PostgreSQL is away is put back and runs once it returns", async () => {

@@ -108,7 +108,6 @@ describe("worker daemon: shutdown, crashes and outages", { skip }, () => {
   it("after kill -9 of a worker mid-build, another worker recovers the build within the lease and runs it again from the start", async () => {
     const t = await suite.env({ lease: "2s" });
     const a = await t.daemon();
-    const workspacesBefore = new Set((await fs.readdir((await import("node:os")).tmpdir())).filter((f) => f.startsWith("djinn-build-")));
     const id = await t.submit(gatedJob(t.dir));
     await until("the job started on worker a", () => runLines(t.dir).length === 1 || undefined);
     // Power loss: the worker and everything it started die at once.
@@ -116,9 +115,6 @@ describe("worker daemon: shutdown, crashes and outages", { skip }, () => {
     await a.exit;
     process.kill(-Number(runLines(t.dir)[0].slice(6)), "SIGKILL");
     const died = Date.now();
-    // What the dead worker's os driver left (it has no reap): removed here, as a reboot would.
-    const tmp = (await import("node:os")).tmpdir();
-    for (const f of await fs.readdir(tmp)) if (f.startsWith("djinn-build-") && !workspacesBefore.has(f)) await fs.rm(path.join(tmp, f), { recursive: true, force: true });
     const b = await t.daemon();
     const bStarted = Date.now();
     await b.waitForMsg("recovered the builds of a worker whose lease ran out", {}, 15_000);
@@ -138,6 +134,7 @@ describe("worker daemon: shutdown, crashes and outages", { skip }, () => {
     assert.match(await t.output(id), new RegExp(`^--- attempt 2: an earlier run \\(worker ${aWorker}\\) did not finish`));
     const jobs = await t.jobs(id);
     assert.deepEqual(jobs.map((j) => j.status), ["passed", "passed"]);
+    assert.deepEqual(await fs.readdir(t.tmp), [], "the dead worker's workspace was reaped, the new run's removed");
   });
 
   it("a build survives Redis restarting mid-run, and the worker goes on taking builds", async () => {

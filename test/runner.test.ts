@@ -82,3 +82,30 @@ describe("runner", () => {
     assert.match(r.output.get("a.1")!, /build killed\n$/);
   });
 });
+
+describe("os driver after a worker crash", () => {
+  test("reap kills the processes left in the build's workspace and removes it", async () => {
+    const tmp = fs.mkdtempSync(path.join(dir, "reap-"));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      const entry = getDriver("os");
+      const log = pino({ level: "silent" });
+      const driver = entry.create({ buildId: "reap-1", manifest: { type: "os" }, config: defaultDriverConfig(), log });
+      const sink = new Writable({ write: (_c, _e, done) => done() });
+      await driver.create(sink, new AbortController().signal);
+      const ws = fs.readdirSync(tmp);
+      assert.equal(ws.length, 1);
+      const marker = path.join(tmp, ws[0], "workspace", "started");
+      // A job that outlives its worker: the driver object is dropped without destroy, as in a crash.
+      const running = driver.execute({ name: "a/a.1", script: `set -e\ntouch ${marker}\nsleep 300\n`, env: {}, output: sink, signal: new AbortController().signal });
+      while (!fs.existsSync(marker)) await new Promise((r) => setTimeout(r, 20));
+      await entry.reap!("reap-1", defaultDriverConfig(), log);
+      assert.equal(await running, 137, "the job was killed");
+      assert.deepEqual(fs.readdirSync(tmp), [], "the workspace is gone");
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+});

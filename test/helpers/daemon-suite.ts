@@ -78,8 +78,14 @@ export class TestEnv {
     return this.cfg.dir;
   }
 
+  /** The daemons' TMPDIR: os-driver workspaces of this environment, and nothing else, land here. */
+  get tmp(): string {
+    return path.join(this.cfg.dir, "tmp");
+  }
+
   async daemon(opts: { ready?: boolean } = {}): Promise<DaemonProcess> {
-    const d = await startDaemon(this.cfg, opts);
+    await fs.mkdir(this.tmp, { recursive: true });
+    const d = await startDaemon(this.cfg, { ...opts, env: { TMPDIR: this.tmp } });
     this.onCleanup(() => d.stop());
     return d;
   }

@@ -21,8 +21,7 @@ export class OsDriver implements Driver {
   constructor(private readonly options: DriverOptions) {}
 
   async create(output: Writable, _signal: AbortSignal): Promise<void> {
-    const safeId = this.options.buildId.replace(/[^A-Za-z0-9_-]/g, "_");
-    this.dir = await fs.mkdtemp(path.join(os.tmpdir(), `djinn-build-${safeId}-`));
+    this.dir = await fs.mkdtemp(workspacePrefix(this.options.buildId));
     this.workspace = path.join(this.dir, "workspace");
     await fs.mkdir(this.workspace, { mode: 0o700 });
     await fs.mkdir(path.join(this.dir, "scripts"), { mode: 0o700 });
@@ -151,8 +150,37 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
+/** Every workspace of a build starts with this, so a recovering worker can find them. */
+function workspacePrefix(buildId: string): string {
+  return path.join(os.tmpdir(), `djinn-build-${buildId.replace(/[^A-Za-z0-9_-]/g, "_")}-`);
+}
+
+/**
+ * After a worker died: kills the processes still working in the build's workspaces (found by
+ * their working directory, since they outlived the worker in their own process groups) and
+ * removes the workspaces.
+ */
+async function reap(buildId: string): Promise<void> {
+  const prefix = workspacePrefix(buildId);
+  const dirs = (await fs.readdir(path.dirname(prefix)).catch(() => [] as string[])).map((f) => path.join(path.dirname(prefix), f)).filter((f) => f.startsWith(prefix));
+  if (dirs.length === 0) return;
+  for (const pid of await fs.readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "");
+    if (dirs.some((d) => cwd === d || cwd.startsWith(`${d}/`))) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+  }
+  for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
 registerDriver({
   name: "os",
   create: (options) => new OsDriver(options),
+  reap,
   check: async () => [`os: jobs run on this host with /bin/sh, in a temporary workspace under ${os.tmpdir()}`],
 });
