@@ -46,7 +46,8 @@ const configFlags = {
 
 await yargs(argv)
   .scriptName("djinn-worker")
-  .usage("$0 [-config FILE] [-driver FILE]\n\nRuns builds from the queue (the daemon), or one of the commands below.")
+  .usage("Usage: djinn-worker [-config FILE] [-driver FILE]  (the daemon)  |  djinn-worker <command> [options]")
+  .epilog("Without a command, djinn-worker runs builds from the queue until SIGTERM.\n`djinn-worker <command> --help` shows a command's options.")
   .command(
     "$0",
     "run the worker daemon",
@@ -117,7 +118,7 @@ await yargs(argv)
         .option("env", { type: "string", array: true, default: [] as string[], describe: "extra variable KEY=value (repeatable)" })
         .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value: its value never appears in output (repeatable)" })
         .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
-        .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input, 3 killed, 4 timed out, 5 internal error."),
+        .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input,\n3 killed, 4 timed out, 5 internal error."),
     async (args) => {
       const log = createLogger({ log: { level: "info" } }, { fd: 2 });
       const abort = new AbortController();
