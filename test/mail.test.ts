@@ -10,6 +10,7 @@ import pino, { type Logger } from "pino";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { Mailer, failureMessage, type FailedBuild } from "../internal/mail/mail.js";
 import { requireService, which } from "./helpers/env.js";
+import { freeLocalPort as freePort } from "../internal/net/port.js";
 
 const PASSWORD = "hunter2-Pa55w0rd-never-logged";
 const ADMIN = "djinn@ci.example";
@@ -118,13 +119,6 @@ function assertNoPassword(text: string, user = "bob"): void {
   }
 }
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
-  return port;
-}
 
 function build(over: Partial<FailedBuild> = {}): FailedBuild {
   return { id: "42", status: "failed", namespace: "acme/widgets", notify: ["alice@example.com", "bob@example.com"], outputTail: ["boom"], ...over };

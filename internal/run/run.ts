@@ -9,7 +9,7 @@ import { getDriver } from "../driver/driver.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
-import { parseManifest } from "../manifest/manifest.js";
+import { parseManifest, type ParsedManifest } from "../manifest/manifest.js";
 import { planBuild, type Status } from "../runner/plan.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 
@@ -81,20 +81,23 @@ export async function loadRunDriverConfig(driverFile: string | undefined, type: 
   return cfg;
 }
 
-export async function runManifest(opts: RunOptions): Promise<number> {
+/** Reads and parses a manifest file; any problem is an InputError naming the file. */
+export async function readManifestFile(file: string): Promise<ParsedManifest & { text: string }> {
   let text: string;
   try {
-    text = await fs.readFile(opts.manifest, "utf8");
+    text = await fs.readFile(file, "utf8");
   } catch (err) {
-    throw new InputError(`${opts.manifest}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+    throw new InputError(`${file}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
   }
-  let parsed;
   try {
-    parsed = parseManifest(text);
+    return { ...parseManifest(text), text };
   } catch (err) {
-    throw new InputError(`${opts.manifest}: ${(err as Error).message}`);
+    throw new InputError(`${file}: ${(err as Error).message}`);
   }
-  const { manifest, warnings } = parsed;
+}
+
+export async function runManifest(opts: RunOptions): Promise<number> {
+  const { manifest, warnings } = await readManifestFile(opts.manifest);
   for (const w of warnings) opts.log.warn(`${opts.manifest}: ${w}`);
   let timeoutMs = 0;
   if (opts.timeout !== undefined) {

@@ -1,11 +1,9 @@
 // The producer and operator commands: migrate, submit, status, logs, kill.
-import fs from "node:fs/promises";
 import { Redis } from "ioredis";
 import type pg from "pg";
 import { hostQemuArch, loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
 import { Crypto } from "../crypto/crypto.js";
-import { parseManifest } from "../manifest/manifest.js";
-import { InputError, parseAssignments } from "../run/run.js";
+import { InputError, parseAssignments, readManifestFile } from "../run/run.js";
 import { enqueue, killChannel, probeRedis, redisOptions } from "../queue/queue.js";
 import { buildSummary, insertBuild, readOutput, TERMINAL_STATUSES } from "../store/builds.js";
 import { createPool, migrate, probePool, requireCurrentSchema, SCHEMA_VERSION } from "../store/db.js";
@@ -67,18 +65,7 @@ export function queueDriverOf(type: string): string {
 
 export async function submitCommand(opts: SubmitOptions, out: Out): Promise<number> {
   const cfg = loadWorkerConfig(opts.configFile);
-  let text: string;
-  try {
-    text = await fs.readFile(opts.manifest, "utf8");
-  } catch (err) {
-    throw new InputError(`${opts.manifest}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
-  }
-  let manifest;
-  try {
-    manifest = parseManifest(text).manifest;
-  } catch (err) {
-    throw new InputError(`${opts.manifest}: ${(err as Error).message}`);
-  }
+  const { manifest, text } = await readManifestFile(opts.manifest);
   const env = parseAssignments("--env", opts.env);
   const secrets = parseAssignments("--secret", opts.secrets);
   for (const a of opts.notify) if (!EMAIL.test(a)) throw new InputError(`--notify ${JSON.stringify(a)}: not an email address`);

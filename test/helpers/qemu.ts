@@ -4,7 +4,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
@@ -13,6 +12,7 @@ import type { DriverConfig, QemuConfig, SshConfig } from "../../internal/config/
 import type { BuildReporter, JobResult } from "../../internal/runner/runner.js";
 import type { PlannedJob } from "../../internal/runner/plan.js";
 import { fixtures, which } from "./env.js";
+import { freeLocalPort } from "../../internal/net/port.js";
 
 export const QEMU_CACHE = "/var/tmp/djinn-test-cache/qemu";
 /** The fixture's images directory: `[qemu] disks` for `run`. */
@@ -96,16 +96,6 @@ export function collectingReporter(onOutput?: (job: string, text: string) => voi
   };
 }
 
-export function freeLocalPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export const SSH_OPTIONS = ["-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", FIXTURE_KEY];
 
@@ -178,3 +168,5 @@ export async function bootByHand(opts: { accel?: string; timeoutMs?: number } = 
   }
   return { port, extraPort, stateDir, bootMs: Date.now() - started, stop };
 }
+
+export { freeLocalPort };

@@ -2,23 +2,13 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
 import { cliPath, which } from "./env.js";
+import { freeLocalPort as freePort } from "../../internal/net/port.js";
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Resolves when `child` prints a line matching `pattern` on stdout or stderr; rejects if it exits first. */
 function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 30_000): Promise<void> {
@@ -378,3 +368,5 @@ export function runCli(args: string[], input?: string): Promise<{ code: number |
     child.once("exit", (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+export { freePort };

@@ -4,7 +4,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import fs from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -14,6 +13,7 @@ import { confinedPath, StoreError } from "../../fs/store.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
 import { SshSession } from "../ssh/session.js";
 import { kvmUsable } from "./accel.js";
+import { freeLocalPort } from "../../net/port.js";
 
 /** Where each build's qemu keeps its pidfile and serial log: one directory per build. */
 export const STATE_ROOT = path.join(os.tmpdir(), "djinn-qemu");
@@ -78,20 +78,9 @@ export async function chooseAccel(cfg: Pick<QemuConfig, "accel">, binary: string
   return { accel: "tcg", why: `KVM not usable: ${verdict.reason}` };
 }
 
-/** A localhost port free right now (bound, read, released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Where machines' ports come from; a test swaps `next` to hand out a port that is already taken. */
-export const portSource = { next: freePort };
+export const portSource = { next: freeLocalPort };
 
 async function allocatePort(): Promise<number> {
   for (let i = 0; i < 20; i++) {
