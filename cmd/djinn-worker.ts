@@ -27,7 +27,7 @@ const goArch: Record<string, string> = { x64: "amd64", ia32: "386" };
 const versionLine = `djinn-worker ${pkg.version} ${process.platform}/${goArch[process.arch] ?? process.arch}`;
 
 // Djinn's users type Go-style flags (-config FILE, -config=FILE); yargs wants --config.
-const LONG_FLAGS = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow"]);
+const LONG_FLAGS = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key"]);
 const argv = process.argv.slice(2).map((arg) => {
   const m = /^-([a-z][a-z-]+)(=.*)?$/.exec(arg);
   return m && LONG_FLAGS.has(m[1]) ? `-${arg}` : arg;
@@ -78,10 +78,11 @@ await yargs(argv)
         .option("config", configFlags.config)
         .option("env", { type: "string", array: true, default: [] as string[], describe: "extra variable KEY=value (repeatable)" })
         .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value, stored encrypted (repeatable)" })
-        .option("notify", { type: "string", array: true, default: [] as string[], describe: "address mailed when the build fails (repeatable)" }),
+        .option("notify", { type: "string", array: true, default: [] as string[], describe: "address mailed when the build fails (repeatable)" })
+        .option("key", { type: "string", array: true, default: [] as string[], describe: "private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)" }),
     (args) =>
       operator(() =>
-        submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String) }, process.stdout).then(() => 0),
+        submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout).then(() => 0),
       ),
   )
   .command(

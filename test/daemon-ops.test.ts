@@ -1,7 +1,7 @@
 // The daemon's contract with operators: schema migrations, start-up failures, bad input, check,
 // secrets kept out of every record, failure mail, metrics, and PostgreSQL going away.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
@@ -174,6 +174,29 @@ describe("worker daemon: operations", { skip }, () => {
     } finally {
       await smtp.stop();
     }
+  });
+
+  it("a key given to submit is stored encrypted, placed at ~/.ssh/NAME with mode 0600, and masked in output", async () => {
+    const t = await suite.env();
+    await t.daemon();
+    const material = ["b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB", "QyNTUxOQAAACBmYWtlLWtleS1tYXRlcmlhbC1mb3ItdGVzdHMtb25seQAAAJj"];
+    const keyFile = path.join(t.dir, "deploy.key");
+    writeFileSync(keyFile, `-----BEGIN OPENSSH PRIVATE KEY-----\n${material.join("\n")}\n-----END OPENSSH PRIVATE KEY-----\n`);
+    const id = await t.submit(osManifest([["stat -c %a .ssh/deploy", "head -2 .ssh/deploy", "sed -n 3p .ssh/deploy"]]), ["--key", `deploy=${keyFile}`]);
+    assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"]), "passed", await t.output(id));
+    const out = await t.output(id);
+    assert.match(out, /\n600\n/);
+    assert.match(out, /-----BEGIN OPENSSH PRIVATE KEY-----\nxxxxxx\n/);
+    assert.match(out, /\+ sed -n 3p \.ssh\/deploy\nxxxxxx\n/);
+    for (const line of material) assert.ok(!out.includes(line), "key material in the output");
+    const rows = await t.pool.query(`SELECT name, octet_length(private_key_encrypted) AS n, private_key_encrypted::text AS raw FROM keys WHERE build_id = $1`, [id]);
+    assert.equal(rows.rows[0].name, "deploy");
+    assert.ok(!rows.rows[0].raw.includes(Buffer.from(material[0]).toString("hex")), "the key is stored in plain");
+    const manifest = path.join(t.dir, "m.yml");
+    writeFileSync(manifest, osManifest([["true"]]));
+    const bad = await t.cli(["submit", manifest, "--key", "../x=" + keyFile]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--key "\.\.\/x=.*": expected NAME=FILE/);
   });
 
   it("with SMTP down the failed build is still recorded", async () => {

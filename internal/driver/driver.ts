@@ -21,8 +21,8 @@ export interface Driver {
   create(output: Writable, signal: AbortSignal): Promise<void>;
   /** Runs one job; resolves to its exit code (0 = passed). */
   execute(job: JobRun): Promise<number>;
-  /** Writes `source` (of `size` bytes) to `dest` in the environment; a relative `dest` is under the workspace. */
-  place(dest: string, source: Readable, size: number): Promise<void>;
+  /** Writes `source` (of `size` bytes) to `dest` in the environment with permissions `mode` (0644 unless given: 0600 for keys); a relative `dest` is under the workspace. */
+  place(dest: string, source: Readable, size: number, mode?: number): Promise<void>;
   /** Opens a file of the environment for reading; `path` is relative to the workspace. Rejects with CollectError. */
   collect(path: string): Promise<Readable>;
   /** Releases everything the build used. Idempotent, never throws. */

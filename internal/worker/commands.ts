@@ -1,4 +1,5 @@
 // The producer and operator commands: migrate, submit, status, logs, kill.
+import { readFile } from "node:fs/promises";
 import { Redis } from "ioredis";
 import type pg from "pg";
 import { hostQemuArch, loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
@@ -56,6 +57,25 @@ export interface SubmitOptions {
   env: string[];
   secrets: string[];
   notify: string[];
+  /** NAME=FILE: a private key placed at ~/.ssh/NAME in the build, stored encrypted. */
+  keys?: string[];
+}
+
+/** Reads --key NAME=FILE arguments; the name becomes a file in ~/.ssh, so it is a plain file name. */
+async function readKeys(items: string[]): Promise<[string, string][]> {
+  const keys: [string, string][] = [];
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    const name = eq < 0 ? "" : item.slice(0, eq);
+    if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(name)) throw new InputError(`--key ${JSON.stringify(item)}: expected NAME=FILE with NAME a file name for ~/.ssh`);
+    const file = item.slice(eq + 1);
+    try {
+      keys.push([name, await readFile(file, "utf8")]);
+    } catch (err) {
+      throw new InputError(`--key ${name}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+    }
+  }
+  return keys;
 }
 
 /** The queue a manifest's driver type is served on. */
@@ -68,12 +88,13 @@ export async function submitCommand(opts: SubmitOptions, out: Out): Promise<numb
   const { manifest, text } = await readManifestFile(opts.manifest);
   const env = parseAssignments("--env", opts.env);
   const secrets = parseAssignments("--secret", opts.secrets);
+  const keys = await readKeys(opts.keys ?? []);
   for (const a of opts.notify) if (!EMAIL.test(a)) throw new InputError(`--notify ${JSON.stringify(a)}: not an email address`);
   requireSections(cfg, "crypto", "database", "redis");
   const crypto = new Crypto(cfg.crypto!.block);
   return withPool(cfg, async (pool) => {
     await requireCurrentSchema(pool, opts.configFile);
-    const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env, secrets, notify: opts.notify });
+    const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env, secrets, keys, notify: opts.notify });
     await withRedis(cfg, (redis) => enqueue(redis, cfg.queue, queueDriverOf(manifest.driver.type), id));
     out.write(`${id}\n`);
     return id;

@@ -364,7 +364,7 @@ export class Worker {
         for (const k of build.keys) {
           const value = this.deps.crypto.decrypt(k.encrypted);
           keys.push({ name: k.name, value });
-          masks.push(value.toString("utf8").trim());
+          masks.push(...keyMasks(value.toString("utf8")));
         }
       } catch (err) {
         setupError = `cannot decrypt the build's keys: ${(err as Error).message}`;
@@ -573,16 +573,22 @@ export class Worker {
   }
 }
 
+/** A key is masked whole and line by line, so printing part of it shows none of its material. */
+function keyMasks(key: string): string[] {
+  const lines = key.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length >= 8 && !/^-----(BEGIN|END) /.test(l));
+  return [key.trim(), ...lines];
+}
+
 /** The driver, with the build's private keys placed in ~/.ssh of the environment once it exists. */
 function withKeys(inner: Driver, keys: { name: string; value: Buffer }[]): Driver {
   if (keys.length === 0) return inner;
   return {
     async create(output, signal) {
       await inner.create(output, signal);
-      for (const k of keys) await inner.place(`.ssh/${k.name}`, Readable.from([k.value]), k.value.length);
+      for (const k of keys) await inner.place(`.ssh/${k.name}`, Readable.from([k.value]), k.value.length, 0o600);
     },
     execute: (job) => inner.execute(job),
-    place: (dest, source, size) => inner.place(dest, source, size),
+    place: (dest, source, size, mode) => inner.place(dest, source, size, mode),
     collect: (p) => inner.collect(p),
     destroy: () => inner.destroy(),
   };

@@ -519,7 +519,7 @@ export class DockerDriver implements Driver {
 
   // ---- files ----
 
-  async place(dest: string, source: Readable, size: number): Promise<void> {
+  async place(dest: string, source: Readable, size: number, mode = 0o644): Promise<void> {
     let container: Docker.Container, settings: ContainerSettings;
     try {
       ({ container, settings } = this.requireContainer());
@@ -546,7 +546,7 @@ export class DockerDriver implements Driver {
       }
       const dirs = missing.map((_, i) => missing.slice(0, i + 1).join("/"));
       const name = [...missing, path.posix.basename(target)].join("/");
-      const tar = singleFileTar({ dirs, name, mode: 0o644, size, source });
+      const tar = singleFileTar({ dirs, name, mode, size, source });
       try {
         await container.putArchive(tar, { path: existing });
       } finally {

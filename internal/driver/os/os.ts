@@ -84,7 +84,7 @@ export class OsDriver implements Driver {
     }
   }
 
-  async place(dest: string, source: Readable, _size: number): Promise<void> {
+  async place(dest: string, source: Readable, _size: number, mode = 0o644): Promise<void> {
     const workspace = this.requireWorkspace();
     const target = path.resolve(workspace, dest);
     if (!isInside(workspace, target)) {
@@ -97,7 +97,9 @@ export class OsDriver implements Driver {
       source.destroy();
       throw new DriverError(`${dest} leads outside the workspace`);
     }
-    await pipeline(source, createWriteStream(target, { mode: 0o644 }));
+    await pipeline(source, createWriteStream(target, { mode }));
+    // The mode of a file that already existed is not changed by opening it.
+    await fs.chmod(target, mode);
   }
 
   async collect(file: string): Promise<Readable> {

@@ -361,7 +361,7 @@ export class SshSession {
     return path.posix.isAbsolute(dest) ? path.posix.normalize(dest) : path.posix.join(this.workspace, dest);
   }
 
-  async place(dest: string, source: Readable, _size: number): Promise<void> {
+  async place(dest: string, source: Readable, _size: number, mode = 0o644): Promise<void> {
     let sftp: SFTPWrapper;
     try {
       sftp = await this.sftp();
@@ -372,7 +372,7 @@ export class SshSession {
     const target = this.resolve(dest);
     try {
       await mkdirs(sftp, path.posix.dirname(target));
-      const out = sftp.createWriteStream(target, { mode: 0o644 });
+      const out = sftp.createWriteStream(target, { mode });
       const closed = new Promise<void>((resolve) => out.once("close", () => resolve()));
       await pipeline(source, out);
       await closed;

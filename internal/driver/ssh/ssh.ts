@@ -50,8 +50,8 @@ export class SshDriver implements Driver {
     return this.requireSession().execute(job);
   }
 
-  place(dest: string, source: Readable, size: number): Promise<void> {
-    return this.requireSession().place(dest, source, size);
+  place(dest: string, source: Readable, size: number, mode?: number): Promise<void> {
+    return this.requireSession().place(dest, source, size, mode);
   }
 
   collect(path: string): Promise<Readable> {
