@@ -60,7 +60,7 @@ async function viaDriver(image: string, artifacts: string): Promise<Timing> {
     },
     jobFinished() {},
   };
-  const driver = getDriver("docker").create({ buildId: labels()[LABEL_BUILD], manifest: manifest.driver, config: { docker: dockerTestConfig(), warnings: [] }, log });
+  const driver = (await getDriver("docker")).create({ buildId: labels()[LABEL_BUILD], manifest: manifest.driver, config: { docker: dockerTestConfig(), warnings: [] }, log });
   const status = await runBuild({ plan: planBuild(manifest, "bench"), driver, env: {}, masks: [], artifacts: new ArtifactStore(artifacts), reporter });
   if (status !== "passed") throw new Error(`bench build ${status}`);
   return { totalMs: performance.now() - started, firstLineMs: firstLine };

@@ -55,7 +55,7 @@ async function driverFirstLine(n: number, artifacts: string): Promise<number> {
   };
   const status = await runBuild({
     plan: planBuild(manifest, "bench"),
-    driver: getDriver("qemu").create({ buildId: `bench-${process.pid}-${n}`, manifest: manifest.driver, config: qemuConfig({ accel: "tcg" }), log }),
+    driver: (await getDriver("qemu")).create({ buildId: `bench-${process.pid}-${n}`, manifest: manifest.driver, config: qemuConfig({ accel: "tcg" }), log }),
     env: {},
     masks: [],
     artifacts: new ArtifactStore(artifacts),
@@ -66,7 +66,7 @@ async function driverFirstLine(n: number, artifacts: string): Promise<number> {
 }
 
 async function perJob(): Promise<{ driverMs: number; sshMs: number; mbPerSec: number; rssGrowthMb: number }> {
-  const driver = getDriver("qemu").create({ buildId: `bench-${process.pid}-jobs`, manifest: { type: "qemu", image: "tiny" }, config: qemuConfig({ accel: "tcg" }), log });
+  const driver = (await getDriver("qemu")).create({ buildId: `bench-${process.pid}-jobs`, manifest: { type: "qemu", image: "tiny" }, config: qemuConfig({ accel: "tcg" }), log });
   const signal = new AbortController().signal;
   try {
     let port = 0;

@@ -3,12 +3,15 @@
 import { readFileSync } from "node:fs";
 import yargs from "yargs";
 import { ConfigError, loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
-import { checkConfiguration } from "../internal/check/check.js";
 import { createLogger } from "../internal/log/log.js";
 import { EXIT, InputError, runManifest } from "../internal/run/run.js";
 import { CryptoError } from "../internal/crypto/crypto.js";
-import { StartupError, startDaemon } from "../internal/worker/daemon.js";
-import { killCommand, logsCommand, migrateCommand, statusCommand, submitCommand } from "../internal/worker/commands.js";
+
+// The daemon, the operator commands and check load the database, Redis and mail libraries:
+// imported only by the command that needs them, so `run` and `-version` start quickly.
+const daemon = () => import("../internal/worker/daemon.js");
+const commands = () => import("../internal/worker/commands.js");
+const check = () => import("../internal/check/check.js");
 
 /** Runs an operator command: bad input exits 2, an unreachable or unusable service exits 1. */
 async function operator(fn: () => Promise<number | void>): Promise<void> {
@@ -54,10 +57,11 @@ await yargs(argv)
     (y) => y.options(configFlags),
     async (args) => {
       try {
-        const daemon = await startDaemon(args.config, args.driver);
-        process.exit(await daemon.done);
+        const { startDaemon } = await daemon();
+        const running = await startDaemon(args.config, args.driver);
+        process.exit(await running.done);
       } catch (err) {
-        if (err instanceof ConfigError || err instanceof StartupError || err instanceof CryptoError) fail(err, 1);
+        if (err instanceof ConfigError || (err as Error).name === "StartupError" || err instanceof CryptoError) fail(err, 1);
         process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
         process.exit(1);
       }
@@ -67,7 +71,7 @@ await yargs(argv)
     "migrate",
     "create or upgrade the PostgreSQL schema (safe to run from several machines at once)",
     (y) => y.option("config", configFlags.config),
-    (args) => operator(() => migrateCommand(args.config, process.stdout)),
+    (args) => operator(async () => (await commands()).migrateCommand(args.config, process.stdout)),
   )
   .command(
     "submit <manifest>",
@@ -82,14 +86,14 @@ await yargs(argv)
         .option("key", { type: "string", array: true, default: [] as string[], describe: "private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)" }),
     (args) =>
       operator(() =>
-        submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout).then(() => 0),
+        commands().then(({ submitCommand }) => submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout)).then(() => 0),
       ),
   )
   .command(
     "status <id>",
     "print a build's status and a line per job",
     (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
-    (args) => operator(async () => void (await statusCommand(args.config, args.id, process.stdout))),
+    (args) => operator(async () => void (await (await commands()).statusCommand(args.config, args.id, process.stdout))),
   )
   .command(
     "logs <id>",
@@ -99,13 +103,13 @@ await yargs(argv)
         .positional("id", { type: "string", demandOption: true })
         .option("config", configFlags.config)
         .option("follow", { alias: "f", type: "boolean", default: false, describe: "keep printing new output until the build ends" }),
-    (args) => operator(() => logsCommand(args.config, args.id, args.follow, process.stdout)),
+    (args) => operator(async () => (await commands()).logsCommand(args.config, args.id, args.follow, process.stdout)),
   )
   .command(
     "kill <id>",
     "kill a running build (published to the worker running it)",
     (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
-    (args) => operator(async () => ((await killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
+    (args) => operator(async () => ((await (await commands()).killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
   )
   .command(
     "run <manifest>",
@@ -161,7 +165,7 @@ await yargs(argv)
         const worker = loadWorkerConfig(args.config);
         const drivers = loadDriverConfig(args.driver);
         for (const w of [...worker.warnings, ...drivers.warnings]) process.stderr.write(`warning: ${w}\n`);
-        const ok = await checkConfiguration(worker, drivers, process.stdout);
+        const ok = await (await check()).checkConfiguration(worker, drivers, process.stdout);
         process.exitCode = ok ? 0 : 1;
       } catch (err) {
         if (err instanceof ConfigError) fail(err, 1);

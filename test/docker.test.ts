@@ -73,7 +73,7 @@ async function build(yaml: string, opts: BuildOptions = {}) {
     },
   };
   const artifacts = new ArtifactStore(fs.mkdtempSync(path.join(dir, "art-")), opts.artifactLimit ?? 0);
-  const driver = getDriver("docker").create({ buildId, manifest: manifest.driver, config: { docker: dockerTestConfig(opts.config), warnings: [] }, imagesPath: opts.imagesPath, log });
+  const driver = (await getDriver("docker")).create({ buildId, manifest: manifest.driver, config: { docker: dockerTestConfig(opts.config), warnings: [] }, imagesPath: opts.imagesPath, log });
   const result = await runBuild({
     plan: planBuild(manifest, "t"),
     driver,
@@ -447,7 +447,7 @@ jobs:
   test("reap removes what a build left when its worker died", async () => {
     const buildId = `t-docker-crash-${randomBytes(4).toString("hex")}`;
     builds.push(buildId);
-    const entry = getDriver("docker");
+    const entry = await getDriver("docker");
     const config = { docker: dockerTestConfig(), warnings: [] };
     const driver = entry.create({ buildId, manifest: { type: "docker", image }, config, log });
     const sink = new Writable({ write: (_c, _e, done) => done() });

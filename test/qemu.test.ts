@@ -48,7 +48,7 @@ async function build(yaml: string, opts: { config?: DriverConfig; objects?: stri
   const artifacts = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-art-"));
   temps.push(artifacts);
   const reporter = collectingReporter(opts.onOutput);
-  const driver = getDriver("qemu").create({ buildId, manifest: manifest.driver, config: opts.config ?? qemuConfig(), log, imagesPath: opts.imagesPath });
+  const driver = (await getDriver("qemu")).create({ buildId, manifest: manifest.driver, config: opts.config ?? qemuConfig(), log, imagesPath: opts.imagesPath });
   const status = await runBuild({
     plan: planBuild(manifest, "t"),
     driver,
@@ -337,7 +337,7 @@ jobs:
     const deadline = Date.now() + 10_000;
     while (!existsSync(path.join(dir, "qemu.pid")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(qemuProcesses(dir), [orphan.pid]);
-    await getDriver("qemu").reap!(buildId, qemuConfig(), log);
+    await (await getDriver("qemu")).reap!(buildId, qemuConfig(), log);
     await gone;
     assertNoMachines(buildId);
 
@@ -345,18 +345,18 @@ jobs:
     const other = newBuildId();
     await fs.mkdir(stateDirOf(other), { recursive: true });
     await fs.writeFile(path.join(stateDirOf(other), "qemu.pid"), `${process.pid}\n`);
-    await getDriver("qemu").reap!(other, qemuConfig(), log);
+    await (await getDriver("qemu")).reap!(other, qemuConfig(), log);
     assert.equal(existsSync(stateDirOf(other)), false);
     assert.ok(STATE_ROOT.startsWith(os.tmpdir()));
   });
 
   test("check names the binary, its version and the accelerator auto picks; accel = kvm fails clearly when KVM is unusable", async () => {
-    const lines = await getDriver("qemu").check!(qemuConfig());
+    const lines = await (await getDriver("qemu")).check!(qemuConfig());
     const verdict = await kvmUsable("qemu-system-x86_64", "x86_64");
     assert.match(lines[0], /^qemu: qemu-system-x86_64 \d+\.\d+\.\d+, accel auto → (kvm|tcg \(KVM not usable: .+\))$/);
     assert.equal(lines[0].includes("auto → kvm"), verdict.usable);
     if (!verdict.usable) {
-      await assert.rejects(getDriver("qemu").check!(qemuConfig({ accel: "kvm" })), /KVM is not usable/);
+      await assert.rejects((await getDriver("qemu")).check!(qemuConfig({ accel: "kvm" })), /KVM is not usable/);
       const { status, reporter } = await build(
         `
 driver: {type: qemu, image: tiny}
@@ -369,11 +369,11 @@ jobs:
       assert.equal(status, "failed");
       assert.match(reporter.jobs.get("create-driver")!.output, /accel = "kvm" but KVM is not usable here/);
     }
-    await assert.rejects(getDriver("qemu").check!(qemuConfig({ accel: "tcg", disks: "/nonexistent/images" })), /\[qemu\] disks \/nonexistent\/images: no such directory/);
+    await assert.rejects((await getDriver("qemu")).check!(qemuConfig({ accel: "tcg", disks: "/nonexistent/images" })), /\[qemu\] disks \/nonexistent\/images: no such directory/);
     const savedPath = process.env.PATH;
     process.env.PATH = "/nonexistent";
     try {
-      await assert.rejects(getDriver("qemu").check!(qemuConfig({ accel: "tcg" })), /qemu-system-x86_64: not installed/);
+      await assert.rejects((await getDriver("qemu")).check!(qemuConfig({ accel: "tcg" })), /qemu-system-x86_64: not installed/);
     } finally {
       process.env.PATH = savedPath;
     }

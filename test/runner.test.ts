@@ -42,7 +42,7 @@ async function build(yaml: string, opts: { limit?: number; signal?: AbortSignal;
     },
   };
   const artifacts = new ArtifactStore(fs.mkdtempSync(path.join(dir, "art-")), opts.limit ?? 0);
-  const driver = getDriver("os").create({ buildId: "t", manifest: manifest.driver, config: defaultDriverConfig(), log: pino({ level: "silent" }) });
+  const driver = (await getDriver("os")).create({ buildId: "t", manifest: manifest.driver, config: defaultDriverConfig(), log: pino({ level: "silent" }) });
   const status: Status = await runBuild({ plan: planBuild(manifest, "t"), driver, env: {}, masks: [], artifacts, reporter, signal: opts.signal, timeoutMs: opts.timeoutMs });
   return { status, events, output, artifacts: artifacts.root };
 }
@@ -89,7 +89,7 @@ describe("os driver after a worker crash", () => {
     const saved = process.env.TMPDIR;
     process.env.TMPDIR = tmp;
     try {
-      const entry = getDriver("os");
+      const entry = await getDriver("os");
       const log = pino({ level: "silent" });
       const driver = entry.create({ buildId: "reap-1", manifest: { type: "os" }, config: defaultDriverConfig(), log });
       const sink = new Writable({ write: (_c, _e, done) => done() });

@@ -65,7 +65,7 @@ describe("ssh driver", { skip, timeout: 5 * 60_000 }, () => {
     const reporter = collectingReporter(opts.onOutput);
     const artifacts = path.join(temp, `artifacts-${++counter}`);
     await fs.mkdir(artifacts);
-    const driver = getDriver("ssh").create({ buildId: `ssh-test-${counter}`, manifest: manifest.driver, config: opts.config ?? sshConfig(), log });
+    const driver = (await getDriver("ssh")).create({ buildId: `ssh-test-${counter}`, manifest: manifest.driver, config: opts.config ?? sshConfig(), log });
     const status: Status = await runBuild({
       plan: planBuild(manifest, "t"),
       driver,
@@ -210,7 +210,7 @@ jobs: [{stage: s, name: j, commands: ["echo logged in as $(id -un)"]}]
   });
 
   test("check describes the login and refuses a missing key", async () => {
-    assert.deepEqual(await getDriver("ssh").check!(sshConfig({ timeoutMs: 60_000 })), [`ssh: log in as root with key ${sshConfig().ssh!.key}, trying for up to 1m0s`]);
-    await assert.rejects(getDriver("ssh").check!(sshConfig({ key: "/nonexistent/key" })), /\[ssh\] key \/nonexistent\/key: no such file/);
+    assert.deepEqual(await (await getDriver("ssh")).check!(sshConfig({ timeoutMs: 60_000 })), [`ssh: log in as root with key ${sshConfig().ssh!.key}, trying for up to 1m0s`]);
+    await assert.rejects((await getDriver("ssh")).check!(sshConfig({ key: "/nonexistent/key" })), /\[ssh\] key \/nonexistent\/key: no such file/);
   });
 });

@@ -73,7 +73,7 @@ export async function checkConfiguration(worker: WorkerConfig, drivers: DriverCo
     ok = false;
   }
   for (const name of served.length ? served : configuredDrivers(drivers)) {
-    const entry = getDriver(driverTypeOfQueue(name));
+    const entry = await getDriver(driverTypeOfQueue(name));
     try {
       for (const line of (await entry.check?.(drivers)) ?? [`${name}: configured`]) lines.push(`ok   ${line}`);
     } catch (err) {

@@ -1,5 +1,7 @@
-// Registers every driver this worker has; importing this module is how the registry is filled.
-import "./os/os.js";
-import "./docker/docker.js";
-import "./ssh/ssh.js";
-import "./qemu/qemu.js";
+// Every driver this worker has, by name; each module is imported when a build or check first needs it.
+import { registerDriverModule } from "./driver.js";
+
+registerDriverModule("os", () => import("./os/os.js"));
+registerDriverModule("docker", () => import("./docker/docker.js"));
+registerDriverModule("ssh", () => import("./ssh/ssh.js"));
+registerDriverModule("qemu", () => import("./qemu/qemu.js"));

@@ -63,19 +63,26 @@ export interface DriverEntry {
 }
 
 const registry = new Map<string, DriverEntry>();
+const loaders = new Map<string, () => Promise<unknown>>();
 
 export function registerDriver(entry: DriverEntry): void {
   registry.set(entry.name, entry);
 }
 
-export function getDriver(type: string): DriverEntry {
+/** Names a driver whose module is imported on first use: a command that never runs it never pays for its libraries. */
+export function registerDriverModule(name: string, load: () => Promise<unknown>): void {
+  loaders.set(name, load);
+}
+
+export async function getDriver(type: string): Promise<DriverEntry> {
+  if (!registry.has(type)) await loaders.get(type)?.();
   const entry = registry.get(type);
-  if (!entry) throw new DriverError(`unknown driver "${type}": this worker has ${[...registry.keys()].join(", ")}`);
+  if (!entry) throw new DriverError(`unknown driver "${type}": this worker has ${driverNames().join(", ")}`);
   return entry;
 }
 
 export function driverNames(): string[] {
-  return [...registry.keys()];
+  return [...new Set([...registry.keys(), ...loaders.keys()])];
 }
 
 /** The manifest driver type of a queue name: qemu-x86_64 → qemu. */

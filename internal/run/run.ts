@@ -114,7 +114,7 @@ export async function runManifest(opts: RunOptions): Promise<number> {
   for (const w of driverConfig.warnings) opts.log.warn(w);
 
   const buildId = `local-${Date.now()}`;
-  const entry = getDriver(manifest.driver.type);
+  const entry = await getDriver(manifest.driver.type);
   const driver = entry.create({ buildId, manifest: manifest.driver, config: driverConfig, log: opts.log });
   await fs.mkdir(opts.artifacts, { recursive: true });
 

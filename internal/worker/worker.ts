@@ -379,7 +379,7 @@ export class Worker {
         status = await this.failSetup(build, setupError ?? "no manifest", reporter);
       } else {
         if (previousWorker) await this.reap(manifest, c.id, log);
-        const entry = getDriver(manifest.driver.type);
+        const entry = await getDriver(manifest.driver.type);
         const inner = entry.create({ buildId: String(c.id), manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
         let artifacts: ArtifactStore | undefined;
         if (config.artifacts) {
@@ -463,7 +463,7 @@ export class Worker {
 
   private async reap(manifest: Manifest, id: number, log: Logger): Promise<void> {
     try {
-      await getDriver(manifest.driver.type).reap?.(String(id), this.deps.drivers, log);
+      await (await getDriver(manifest.driver.type)).reap?.(String(id), this.deps.drivers, log);
     } catch (err) {
       log.warn({ err: (err as Error).message }, "could not clean up the earlier run's environment");
     }
