@@ -208,6 +208,7 @@ objects:
 - big.bin => deep/er/big.bin
 - note.txt => /opt/notes/note.txt
 - note.txt => ${longName}
+- note.txt => ~/.config/note.txt
 stages: [s]
 jobs:
 - stage: s
@@ -215,6 +216,7 @@ jobs:
   - sha256sum deep/er/big.bin
   - cat /opt/notes/note.txt
   - cat ${longName}
+  - cat "$HOME/.config/note.txt"
 `,
       { objects: new ObjectStore(objRoot) },
     );
@@ -222,7 +224,23 @@ jobs:
     assert.match(r.output.get(SETUP)!, /Placed object big.bin => deep\/er\/big.bin/);
     const out = r.output.get("s/s.1")!;
     assert.match(out, new RegExp(`^${sha256(big)}  deep/er/big.bin$`, "m"));
-    assert.equal(out.match(/^a note$/gm)?.length, 2);
+    assert.equal(out.match(/^a note$/gm)?.length, 3, "placed in the workspace, at an absolute path and under ~/");
+  });
+
+  test("a file placed with a mode keeps it (keys: 0600 under ~/.ssh)", async () => {
+    const { manifest } = parseManifest(`driver: {type: docker, image: "${image}"}\nstages: [s]\njobs: [{stage: s, commands: [true]}]\n`);
+    const driver = (await getDriver("docker")).create({ buildId: `mode-${process.pid}`, manifest: manifest.driver, config: { docker: dockerTestConfig(), warnings: [] }, log });
+    const chunks: Buffer[] = [];
+    const output = new Writable({ write: (c: Buffer, _e, done) => (chunks.push(c), done()) });
+    try {
+      await driver.create(output, new AbortController().signal);
+      await driver.place("~/.ssh/deploy", Readable.from([Buffer.from("key material\n")]), 13, 0o600);
+      const code = await driver.execute({ name: "s/s.1", script: 'set -e\nstat -c "%a %n" "$HOME/.ssh/deploy"\n', env: {}, output, signal: new AbortController().signal });
+      assert.equal(code, 0, Buffer.concat(chunks).toString());
+      assert.match(Buffer.concat(chunks).toString(), /^600 \/root\/\.ssh\/deploy$/m);
+    } finally {
+      await driver.destroy();
+    }
   });
 
   test("artifacts: collected, cut at the limit, and refused when missing, outside or linking outside", async () => {

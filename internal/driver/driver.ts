@@ -21,7 +21,11 @@ export interface Driver {
   create(output: Writable, signal: AbortSignal): Promise<void>;
   /** Runs one job; resolves to its exit code (0 = passed). */
   execute(job: JobRun): Promise<number>;
-  /** Writes `source` (of `size` bytes) to `dest` in the environment with permissions `mode` (0644 unless given: 0600 for keys); a relative `dest` is under the workspace. */
+  /**
+   * Writes `source` (of `size` bytes) to `dest` in the environment with permissions `mode` (0644
+   * unless given: 0600 for keys). A relative `dest` is under the workspace; one starting with `~/`
+   * is under the home directory of the user jobs run as.
+   */
   place(dest: string, source: Readable, size: number, mode?: number): Promise<void>;
   /** Opens a file of the environment for reading; `path` is relative to the workspace. Rejects with CollectError. */
   collect(path: string): Promise<Readable>;

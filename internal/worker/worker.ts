@@ -585,7 +585,7 @@ function withKeys(inner: Driver, keys: { name: string; value: Buffer }[]): Drive
   return {
     async create(output, signal) {
       await inner.create(output, signal);
-      for (const k of keys) await inner.place(`.ssh/${k.name}`, Readable.from([k.value]), k.value.length, 0o600);
+      for (const k of keys) await inner.place(`~/.ssh/${k.name}`, Readable.from([k.value]), k.value.length, 0o600);
     },
     execute: (job) => inner.execute(job),
     place: (dest, source, size, mode) => inner.place(dest, source, size, mode),

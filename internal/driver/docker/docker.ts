@@ -229,6 +229,7 @@ export class DockerDriver implements Driver {
   private readonly config: DockerConfig;
   private settings?: ContainerSettings;
   private container?: Docker.Container;
+  private homeDir?: string;
   private volumeName?: string;
   private realWorkspace?: string;
   private oomKills = 0;
@@ -531,7 +532,13 @@ export class DockerDriver implements Driver {
       source.destroy();
       throw new DriverError(`invalid object destination ${JSON.stringify(dest)}`);
     }
-    const target = path.posix.resolve(settings.workspace, dest);
+    let target: string;
+    try {
+      target = dest.startsWith("~/") ? path.posix.join(await this.home(container), dest.slice(2)) : path.posix.resolve(settings.workspace, dest);
+    } catch (err) {
+      source.destroy();
+      throw new DriverError(`cannot find the home directory in the container: ${dockerMessage(err)}`);
+    }
     if (target === "/" || dest.endsWith("/")) {
       source.destroy();
       throw new DriverError(`object destination ${dest} names a directory, not a file`);
@@ -557,6 +564,18 @@ export class DockerDriver implements Driver {
       if (err instanceof DriverError) throw err;
       throw new DriverError(`cannot write ${target} in the container: ${dockerMessage(err)}`);
     }
+  }
+
+  /** The home directory of the image's user, as its jobs see it ($HOME). */
+  private async home(container: Docker.Container): Promise<string> {
+    if (this.homeDir) return this.homeDir;
+    const chunks: Buffer[] = [];
+    const sink = new Transform({ transform: (c: Buffer, _e, done) => (chunks.push(c), done()) });
+    const code = await this.run(container, ["/bin/sh", "-c", 'printf %s "${HOME:-/}"'], [], "/", sink);
+    const home = Buffer.concat(chunks).toString("utf8");
+    if (code !== 0 || !path.posix.isAbsolute(home)) throw new Error(`$HOME is ${JSON.stringify(home)} (exit status ${code})`);
+    this.homeDir = home;
+    return home;
   }
 
   private async pathExists(container: Docker.Container, p: string): Promise<boolean> {

@@ -86,7 +86,8 @@ export class OsDriver implements Driver {
 
   async place(dest: string, source: Readable, _size: number, mode = 0o644): Promise<void> {
     const workspace = this.requireWorkspace();
-    const target = path.resolve(workspace, dest);
+    // Jobs run with HOME set to the workspace.
+    const target = path.resolve(workspace, dest.startsWith("~/") ? dest.slice(2) : dest);
     if (!isInside(workspace, target)) {
       source.destroy();
       throw new DriverError(`the os driver places objects inside the workspace only, not at ${dest}`);

@@ -356,8 +356,9 @@ export class SshSession {
     await runQuiet(this.client, cmd, 5000).catch(() => undefined);
   }
 
-  /** Absolute remote path of `dest`: relative paths are under the workspace. */
+  /** Absolute remote path of `dest`: relative paths (and `~/...`: the workspace is the login's home) are under the workspace. */
   resolve(dest: string): string {
+    if (dest.startsWith("~/")) dest = dest.slice(2);
     return path.posix.isAbsolute(dest) ? path.posix.normalize(dest) : path.posix.join(this.workspace, dest);
   }
 
