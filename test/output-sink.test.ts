@@ -57,9 +57,12 @@ describe("JobOutputSink", () => {
 
   it("stores output within the flush interval when a job prints little", async () => {
     const c = collector();
-    const sink = new JobOutputSink({ append: c.append, limit: 0, flushMs: 50 });
+    let stored!: () => void;
+    const firstStore = new Promise<void>((resolve) => (stored = resolve));
+    const sink = new JobOutputSink({ append: async (text: string) => (await c.append(text), stored()), limit: 0, flushMs: 50 });
     sink.write("hello\n");
-    await new Promise((r) => setTimeout(r, 200));
+    // Stored by the timer alone: the sink is neither ended nor full.
+    await firstStore;
     assert.deepEqual(c.chunks, ["hello\n"]);
     sink.end();
     await once(sink, "finish");
