@@ -6,12 +6,12 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { Readable, Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import { hostQemuArch, type DriverConfig, type QemuConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
 import { confinedPath, StoreError } from "../../fs/store.js";
-import { DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
-import { SshSession } from "../ssh/session.js";
+import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
+import { SessionDriver, SshSession } from "../ssh/session.js";
 import { kvmUsable } from "./accel.js";
 import { freeLocalPort } from "../../net/port.js";
 
@@ -175,12 +175,14 @@ interface Machine {
   exitStatus: () => string;
 }
 
-export class QemuDriver implements Driver {
-  private session?: SshSession;
+export class QemuDriver extends SessionDriver implements Driver {
+  protected readonly notOpen = "the machine is not running";
   private machine?: Machine;
   private stateDir?: string;
 
-  constructor(private readonly options: DriverOptions) {}
+  constructor(private readonly options: DriverOptions) {
+    super();
+  }
 
   private config(): QemuConfig {
     const cfg = this.options.config.qemu;
@@ -287,23 +289,6 @@ export class QemuDriver implements Driver {
       exited.abort();
     });
     return { child, port, exited, stderr: () => stderr, exitStatus: () => status };
-  }
-
-  private requireSession(): SshSession {
-    if (!this.session) throw new DriverError("the machine is not running");
-    return this.session;
-  }
-
-  execute(job: JobRun): Promise<number> {
-    return this.requireSession().execute(job);
-  }
-
-  place(dest: string, source: Readable, size: number, mode?: number): Promise<void> {
-    return this.requireSession().place(dest, source, size, mode);
-  }
-
-  collect(file: string): Promise<Readable> {
-    return this.requireSession().collect(file);
   }
 
   async destroy(): Promise<void> {

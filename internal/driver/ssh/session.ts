@@ -457,3 +457,28 @@ async function pipelineString(sftp: SFTPWrapper, file: string, text: string): Pr
     sftp.writeFile(file, text, { mode: 0o600 }, (err) => (err ? reject(new DriverError(`cannot upload the job script to ${file}: ${err.message}`)) : resolve()));
   });
 }
+
+/** What the ssh and qemu drivers share: once a session is open, jobs and files go through it. */
+export abstract class SessionDriver {
+  protected session?: SshSession;
+
+  /** Said when the session is not open, e.g. "the machine is not running". */
+  protected abstract readonly notOpen: string;
+
+  protected requireSession(): SshSession {
+    if (!this.session) throw new DriverError(this.notOpen);
+    return this.session;
+  }
+
+  execute(job: JobRun): Promise<number> {
+    return this.requireSession().execute(job);
+  }
+
+  place(dest: string, source: Readable, size: number, mode?: number): Promise<void> {
+    return this.requireSession().place(dest, source, size, mode);
+  }
+
+  collect(file: string): Promise<Readable> {
+    return this.requireSession().collect(file);
+  }
+}

@@ -2,11 +2,11 @@
 // in the login's home directory. The machine outlives the build: each job's processes are killed
 // when it ends or is aborted, and the build's scripts are removed.
 import { access, constants } from "node:fs/promises";
-import type { Readable, Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import type { SshConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
-import { DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
-import { SshSession } from "./session.js";
+import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
+import { SessionDriver, SshSession } from "./session.js";
 
 /** `host:port`, `host` (port 22) or `[v6]:port`. */
 export function parseAddress(address: string): { host: string; port: number } {
@@ -16,10 +16,12 @@ export function parseAddress(address: string): { host: string; port: number } {
   return { host: m[1], port };
 }
 
-export class SshDriver implements Driver {
-  private session?: SshSession;
+export class SshDriver extends SessionDriver implements Driver {
+  protected readonly notOpen = "the ssh driver is not connected";
 
-  constructor(private readonly options: DriverOptions) {}
+  constructor(private readonly options: DriverOptions) {
+    super();
+  }
 
   private config(): SshConfig {
     const cfg = this.options.config.ssh;
@@ -39,23 +41,6 @@ export class SshDriver implements Driver {
       { timeoutMs: cfg.timeoutMs, signal, baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
     );
     output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}\n`);
-  }
-
-  private requireSession(): SshSession {
-    if (!this.session) throw new DriverError("the ssh driver is not connected");
-    return this.session;
-  }
-
-  execute(job: JobRun): Promise<number> {
-    return this.requireSession().execute(job);
-  }
-
-  place(dest: string, source: Readable, size: number, mode?: number): Promise<void> {
-    return this.requireSession().place(dest, source, size, mode);
-  }
-
-  collect(path: string): Promise<Readable> {
-    return this.requireSession().collect(path);
   }
 
   async destroy(): Promise<void> {
