@@ -197,6 +197,7 @@ jobs:
 
   test("killing a build mid-job destroys its machine", async () => {
     const kill = new AbortController();
+    let seen = "";
     const { status, reporter, buildId } = await build(
       `
 driver: {type: qemu, image: tiny}
@@ -207,7 +208,8 @@ jobs:
       {
         signal: kill.signal,
         onOutput: (job, text) => {
-          if (job === "long" && text.includes("sleeping now\n")) kill.abort();
+          // Output may arrive in pieces: look at all of the job's output so far.
+          if (job === "long" && (seen += text).includes("sleeping now\n")) kill.abort();
         },
       },
     );
@@ -218,6 +220,7 @@ jobs:
 
   test("a machine that dies mid-job fails the job at once with a clear message", async () => {
     let buildId = "";
+    let seen = "";
     const { status, reporter } = await build(
       `
 driver: {type: qemu, image: tiny}
@@ -227,7 +230,7 @@ jobs:
 `,
       {
         onOutput: (job, text) => {
-          if (job !== "doomed" || !text.includes("running\n") || !buildId) return;
+          if (job !== "doomed" || !(seen += text).includes("running\n") || !buildId) return;
           const pid = Number(readFileSync(path.join(stateDirOf(buildId), "qemu.pid"), "utf8"));
           buildId = "";
           process.kill(pid, "SIGKILL");
