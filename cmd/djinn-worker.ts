@@ -81,7 +81,7 @@ await yargs(argv)
         .positional("manifest", { type: "string", demandOption: true, describe: "the build manifest (YAML)" })
         .option("config", configFlags.config)
         .option("env", { type: "string", array: true, default: [] as string[], describe: "extra variable KEY=value (repeatable)" })
-        .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value, stored encrypted (repeatable)" })
+        .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line); stored encrypted (repeatable)" })
         .option("notify", { type: "string", array: true, default: [] as string[], describe: "address mailed when the build fails (repeatable)" })
         .option("key", { type: "string", array: true, default: [] as string[], describe: "private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)" }),
     (args) =>
@@ -121,7 +121,7 @@ await yargs(argv)
         .option("artifacts", { type: "string", default: "artifacts", describe: "directory collected artifacts are written to" })
         .option("objects", { type: "string", default: ".", describe: "directory objects are read from" })
         .option("env", { type: "string", array: true, default: [] as string[], describe: "extra variable KEY=value (repeatable)" })
-        .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value: its value never appears in output (repeatable)" })
+        .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line): its value never appears in output (repeatable)" })
         .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
         .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input,\n3 killed, 4 timed out, 5 internal error."),
     async (args) => {

@@ -99,7 +99,8 @@ describe("worker daemon: operations", { skip }, () => {
     const cases: [string[], RegExp][] = [
       [["submit", bad], new RegExp(`^djinn-worker: ${bad.replace(/[.]/g, "\\.")}: line 5: jobs: .*\\n$`)],
       [["submit", path.join(t.dir, "missing.yml")], /^djinn-worker: .*missing\.yml: cannot read manifest: no such file\n$/],
-      [["submit", good, "--secret", "nokey"], /^djinn-worker: --secret "nokey": expected KEY=value\n$/],
+      [["submit", good, "--secret", "DJINN_TEST_UNSET_VARIABLE"], /^djinn-worker: --secret "DJINN_TEST_UNSET_VARIABLE": expected KEY=value, or KEY naming a variable set in this environment\n$/],
+      [["submit", good, "--secret", "no key"], /^djinn-worker: --secret "no key": expected KEY=value\n$/],
       [["submit", good, "--notify", "not-an-address"], /^djinn-worker: --notify "not-an-address": not an email address\n$/],
       [["status", "424242"], /^djinn-worker: build 424242 not found\n$/],
       [["logs", "424242"], /^djinn-worker: build 424242 not found\n$/],

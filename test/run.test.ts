@@ -121,6 +121,16 @@ describe("djinn-worker run (os driver)", () => {
     assert.match(r.out, /\+ echo xxxxxx\nxxxxxx\n/);
   });
 
+  test("--secret KEY takes the value from the environment, off the command line", () => {
+    const r = run(job(['echo "token=$API_TOKEN"']), ["--secret", "API_TOKEN"], { API_TOKEN: "from-env-Qx81" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.out, /token=xxxxxx\n/);
+    assert.ok(!r.out.includes("from-env-Qx81"));
+    const unset = run(job(["true"]), ["--secret", "DJINN_TEST_UNSET_VARIABLE"]);
+    assert.equal(unset.status, 2);
+    assert.match(unset.stderr, /--secret "DJINN_TEST_UNSET_VARIABLE": expected KEY=value, or KEY naming a variable set in this environment/);
+  });
+
   test("artifacts: missing, escaping and symlinked-out paths are refused in the output; the build goes on", () => {
     const r = run(job(["echo data > ok.txt", "ln -s /etc/passwd link", "mkdir d"], "  artifacts:\n  - ok.txt\n  - missing.txt\n  - ../../escape\n  - /etc/passwd => passwd\n  - link => link\n  - d\n  - ok.txt => ../outside\n"));
     assert.equal(r.status, 0, r.out);

@@ -55,6 +55,21 @@ export interface RunOptions {
   log: Logger;
 }
 
+/**
+ * Masked variables: `KEY=value`, or `KEY` alone to take the value from this process's
+ * environment, so the value need not appear on a command line (where `ps` shows it).
+ */
+export function parseSecrets(items: string[]): [string, string][] {
+  return items.map((item) => {
+    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(item)) {
+      const value = process.env[item];
+      if (value === undefined) throw new InputError(`--secret ${JSON.stringify(item)}: expected KEY=value, or KEY naming a variable set in this environment`);
+      return [item, value];
+    }
+    return parseAssignments("--secret", [item])[0];
+  });
+}
+
 export function parseAssignments(flag: string, items: string[]): [string, string][] {
   return items.map((item) => {
     const eq = item.indexOf("=");
@@ -108,7 +123,7 @@ export async function runManifest(opts: RunOptions): Promise<number> {
     }
   }
   const env: Record<string, string> = Object.fromEntries([...manifest.env, ...parseAssignments("--env", opts.env)]);
-  const secrets = parseAssignments("--secret", opts.secrets);
+  const secrets = parseSecrets(opts.secrets);
   for (const [k, v] of secrets) env[k] = v;
   const driverConfig = await loadRunDriverConfig(opts.driverFile, manifest.driver.type);
   for (const w of driverConfig.warnings) opts.log.warn(w);

@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import type pg from "pg";
 import { hostQemuArch, loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
 import { Crypto } from "../crypto/crypto.js";
-import { InputError, parseAssignments, readManifestFile } from "../run/run.js";
+import { InputError, parseAssignments, parseSecrets, readManifestFile } from "../run/run.js";
 import { enqueue, killChannel, probeRedis, redisOptions } from "../queue/queue.js";
 import { buildSummary, insertBuild, readOutput, TERMINAL_STATUSES } from "../store/builds.js";
 import { createPool, migrate, probePool, requireCurrentSchema, SCHEMA_VERSION } from "../store/db.js";
@@ -87,7 +87,7 @@ export async function submitCommand(opts: SubmitOptions, out: Out): Promise<numb
   const cfg = loadWorkerConfig(opts.configFile);
   const { manifest, text } = await readManifestFile(opts.manifest);
   const env = parseAssignments("--env", opts.env);
-  const secrets = parseAssignments("--secret", opts.secrets);
+  const secrets = parseSecrets(opts.secrets);
   const keys = await readKeys(opts.keys ?? []);
   for (const a of opts.notify) if (!EMAIL.test(a)) throw new InputError(`--notify ${JSON.stringify(a)}: not an email address`);
   requireSections(cfg, "crypto", "database", "redis");
