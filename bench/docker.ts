@@ -22,13 +22,10 @@ import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild } from "../internal/runner/plan.js";
 import { runBuild, type BuildReporter } from "../internal/runner/runner.js";
 import { busyboxImage, docker, dockerTestConfig } from "../test/helpers/docker.js";
+import { numberArg } from "./lib/args.js";
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const rounds = arg("rounds", 5);
-const jobs = arg("jobs", 5);
+const rounds = numberArg("rounds", 5);
+const jobs = numberArg("jobs", 5);
 const log = pino({ level: "silent" });
 
 function median(xs: number[]): number {

@@ -19,14 +19,11 @@ import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild } from "../internal/runner/plan.js";
 import { runBuild, type BuildReporter } from "../internal/runner/runner.js";
 import { bootByHand, ensureFixtureImage, qemuConfig, SSH_OPTIONS } from "../test/helpers/qemu.js";
+import { numberArg } from "./lib/args.js";
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const rounds = arg("rounds", 2);
-const jobs = arg("jobs", 20);
-const outputMb = arg("output-mb", 64);
+const rounds = numberArg("rounds", 2);
+const jobs = numberArg("jobs", 20);
+const outputMb = numberArg("output-mb", 64);
 const log = pino({ level: "silent" });
 
 function median(xs: number[]): number {

@@ -19,15 +19,12 @@ import { enqueue } from "../internal/queue/queue.js";
 import { insertBuild } from "../internal/store/builds.js";
 import { migrate } from "../internal/store/db.js";
 import { CRYPTO_BLOCK, startDaemon, startPostgres, startRedis, testPool, writeConfigs, type DaemonProcess } from "../test/helpers/services.js";
+import { numberArg } from "./lib/args.js";
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const samples = arg("samples", 30);
-const builds = arg("builds", 1000);
-const drain = arg("drain", 2000);
-const printMib = arg("print-mib", 128);
+const samples = numberArg("samples", 30);
+const builds = numberArg("builds", 1000);
+const drain = numberArg("drain", 2000);
+const printMib = numberArg("print-mib", 128);
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;

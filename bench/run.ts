@@ -7,14 +7,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { numberArg } from "./lib/args.js";
 
 const cli = fileURLToPath(new URL("../cmd/djinn-worker.js", import.meta.url));
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const gib = arg("gib", 1);
-const repeat = arg("repeat", 10);
+const gib = numberArg("gib", 1);
+const repeat = numberArg("repeat", 10);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-bench-run-"));
 
 function manifest(commands: string[]): string {
