@@ -64,7 +64,7 @@ async function main() {
   console.log(`one-job os build (median of ${repeat}): djinn-worker run ${worker.toFixed(1)} ms, sh ${sh.toFixed(1)} ms, bare node start ${node.toFixed(1)} ms`);
   console.log(`  overhead: ${(worker - sh).toFixed(1)} ms per build; ratio ${(worker / sh).toFixed(1)}x sh (of which node start-up ${node.toFixed(1)} ms)`);
 
-  const bytes = gib * 1024 ** 3;
+  const bytes = Math.round(gib * 1024 ** 3);
   const big = manifest([`yes | head -c ${bytes}`]);
   const raw = timed("sh", ["-c", `yes | head -c ${bytes} >/dev/null`]);
   const run = await peakRss(process.execPath, [cli, "run", big, "--artifacts", path.join(dir, "a")]);
