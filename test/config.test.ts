@@ -108,6 +108,46 @@ describe("worker.toml", () => {
     assert.ok(!err.message.includes("0123456789"), "the key itself is never printed");
   });
 
+  test("a secret may come from <key>_file: read at start, one trailing newline dropped", () => {
+    const block = file("0123456789abcdef\n", "block.secret");
+    const password = file("pg pass\r\n", "pg.secret");
+    const redis = file("redis-pass", "redis.secret");
+    const smtp = file("smtp-pass\n\n", "smtp.secret");
+    const cfg = loadWorkerConfig(
+      file(`[crypto]\nblock_file = "${block}"\n[database]\naddr = "db:5432"\nname = "d"\nusername = "u"\npassword_file = "${password}"\n[redis]\naddr = "r:6379"\npassword_file = "${redis}"\n[smtp]\naddr = "m:25"\nadmin = "a@b"\npassword_file = "${smtp}"\n`),
+    );
+    assert.deepEqual(cfg.warnings, []);
+    assert.equal(cfg.crypto?.block, "0123456789abcdef");
+    assert.equal(cfg.database?.password, "pg pass");
+    assert.equal(cfg.redis?.password, "redis-pass");
+    assert.equal(cfg.smtp?.password, "smtp-pass\n", "only one newline is dropped");
+  });
+
+  test("an unreadable secret file is one line naming key and path", () => {
+    const missing = path.join(dir, "no-such.secret");
+    const err = workerError(`[crypto]\nblock_file = "${missing}"\n`);
+    assert.equal(err.message, `${err.file}:2: crypto.block_file: cannot read "${missing}": no such file`);
+    assert.match(workerError(`[crypto]\nblock_file = "${dir}"\n`).message, /:2: crypto\.block_file: cannot read ".*": is a directory$/);
+    assert.match(workerError(`[redis]\naddr = "r:1"\npassword_file = 3\n`).message, /:3: redis\.password_file: expected the path of a file holding the secret, got integer 3$/);
+  });
+
+  test("a secret given both inline and as a file is refused", () => {
+    const block = file("0123456789abcdef", "block2.secret");
+    const err = workerError(`[crypto]\nblock = "0123456789abcdef"\nblock_file = "${block}"\n`);
+    assert.equal(err.message, `${err.file}:3: crypto.block_file: crypto.block is set too: give the secret one way only`);
+  });
+
+  test("a secret read from a file is checked like an inline one, without printing it", () => {
+    const block = file("0123456789\n", "short.secret");
+    const err = workerError(`[crypto]\nblock_file = "${block}"\n`);
+    assert.match(err.message, /:2: crypto\.block_file: must be 16, 24 or 32 characters long, got 10$/);
+  });
+
+  test("only secret keys take _file", () => {
+    const cfg = loadWorkerConfig(file('[database]\naddr = "db:5432"\nname = "d"\nusername = "u"\naddr_file = "/x"\n'));
+    assert.match(cfg.warnings[0], /unknown key "database\.addr_file"/);
+  });
+
   test("a timeout that is not a Go duration is refused", () => {
     const err = workerError('timeout = "30 minutes"\n');
     assert.match(err.message, /:1: timeout: invalid duration "30 minutes"/);
@@ -174,6 +214,14 @@ describe("djinn-worker check", () => {
     assert.match(r.stdout, /FAIL postgresql: cannot connect to PostgreSQL at 127\.0\.0\.1:1/);
     assert.equal(r.status, 1);
     assert.ok(!(r.stdout + r.stderr).includes("pg-pass-Zq9") && !(r.stdout + r.stderr).includes("0123456789abcdef"));
+  });
+
+  test("shows secrets read from files as ***", () => {
+    const secret = file("pg-file-pass-Kx7\n", "check.secret");
+    const worker = file(`driver = "os"\n[redis]\naddr = "127.0.0.1:1"\npassword_file = "${secret}"\n`);
+    const r = spawnSync(process.execPath, [cliPath, "check", "-config", worker, "-driver", file("[os]\n", "drivers-e.toml")], { encoding: "utf8" });
+    assert.match(r.stdout, /redis\.password = \*\*\*/);
+    assert.ok(!(r.stdout + r.stderr).includes("pg-file-pass-Kx7"));
   });
 
   test("a bad file exits 1 with one line naming file, key and line, and starts nothing", () => {

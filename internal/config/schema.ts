@@ -71,9 +71,7 @@ export function readToml(file: string): { text: string; data: Parsed } {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String((err as Error).message);
-    throw new ConfigError(file, undefined, undefined, `cannot read configuration: ${why}`);
+    throw new ConfigError(file, undefined, undefined, `cannot read configuration: ${readProblem(err)}`);
   }
   try {
     return { text, data: TOML.parse(text) as Parsed };
@@ -124,6 +122,29 @@ function suggestion(name: string, known: string[]): string {
   return best !== undefined && bestDist <= Math.max(2, Math.floor(name.length / 3)) ? ` — did you mean "${best}"?` : "";
 }
 
+/** The secret key that `name` gives from a file (`<key>_file`), if it is one. */
+function secretFileKey(spec: SectionSpec, name: string): string | undefined {
+  if (!name.endsWith("_file")) return undefined;
+  const key = name.slice(0, -"_file".length);
+  const keySpec = spec.keys[key];
+  return keySpec?.kind === "string" && keySpec.secret ? key : undefined;
+}
+
+/** A secret's value from the file a `<key>_file` names (systemd credentials, container secrets): one trailing newline dropped. */
+function readSecretFile(file: string, key: string, value: unknown, line: number | undefined): string {
+  if (typeof value !== "string" || value === "") throw new ConfigError(file, key, line, `expected the path of a file holding the secret, got ${typeName(value)} ${show(value)}`);
+  try {
+    return readFileSync(value, "utf8").replace(/\r?\n$/, "");
+  } catch (err) {
+    throw new ConfigError(file, key, line, `cannot read ${JSON.stringify(value)}: ${readProblem(err)}`);
+  }
+}
+
+function readProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String((err as Error).message);
+}
+
 /** Checks parsed TOML against a schema; returns the typed values (durations in ms) and the warnings. */
 export function applySchema(file: string, text: string, data: Parsed, schema: SectionSpec): LoadedToml {
   const map = new SourceMap(text);
@@ -135,7 +156,14 @@ export function applySchema(file: string, text: string, data: Parsed, schema: Se
     for (const [name, value] of Object.entries(input)) {
       const keySpec = spec.keys[name];
       const sub = spec.sections?.[name];
-      if (keySpec) {
+      const secretKey = secretFileKey(spec, name);
+      if (secretKey) {
+        const secretSpec = spec.keys[secretKey] as KeySpec;
+        const line = map.lineOf(table, name);
+        if (secretKey in input) throw new ConfigError(file, qualified(name), line, `${qualified(secretKey)} is set too: give the secret one way only`);
+        const secret = readSecretFile(file, qualified(name), value, line);
+        out[secretKey] = checkValue(qualified(name), secretSpec, secret, line);
+      } else if (keySpec) {
         out[name] = checkValue(qualified(name), keySpec, value, map.lineOf(table, name));
       } else if (sub) {
         if (typeName(value) !== "table") {
