@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { spawnSync } from "node:child_process";
 import { Metrics, parseListenAddr, type MetricsServer } from "../internal/metrics/metrics.js";
+import { requireService, which } from "./helpers/env.js";
 
 const servers: MetricsServer[] = [];
 async function serve(metrics: Metrics, ...rest: Parameters<Metrics["serve"]> extends [string, ...infer R] ? R : never): Promise<string> {
@@ -144,5 +146,27 @@ describe("metrics", () => {
     const taken = await new Metrics().serve("127.0.0.1:0", {});
     servers.push(taken);
     await assert.rejects(new Metrics().serve(`127.0.0.1:${taken.port}`, {}), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.port}: EADDRINUSE`));
+  });
+});
+
+const promtool = which("promtool");
+describe("metrics lint", { skip: requireService("promtool", promtool ? undefined : "promtool not found (Debian package prometheus)") }, () => {
+  after(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+  });
+
+  it("passes `promtool check metrics` on what /metrics serves", async () => {
+    const metrics = new Metrics();
+    const base = await serve(metrics, {});
+    metrics.buildFinished("passed", 2);
+    metrics.buildFinished("failed", 9);
+    metrics.queueWait(0.3);
+    metrics.setRunning(1);
+    metrics.setQueueDepth("builds_os", 4);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    assert.ok(sample(text, "nodejs_active_handles_total") === undefined, "the _total gauges are dropped");
+    assert.match(text, /^nodejs_active_handles\{type="[A-Za-z]+"\} \d+$/m, "their counts remain, by type");
+    const lint = spawnSync(promtool!, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(lint.status, 0, `promtool check metrics:\n${lint.stdout}${lint.stderr}`);
   });
 });

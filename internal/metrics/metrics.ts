@@ -45,6 +45,7 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    dropLintFailingDefaults(this.registry);
     this.#builds = new Counter({ name: "djinn_builds_total", help: "Builds finished, by final status.", labelNames: ["status"], registers });
     this.#buildDuration = new Histogram({
       name: "djinn_build_duration_seconds",
@@ -133,6 +134,15 @@ export class Metrics {
     const body = JSON.stringify(report);
     res.writeHead(report.status === "ok" ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" }).end(req.method === "HEAD" ? undefined : body);
   }
+}
+
+/**
+ * prom-client's default `nodejs_active_{handles,requests,resources}_total` are gauges whose names end
+ * in _total, which `promtool check metrics` rejects; the same counts remain, by type, in
+ * `nodejs_active_handles`, `nodejs_active_requests` and `nodejs_active_resources`.
+ */
+function dropLintFailingDefaults(registry: Registry): void {
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(name);
 }
 
 type ProbeResult = { ok: true } | { ok: false; reason: string };
