@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Entry point: flags, wiring and signals only.
 import { readFileSync } from "node:fs";
-import yargs from "yargs";
+import { createRequire } from "node:module";
+import type yargsESM from "yargs";
+import { commandWord, helpAsFlag, missingPositional, unknownCommand, type CommandSpec } from "../internal/cli/args.js";
 import { ConfigError, loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { createLogger } from "../internal/log/log.js";
 import { EXIT, InputError, runManifest } from "../internal/run/run.js";
@@ -25,16 +27,33 @@ async function operator(fn: () => Promise<number | void>): Promise<void> {
   }
 }
 
+// yargs' CommonJS build: its help wraps at word boundaries (the ES module build cuts words in two).
+const yargs = createRequire(import.meta.url)("yargs/yargs") as typeof yargsESM;
+
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 const goArch: Record<string, string> = { x64: "amd64", ia32: "386" };
 const versionLine = `djinn-worker ${pkg.version} ${process.platform}/${goArch[process.arch] ?? process.arch}`;
 
 // Djinn's users type Go-style flags (-config FILE, -config=FILE); yargs wants --config.
 const LONG_FLAGS = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key"]);
-const argv = process.argv.slice(2).map((arg) => {
+const argv = helpAsFlag(process.argv.slice(2)).map((arg) => {
   const m = /^-([a-z][a-z-]+)(=.*)?$/.exec(arg);
   return m && LONG_FLAGS.has(m[1]) ? `-${arg}` : arg;
 });
+
+const COMMANDS: CommandSpec[] = [
+  { name: "migrate" },
+  { name: "submit", positional: { name: "manifest", what: "the build manifest file (YAML)" } },
+  { name: "status", positional: { name: "id", what: "a build id (printed by submit)" } },
+  { name: "logs", positional: { name: "id", what: "a build id (printed by submit)" } },
+  { name: "kill", positional: { name: "id", what: "a build id (printed by submit)" } },
+  { name: "run", positional: { name: "manifest", what: "the build manifest file (YAML)" } },
+  { name: "check" },
+];
+const VALUE_FLAGS = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
+const word = commandWord(argv, VALUE_FLAGS);
+const unknown = unknownCommand(word, COMMANDS);
+if (unknown) fail(new InputError(unknown), EXIT.badInput);
 
 /** Prints a bad-input error as one line and exits with `code`. */
 function fail(err: unknown, code: number): never {
@@ -53,7 +72,8 @@ await yargs(argv)
   .epilog("Without a command, djinn-worker runs builds from the queue until SIGTERM.\n`djinn-worker <command> --help` shows a command's options.")
   .command(
     "$0",
-    "run the worker daemon",
+    // Described by the usage line and the epilog: listed, yargs glues "[default]" to it at some widths.
+    false,
     (y) => y.options(configFlags),
     async (args) => {
       try {
@@ -123,7 +143,7 @@ await yargs(argv)
         .option("env", { type: "string", array: true, default: [] as string[], describe: "extra variable KEY=value (repeatable)" })
         .option("secret", { type: "string", array: true, default: [] as string[], describe: "masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line): its value never appears in output (repeatable)" })
         .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
-        .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input,\n3 killed, 4 timed out, 5 internal error."),
+        .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input, 3 killed, 4 timed out, 5 internal error."),
     async (args) => {
       const log = createLogger({ log: { level: "info" } }, { fd: 2 });
       const abort = new AbortController();
@@ -178,9 +198,12 @@ await yargs(argv)
   .help("help")
   .alias("h", "help")
   .strict()
-  .wrap(Math.min(110, process.stdout.columns || 100))
+  .locale("en")
+  .wrap(Math.min(110, process.stdout.columns || Number(process.env.COLUMNS) || 100))
   .fail((msg, err, y) => {
     if (err) throw err;
+    const command = COMMANDS.find((c) => c.name === word);
+    if (command?.positional && /^Not enough non-option arguments/.test(msg)) fail(new InputError(missingPositional(command)), EXIT.badInput);
     process.stderr.write(`djinn-worker: ${msg}\n\n${y.help()}\n`);
     process.exit(EXIT.badInput);
   })

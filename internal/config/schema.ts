@@ -109,7 +109,8 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-function suggestion(name: string, known: string[]): string {
+/** ` — did you mean "x"?` for the known name closest to `name`, or "" when none is close. */
+export function suggestion(name: string, known: string[]): string {
   let best: string | undefined;
   let bestDist = Infinity;
   for (const k of known) {

@@ -1,0 +1,59 @@
+// The command line itself: help that wraps at word boundaries, and mistakes answered in one line.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { describe, test } from "node:test";
+import { cliPath } from "./helpers/env.js";
+
+function cli(args: string[], columns = 100) {
+  const r = spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8", env: { ...process.env, COLUMNS: String(columns) } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Every word of `text`, punctuation kept: a word cut in two shows up as two words not in the widest text. */
+const words = (text: string) => new Set(text.split(/\s+/).filter(Boolean));
+
+describe("djinn-worker command line", () => {
+  test("help wraps at word boundaries at any width", () => {
+    for (const args of [["--help"], ["run", "--help"], ["submit", "--help"], ["check", "--help"], ["logs", "--help"]]) {
+      const wide = words(cli(args, 110).stdout);
+      for (const columns of [48, 57, 64, 71, 80, 89, 97, 104]) {
+        const r = cli(args, columns);
+        assert.equal(r.status, 0);
+        const cut = [...words(r.stdout)].filter((w) => !wide.has(w));
+        assert.deepEqual(cut, [], `${args.join(" ")} at ${columns} columns cuts words: ${cut.join(", ")}\n${r.stdout}`);
+        for (const line of r.stdout.split("\n")) assert.ok(line.length <= columns, `${args.join(" ")}: line longer than ${columns}: ${line}`);
+      }
+    }
+  });
+
+  test("a mistyped command gets a suggestion, an unknown one the list, in one line, exit 2", () => {
+    const typo = cli(["sumbit", "x.yml"]);
+    assert.equal(typo.status, 2);
+    assert.equal(typo.stderr, 'djinn-worker: unknown command "sumbit" — did you mean "submit"? (djinn-worker --help describes them)\n');
+    assert.equal(typo.stdout, "");
+    const flagsFirst = cli(["-config", "worker.toml", "stauts", "3"]);
+    assert.equal(flagsFirst.status, 2);
+    assert.match(flagsFirst.stderr, /unknown command "stauts" — did you mean "status"\?/);
+    const unknown = cli(["frobnicate"]);
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /^djinn-worker: unknown command "frobnicate": the commands are migrate, submit, status, logs, kill, run, check/);
+    assert.equal(unknown.stderr.split("\n").length, 2, "one line");
+  });
+
+  test("a command without its manifest or id says what is missing in one line, exit 2", () => {
+    const run = cli(["run"]);
+    assert.equal(run.status, 2);
+    assert.equal(run.stderr, "djinn-worker: run needs <manifest>, the build manifest file (YAML): djinn-worker run <manifest> [options]\n");
+    const status = cli(["status"]);
+    assert.equal(status.status, 2);
+    assert.match(status.stderr, /^djinn-worker: status needs <id>, a build id/);
+    assert.doesNotMatch(run.stderr + status.stderr, /non-option arguments/);
+  });
+
+  test("`help [command]` is `[command] --help`", () => {
+    const r = cli(["help", "run"]);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /^djinn-worker run <manifest>/);
+    assert.match(r.stdout, /--artifacts/);
+  });
+});
