@@ -33,7 +33,9 @@ export interface RunOptions {
   env: Record<string, string>;
   /** Values never to show: replaced by xxxxxx in every byte of output. */
   masks: string[];
-  objects?: { store: ObjectStore; list: Passthrough[] };
+  /** Without a store (a worker with no [objects] path), each object gets a note instead. */
+  objects?: { store?: ObjectStore; list: Passthrough[] };
+  /** Without it (a worker with no [artifacts] path), a job's artifacts get a note instead. */
   artifacts?: ArtifactStore;
   reporter: BuildReporter;
   /** Aborting it kills the build (status killed). */
@@ -111,6 +113,8 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
       await note(why === "timed_out" ? `build timed out after ${formatDuration(opts.timeoutMs ?? 0)}` : "build killed");
     } else if (job.artifacts.length && opts.artifacts) {
       await collectArtifacts(opts, job, note);
+    } else if (job.artifacts.length) {
+      await note(`artifacts not collected: no artifact store is configured here ([artifacts] path)`);
     }
   } catch (err) {
     const msg = err instanceof DriverError ? err.message : `internal error: ${(err as Error).message}`;
@@ -132,6 +136,10 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
   }
   for (const obj of opts.objects?.list ?? []) {
     if (signal.aborted) break;
+    if (!opts.objects!.store) {
+      await note(`object ${obj.source} not placed: no object store is configured here ([objects] path)`);
+      continue;
+    }
     try {
       const { stream, size } = await opts.objects!.store.open(obj.source);
       await opts.driver.place(obj.dest, stream, size);

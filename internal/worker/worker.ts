@@ -393,7 +393,7 @@ export class Worker {
           driver: withKeys(inner, keys),
           env,
           masks,
-          objects: config.objects ? { store: new ObjectStore(config.objects.path), list: manifest.objects } : undefined,
+          objects: { store: config.objects ? new ObjectStore(config.objects.path) : undefined, list: manifest.objects },
           artifacts,
           reporter,
           signal: c.abort.signal,
