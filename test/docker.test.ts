@@ -8,12 +8,10 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Readable, Writable } from "node:stream";
-import { buffer } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import type { DockerConfig } from "../internal/config/config.js";
 import { checkEngine, LABEL_BUILD } from "../internal/driver/docker/docker.js";
-import { openFirstEntry, singleFileTar } from "../internal/driver/docker/tar.js";
 import { getDriver } from "../internal/driver/driver.js";
 import "../internal/driver/all.js";
 import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
@@ -490,37 +488,5 @@ jobs:
     const version = await docker.version();
     assert.equal(line, `docker: engine ${version.Version} at ${dockerTestConfig().host}, API ${version.ApiVersion}`);
     await assert.rejects(checkEngine({ docker: dockerTestConfig({ host: `unix://${path.join(dir, "nothing.sock")}` }), warnings: [] }), /^DriverError: docker: the engine at unix:\/\/.*nothing\.sock does not answer: .*ENOENT/);
-  });
-});
-
-describe("docker archives (no engine needed)", () => {
-  const data = randomBytes(70_001);
-  const longName = `dir/${"ü".repeat(80)}-${"n".repeat(60)}.bin`;
-
-  test("a single-file archive with its directories reads back with tar(1) and with openFirstEntry", async () => {
-    const archive = await buffer(singleFileTar({ dirs: ["dir"], name: longName, mode: 0o644, size: data.length, source: Readable.from([data.subarray(0, 1000), data.subarray(1000)]) }));
-    assert.equal(archive.length % 512, 0);
-    const listed = spawnSync("tar", ["-tf", "-"], { input: archive, encoding: "utf8" });
-    assert.equal(listed.status, 0, listed.stderr);
-    assert.deepEqual(listed.stdout.trim().split("\n"), ["dir/", longName]);
-    const extracted = spawnSync("tar", ["-xOf", "-", longName], { input: archive, maxBuffer: 1 << 20 });
-    assert.equal(sha256(extracted.stdout), sha256(data));
-
-    const fileOnly = await buffer(singleFileTar({ dirs: [], name: longName, mode: 0o644, size: data.length, source: Readable.from([data]) }));
-    const { entry, body } = await openFirstEntry(Readable.from([fileOnly.subarray(0, 700), fileOnly.subarray(700)]));
-    assert.deepEqual(entry, { name: longName, type: "file", size: data.length, linkName: "" });
-    assert.equal(sha256(await buffer(body)), sha256(data));
-  });
-
-  test("a source that gives fewer or more bytes than announced fails the archive", async () => {
-    await assert.rejects(buffer(singleFileTar({ dirs: [], name: "a", mode: 0o644, size: 10, source: Readable.from([Buffer.alloc(5)]) })), /ended after 5 of the 10 bytes/);
-    await assert.rejects(buffer(singleFileTar({ dirs: [], name: "a", mode: 0o644, size: 3, source: Readable.from([Buffer.alloc(5)]) })), /more than the 3 bytes/);
-  });
-
-  test("a damaged or empty archive is refused", async () => {
-    const archive = await buffer(singleFileTar({ dirs: [], name: "a", mode: 0o644, size: 1, source: Readable.from([Buffer.from("x")]) }));
-    archive[0] ^= 0xff;
-    await assert.rejects(openFirstEntry(Readable.from([archive])), /checksum/);
-    await assert.rejects(openFirstEntry(Readable.from([Buffer.alloc(1024)])), /no entry/);
   });
 });

@@ -1,0 +1,84 @@
+// The Docker engine as the driver reaches it: a client for driver.toml's `host`, calls bounded in
+// time, and the engine's errors as one line.
+import Docker from "dockerode";
+import type { DockerConfig, DriverConfig } from "../../config/config.js";
+import { DriverError } from "../driver.js";
+
+/** How long a ping or version call may take before the engine counts as not answering. */
+export const CHECK_TIMEOUT_MS = 5000;
+
+/** A Docker client for driver.toml's `host` (unix:///path, tcp://host:port, http(s)://host:port). */
+export function dockerClient(config: DockerConfig): Docker {
+  const url = new URL(config.host);
+  const version = config.version ? (config.version.startsWith("v") ? config.version : `v${config.version}`) : undefined;
+  if (url.protocol === "unix:") return new Docker({ socketPath: url.pathname, version });
+  const protocol = url.protocol === "https:" ? "https" : "http";
+  return new Docker({ host: url.hostname, port: Number(url.port) || (protocol === "https" ? 2376 : 2375), protocol, version });
+}
+
+export function dockerConfigOf(config: DriverConfig): DockerConfig {
+  if (!config.docker) throw new DriverError("the docker driver is not configured: add a [docker] section to the driver file");
+  return config.docker;
+}
+
+/**
+ * A signal aborted after `ms` or with `parent`. A plain timer rather than AbortSignal.timeout
+ * composed with AbortSignal.any, whose timeout can be collected before it fires.
+ */
+export function deadline(ms: number, parent?: AbortSignal): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  const timer = setTimeout(abort, ms);
+  parent?.addEventListener("abort", abort, { once: true });
+  if (parent?.aborted) abort();
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener("abort", abort);
+    },
+  };
+}
+
+/** dockerode takes an abortSignal option where its types do not say so. */
+interface Abortable {
+  ping(opts: { abortSignal: AbortSignal }): Promise<unknown>;
+  version(opts: { abortSignal: AbortSignal }): Promise<Docker.DockerVersion>;
+}
+
+export function statusCode(err: unknown): number | undefined {
+  return (err as { statusCode?: number }).statusCode;
+}
+
+/** Docker's error text without dockerode's "(HTTP code 404) no such container - " prefix. */
+export function dockerMessage(err: unknown): string {
+  const e = err as { json?: { message?: string }; message?: string };
+  return (e.json?.message ?? e.message ?? String(err)).replace(/^\(HTTP code \d+\)\s*/, "").trim();
+}
+
+/** Resolves when the engine answers a ping within CHECK_TIMEOUT_MS. */
+export async function pingEngine(docker: Docker, host: string): Promise<void> {
+  const bound = deadline(CHECK_TIMEOUT_MS);
+  try {
+    await (docker as unknown as Abortable).ping({ abortSignal: bound.signal });
+  } catch (err) {
+    throw new DriverError(`the Docker engine at ${host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
+  } finally {
+    bound.clear();
+  }
+}
+
+/** Lines for `djinn-worker check`: the engine's version and API version. */
+export async function checkEngine(config: DriverConfig): Promise<string[]> {
+  const docker = dockerConfigOf(config);
+  const client = dockerClient(docker);
+  const bound = deadline(CHECK_TIMEOUT_MS);
+  try {
+    const version = await (client as unknown as Abortable).version({ abortSignal: bound.signal });
+    return [`docker: engine ${version.Version} at ${docker.host}, API ${version.ApiVersion}`];
+  } catch (err) {
+    throw new DriverError(`docker: the engine at ${docker.host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
+  } finally {
+    bound.clear();
+  }
+}
