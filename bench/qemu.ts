@@ -79,7 +79,7 @@ async function perJob(): Promise<{ driverMs: number; sshMs: number; mbPerSec: nu
     const times: number[] = [];
     for (let i = 0; i < jobs; i++) {
       const t = performance.now();
-      const code = await driver.execute({ name: "bench/true", script: "set -ex\ntrue\n", env: { A: "1" }, output: sink(), signal });
+      const { exitCode: code } = await driver.execute({ name: "bench/true", script: "set -ex\ntrue\n", env: { A: "1" }, output: sink(), signal });
       if (code !== 0) throw new Error(`job exited ${code}`);
       times.push(performance.now() - t);
     }
@@ -104,7 +104,7 @@ async function perJob(): Promise<{ driverMs: number; sshMs: number; mbPerSec: nu
       },
     });
     const t = performance.now();
-    const code = await driver.execute({ name: "bench/loud", script: `set -e\nyes 0123456789abcdef0123456789abcdef | head -c ${bytes}\n`, env: {}, output: slow, signal });
+    const { exitCode: code } = await driver.execute({ name: "bench/loud", script: `set -e\nyes 0123456789abcdef0123456789abcdef | head -c ${bytes}\n`, env: {}, output: slow, signal });
     const secs = (performance.now() - t) / 1000;
     if (code !== 0 || received !== bytes) throw new Error(`loud job: exit ${code}, ${received} of ${bytes} bytes`);
     return { driverMs: median(times), sshMs: median(plain), mbPerSec: outputMb / secs, rssGrowthMb: (peakRss - baseRss) / 1024 / 1024 };

@@ -233,8 +233,8 @@ jobs:
     try {
       await driver.create(output, new AbortController().signal);
       await driver.place("~/.ssh/deploy", Readable.from([Buffer.from("key material\n")]), 13, 0o600);
-      const code = await driver.execute({ name: "s/s.1", script: 'set -e\nstat -c "%a %n" "$HOME/.ssh/deploy"\n', env: {}, output, signal: new AbortController().signal });
-      assert.equal(code, 0, Buffer.concat(chunks).toString());
+      const result = await driver.execute({ name: "s/s.1", script: 'set -e\nstat -c "%a %n" "$HOME/.ssh/deploy"\n', env: {}, output, signal: new AbortController().signal });
+      assert.deepEqual(result, { exitCode: 0 }, Buffer.concat(chunks).toString());
       assert.match(Buffer.concat(chunks).toString(), /^600 \/root\/\.ssh\/deploy$/m);
     } finally {
       await driver.destroy();
@@ -458,8 +458,26 @@ jobs:
     );
     assert.equal(r.status, "failed");
     const out = r.output.get("s/s.1")!;
-    assert.match(out, /^out of memory \(limit 64 MB\): the kernel killed a process of this job$/m);
-    assert.match(out, /job s.1 failed: exit status \d+/);
+    assert.match(out, /^out of memory \(limit 64 MB\): the kernel killed a process of this job\njob s.1 failed: exit status \d+$/m);
+  });
+
+  test("execute says how a job ended: its exit code, and whether the OOM killer acted under which limit", async () => {
+    const buildId = `t-docker-oom-${randomBytes(4).toString("hex")}`;
+    builds.push(buildId);
+    const driver = (await getDriver("docker")).create({ buildId, manifest: { type: "docker", image }, config: { docker: dockerTestConfig({ memory: 64 }), warnings: [] }, log });
+    const output = new Writable({ write: (_c, _e, done) => done() });
+    const job = (script: string) => driver.execute({ name: "s/s.1", script, env: {}, output, signal: new AbortController().signal });
+    try {
+      await driver.create(output, new AbortController().signal);
+      assert.deepEqual(await job("set -e\nexit 3\n"), { exitCode: 3, memoryLimitMb: 64 });
+      const oom = await job("set -e\nhead -c 200m /dev/zero | tail\n");
+      assert.notEqual(oom.exitCode, 0);
+      assert.deepEqual({ ...oom, exitCode: 0 }, { exitCode: 0, oomKilled: true, memoryLimitMb: 64 });
+      // The counter is read since the last look: a later failure is not blamed on memory.
+      assert.deepEqual(await job("set -e\nexit 4\n"), { exitCode: 4, memoryLimitMb: 64 });
+    } finally {
+      await driver.destroy();
+    }
   });
 
   test("reap removes what a build left when its worker died", async () => {

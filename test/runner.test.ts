@@ -12,6 +12,7 @@ import "../internal/driver/all.js";
 import { ArtifactStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild, type Status } from "../internal/runner/plan.js";
+import { outcomeLines } from "../internal/runner/outcome.js";
 import { runBuild, type BuildReporter } from "../internal/runner/runner.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-runner-test-"));
@@ -103,7 +104,7 @@ describe("os driver after a worker crash", () => {
       const running = driver.execute({ name: "a/a.1", script: `set -e\ntouch ${marker}\nsleep 300\n`, env: {}, output: sink, signal: new AbortController().signal });
       while (!fs.existsSync(marker)) await new Promise((r) => setTimeout(r, 20));
       await entry.reap!("reap-1", defaultDriverConfig(), log);
-      assert.equal(await running, 137, "the job was killed");
+      assert.deepEqual(await running, { exitCode: 137 }, "the job was killed");
       assert.deepEqual(fs.readdirSync(tmp), [], "the workspace is gone");
     } finally {
       if (saved === undefined) delete process.env.TMPDIR;
@@ -121,11 +122,25 @@ describe("os driver placement", () => {
     try {
       await driver.create(output, new AbortController().signal);
       await driver.place("~/.ssh/deploy", Readable.from([Buffer.from("k\n")]), 2, 0o600);
-      const code = await driver.execute({ name: "a/a.1", script: 'set -e\nstat -c "%a" "$HOME/.ssh/deploy"\n', env: {}, output, signal: new AbortController().signal });
-      assert.equal(code, 0);
+      const result = await driver.execute({ name: "a/a.1", script: 'set -e\nstat -c "%a" "$HOME/.ssh/deploy"\n', env: {}, output, signal: new AbortController().signal });
+      assert.deepEqual(result, { exitCode: 0 });
       assert.equal(Buffer.concat(chunks).toString().trim().split("\n").pop(), "600");
     } finally {
       await driver.destroy();
     }
+  });
+});
+
+describe("job outcome", () => {
+  test("the runner words a driver's result: out of memory, a stopped environment, a failure", () => {
+    assert.deepEqual(outcomeLines("a.1", { exitCode: 0 }), []);
+    assert.deepEqual(outcomeLines("a.1", { exitCode: 2 }), ["job a.1 failed: exit status 2"]);
+    assert.deepEqual(outcomeLines("a.1", { exitCode: 137, oomKilled: true, memoryLimitMb: 64 }), ["out of memory (limit 64 MB): the kernel killed a process of this job", "job a.1 failed: exit status 137"]);
+    assert.deepEqual(outcomeLines("a.1", { exitCode: 1, oomKilled: true }), ["out of memory: the kernel killed a process of this job (no memory limit is set; the host ran out)", "job a.1 failed: exit status 1"]);
+    assert.deepEqual(outcomeLines("a.1", { exitCode: 137, oomKilled: true, memoryLimitMb: 64, environmentExitCode: 137 }), [
+      "out of memory (limit 64 MB): the kernel killed a process of this job",
+      "the build environment stopped (exit status 137)",
+      "job a.1 failed: exit status 137",
+    ]);
   });
 });

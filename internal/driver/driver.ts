@@ -16,11 +16,23 @@ export interface JobRun {
   signal: AbortSignal;
 }
 
+/** How a job ended, as the driver saw it; the runner words it in the job's output. */
+export interface ExecResult {
+  /** The job script's exit code (0 = passed; 128 + n when signal n ended it; 137 when the job was stopped). */
+  exitCode: number;
+  /** The kernel's out-of-memory killer ended a process of the job (said by drivers that can tell). */
+  oomKilled?: boolean;
+  /** The memory limit the job ran under, in MB, when it had one. */
+  memoryLimitMb?: number;
+  /** The environment itself stopped during the job, with this exit status: no later job can run in it. */
+  environmentExitCode?: number;
+}
+
 export interface Driver {
   /** Brings the build environment up, writing progress to `output`. Throws DriverError with a message fit for the build output. */
   create(output: Writable, signal: AbortSignal): Promise<void>;
-  /** Runs one job; resolves to its exit code (0 = passed). */
-  execute(job: JobRun): Promise<number>;
+  /** Runs one job; resolves to how it ended. Writes only the job's own output, never words its outcome. */
+  execute(job: JobRun): Promise<ExecResult>;
   /**
    * Writes `source` (of `size` bytes) to `dest` in the environment with permissions `mode` (0644
    * unless given: 0600 for keys). A relative `dest` is under the workspace; one starting with `~/`

@@ -5,10 +5,11 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { formatDuration } from "../config/duration.js";
-import { CollectError, DriverError, type Driver } from "../driver/driver.js";
+import { CollectError, DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
 import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
 import { MaskStream } from "./mask.js";
+import { outcomeLines } from "./outcome.js";
 import { jobScript, type BuildPlan, type PlannedJob, type Status } from "./plan.js";
 
 export interface JobResult {
@@ -103,9 +104,9 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
       result = await createEnvironment(opts, output, note, signal);
     } else {
       const run = opts.driver.execute({ name: `${job.stage}/${job.name}`, script: jobScript(job.commands), env: opts.env, output, signal });
-      const exitCode = await untilSettledOrAbandoned(run, signal, opts.abortGraceMs ?? 15_000);
-      result = exitCode === undefined ? { status: "failed" } : { status: exitCode === 0 ? "passed" : "failed", exitCode };
-      if (exitCode !== undefined && exitCode !== 0 && !signal.aborted) await note(`job ${job.name} failed: exit status ${exitCode}`);
+      const ended = await untilSettledOrAbandoned(run, signal, opts.abortGraceMs ?? 15_000);
+      result = ended === undefined ? { status: "failed" } : { status: ended.exitCode === 0 ? "passed" : "failed", exitCode: ended.exitCode };
+      if (ended !== undefined && !signal.aborted) for (const line of outcomeLines(job.name, ended)) await note(line);
     }
     if (signal.aborted) {
       const why = ending() ?? "killed";
@@ -167,7 +168,7 @@ async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: str
 }
 
 /** Waits for a job; after an abort, gives the driver `graceMs` to stop it, then gives up on it (destroy follows). */
-async function untilSettledOrAbandoned(run: Promise<number>, signal: AbortSignal, graceMs: number): Promise<number | undefined> {
+async function untilSettledOrAbandoned(run: Promise<ExecResult>, signal: AbortSignal, graceMs: number): Promise<ExecResult | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const abandoned = new Promise<undefined>((resolve) => {
     const arm = () => {

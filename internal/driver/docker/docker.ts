@@ -7,7 +7,7 @@ import { Readable, type Writable } from "node:stream";
 import type Docker from "dockerode";
 import type { DockerConfig } from "../../config/config.js";
 import { isInside } from "../../fs/store.js";
-import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
+import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun } from "../driver.js";
 import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, statusCode } from "./engine.js";
 import { execCapture, execIn } from "./exec.js";
 import { ensureImage } from "./images.js";
@@ -64,24 +64,21 @@ export class DockerDriver implements Driver {
     return { container: this.container, settings: this.settings };
   }
 
-  async execute(job: JobRun): Promise<number> {
+  async execute(job: JobRun): Promise<ExecResult> {
     const { container, settings } = this.requireContainer();
-    if (job.signal.aborted) return 137;
+    if (job.signal.aborted) return { exitCode: 137 };
     const env = Object.entries(job.env).map(([k, v]) => `${k}=${v}`);
-    let code: number;
+    let exitCode: number;
     try {
       const cmd = await this.jobCommand(container, job.script);
-      code = await execIn(container, cmd, { env, workdir: settings.workspace, out: job.output, signal: job.signal, onAbort: () => void this.kill() });
+      exitCode = await execIn(container, cmd, { env, workdir: settings.workspace, out: job.output, signal: job.signal, onAbort: () => void this.kill() });
     } catch (err) {
-      if (job.signal.aborted) return 137;
+      if (job.signal.aborted) return { exitCode: 137 };
       if (err instanceof DriverError) throw err;
       throw new DriverError(`cannot run ${job.name} in the build container: ${await this.whyDown(dockerMessage(err))}`);
     }
-    if (code !== 0 && !job.signal.aborted) {
-      const oom = await this.outOfMemory();
-      if (oom) await write(job.output, `${oom}\n`);
-    }
-    return code;
+    if (exitCode === 0 || job.signal.aborted) return { exitCode };
+    return { exitCode, memoryLimitMb: settings.memoryMb || undefined, ...(await this.outOfMemory()) };
   }
 
   /** The command of a job; a script too long for an argument is written into the container first. */
@@ -97,32 +94,40 @@ export class DockerDriver implements Driver {
 
   /** Why the container is unusable, when it has stopped (the OOM killer took its first process, say). */
   private async whyDown(fallback: string): Promise<string> {
-    try {
-      const info = await this.container!.inspect();
-      if (info.State.OOMKilled) return `the container ran out of memory (limit ${this.settings!.memoryMb} MB) and stopped`;
-      if (!info.State.Running) return `the container stopped (exit status ${info.State.ExitCode})`;
-    } catch {
-      // The fallback says it.
-    }
+    const state = await this.stoppedState();
+    if (state?.oomKilled) return `the container ran out of memory (limit ${this.settings!.memoryMb} MB) and stopped`;
+    if (state) return `the container stopped (exit status ${state.exitCode})`;
     return fallback;
   }
 
-  /** After a failed job: did the kernel's OOM killer act in the container's memory cgroup since the last look? */
-  private async outOfMemory(): Promise<string | undefined> {
-    const { container, settings } = this.requireContainer();
+  /** How the container ended, when it is no longer running; undefined while it runs or when the engine cannot say. */
+  private async stoppedState(): Promise<{ oomKilled: boolean; exitCode: number } | undefined> {
+    try {
+      const { State: state } = await this.container!.inspect();
+      if (state.OOMKilled || !state.Running) return { oomKilled: state.OOMKilled, exitCode: state.ExitCode };
+    } catch {
+      // Nothing to tell.
+    }
+    return undefined;
+  }
+
+  /**
+   * After a failed job: did the kernel's OOM killer act in the container's memory cgroup since the
+   * last look? When the counter cannot be read, the container has stopped: how it ended says.
+   */
+  private async outOfMemory(): Promise<Pick<ExecResult, "oomKilled" | "environmentExitCode">> {
+    const { container } = this.requireContainer();
     let text: string;
     try {
       ({ text } = await execCapture(container, ["/bin/sh", "-c", OOM_KILL_COUNT_SCRIPT]));
     } catch {
-      const why = await this.whyDown("");
-      return why || undefined;
+      const state = await this.stoppedState();
+      return state ? { oomKilled: state.oomKilled, environmentExitCode: state.exitCode } : {};
     }
     const count = parseInt(text.trim(), 10);
-    if (!Number.isFinite(count) || count <= this.oomKills) return undefined;
+    if (!Number.isFinite(count) || count <= this.oomKills) return {};
     this.oomKills = count;
-    return settings.memoryMb
-      ? `out of memory (limit ${settings.memoryMb} MB): the kernel killed a process of this job`
-      : "out of memory: the kernel killed a process of this job (no memory limit is set; the host ran out)";
+    return { oomKilled: true };
   }
 
   async place(dest: string, source: Readable, size: number, mode = 0o644): Promise<void> {

@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isInside } from "../../fs/store.js";
-import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type JobRun } from "../driver.js";
+import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun } from "../driver.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -47,11 +47,11 @@ export class OsDriver implements Driver {
     };
   }
 
-  async execute(job: JobRun): Promise<number> {
+  async execute(job: JobRun): Promise<ExecResult> {
     const workspace = this.requireWorkspace();
     const script = path.join(this.dir!, "scripts", `job-${++this.jobs}.sh`);
     await fs.writeFile(script, job.script, { mode: 0o600 });
-    if (job.signal.aborted) return 137;
+    if (job.signal.aborted) return { exitCode: 137 };
     // One pipe for both streams (2>&1), so output keeps the order it was written in.
     const child = spawn("/bin/sh", ["-c", 'exec /bin/sh "$0" 2>&1', script], {
       cwd: workspace,
@@ -73,8 +73,7 @@ export class OsDriver implements Driver {
       // Background processes a job left behind die with it; then its pipes drain and close.
       killGroup(child);
       await drained(child, closed, 2000);
-      if (code !== null) return code;
-      return 128 + (os.constants.signals[signal ?? "SIGKILL"] ?? 9);
+      return { exitCode: code ?? 128 + (os.constants.signals[signal ?? "SIGKILL"] ?? 9) };
     } catch (err) {
       throw new DriverError(`cannot start /bin/sh: ${(err as Error).message}`);
     } finally {

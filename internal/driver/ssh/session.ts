@@ -8,7 +8,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { formatDuration } from "../../config/duration.js";
-import { CollectError, DriverError, type JobRun } from "../driver.js";
+import { CollectError, DriverError, type ExecResult, type JobRun } from "../driver.js";
 
 export interface SshTarget {
   host: string;
@@ -281,8 +281,8 @@ export class SshSession {
   }
 
   /** Runs one job: its script (exports first) is uploaded to the private directory and run by `sh` with stdin closed. */
-  async execute(job: JobRun): Promise<number> {
-    if (job.signal.aborted) return 137;
+  async execute(job: JobRun): Promise<ExecResult> {
+    if (job.signal.aborted) return { exitCode: 137 };
     const n = ++this.jobs;
     const script = `${this.scripts}/job-${n}.sh`;
     const pidfile = `${this.scripts}/job-${n}.pid`;
@@ -337,10 +337,10 @@ export class SshSession {
       channel.stderr.unpipe(job.output);
       this.running.delete(pidfile);
     }
-    if (aborted) return exit ?? 137;
+    if (aborted) return { exitCode: exit ?? 137 };
     exit ??= await this.readStatus(statusFile);
     if (exit === undefined) throw new DriverError(`lost the connection to ${this.where} while job ${job.name} ran`);
-    return exit;
+    return { exitCode: exit };
   }
 
   /** The exit code the job's wrapper recorded, when the channel closed without reporting one. */
@@ -470,7 +470,7 @@ export abstract class SessionDriver {
     return this.session;
   }
 
-  execute(job: JobRun): Promise<number> {
+  execute(job: JobRun): Promise<ExecResult> {
     return this.requireSession().execute(job);
   }
 
