@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Crypto } from "../crypto/crypto.js";
 import type { Manifest } from "../manifest/manifest.js";
-import { planBuild } from "../runner/plan.js";
+import { planBuild, type BuildPlan } from "../runner/plan.js";
 
 export const TERMINAL_STATUSES = ["passed", "passed_with_failures", "failed", "killed", "timed_out"];
 
@@ -35,16 +35,11 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
       [secret, JSON.stringify(b.manifest.driver), b.manifestText, b.manifest.namespace ?? null, b.notify],
     );
     const id = Number(r.rows[0].id);
-    const plan = planBuild(b.manifest, String(id));
-    for (const [si, stage] of plan.stages.entries()) {
-      const s = await client.query(`INSERT INTO stages (build_id, position, name, can_fail) VALUES ($1, $2, $3, $4) RETURNING id`, [id, si, stage.name, stage.canFail]);
-      for (const [ji, job] of stage.jobs.entries()) {
-        await client.query(`INSERT INTO jobs (build_id, stage_id, position, name, commands) VALUES ($1, $2, $3, $4, $5)`, [id, s.rows[0].id, ji, job.name, job.commands.join("\n")]);
-      }
-    }
+    await insertPlanRows(client, id, planBuild(b.manifest, String(id)));
     for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, o.source, o.dest]);
+    // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
     let position = 0;
-    for (const [key, value] of [...b.manifest.env, ...b.env]) {
+    for (const [key, value] of b.env) {
       await client.query(`INSERT INTO variables (build_id, position, key, value) VALUES ($1, $2, $3, $4)`, [id, position++, key, value]);
     }
     for (const [key, value] of b.secrets) {
@@ -60,6 +55,16 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
     throw err;
   } finally {
     client.release();
+  }
+}
+
+/** One stages row per planned stage and one jobs row per planned job, positions from 0 in plan order. */
+export async function insertPlanRows(client: pg.PoolClient, id: number, plan: BuildPlan): Promise<void> {
+  for (const [si, stage] of plan.stages.entries()) {
+    const s = await client.query(`INSERT INTO stages (build_id, position, name, can_fail) VALUES ($1, $2, $3, $4) RETURNING id`, [id, si, stage.name, stage.canFail]);
+    for (const [ji, job] of stage.jobs.entries()) {
+      await client.query(`INSERT INTO jobs (build_id, stage_id, position, name, commands) VALUES ($1, $2, $3, $4, $5)`, [id, s.rows[0].id, ji, job.name, job.commands.join("\n")]);
+    }
   }
 }
 
@@ -145,13 +150,9 @@ export interface LoadedBuild {
 
 export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild> {
   const b = await pool.query(`SELECT id, secret, manifest, namespace, notify FROM builds WHERE id = $1`, [id]);
-  if (b.rowCount === 0) throw new Error(`build ${id} not found`);
+  if (b.rowCount === 0) throw new BuildGoneError(`build ${id} not found`);
   const vars = await pool.query(`SELECT key, value, masked, value_encrypted FROM variables WHERE build_id = $1 ORDER BY position, id`, [id]);
   const keys = await pool.query(`SELECT name, private_key_encrypted FROM keys WHERE build_id = $1 ORDER BY id`, [id]);
-  const jobs = await pool.query(
-    `SELECT j.id, j.stage_id, s.name AS stage, j.name FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position`,
-    [id],
-  );
   const row = b.rows[0];
   return {
     id,
@@ -161,8 +162,65 @@ export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild>
     notify: row.notify ?? [],
     variables: vars.rows.map((v) => ({ key: v.key, value: v.value, masked: v.masked, valueEncrypted: v.value_encrypted })),
     keys: keys.rows.map((k) => ({ name: k.name, encrypted: k.private_key_encrypted })),
-    jobs: jobs.rows.map((j) => ({ id: Number(j.id), stageId: Number(j.stage_id), stage: j.stage, name: j.name })),
+    jobs: await storedJobs(pool, id),
   };
+}
+
+/** The build's row went away between claim and load. */
+export class BuildGoneError extends Error {
+  override name = "BuildGoneError";
+}
+
+async function storedJobs(db: pg.Pool | pg.PoolClient, id: number): Promise<StoredJob[]> {
+  const jobs = await db.query(
+    `SELECT j.id, j.stage_id, s.name AS stage, j.name FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position, j.id`,
+    [id],
+  );
+  return jobs.rows.map((j) => ({ id: Number(j.id), stageId: Number(j.stage_id), stage: j.stage, name: j.name }));
+}
+
+/** How the stored jobs differ from the plan's, in one phrase; undefined when they are the same. */
+function planDifference(stored: StoredJob[], plan: BuildPlan): string | undefined {
+  const planned = plan.stages.flatMap((s) => s.jobs.map((j) => `${s.name} / ${j.name}`));
+  const have = stored.map((j) => `${j.stage} / ${j.name}`);
+  for (let i = 0; i < Math.max(planned.length, have.length); i++) {
+    if (planned[i] === have[i]) continue;
+    const row = have[i] === undefined ? "no row" : `a row for "${have[i]}"`;
+    const plan = planned[i] === undefined ? "nothing more" : `"${planned[i]}"`;
+    return `job ${i + 1} of the build's stage/job rows does not match its manifest: ${row} where the manifest plans ${plan}`;
+  }
+  return undefined;
+}
+
+/**
+ * Makes a claimed build's stage and job rows those of its plan, in one transaction under the claim.
+ * None written by the producer: they are written now. Rows that disagree with the plan are
+ * replaced, and the difference is returned: such a build fails in setup rather than run against
+ * records that do not describe it. With `keepAny`, any existing rows are kept (a build that fails
+ * in setup only needs a first job to say why).
+ */
+export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: string; attempt: number }, plan: BuildPlan, keepAny = false): Promise<{ jobs: StoredJob[]; mismatch?: string }> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const held = await client.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running' FOR UPDATE`, [claim.id, claim.worker, claim.attempt]);
+    if (held.rowCount === 0) throw new ClaimLostError(`build ${claim.id}: claim lost (another worker took it over)`);
+    let stored = await storedJobs(client, claim.id);
+    let mismatch: string | undefined;
+    if (stored.length === 0 || (!keepAny && (mismatch = planDifference(stored, plan)))) {
+      await client.query(`DELETE FROM stages WHERE build_id = $1`, [claim.id]);
+      await client.query(`DELETE FROM jobs WHERE build_id = $1`, [claim.id]);
+      await insertPlanRows(client, claim.id, plan);
+      stored = await storedJobs(client, claim.id);
+    }
+    await client.query("COMMIT");
+    return { jobs: stored, mismatch };
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }
 
 /** The writes of one claimed run of a build; each fails with ClaimLostError once the claim is gone. */
@@ -174,7 +232,7 @@ export class BuildRecorder {
     readonly attempt: number,
   ) {}
 
-  private readonly guard = `EXISTS (SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3)`;
+  private readonly guard = `EXISTS (SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running')`;
 
   private async guarded(sql: string, params: unknown[]): Promise<void> {
     const r = await this.pool.query(sql, [this.buildId, this.worker, this.attempt, ...params]);
@@ -214,7 +272,8 @@ export class BuildRecorder {
   }
 
   finish(status: string): Promise<void> {
-    return this.guarded(`UPDATE builds SET status = $4, finished_at = now(), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3`, [status]);
+    // A retry of a write whose reply was lost finds the status already written: that is success too.
+    return this.guarded(`UPDATE builds SET status = $4, finished_at = coalesce(CASE WHEN status = $4 THEN finished_at END, now()), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status IN ('running', $4)`, [status]);
   }
 
   /** Gives the build back (shutdown, unwritable result): queued again, this run's rows reset, the claim free. */
@@ -222,7 +281,8 @@ export class BuildRecorder {
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN");
-      const r = await client.query(`UPDATE builds SET status = 'queued', lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3`, [this.buildId, this.worker, this.attempt]);
+      // Never a finished build: its result stands.
+      const r = await client.query(`UPDATE builds SET status = 'queued', lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running'`, [this.buildId, this.worker, this.attempt]);
       if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
       await resetRun(client, this.buildId);
       await client.query("COMMIT");

@@ -129,3 +129,13 @@ export async function migrate(pool: pg.Pool): Promise<number[]> {
   }
   return applied;
 }
+
+/**
+ * An error PostgreSQL gave for the statement itself (bad data, a broken constraint, a missing
+ * table): the same write fails again however often it is retried, unlike a lost connection.
+ */
+export function permanentDatabaseError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return false;
+  return ["22", "23", "42", "2B", "44", "P0"].includes(code.slice(0, 2));
+}

@@ -7,16 +7,18 @@ import path from "node:path";
 import { Readable, type Writable } from "node:stream";
 import type { Redis } from "ioredis";
 import type pg from "pg";
-import { configuredDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import type { DriverConfig, WorkerConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
-import { driverTypeOfQueue, getDriver, type Driver } from "../driver/driver.js";
+import { getDriver, type Driver } from "../driver/driver.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
-import { parseManifest, type Manifest } from "../manifest/manifest.js";
-import { planBuild, type PlannedJob, type Status } from "../runner/plan.js";
+import type { Manifest } from "../manifest/manifest.js";
+import type { PlannedJob, Status } from "../runner/plan.js";
 import { runBuild, worse, type BuildReporter } from "../runner/runner.js";
-import { BuildRecorder, ClaimLostError, claimBuild, loadBuild, outputTail, renewLeases, type LoadedBuild } from "../store/builds.js";
+import { BuildGoneError, BuildRecorder, ClaimLostError, claimBuild, loadBuild, outputTail, renewLeases, type LoadedBuild, type StoredJob } from "../store/builds.js";
+import { permanentDatabaseError } from "../store/db.js";
+import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
 import { JobOutputSink } from "../store/output.js";
 import { killChannel, parsePayload, type Taken, type WorkerQueue } from "../queue/queue.js";
 
@@ -54,6 +56,8 @@ interface Claimed {
   taken: Taken;
   abort: AbortController;
   reason?: StopReason;
+  /** Why a run was not recorded. */
+  cause?: unknown;
   secret?: string;
 }
 
@@ -69,15 +73,16 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
-/** A database or Redis error that a retry may cure (as opposed to a lost claim). */
+/** A database or Redis error that a retry may cure (as opposed to a lost claim, or a statement PostgreSQL refuses). */
 function transient(err: unknown): boolean {
-  return !(err instanceof ClaimLostError);
+  return !(err instanceof ClaimLostError) && !(err instanceof BuildGoneError) && !permanentDatabaseError(err);
 }
 
 export class Worker {
   readonly id: string;
   private readonly log: Logger;
   private readonly claimed = new Map<number, Claimed>();
+  private readonly claiming = new Set<number>();
   private inflight = 0;
   private slotWaiters: (() => void)[] = [];
   private stopping = false;
@@ -204,16 +209,19 @@ export class Worker {
       return;
     }
     const id = payload.id;
-    if (this.claimed.has(id)) {
+    if (this.claimed.has(id) || this.claiming.has(id)) {
       // A second copy of a build this worker is running: look again once it is done.
       this.later(() => queue.requeue(taken.list, taken.raw, false));
       return;
     }
     let claim;
+    // Two copies of one build taken at once must not both claim it: the claim does not tell this worker's runs apart.
+    this.claiming.add(id);
     try {
       claim = await claimBuild(pool, id, this.id, config.leaseMs);
       this.claimBackoff = 500;
     } catch (err) {
+      this.claiming.delete(id);
       this.log.warn({ build: id, err: (err as Error).message }, "cannot claim build (database unavailable?); putting it back");
       // Backing off here keeps a worker from spinning on the queue while PostgreSQL is away.
       await sleep(this.claimBackoff);
@@ -221,6 +229,7 @@ export class Worker {
       await this.retry("requeue", () => queue.requeue(taken.list, taken.raw, true), Infinity);
       return;
     }
+    if (claim.outcome !== "claimed") this.claiming.delete(id);
     switch (claim.outcome) {
       case "missing":
         this.log.warn({ build: id, queue: taken.list }, "payload names no build: moved to the dead list");
@@ -237,6 +246,7 @@ export class Worker {
     }
     const c: Claimed = { id, taken, abort: new AbortController() };
     this.claimed.set(id, c);
+    this.claiming.delete(id);
     this.deps.metrics?.setRunning(this.claimed.size);
     if (payload.enqueued_at && claim.attempt === 1) this.deps.metrics?.queueWait(Math.max(0, Date.now() - payload.enqueued_at) / 1000);
     try {
@@ -277,22 +287,23 @@ export class Worker {
     const log = this.log.child({ build: c.id, attempt });
     const recorder = new BuildRecorder(pool, c.id, this.id, attempt);
     let build: LoadedBuild;
+    let prepared: PreparedBuild;
     try {
       build = await loadBuild(pool, c.id);
+      c.secret = build.secret;
+      prepared = await this.retry("prepare", () => prepareBuild(build, { pool, crypto: this.deps.crypto, drivers, claim: { id: c.id, worker: this.id, attempt } }), config.leaseMs);
     } catch (err) {
-      log.warn({ err: (err as Error).message }, "cannot load build; putting it back");
-      await this.giveBack(c, recorder, log);
+      await this.unpreparable(c, recorder, err, log);
       return;
     }
-    c.secret = build.secret;
     const started = Date.now();
     const writeFor = config.leaseMs;
     let status: Status;
     let firstSink = true;
     const sinks = new Map<number, JobOutputSink>();
-    const jobsByKey = new Map(build.jobs.map((j) => [`${j.stage}\0${j.name}`, j]));
+    const jobsByKey = new Map(prepared.jobs.map((j) => [`${j.stage}\0${j.name}`, j]));
     const stageJobs = new Map<number, { left: number; status?: Status }>();
-    for (const j of build.jobs) {
+    for (const j of prepared.jobs) {
       const s = stageJobs.get(j.stageId) ?? { left: 0 };
       s.left++;
       stageJobs.set(j.stageId, s);
@@ -307,6 +318,7 @@ export class Worker {
       try {
         await this.retry(what, fn, writeFor);
       } catch (err) {
+        c.cause ??= err;
         this.stop(c, err instanceof ClaimLostError ? "lost" : "unrecorded");
         throw err;
       }
@@ -340,43 +352,13 @@ export class Worker {
       },
     };
 
-    let manifest: Manifest | undefined;
-    let setupError: string | undefined;
-    let masks: string[] = [];
-    const env: Record<string, string> = {};
-    try {
-      manifest = parseManifest(build.manifestText).manifest;
-      for (const v of build.variables) {
-        if (v.masked) {
-          const plain = this.deps.crypto.decrypt(v.valueEncrypted!).toString("utf8");
-          env[v.key] = plain;
-          masks.push(plain);
-        } else env[v.key] = v.value ?? "";
-      }
-      const type = manifest.driver.type;
-      if (!configuredDrivers(drivers).map(driverTypeOfQueue).includes(type)) setupError = `driver "${type}" is not configured on this worker (${drivers.file})`;
-    } catch (err) {
-      setupError = `cannot prepare the build: ${(err as Error).message}`;
-    }
-    const keys: { name: string; value: Buffer }[] = [];
-    if (!setupError) {
-      try {
-        for (const k of build.keys) {
-          const value = this.deps.crypto.decrypt(k.encrypted);
-          keys.push({ name: k.name, value });
-          masks.push(...keyMasks(value.toString("utf8")));
-        }
-      } catch (err) {
-        setupError = `cannot decrypt the build's keys: ${(err as Error).message}`;
-      }
-    }
-    masks = masks.filter((m) => m.length > 0);
-
+    const { manifest, plan, setupError, env, masks, keys } = prepared;
     // Not awaited: with Redis away the build runs anyway, and kill works once it is back.
     subscriber.subscribe(killChannel(c.id)).catch((err) => log.warn({ err: (err as Error).message }, "cannot subscribe for kill"));
     try {
-      if (setupError || !manifest) {
-        status = await this.failSetup(build, setupError ?? "no manifest", reporter);
+      if (setupError || !manifest || !plan) {
+        log.warn({ reason: setupError }, "build cannot run: failed in setup");
+        status = await this.failSetup(prepared.jobs, setupError ?? "no manifest", reporter);
       } else {
         if (previousWorker) await this.reap(manifest, c.id, log);
         const entry = await getDriver(manifest.driver.type);
@@ -389,7 +371,7 @@ export class Worker {
         }
         log.info({ driver: manifest.driver.type }, "build started");
         status = await runBuild({
-          plan: planBuild(manifest, String(c.id)),
+          plan,
           driver: withKeys(inner, keys),
           env,
           masks,
@@ -405,6 +387,7 @@ export class Worker {
         log.error({ err: (err as Error).message }, "build could not be recorded");
         c.reason = "unrecorded";
       }
+      c.cause ??= err;
       status = "failed";
     } finally {
       subscriber.unsubscribe(killChannel(c.id)).catch(() => undefined);
@@ -415,15 +398,19 @@ export class Worker {
       await this.retry("ack", () => queue.ack(c.taken.list, c.taken.raw), 30_000).catch(() => undefined);
       return;
     }
-    if (c.reason === "shutdown" || c.reason === "unrecorded") {
+    if (c.reason === "shutdown") {
       await this.giveBack(c, recorder, log);
+      return;
+    }
+    if (c.reason === "unrecorded") {
+      await this.unfinished(c, recorder, attempt, c.cause, log);
       return;
     }
     try {
       await this.retry("build status", () => recorder.finish(status), Infinity);
     } catch (err) {
-      log.error({ err: (err as Error).message, status }, "cannot write the build's status: giving it back");
-      if (!(err instanceof ClaimLostError)) await this.giveBack(c, recorder, log);
+      log.error({ err: (err as Error).message, status }, "cannot write the build's status");
+      if (!(err instanceof ClaimLostError)) await this.unfinished(c, recorder, attempt, err, log);
       return;
     }
     const seconds = (Date.now() - started) / 1000;
@@ -433,6 +420,37 @@ export class Worker {
     await this.retry("ack", () => queue.ack(c.taken.list, c.taken.raw), Infinity).catch((err) =>
       log.warn({ err: (err as Error).message }, "cannot acknowledge: a later delivery finds it finished and drops it"),
     );
+  }
+
+  /** A build that could not be loaded or prepared: given back when a retry may help, otherwise given up. */
+  private async unpreparable(c: Claimed, recorder: BuildRecorder, err: unknown, log: Logger): Promise<void> {
+    if (err instanceof ClaimLostError) {
+      log.warn("claim lost to another worker before the build started");
+      await this.retry("ack", () => this.deps.queue.ack(c.taken.list, c.taken.raw), 30_000).catch(() => undefined);
+      return;
+    }
+    log.warn({ err: (err as Error).message }, "cannot prepare the build");
+    await this.unfinished(c, recorder, Number.NaN, err, log);
+  }
+
+  /**
+   * A run whose result was not written: put back to run again while a retry may help; a build
+   * whose writes PostgreSQL refuses, or that has been taken too often, ends on the dead list.
+   */
+  private async unfinished(c: Claimed, recorder: BuildRecorder, attempt: number, err: unknown, log: Logger): Promise<void> {
+    const refused = err instanceof BuildGoneError || permanentDatabaseError(err);
+    if (!refused && !(attempt >= MAX_DELIVERIES)) {
+      await this.giveBack(c, recorder, log);
+      return;
+    }
+    const why = refused ? `cannot record the build: ${(err as Error).message}` : `build taken ${attempt} times without its result being written: ${(err as Error)?.message ?? "unknown error"}`;
+    await recorder.finish("failed").catch(() => undefined);
+    try {
+      await bounded(this.retry("dead-letter", () => this.deps.queue.dead(c.taken.list, c.taken.raw, why), 30_000), 30_000, "Redis");
+      log.error({ reason: why }, "build given up: failed and moved to the dead list");
+    } catch (e) {
+      log.error({ err: (e as Error).message, reason: why }, "build given up, but cannot move it to the dead list: it stays in the processing list");
+    }
   }
 
   /** Not acknowledged: the build goes back on its queue, released in the database when possible. */
@@ -447,9 +465,9 @@ export class Worker {
   }
 
   /** A build that cannot even start: the reason goes into its first job's output. */
-  private async failSetup(build: LoadedBuild, reason: string, reporter: BuildReporter): Promise<Status> {
-    const [first, ...rest] = build.jobs;
-    const job = (j: (typeof build.jobs)[number]): PlannedJob => ({ stage: j.stage, name: j.name, commands: [], artifacts: [] });
+  private async failSetup(jobs: StoredJob[], reason: string, reporter: BuildReporter): Promise<Status> {
+    const [first, ...rest] = jobs;
+    const job = (j: StoredJob): PlannedJob => ({ stage: j.stage, name: j.name, commands: [], artifacts: [] });
     const sink = await reporter.jobStarted(job(first));
     sink.end(`${reason}\n`);
     await new Promise<void>((resolve, reject) => {
@@ -571,12 +589,6 @@ export class Worker {
       this.depthsBusy = false;
     }
   }
-}
-
-/** A key is masked whole and line by line, so printing part of it shows none of its material. */
-function keyMasks(key: string): string[] {
-  const lines = key.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length >= 8 && !/^-----(BEGIN|END) /.test(l));
-  return [key.trim(), ...lines];
 }
 
 /** The driver, with the build's private keys placed in ~/.ssh of the environment once it exists. */
