@@ -81,7 +81,8 @@ await yargs(argv)
         const running = await startDaemon(args.config, args.driver);
         process.exit(await running.done);
       } catch (err) {
-        if (err instanceof ConfigError || (err as Error).name === "StartupError" || err instanceof CryptoError) fail(err, 1);
+        if ((err as Error).name === "StartupError") fail(err, (err as { exitCode?: number }).exitCode ?? 1);
+        if (err instanceof ConfigError || err instanceof CryptoError) fail(err, 1);
         process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
         process.exit(1);
       }

@@ -70,26 +70,6 @@ describe("worker daemon: operations", { skip }, () => {
     assert.equal(d.stderr, `djinn-worker: database schema is at version 0, this worker needs version ${SCHEMA_VERSION}: run \`djinn-worker migrate -config ${t.cfg.worker}\`\n`);
   });
 
-  it("a server that cannot be reached at start-up is one line naming it, exit 1", async () => {
-    const closed = await freePort();
-    const noPg = await writeConfigs({ redis: suite.redis.addr, postgres: `127.0.0.1:${closed}`, database: "x" });
-    const noRedis = await writeConfigs({ redis: `127.0.0.1:${closed}`, postgres: suite.postgres.addr, database: "postgres" });
-    try {
-      const r1 = await runCli(["-config", noPg.worker, "-driver", noPg.driver]);
-      assert.equal(r1.code, 1);
-      assert.equal(r1.stderr, `djinn-worker: cannot connect to PostgreSQL at 127.0.0.1:${closed}: connection refused\n`);
-      const db = await suite.postgres.createDatabase();
-      await fs.writeFile(noRedis.worker, (await fs.readFile(noRedis.worker, "utf8")).replace('name = "postgres"', `name = "${db}"`));
-      await runCli(["migrate", "-config", noRedis.worker]);
-      const r2 = await runCli(["-config", noRedis.worker, "-driver", noRedis.driver]);
-      assert.equal(r2.code, 1);
-      assert.equal(r2.stderr, `djinn-worker: cannot connect to Redis at 127.0.0.1:${closed}: connection refused\n`);
-    } finally {
-      await fs.rm(noPg.dir, { recursive: true, force: true });
-      await fs.rm(noRedis.dir, { recursive: true, force: true });
-    }
-  });
-
   it("bad input to the operator commands is one clear line and exit 2", async () => {
     const t = await suite.env();
     const bad = path.join(t.dir, "bad.yml");

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { spawnSync } from "node:child_process";
 import { after, describe, test } from "node:test";
 import { createLogger } from "../internal/log/log.js";
 
@@ -25,6 +26,26 @@ describe("logging", () => {
     const raw = fs.readFileSync(file, "utf8");
     assert.ok(!raw.includes("smtp-pass-123") && !raw.includes("pg-pass-456"), raw);
   });
+
+  for (const to of ["file", "stdout"] as const) {
+    test(`each line is written (to the ${to}) before the call returns: a process killed right after loses none`, () => {
+      const file = path.join(dir, `killed-${to}.log`);
+      const logModule = new URL("../internal/log/log.js", import.meta.url).href;
+      // 2,000 lines, then SIGKILL from inside: nothing runs after the last call, no flush, no exit handler.
+      const script = `const { createLogger } = await import(${JSON.stringify(logModule)});
+        const log = createLogger({ log: { level: "info"${to === "file" ? `, file: ${JSON.stringify(file)}` : ""} } }, { pretty: false });
+        for (let i = 1; i <= 2000; i++) log.info({ i }, "line");
+        process.kill(process.pid, "SIGKILL");`;
+      const out = fs.openSync(path.join(dir, `killed-${to}.out`), "w");
+      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", out, "pipe"] });
+      fs.closeSync(out);
+      assert.equal(r.signal, "SIGKILL", r.stderr?.toString());
+      const text = fs.readFileSync(to === "file" ? file : path.join(dir, `killed-${to}.out`), "utf8");
+      const lines = text.trim().split("\n").map((l) => JSON.parse(l));
+      assert.equal(lines.length, 2000);
+      assert.equal(lines[1999].i, 2000);
+    });
+  }
 
   test("log.level error drops info", () => {
     const file = path.join(dir, "errors.log");

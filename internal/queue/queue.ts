@@ -5,7 +5,7 @@ import os from "node:os";
 import { randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type { WorkerConfig } from "../config/config.js";
-import { connectReason, splitAddr } from "../store/db.js";
+import { connectReason, serverUnavailable, splitAddr } from "../store/db.js";
 
 /** What a producer pushes: the build's id, and when it was queued (Unix milliseconds) for the queue-wait metric. */
 export interface Payload {
@@ -15,6 +15,8 @@ export interface Payload {
 
 export class QueueError extends Error {
   override name = "QueueError";
+  /** Redis did not answer (as opposed to refusing what was asked): waiting may cure it. */
+  unavailable = false;
 }
 
 export const queueList = (prefix: string, driver: string) => `${prefix}_${driver}`;
@@ -52,7 +54,9 @@ export async function probeRedis(cfg: NonNullable<WorkerConfig["redis"]>): Promi
     await client.connect();
     await client.ping();
   } catch (err) {
-    throw new QueueError(`cannot connect to Redis at ${cfg.addr}: ${connectReason(lastError ?? err)}`);
+    const e = new QueueError(`cannot connect to Redis at ${cfg.addr}: ${connectReason(lastError ?? err)}`);
+    e.unavailable = serverUnavailable(lastError ?? err);
+    throw e;
   } finally {
     client.disconnect();
   }

@@ -12,12 +12,31 @@ const MIGRATION_LOCK = 0x646a696e6e;
 /** The database cannot be reached or is not in the shape this worker needs: one line for the operator. */
 export class DatabaseError extends Error {
   override name = "DatabaseError";
+  /** The server did not answer (as opposed to refusing what was asked): waiting may cure it. */
+  unavailable = false;
 }
 
 export function splitAddr(addr: string, defaultPort: number): { host: string; port: number } {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(addr) ?? /^([^:]*)(?::(\d+))?$/.exec(addr);
   if (!m) return { host: addr, port: defaultPort };
   return { host: m[1] || "127.0.0.1", port: m[2] ? Number(m[2]) : defaultPort };
+}
+
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "EPIPE"]);
+
+/**
+ * A connection that failed because the server is not answering (yet): refused, timed out,
+ * starting up, out of connections. Not a wrong password, database or address family: those stay
+ * wrong however long one waits.
+ */
+export function serverUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; errors?: { code?: string }[] };
+  const code = e?.code ?? e?.errors?.[0]?.code;
+  if (code && UNAVAILABLE_CODES.has(code)) return true;
+  // PostgreSQL: cannot_connect_now (starting up, shutting down), too_many_connections, connection exceptions.
+  if (code && (code === "57P03" || code === "53300" || code.startsWith("08"))) return true;
+  // Redis loading its dataset; pg's own connect timeout and a server that hung up during the handshake.
+  return /^LOADING |timeout expired|Connection terminated|connect ETIMEDOUT|Connection is closed/.test(e?.message ?? "");
 }
 
 /** A short reason for a failed connection, as an operator would say it. */
@@ -74,7 +93,9 @@ export async function probePool(pool: pg.Pool, addr: string): Promise<void> {
     const client = await pool.connect();
     client.release();
   } catch (err) {
-    throw new DatabaseError(`cannot connect to PostgreSQL at ${addr}: ${connectReason(err)}`);
+    const e = new DatabaseError(`cannot connect to PostgreSQL at ${addr}: ${connectReason(err)}`);
+    e.unavailable = serverUnavailable(err);
+    throw e;
   }
 }
 

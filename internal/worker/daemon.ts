@@ -8,12 +8,10 @@ import { Mailer } from "../mail/mail.js";
 import { Metrics } from "../metrics/metrics.js";
 import { newWorkerId, probeRedis, queueList, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
+import { StartupError, waitForServers } from "./startup.js";
 import { Worker } from "./worker.js";
 
-/** Start-up cannot go on: one line for the operator, exit 1. */
-export class StartupError extends Error {
-  override name = "StartupError";
-}
+export { EXIT_TRY_AGAIN, StartupError } from "./startup.js";
 
 /** Refuses to start when the pidfile names a live process; otherwise writes ours. */
 export function writePidfile(file: string): void {
@@ -49,6 +47,11 @@ function removePidfile(file: string | undefined): void {
   }
 }
 
+/** How long past shutdown_timeout a stop may take to hand builds back before the daemon exits regardless. */
+export const SHUTDOWN_MARGIN_MS = 10_000;
+/** After a second signal: how long handing back may take. */
+export const FORCED_EXIT_MS = 2_000;
+
 export interface DaemonHandle {
   worker: Worker;
   /** Resolves with the exit code once the daemon has stopped. */
@@ -66,21 +69,35 @@ export function loadDaemonConfig(configFile: string, driverFile: string): { work
 export async function startDaemon(configFile: string, driverFile: string): Promise<DaemonHandle> {
   const { worker: cfg, drivers, queues } = loadDaemonConfig(configFile, driverFile);
   const log: Logger = createLogger(cfg, { fd: 1 });
+  try {
+    return await startLogged(cfg, drivers, queues, configFile, log);
+  } catch (err) {
+    // The caller prints it on stderr; an operator reading only the log file sees it there too.
+    if (cfg.log.file) log.error({ err: err instanceof StartupError ? undefined : (err as Error).stack }, `cannot start: ${(err as Error).message}`);
+    removePidfile(cfg.pidfile);
+    throw err;
+  }
+}
+
+async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: string[], configFile: string, log: Logger): Promise<DaemonHandle> {
   for (const w of [...cfg.warnings, ...drivers.warnings]) log.warn(w);
   const crypto = new Crypto(cfg.crypto!.block);
+  // Written before the servers answer, so an init script sees the daemon started while it waits for them.
+  if (cfg.pidfile) writePidfile(cfg.pidfile);
 
   const pool = createPool(cfg.database!, Math.max(4, cfg.parallelism * 2 + 2));
   // An idle client losing its server must not crash the daemon; the next query reconnects.
   pool.on("error", (err) => log.warn({ err: err.message }, "PostgreSQL connection lost"));
   try {
-    await probePool(pool, cfg.database!.addr);
-    await requireCurrentSchema(pool, configFile);
-    await probeRedis(cfg.redis!);
+    await waitForServers(async () => {
+      await probePool(pool, cfg.database!.addr);
+      await requireCurrentSchema(pool, configFile);
+      await probeRedis(cfg.redis!);
+    }, log);
   } catch (err) {
     await pool.end().catch(() => undefined);
-    throw new StartupError((err as Error).message);
+    throw err;
   }
-  if (cfg.pidfile) writePidfile(cfg.pidfile);
 
   const id = newWorkerId();
   const errorLogger = (which: string) => {
@@ -115,7 +132,6 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
   } catch (err) {
     for (const c of [redis, blocking, subscriber]) c.disconnect();
     await pool.end().catch(() => undefined);
-    removePidfile(cfg.pidfile);
     const msg = (err as Error).message;
     throw new StartupError(msg.startsWith(`${part}`) ? msg : `${part}: ${msg}`);
   }
@@ -128,14 +144,29 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
   let signals = 0;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
+  // Whatever the servers do, a stop ends: past the deadline, jobs are killed and the daemon exits;
+  // what it could not hand back is recovered by other workers once its lease runs out.
+  let deadline: NodeJS.Timeout | undefined;
+  const exitBy = (ms: number, why: string) => {
+    clearTimeout(deadline);
+    deadline = setTimeout(() => {
+      worker.force();
+      log.error({ builds: worker.running }, `${why}: exiting now; builds not handed back are recovered once their lease runs out`);
+      removePidfile(cfg.pidfile);
+      const abandoned = new Promise((r) => setTimeout(r, 1000));
+      void Promise.race([worker.abandon(), abandoned]).then(() => resolveDone(1));
+    }, ms);
+  };
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
       log.info({ signal: sig }, `${sig}: finishing running builds (up to shutdown_timeout), then exiting; send it again to stop now`);
+      exitBy(cfg.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS, `shutdown not done ${(cfg.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS) / 1000}s after ${sig}`);
       void stop();
     } else {
       log.info({ signal: sig }, `${sig} again: killing and re-queueing running builds now`);
       worker.force();
+      exitBy(FORCED_EXIT_MS, `running builds not handed back ${FORCED_EXIT_MS / 1000}s after the second signal`);
     }
   };
   const onHup = () => {
@@ -165,6 +196,7 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
     await pool.end().catch(() => undefined);
     removePidfile(cfg.pidfile);
     process.off("SIGHUP", onHup);
+    clearTimeout(deadline);
     log.info("worker stopped");
     resolveDone(code);
   };

@@ -58,6 +58,8 @@ interface Claimed {
   reason?: StopReason;
   /** Why a run was not recorded. */
   cause?: unknown;
+  /** The build's environment, once there is one: destroyed on a forced exit. */
+  driver?: Driver;
   secret?: string;
 }
 
@@ -135,6 +137,8 @@ export class Worker {
       this.log.info({ builds: [...this.claimed.keys()] }, "shutdown grace over: killing and re-queueing running builds");
       for (const c of this.claimed.values()) this.stop(c, "shutdown");
     }
+    // From here on a failed write is not retried: what cannot be handed back now is recovered by the lease.
+    this.forced = true;
     await all();
     await Promise.allSettled([...this.background]);
     for (const t of this.timers) clearInterval(t);
@@ -153,6 +157,13 @@ export class Worker {
   force(): void {
     this.forced = true;
     this.forceResolve?.();
+    // Kill what still runs now: its processes die even if the exit comes before the hand-back.
+    if (this.stopping) for (const c of this.claimed.values()) this.stop(c, "shutdown");
+  }
+
+  /** Before a forced exit: the environments of builds still running are destroyed (nothing left behind on this host). */
+  async abandon(): Promise<void> {
+    await Promise.allSettled([...this.claimed.values()].map((c) => c.driver?.destroy()));
   }
 
   private stop(c: Claimed, reason: StopReason): void {
@@ -363,6 +374,7 @@ export class Worker {
         if (previousWorker) await this.reap(manifest, c.id, log);
         const entry = await getDriver(manifest.driver.type);
         const inner = entry.create({ buildId: String(c.id), manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
+        c.driver = inner;
         let artifacts: ArtifactStore | undefined;
         if (config.artifacts) {
           const dir = path.join(config.artifacts.path, String(c.id));

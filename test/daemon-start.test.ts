@@ -1,0 +1,101 @@
+// Start-up under a booting machine: servers not answering yet are waited for (each try logged),
+// servers that never answer end the start with the "try again" status, what waiting cannot cure
+// stops it at once, and no start-up error is lost: it reaches the log file, and the SysVinit
+// script keeps the daemon's stderr and shows it.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { EXIT_TRY_AGAIN, START_WAIT_MS } from "../internal/worker/startup.js";
+import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { cliPath, repoRoot } from "./helpers/env.js";
+import { Relay } from "./helpers/proxy.js";
+import { freePort, until, waitForStatus } from "./helpers/services.js";
+
+const skip = servicesSkip();
+
+describe("worker daemon: start-up", { skip }, () => {
+  const suite = new Suite();
+  const relays: Relay[] = [];
+  before(() => suite.start());
+  after(() => suite.stop());
+  afterEach(async () => {
+    for (const r of relays.splice(0)) await r.stop();
+    await suite.cleanup();
+  });
+  const relay = async (port: number) => {
+    const r = await Relay.create(port, "closed");
+    relays.push(r);
+    return r;
+  };
+
+  it("waits for PostgreSQL and then Redis to answer, logging each try, then starts and runs builds", async () => {
+    const pg = await relay(suite.postgres.port);
+    const redis = await relay(suite.redis.port);
+    const t = await suite.env({ postgres: pg.addr, redis: redis.addr });
+    const d = await t.daemon({ ready: false });
+    await d.waitFor((l) => /^cannot connect to PostgreSQL at .*: connection refused: waiting for it to start$/.test(String(l.msg)) && l.attempt === 2, "the second try at PostgreSQL");
+    await pg.set("open");
+    await d.waitFor((l) => /^cannot connect to Redis at .*: connection refused: waiting for it to start$/.test(String(l.msg)) && Number(l.attempt) >= 2, "a try at Redis");
+    await redis.set("open");
+    await d.waitForMsg("worker started");
+    const tries = d.lines.filter((l) => /waiting for it to start/.test(String(l.msg)));
+    assert.deepEqual(tries.map((l) => l.attempt), tries.map((_, i) => i + 1), "every try logged, numbered");
+    const id = await t.submit(osManifest([["echo booted"]]));
+    assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"]), "passed");
+  });
+
+  it("what waiting cannot cure stops the start at once: exit 1, one line, no waiting", async () => {
+    const t = await suite.env({ database: "no_such_database", logFile: true });
+    const d = await t.daemon({ ready: false });
+    assert.equal((await d.exit).code, 1);
+    assert.match(d.stderr, /^djinn-worker: cannot connect to PostgreSQL at [^\n]*: database "no_such_database" does not exist\n$/);
+    assert.ok(!readFileSync(t.cfg.logFile!, "utf8").includes("waiting for it to start"));
+  });
+
+  it(`servers that never answer end the start after ${START_WAIT_MS / 1000}s with status ${EXIT_TRY_AGAIN}, said on stderr and in the log file`, async () => {
+    const pg = await relay(suite.postgres.port);
+    const t = await suite.env({ postgres: pg.addr, logFile: true });
+    await fs.writeFile(t.cfg.worker, `pidfile = "${path.join(t.dir, "worker.pid")}"\n${await fs.readFile(t.cfg.worker, "utf8")}`);
+    const d = await t.daemon({ ready: false });
+    const exit = await d.exit;
+    assert.equal(exit.code, EXIT_TRY_AGAIN);
+    const line = new RegExp(`cannot connect to PostgreSQL at ${pg.addr}: connection refused \\(still not answering after \\d+s: exiting with status ${EXIT_TRY_AGAIN} to be started again\\)`);
+    assert.match(d.stderr, line);
+    assert.equal(d.stderr.split("\n").length, 2, d.stderr);
+    const logged = readFileSync(t.cfg.logFile!, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    assert.ok(logged.some((l) => l.level === 50 && line.test(l.msg)), "the reason is in the log file");
+    assert.ok(logged.filter((l) => /waiting for it to start/.test(l.msg)).length >= 3);
+    assert.equal(existsSync(path.join(t.dir, "worker.pid")), false, "the pidfile is removed");
+  });
+
+  it("a start-up error (metrics port in use) reaches the log file, and the SysVinit script shows it", async () => {
+    const taken = net.createServer();
+    const port = await freePort();
+    await new Promise<void>((r) => taken.listen(port, "127.0.0.1", r));
+    try {
+      const t = await suite.env({ metrics: `127.0.0.1:${port}`, logFile: true });
+      const pidfile = path.join(t.dir, "worker.pid");
+      const output = path.join(t.dir, "djinn-worker.out");
+      await fs.writeFile(t.cfg.worker, `pidfile = "${pidfile}"\n${await fs.readFile(t.cfg.worker, "utf8")}`);
+      // The script as installed, with its paths given through the environment it reads.
+      const r = spawnSync("sh", [path.join(repoRoot, "dist", "djinn-worker"), "start"], {
+        env: { ...process.env, DAEMON: cliPath, CONFIG: t.cfg.worker, DRIVER: t.cfg.driver, PIDFILE: pidfile, OUTPUT: output },
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      const reason = /metrics: .*127\.0\.0\.1:\d+.*(in use|EADDRINUSE)/i;
+      assert.match(r.stderr, /did not start:/);
+      assert.match(r.stderr, reason, "the script shows why");
+      assert.match(readFileSync(output, "utf8"), reason, "the daemon's stderr is kept");
+      await until("the reason in the log file", () => readFileSync(t.cfg.logFile!, "utf8").split("\n").some((l) => reason.test(l) && /"level":50/.test(l)) || undefined, 5000);
+      assert.equal(existsSync(pidfile), false);
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
+  });
+});
