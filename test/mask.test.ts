@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { describe, test } from "node:test";
-import { MaskStream } from "../internal/runner/mask.js";
+import { MaskStream, MIN_MASKED_LENGTH, maskedValueProblem, maskPatterns, maskText } from "../internal/runner/mask.js";
 
 async function mask(values: string[], chunks: (string | Buffer)[]): Promise<Buffer> {
   const m = new MaskStream(values);
@@ -66,5 +66,27 @@ describe("masking", () => {
     const passed = seen.reduce((n, c) => n + c.length, 0);
     assert.equal(passed, 100 * chunk.length - 9, "all but 9 bytes have gone through");
     m.end();
+  });
+});
+
+describe("masked values: minimum and lines", () => {
+  test("a value shorter than MIN_MASKED_LENGTH is a problem naming the variable, never the value", () => {
+    assert.equal(MIN_MASKED_LENGTH, 6);
+    assert.equal(maskedValueProblem("TOKEN", "abcdef"), undefined);
+    const problem = maskedValueProblem("TOKEN", "a");
+    assert.equal(problem, "masked variable TOKEN is 1 character long: a masked value needs at least 6 (a shorter one cannot be masked usefully)");
+  });
+
+  test("each line of a multi-line value is masked on its own; short lines only as part of the whole", async () => {
+    const value = "line-one-abc\r\n  line-two-def  \nab";
+    assert.deepEqual(maskPatterns(value), [value, "line-one-abc", "line-two-def"]);
+    assert.deepEqual(maskPatterns("single"), ["single"]);
+    const out = (await mask(maskPatterns(value), ["x line-two-def y\n", "ab cab\n", value])).toString();
+    assert.equal(out, "x xxxxxx y\nab cab\nxxxxxx");
+  });
+
+  test("maskText replaces whole values and their lines in stored text", () => {
+    assert.equal(maskText("run tok-123456 and line-two-def", ["tok-123456", "line-one-abc\nline-two-def"]), "run xxxxxx and xxxxxx");
+    assert.equal(maskText("nothing here", ["tok-123456"]), "nothing here");
   });
 });

@@ -12,6 +12,7 @@ import type { Logger } from "../log/log.js";
 import { parseManifest, type ParsedManifest } from "../manifest/manifest.js";
 import { planBuild, type Status } from "../runner/plan.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
+import { maskedValueProblem, maskPatterns } from "../runner/mask.js";
 
 /** Exit codes of `run` (and of every command for bad input). */
 export const EXIT = {
@@ -60,7 +61,7 @@ export interface RunOptions {
  * environment, so the value need not appear on a command line (where `ps` shows it).
  */
 export function parseSecrets(items: string[]): [string, string][] {
-  return items.map((item) => {
+  const secrets = items.map((item): [string, string] => {
     if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(item)) {
       const value = process.env[item];
       if (value === undefined) throw new InputError(`--secret ${JSON.stringify(item)}: expected KEY=value, or KEY naming a variable set in this environment`);
@@ -68,6 +69,11 @@ export function parseSecrets(items: string[]): [string, string][] {
     }
     return parseAssignments("--secret", [item])[0];
   });
+  for (const [key, value] of secrets) {
+    const problem = maskedValueProblem(key, value);
+    if (problem) throw new InputError(`--secret ${key}: ${problem}`);
+  }
+  return secrets;
 }
 
 export function parseAssignments(flag: string, items: string[]): [string, string][] {
@@ -150,7 +156,7 @@ export async function runManifest(opts: RunOptions): Promise<number> {
     plan: planBuild(manifest, "local"),
     driver,
     env,
-    masks: secrets.map(([, v]) => v),
+    masks: secrets.flatMap(([, v]) => maskPatterns(v)),
     objects: { store: new ObjectStore(path.resolve(opts.objects)), list: manifest.objects },
     artifacts: new ArtifactStore(path.resolve(opts.artifacts)),
     reporter,

@@ -4,6 +4,38 @@ import { Transform, type TransformCallback } from "node:stream";
 
 export const MASK = Buffer.from("xxxxxx");
 
+/**
+ * The fewest characters a masked value may have. Masking a shorter one hides little (a 1-character
+ * value is guessed at once) and turns every occurrence of those characters in the output into
+ * xxxxxx, making the log unreadable: such a value is refused.
+ */
+export const MIN_MASKED_LENGTH = 6;
+
+/** Why a masked value cannot be used, or undefined when it can. `name` is the variable, never the value. */
+export function maskedValueProblem(name: string, value: string): string | undefined {
+  if (value.length >= MIN_MASKED_LENGTH) return undefined;
+  return `masked variable ${name} is ${value.length} character${value.length === 1 ? "" : "s"} long: a masked value needs at least ${MIN_MASKED_LENGTH} (a shorter one cannot be masked usefully)`;
+}
+
+/**
+ * What is masked for one value: the whole of it, and each of its lines on its own (trimmed), so a
+ * job that prints one line of a multi-line value shows none of it. Lines shorter than
+ * MIN_MASKED_LENGTH are masked only as part of the whole.
+ */
+export function maskPatterns(value: string): string[] {
+  if (!/[\r\n]/.test(value)) return [value];
+  const lines = value.split(/\r?\n|\r/).map((l) => l.trim()).filter((l) => l.length >= MIN_MASKED_LENGTH);
+  return [value, ...lines];
+}
+
+/** `text` with every pattern of `values` (see maskPatterns) replaced by the mask: for text stored or shown outside a build's output. */
+export function maskText(text: string, values: Iterable<string>): string {
+  const patterns = [...new Set([...values].flatMap(maskPatterns).filter((p) => p.length > 0))].sort((a, b) => b.length - a.length);
+  let out = text;
+  for (const p of patterns) out = out.split(p).join(MASK.toString());
+  return out;
+}
+
 export class MaskStream extends Transform {
   private readonly patterns: Buffer[];
   private readonly hold: number;

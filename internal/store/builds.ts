@@ -6,6 +6,7 @@ import type pg from "pg";
 import type { Crypto } from "../crypto/crypto.js";
 import type { Manifest } from "../manifest/manifest.js";
 import { planBuild, type BuildPlan } from "../runner/plan.js";
+import { maskText } from "../runner/mask.js";
 
 export const TERMINAL_STATUSES = ["passed", "passed_with_failures", "failed", "killed", "timed_out"];
 
@@ -30,17 +31,22 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
   try {
     await client.query("BEGIN");
     const secret = randomBytes(24).toString("hex");
+    const masked = b.secrets.map(([, value]) => value);
+    const manifest = storedManifest(crypto, b.manifestText, masked);
     const r = await client.query(
-      `INSERT INTO builds (secret, driver, manifest, namespace, notify) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-      [secret, JSON.stringify(b.manifest.driver), b.manifestText, b.manifest.namespace ?? null, b.notify],
+      `INSERT INTO builds (secret, driver, manifest, manifest_encrypted, namespace, notify) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+      [secret, JSON.stringify(b.manifest.driver), manifest.text, manifest.encrypted, b.manifest.namespace ?? null, b.notify],
     );
     const id = Number(r.rows[0].id);
-    await insertPlanRows(client, id, planBuild(b.manifest, String(id)));
+    await insertPlanRows(client, id, planBuild(b.manifest, String(id)), masked);
     for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, o.source, o.dest]);
     // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
     let position = 0;
     for (const [key, value] of b.env) {
-      await client.query(`INSERT INTO variables (build_id, position, key, value) VALUES ($1, $2, $3, $4)`, [id, position++, key, value]);
+      // A variable holding a masked value is stored (and masked) as one.
+      if (maskText(value, masked) !== value) {
+        await client.query(`INSERT INTO variables (build_id, position, key, masked, value_encrypted) VALUES ($1, $2, $3, true, $4)`, [id, position++, key, crypto.encrypt(value)]);
+      } else await client.query(`INSERT INTO variables (build_id, position, key, value) VALUES ($1, $2, $3, $4)`, [id, position++, key, value]);
     }
     for (const [key, value] of b.secrets) {
       await client.query(`INSERT INTO variables (build_id, position, key, masked, value_encrypted) VALUES ($1, $2, $3, true, $4)`, [id, position++, key, crypto.encrypt(value)]);
@@ -58,14 +64,23 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
   }
 }
 
-/** One stages row per planned stage and one jobs row per planned job, positions from 0 in plan order. */
-export async function insertPlanRows(client: pg.PoolClient, id: number, plan: BuildPlan): Promise<void> {
+/**
+ * One stages row per planned stage and one jobs row per planned job, positions from 0 in plan order;
+ * `masked` values are replaced in the commands column.
+ */
+export async function insertPlanRows(client: pg.PoolClient, id: number, plan: BuildPlan, masked: string[]): Promise<void> {
   for (const [si, stage] of plan.stages.entries()) {
     const s = await client.query(`INSERT INTO stages (build_id, position, name, can_fail) VALUES ($1, $2, $3, $4) RETURNING id`, [id, si, stage.name, stage.canFail]);
     for (const [ji, job] of stage.jobs.entries()) {
-      await client.query(`INSERT INTO jobs (build_id, stage_id, position, name, commands) VALUES ($1, $2, $3, $4, $5)`, [id, s.rows[0].id, ji, job.name, job.commands.join("\n")]);
+      await client.query(`INSERT INTO jobs (build_id, stage_id, position, name, commands) VALUES ($1, $2, $3, $4, $5)`, [id, s.rows[0].id, ji, job.name, maskText(job.commands.join("\n"), masked)]);
     }
   }
+}
+
+/** The manifest as stored: masked values replaced in the text, which is then also kept encrypted as submitted. */
+function storedManifest(crypto: Crypto, text: string, masked: string[]): { text: string; encrypted: Buffer | null } {
+  const shown = maskText(text, masked);
+  return shown === text ? { text, encrypted: null } : { text: shown, encrypted: crypto.encrypt(text) };
 }
 
 /** Discards what an earlier, unfinished run of a build recorded, so it can run again from the start. */
@@ -140,7 +155,9 @@ export interface StoredJob {
 export interface LoadedBuild {
   id: number;
   secret: string;
+  /** The manifest with masked values replaced; `manifestEncrypted`, when set, holds it as submitted. */
   manifestText: string;
+  manifestEncrypted: Buffer | null;
   namespace: string | null;
   notify: string[];
   variables: StoredVariable[];
@@ -149,7 +166,7 @@ export interface LoadedBuild {
 }
 
 export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild> {
-  const b = await pool.query(`SELECT id, secret, manifest, namespace, notify FROM builds WHERE id = $1`, [id]);
+  const b = await pool.query(`SELECT id, secret, manifest, manifest_encrypted, namespace, notify FROM builds WHERE id = $1`, [id]);
   if (b.rowCount === 0) throw new BuildGoneError(`build ${id} not found`);
   const vars = await pool.query(`SELECT key, value, masked, value_encrypted FROM variables WHERE build_id = $1 ORDER BY position, id`, [id]);
   const keys = await pool.query(`SELECT name, private_key_encrypted FROM keys WHERE build_id = $1 ORDER BY id`, [id]);
@@ -158,6 +175,7 @@ export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild>
     id,
     secret: row.secret,
     manifestText: row.manifest,
+    manifestEncrypted: row.manifest_encrypted,
     namespace: row.namespace,
     notify: row.notify ?? [],
     variables: vars.rows.map((v) => ({ key: v.key, value: v.value, masked: v.masked, valueEncrypted: v.value_encrypted })),
@@ -197,9 +215,9 @@ function planDifference(stored: StoredJob[], plan: BuildPlan): string | undefine
  * None written by the producer: they are written now. Rows that disagree with the plan are
  * replaced, and the difference is returned: such a build fails in setup rather than run against
  * records that do not describe it. With `keepAny`, any existing rows are kept (a build that fails
- * in setup only needs a first job to say why).
+ * in setup only needs a first job to say why). `masked` values are replaced in the commands column.
  */
-export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: string; attempt: number }, plan: BuildPlan, keepAny = false): Promise<{ jobs: StoredJob[]; mismatch?: string }> {
+export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: string; attempt: number }, plan: BuildPlan, keepAny: boolean, masked: string[]): Promise<{ jobs: StoredJob[]; mismatch?: string }> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
@@ -210,7 +228,7 @@ export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: 
     if (stored.length === 0 || (!keepAny && (mismatch = planDifference(stored, plan)))) {
       await client.query(`DELETE FROM stages WHERE build_id = $1`, [claim.id]);
       await client.query(`DELETE FROM jobs WHERE build_id = $1`, [claim.id]);
-      await insertPlanRows(client, claim.id, plan);
+      await insertPlanRows(client, claim.id, plan, masked);
       stored = await storedJobs(client, claim.id);
     }
     await client.query("COMMIT");

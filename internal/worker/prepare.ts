@@ -9,6 +9,7 @@ import { driverTypeOfQueue } from "../driver/driver.js";
 import { parseManifest, type Manifest } from "../manifest/manifest.js";
 import { CREATE_DRIVER_JOB, planBuild, setupStageName, type BuildPlan } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";
+import { maskedValueProblem, maskPatterns } from "../runner/mask.js";
 
 /** Claims of one build after which it is failed instead of run again: a build that keeps its workers from finishing it. */
 export const MAX_DELIVERIES = 10;
@@ -38,15 +39,23 @@ export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Pro
   const fail = async (reason: string): Promise<PreparedBuild> => {
     out.setupError = reason;
     out.manifest = out.plan = undefined;
-    out.jobs = (await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true)).jobs;
+    out.jobs = (await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true, [])).jobs;
     return out;
   };
   if (ctx.claim.attempt > MAX_DELIVERIES) {
     return fail(`build taken ${ctx.claim.attempt - 1} times without finishing (its worker died, or its result could not be written): not run again`);
   }
+  let text = build.manifestText;
+  if (build.manifestEncrypted) {
+    try {
+      text = ctx.crypto.decrypt(build.manifestEncrypted).toString("utf8");
+    } catch (err) {
+      return fail(`cannot decrypt the manifest: ${(err as Error).message}`);
+    }
+  }
   let manifest: Manifest;
   try {
-    manifest = parseManifest(build.manifestText).manifest;
+    manifest = parseManifest(text).manifest;
   } catch (err) {
     return fail(`cannot prepare the build: manifest: ${(err as Error).message}`);
   }
@@ -66,8 +75,11 @@ export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Pro
     } catch (err) {
       return fail(`cannot decrypt masked variable ${v.key}: ${(err as Error).message}`);
     }
+    // Refused before anything runs: nothing can print it unmasked.
+    const problem = maskedValueProblem(v.key, plain);
+    if (problem) return fail(problem);
     out.env[v.key] = plain;
-    out.masks.push(plain);
+    out.masks.push(...maskPatterns(plain));
   }
   for (const k of build.keys) {
     let value: Buffer;
@@ -82,7 +94,7 @@ export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Pro
   out.masks = out.masks.filter((m) => m.length > 0);
 
   const plan = planBuild(manifest, String(build.id));
-  const rows = await matchPlanRows(ctx.pool, ctx.claim, plan);
+  const rows = await matchPlanRows(ctx.pool, ctx.claim, plan, false, out.masks);
   out.jobs = rows.jobs;
   if (rows.mismatch) return { ...out, setupError: `cannot prepare the build: ${rows.mismatch}; the rows were rewritten from the manifest` };
   return { ...out, manifest, plan };

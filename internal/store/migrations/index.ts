@@ -106,6 +106,15 @@ CREATE TABLE keys (
 );
 `,
   },
+  {
+    version: 2,
+    name: "builds.manifest_encrypted: the manifest as submitted when it holds a masked value",
+    sql: `
+-- When the manifest text contains a masked variable's value, builds.manifest holds it masked
+-- (xxxxxx) and this column the text as submitted, encrypted like the variable.
+ALTER TABLE builds ADD COLUMN manifest_encrypted bytea;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,0 +1,124 @@
+// Masked values against real redis-server and PostgreSQL: too short ones refused or failed in setup,
+// multi-line ones masked line by line, and none stored in clear, not even where the manifest holds it.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
+import { Crypto } from "../internal/crypto/crypto.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { enqueue } from "../internal/queue/queue.js";
+import { insertBuild } from "../internal/store/builds.js";
+import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { cliPath } from "./helpers/env.js";
+import { CRYPTO_BLOCK, waitForStatus } from "./helpers/services.js";
+
+const skip = servicesSkip();
+
+/** Every row of every table, as text. */
+async function everyRow(pool: import("pg").Pool): Promise<string> {
+  const tables = await pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public'`);
+  let everything = "";
+  for (const { tablename } of tables.rows) {
+    const r = await pool.query(`SELECT coalesce(string_agg(t::text, E'\\n'), '') AS rows FROM "${tablename}" t`);
+    everything += r.rows[0].rows;
+  }
+  return everything;
+}
+
+describe("masked values", { skip }, () => {
+  const suite = new Suite();
+  before(() => suite.start());
+  after(() => suite.stop());
+  afterEach(() => suite.cleanup());
+
+  it("a value shorter than 6 characters is refused by submit and run, one line, exit 2, nothing stored", async () => {
+    const t = await suite.env();
+    const manifest = path.join(t.dir, "m.yml");
+    await fs.writeFile(manifest, osManifest([["true"]]));
+    const expected = "djinn-worker: --secret PIN: masked variable PIN is 4 characters long: a masked value needs at least 6 (a shorter one cannot be masked usefully)\n";
+    const submit = await t.cli(["submit", manifest, "--secret", "PIN=4711"]);
+    assert.equal(submit.code, 2);
+    assert.equal(submit.stderr, expected);
+    const run = spawnSync(process.execPath, [cliPath, "run", manifest, "--secret", "PIN"], { encoding: "utf8", env: { ...process.env, PIN: "4711" }, cwd: t.dir });
+    assert.equal(run.status, 2);
+    assert.equal(run.stderr, expected);
+    assert.equal(run.stdout, "");
+    assert.equal((await t.pool.query(`SELECT count(*)::int AS n FROM builds`)).rows[0].n, 0);
+    assert.equal((await t.cli(["submit", manifest, "--secret", "PIN=471147"])).code, 0, "6 characters are enough");
+  });
+
+  it("the worker fails a build whose stored masked value is too short, in setup, with the reason and nothing unmasked", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const text = osManifest([["echo ran-the-job", 'echo "pin=$PIN"']]);
+    // A producer other than submit wrote it: the worker is the last line of defence.
+    const id = await insertBuild(t.pool, new Crypto(CRYPTO_BLOCK), { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [["PIN", "q7"]], notify: [] });
+    const redis = new Redis(suite.redis.port, "127.0.0.1");
+    try {
+      await enqueue(redis, t.queue, "os", id);
+    } finally {
+      redis.disconnect();
+    }
+    assert.equal(await waitForStatus(t.pool, id, ["failed", "passed"]), "failed");
+    await d.waitForMsg("build finished", { build: id });
+    const out = await t.output(id);
+    assert.match(out, /masked variable PIN is 2 characters long: a masked value needs at least 6/);
+    assert.ok(!out.includes("q7"), out);
+    assert.ok(!out.includes("ran-the-job"), "no job ran");
+    const jobs = await t.jobs(id);
+    assert.deepEqual(jobs.map((j) => j.status), ["failed", "skipped"]);
+  });
+
+  it("masks each line of a multi-line value, and stores no masked value in clear, the manifest and commands included", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const multi = "first-line-Qz81\nsecond-line-Wy42\nok";
+    const literal = "literal-Tk93-in-manifest";
+    const text = [
+      "driver:",
+      "  type: os",
+      "env:",
+      `  - ALSO=prefix-${literal}`,
+      "stages: [test]",
+      "jobs:",
+      "  - stage: test",
+      "    commands:",
+      '      - printf "%s\\n" "$MULTI" | sed -n 2p',
+      '      - printf "%s\\n" "$MULTI" | head -n 1',
+      `      - '[ "$TOKEN" = "${literal}" ] && echo token-matches-the-manifest'`,
+      `      - '[ "$ALSO" = "prefix-${literal}" ] && echo also-matches'`,
+      `      - echo ${literal}`,
+      "",
+    ].join("\n");
+    const id = await t.submit(text, ["--secret", `MULTI=${multi}`, "--secret", `TOKEN=${literal}`]);
+    assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"]), "passed", await t.output(id));
+    await d.waitForMsg("build finished", { build: id });
+    const out = await t.output(id);
+    assert.match(out, /token-matches-the-manifest\n/, "the job ran the manifest as submitted");
+    assert.match(out, /also-matches\n/);
+    for (const secret of ["first-line-Qz81", "second-line-Wy42", literal]) assert.ok(!out.includes(secret), `${secret} in output:\n${out}`);
+    assert.match(out, /^xxxxxx$/m, "a line printed alone is masked");
+    const rows = await everyRow(t.pool);
+    for (const secret of ["first-line-Qz81", "second-line-Wy42", literal]) {
+      assert.ok(!rows.includes(secret), `${secret} is stored in clear`);
+      assert.ok(!rows.includes(Buffer.from(secret).toString("hex")), `${secret} is stored in clear as bytes`);
+    }
+    const b = await t.pool.query(`SELECT manifest, manifest_encrypted IS NOT NULL AS encrypted FROM builds WHERE id = $1`, [id]);
+    assert.match(b.rows[0].manifest, /echo xxxxxx/);
+    assert.equal(b.rows[0].encrypted, true);
+    const cmds = await t.pool.query(`SELECT commands FROM jobs WHERE build_id = $1 AND commands <> ''`, [id]);
+    assert.match(cmds.rows.map((r) => r.commands).join("\n"), /echo xxxxxx/);
+    const logs = await t.cli(["logs", String(id)]);
+    assert.ok(![multi, literal].some((s) => logs.stdout.includes(s)));
+  });
+
+  it("a manifest without masked values is stored as written", async () => {
+    const t = await suite.env();
+    const text = osManifest([["echo plain"]]);
+    const id = await t.submit(text, ["--secret", "TOKEN=not-in-the-manifest"]);
+    const b = await t.pool.query(`SELECT manifest, manifest_encrypted FROM builds WHERE id = $1`, [id]);
+    assert.deepEqual(b.rows[0], { manifest: text, manifest_encrypted: null });
+  });
+});
