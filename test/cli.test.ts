@@ -1,6 +1,9 @@
 // The command line itself: help that wraps at word boundaries, and mistakes answered in one line.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { describe, test } from "node:test";
 import { cliPath } from "./helpers/env.js";
 
@@ -56,4 +59,22 @@ describe("djinn-worker command line", () => {
     assert.match(r.stdout, /^djinn-worker run <manifest>/);
     assert.match(r.stdout, /--artifacts/);
   });
+});
+
+test("the daemon with a log file it cannot open says so in one line, exit 1", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-cli-test-"));
+  try {
+    const plain = path.join(dir, "plain-file");
+    fs.writeFileSync(plain, "");
+    const worker = path.join(dir, "worker.toml");
+    // Unreachable servers: the log file is opened before any connection.
+    fs.writeFileSync(worker, `[crypto]\nblock = "0123456789abcdef"\n[database]\naddr = "127.0.0.1:9"\nname = "x"\nusername = "x"\n[redis]\naddr = "127.0.0.1:9"\n[log]\nfile = "${plain}/worker.log"\n`);
+    const driver = path.join(dir, "driver.toml");
+    fs.writeFileSync(driver, "[os]\n");
+    const r = cli(["-config", worker, "-driver", driver]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `djinn-worker: ${worker}: log.file: cannot open "${plain}/worker.log": a directory on its path is a file\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

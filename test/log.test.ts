@@ -10,6 +10,16 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-log-test-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe("logging", () => {
+  test("a log file that cannot be opened is a configuration error in one line, naming key and path", () => {
+    const plain = path.join(dir, "plain-file");
+    fs.writeFileSync(plain, "");
+    const file = path.join(plain, "worker.log");
+    assert.throws(
+      () => createLogger({ file: "/etc/djinn/worker.toml", log: { level: "info", file } }),
+      (err: Error) => err.name === "ConfigError" && err.message === `/etc/djinn/worker.toml: log.file: cannot open ${JSON.stringify(file)}: a directory on its path is a file`,
+    );
+  });
+
   test("log.file gets JSON lines at log.level, with secrets redacted", () => {
     const file = path.join(dir, "sub", "worker.log");
     const log = createLogger({ log: { level: "info", file } });

@@ -1,5 +1,6 @@
 // The worker's logger: JSON lines to a file or stdout, readable lines when writing to a terminal.
 import pino, { type Logger } from "pino";
+import { ConfigError } from "../config/schema.js";
 import type { WorkerConfig } from "../config/config.js";
 
 export type { Logger } from "pino";
@@ -20,10 +21,30 @@ export function reopenLog(logger: Logger): void {
   reopeners.get(logger)?.();
 }
 
-export function createLogger(cfg: Pick<WorkerConfig, "log">, opts: LoggerOptions = {}): Logger {
+/** Opens the log file; one that cannot be opened is a configuration error naming it and why. */
+function openLogFile(file: string, configFile: string | undefined): ReturnType<typeof pino.destination> {
+  try {
+    return pino.destination({ dest: file, mkdir: true, sync: true });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === "EEXIST" || e.code === "ENOTDIR"
+        ? "a directory on its path is a file"
+        : e.code === "EACCES" || e.code === "EPERM"
+          ? "permission denied"
+          : e.code === "EISDIR"
+            ? "it is a directory"
+            : e.code === "EROFS"
+              ? "read-only file system"
+              : (e.code ?? e.message);
+    throw new ConfigError(configFile ?? "worker configuration", "log.file", undefined, `cannot open ${JSON.stringify(file)}: ${why}`);
+  }
+}
+
+export function createLogger(cfg: Pick<WorkerConfig, "log"> & { file?: string }, opts: LoggerOptions = {}): Logger {
   const base = { level: cfg.log.level, redact: { paths: REDACT, censor: "***" } };
   if (cfg.log.file) {
-    const dest = pino.destination({ dest: cfg.log.file, mkdir: true, sync: true });
+    const dest = openLogFile(cfg.log.file, cfg.file);
     const logger = pino(base, dest);
     reopeners.set(logger, () => dest.reopen());
     return logger;
