@@ -13,6 +13,7 @@ import { parseManifest, type ParsedManifest } from "../manifest/manifest.js";
 import { planBuild, type Status } from "../runner/plan.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { maskedValueProblem, maskPatterns } from "../runner/mask.js";
+import { terminalSafe } from "../cli/terminal.js";
 
 /** Exit codes of `run` (and of every command for bad input). */
 export const EXIT = {
@@ -141,14 +142,15 @@ export async function runManifest(opts: RunOptions): Promise<number> {
 
   const out = opts.out;
   const results: [string, Status][] = [];
+  const label = (job: { stage: string; name: string }) => terminalSafe(`${job.stage} / ${job.name}`);
   const reporter: BuildReporter = {
     jobStarted(job) {
-      out.write(`\n==> ${job.stage} / ${job.name}\n`);
+      out.write(`\n==> ${label(job)}\n`);
       return terminalSink(out);
     },
     jobFinished(job, result) {
-      results.push([`${job.stage} / ${job.name}`, result.status]);
-      if (result.status !== "skipped") out.write(`==> ${job.stage} / ${job.name}: ${result.status}\n`);
+      results.push([label(job), result.status]);
+      if (result.status !== "skipped") out.write(`==> ${label(job)}: ${result.status}\n`);
     },
   };
   const started = Date.now();

@@ -4,6 +4,7 @@ import { Redis } from "ioredis";
 import type pg from "pg";
 import { hostQemuArch, loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
 import { Crypto } from "../crypto/crypto.js";
+import { terminalSafe } from "../cli/terminal.js";
 import { InputError, parseAssignments, parseSecrets, readManifestFile } from "../run/run.js";
 import { enqueue, killChannel, probeRedis, redisOptions } from "../queue/queue.js";
 import { buildSummary, insertBuild, readOutput, TERMINAL_STATUSES } from "../store/builds.js";
@@ -110,13 +111,15 @@ export async function statusCommand(configFile: string, idText: string, out: Out
     const b = await buildSummary(pool, id);
     if (!b) throw new InputError(`build ${id} not found`);
     const lines = [`build ${b.id} ${b.status}`];
-    const width = Math.max(...b.jobs.map((j) => `${j.stage} / ${j.name}`.length));
+    // Names come from the build: escaped, so none can split a row or reach the terminal as a control.
+    const label = (j: (typeof b.jobs)[number]) => terminalSafe(`${j.stage} / ${j.name}`);
+    const width = Math.max(...b.jobs.map((j) => label(j).length));
     for (const j of b.jobs) {
       const exit = j.exitCode === null ? "" : `exit ${j.exitCode}`;
-      lines.push(`  ${`${j.stage} / ${j.name}`.padEnd(width)}  ${j.status.padEnd(20)} ${exit.padEnd(8)} ${seconds(j.startedAt, j.finishedAt)}`.trimEnd());
+      lines.push(`  ${label(j).padEnd(width)}  ${j.status.padEnd(20)} ${exit.padEnd(8)} ${seconds(j.startedAt, j.finishedAt)}`.trimEnd());
     }
     const meta = [`driver ${b.driver.type}`, b.namespace ? `namespace ${b.namespace}` : "", b.worker ? `worker ${b.worker}` : "", b.attempt > 1 ? `attempt ${b.attempt}` : ""].filter(Boolean);
-    lines.push(`  (${meta.join(", ")}${b.startedAt && b.finishedAt ? `, took ${seconds(b.startedAt, b.finishedAt)}` : ""})`);
+    lines.push(terminalSafe(`  (${meta.join(", ")}${b.startedAt && b.finishedAt ? `, took ${seconds(b.startedAt, b.finishedAt)}` : ""})`));
     out.write(lines.join("\n") + "\n");
     return b.status;
   });
@@ -136,7 +139,7 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
         for (const c of chunks) {
           if (c.jobId !== job) {
             job = c.jobId;
-            await write(out, `==> ${c.stage} / ${c.job}\n`);
+            await write(out, `==> ${terminalSafe(`${c.stage} / ${c.job}`)}\n`);
           }
           await write(out, c.data);
           after = c.id;
