@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ManifestError, parseManifest, parseSource } from "../internal/manifest/manifest.js";
+import { decodeManifest, ManifestError, MAX_DEPTH, parseManifest, parseSource } from "../internal/manifest/manifest.js";
 import { planBuild } from "../internal/runner/plan.js";
 
 function refuse(yaml: string): ManifestError {
@@ -119,3 +119,58 @@ describe("manifest", () => {
     assert.match(refuse("driver: {type: os}\nstages: [a]\njobs: [{stage: a, name: j, commands: [x]}, {stage: a, name: j, commands: [y]}]\n").message, /jobs\[1\]\.name: stage "a" already has a job named "j"/);
   });
 });
+
+describe("hostile manifests", () => {
+  const ok = (lines: Record<string, string>) =>
+    ["namespace", "driver", "env", "objects", "sources", "stages", "jobs"].map((k) => lines[k] ?? "").filter(Boolean).join("\n") + "\n";
+  const base = {
+    driver: "driver: {type: os}",
+    stages: "stages: [a]",
+    jobs: "jobs:\n- stage: a\n  name: j\n  commands: [true]\n  artifacts: [out => out]",
+  };
+
+  test("a NUL byte in any name, path or value is refused naming the field", () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ namespace: 'namespace: "n\\0s"' }, /^line 1: namespace: contains a NUL byte$/],
+      [{ driver: 'driver: {type: os, image: "a\\0b"}' }, /driver\.image: contains a NUL byte/],
+      [{ env: 'env: ["A=x\\0y"]' }, /env\[0\]: contains a NUL byte/],
+      [{ objects: 'objects: ["obj\\0 => /tmp/x"]' }, /objects\[0\]: contains a NUL byte/],
+      [{ objects: 'objects: ["obj => /tmp/x\\0"]' }, /objects\[0\]: contains a NUL byte/],
+      [{ sources: 'sources: ["https://x/y\\0.git"]' }, /sources\[0\]: contains a NUL byte/],
+      [{ stages: 'stages: ["a", "b\\0"]' }, /stages\[1\]: contains a NUL byte/],
+      [{ jobs: 'jobs:\n- stage: a\n  name: "j\\0"\n  commands: [true]' }, /jobs\[0\]\.name: contains a NUL byte/],
+      [{ jobs: 'jobs:\n- stage: a\n  commands: ["echo \\0"]' }, /jobs\[0\]\.commands\[0\]: contains a NUL byte/],
+      [{ jobs: 'jobs:\n- stage: a\n  commands: [true]\n  artifacts: ["out\\0 => x"]' }, /jobs\[0\]\.artifacts\[0\]: contains a NUL byte/],
+    ];
+    for (const [fields, reason] of cases) assert.match(refuse(ok({ ...base, ...fields })).message, reason, JSON.stringify(fields));
+    // Written raw, not as an escape.
+    assert.equal(refuse(ok({ ...base, jobs: "jobs:\n- stage: a\n  commands: [echo a\0b]" })).message, "line 5: jobs: contains a NUL byte (column 20)");
+  });
+
+  test("stage names of the worker's setup stage are reserved", () => {
+    for (const name of ["setup - #1", "setup - #", "setup - #local", "setup - #99 extra"]) {
+      assert.match(refuse(ok({ ...base, stages: `stages: [a, ${JSON.stringify(name)}]` })).message, /stages\[1\]: stage names starting "setup - #" are reserved for the setup stage the worker adds/, name);
+    }
+    assert.doesNotThrow(() => parseManifest(ok({ ...base, stages: "stages: [setup, a]" })), "a user stage named setup is fine");
+  });
+
+  test(`nesting deeper than ${MAX_DEPTH} levels is refused naming the field, however deep`, () => {
+    const flow = (n: number) => ok({ ...base, env: `env: ${"[".repeat(n)}${"]".repeat(n)}` });
+    const block = (n: number) => ok({ ...base, objects: "objects:\n" + Array.from({ length: n }, (_, i) => `${" ".repeat(i * 2 + 2)}- `).join("\n") + "x" });
+    for (const manifest of [flow(MAX_DEPTH + 1), flow(100_000), block(MAX_DEPTH + 1), block(5_000)]) {
+      const err = refuse(manifest);
+      assert.match(err.message, new RegExp(`^line \\d+: (env|objects): nested more than ${MAX_DEPTH} levels deep$`));
+      assert.equal(err.field === "env" || err.field === "objects", true);
+    }
+    assert.match(refuse(flow(MAX_DEPTH - 2)).message, /env/, "shallower nesting is judged as usual");
+  });
+
+  test("invalid UTF-8 is refused with its line, column and field, never replaced silently", () => {
+    const bytes = Buffer.concat([Buffer.from("driver: {type: os}\nstages: [a]\njobs:\n- stage: a\n  commands: [echo caf"), Buffer.from([0xc3, 0x28]), Buffer.from("]\n")]);
+    assert.throws(() => decodeManifest(bytes), (err: Error) => err instanceof ManifestError && err.message === "line 5: jobs: not valid UTF-8: byte 0xc3 at column 22 (save the manifest as UTF-8)");
+    const lone = Buffer.concat([Buffer.from("driver: {type: os}\nstages: [a"), Buffer.from([0xff]), Buffer.from("]\n")]);
+    assert.throws(() => decodeManifest(lone), /^ManifestError: line 2: stages: not valid UTF-8: byte 0xff at column 11/);
+    assert.equal(decodeManifest(Buffer.from("stages: [café, ✓]\n")), "stages: [café, ✓]\n");
+  });
+});
+

@@ -1,6 +1,7 @@
 // The YAML build manifest, in Djinn's format, turned into a typed build plan.
 import path from "node:path";
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node } from "yaml";
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node } from "yaml";
+import { setupStageName } from "../runner/plan.js";
 
 export class ManifestError extends Error {
   constructor(readonly field: string, readonly reason: string, readonly line?: number) {
@@ -72,34 +73,110 @@ export function parseSource(text: string): Source {
   return { url, ref: ref || undefined, dir: dir || base.replace(/\.git$/, "") };
 }
 
+/** Deepest nesting of maps and lists a manifest may have (Djinn's own forms need 4). */
+export const MAX_DEPTH = 32;
+
+/** The top-level field whose block holds line `line` (1-based), for errors found below the YAML level. */
+function fieldAtLine(text: string, line: number): string {
+  const lines = text.split("\n").slice(0, line).reverse();
+  for (const l of lines) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)\s*:/.exec(l);
+    if (m) return m[1];
+  }
+  return "";
+}
+
+/** The line and column (1-based) of string offset `at`. */
+function position(text: string, at: number): { line: number; col: number } {
+  const before = text.slice(0, at);
+  return { line: before.split("\n").length, col: at - before.lastIndexOf("\n") };
+}
+
+/** A manifest file's bytes as text: invalid UTF-8 is refused with where it is, never replaced silently. */
+export function decodeManifest(bytes: Buffer): string {
+  const text = bytes.toString("utf8");
+  const again = Buffer.from(text, "utf8");
+  if (again.equals(bytes)) return text;
+  let at = 0;
+  while (at < bytes.length && bytes[at] === again[at]) at++;
+  // The valid prefix decodes to the same text: count lines and characters in it.
+  const prefix = bytes.subarray(0, at).toString("utf8");
+  const { line, col } = position(prefix + "\0", prefix.length);
+  throw new ManifestError(fieldAtLine(prefix + "\n", line), `not valid UTF-8: byte 0x${bytes[at].toString(16).padStart(2, "0")} at column ${col} (save the manifest as UTF-8)`, line);
+}
+
+/** Refuses a NUL byte anywhere in the text (PostgreSQL cannot store it, a shell cannot run it). */
+function refuseNul(text: string): void {
+  const at = text.indexOf("\0");
+  if (at < 0) return;
+  const { line, col } = position(text, at);
+  throw new ManifestError(fieldAtLine(text, line), `contains a NUL byte (column ${col})`, line);
+}
+
+/** The field path of the first map or list nested deeper than MAX_DEPTH, if any: walked without recursion. */
+function tooDeep(root: Node): Node | undefined {
+  const stack: [Node, number][] = [[root, 1]];
+  while (stack.length) {
+    const [node, depth] = stack.pop()!;
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth > MAX_DEPTH) return node;
+    for (const item of node.items as unknown[]) {
+      const child = isPair(item) ? (item.value as Node) : (item as Node);
+      if (child) stack.push([child, depth + 1]);
+    }
+  }
+  return undefined;
+}
+
+/** The error for nesting too deep for the YAML library to parse, at the first line that looks that deep. */
+function tooDeepInText(text: string): ManifestError {
+  const lines = text.split("\n");
+  const i = lines.findIndex((l) => l.search(/\S/) > 2 * MAX_DEPTH || (l.match(/[[{]/g)?.length ?? 0) > MAX_DEPTH);
+  return new ManifestError(i < 0 ? "" : fieldAtLine(text, i + 1), `nested more than ${MAX_DEPTH} levels deep`, i < 0 ? undefined : i + 1);
+}
+
 export function parseManifest(text: string): ParsedManifest {
+  refuseNul(text);
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
+  } catch (err) {
+    // The YAML library recurses per level of nesting: very deep nesting overflows the stack.
+    if (err instanceof RangeError) throw tooDeepInText(text);
+    throw err;
+  }
   if (doc.errors.length) {
     const e = doc.errors[0];
     const pos = e.linePos?.[0];
+    if (/Maximum call stack size exceeded/.test(e.message)) throw tooDeepInText(text);
     throw new ManifestError("", `not valid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}${pos ? ` (column ${pos.col})` : ""}`, pos?.line);
   }
   const lineOf = (node: Node | null | undefined): number | undefined => (node?.range ? lines.linePos(node.range[0]).line : undefined);
   const warnings: string[] = [];
   const root = doc.contents;
   if (!isMap(root)) throw new ManifestError("", "a manifest must be a YAML mapping with driver, stages and jobs", lineOf(root));
+  const deep = tooDeep(root);
+  if (deep) {
+    const line = lineOf(deep);
+    throw new ManifestError(line ? fieldAtLine(text, line) : "", `nested more than ${MAX_DEPTH} levels deep`, line);
+  }
 
   const get = (map: Node, key: string): Node | undefined => (isMap(map) ? (map.get(key, true) as Node | undefined) : undefined);
   const fail = (field: string, reason: string, node?: Node | null): never => {
     throw new ManifestError(field, reason, lineOf(node));
   };
+  // Every name, path and command is a string read here: a NUL written as an escape ("\0") stops here.
   const scalarString = (field: string, node: Node | undefined): string => {
     if (!isScalar(node) || node.value === null || typeof node.value === "object") fail(field, "expected a string", node);
-    return String((node as { value: unknown }).value);
+    const value = String((node as { value: unknown }).value);
+    if (value.includes("\0")) fail(field, "contains a NUL byte", node);
+    return value;
   };
   const stringList = (field: string, node: Node | undefined): string[] => {
     if (node === undefined || (isScalar(node) && node.value === null)) return [];
     if (!isSeq(node)) return fail(field, "expected a list of strings", node);
-    return node.items.map((item, i) => {
-      if (!isScalar(item) || item.value === null || typeof item.value === "object") fail(`${field}[${i}]`, "expected a string", item as Node);
-      return String((item as { value: unknown }).value);
-    });
+    return node.items.map((item, i) => scalarString(`${field}[${i}]`, item as Node));
   };
 
   const known = new Set(["namespace", "driver", "env", "objects", "sources", "stages", "allow_failures", "jobs"]);
@@ -117,6 +194,7 @@ export function parseManifest(text: string): ParsedManifest {
   const driver: Record<string, string> = {};
   for (const pair of (driverNode as { items: { key: unknown; value: unknown }[] }).items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+    if (key.includes("\0")) fail("driver", "a key contains a NUL byte", pair.key as Node);
     driver[key] = scalarString(`driver.${key}`, pair.value as Node);
   }
   if (!driver.type) fail("driver.type", "required: one of docker, qemu, ssh, os", driverNode);
@@ -150,7 +228,9 @@ export function parseManifest(text: string): ParsedManifest {
   const stages = stringList("stages", stagesNode);
   if (stages.length === 0) fail("stages", "required: a list of stage names, run in order", stagesNode ?? root);
   const seen = new Set<string>();
+  const reserved = setupStageName("");
   for (const [i, s] of stages.entries()) {
+    if (s.startsWith(reserved)) fail(`stages[${i}]`, `stage names starting "${reserved}" are reserved for the setup stage the worker adds`, stagesNode);
     if (seen.has(s)) fail(`stages[${i}]`, `stage ${JSON.stringify(s)} is listed twice`, stagesNode);
     seen.add(s);
   }

@@ -9,7 +9,7 @@ import { getDriver } from "../driver/driver.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
-import { parseManifest, type ParsedManifest } from "../manifest/manifest.js";
+import { decodeManifest, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
 import { planBuild, type Status } from "../runner/plan.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { maskedValueProblem, maskPatterns } from "../runner/mask.js";
@@ -105,13 +105,14 @@ export async function loadRunDriverConfig(driverFile: string | undefined, type: 
 
 /** Reads and parses a manifest file; any problem is an InputError naming the file. */
 export async function readManifestFile(file: string): Promise<ParsedManifest & { text: string }> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await fs.readFile(file, "utf8");
+    bytes = await fs.readFile(file);
   } catch (err) {
     throw new InputError(`${file}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
   }
   try {
+    const text = decodeManifest(bytes);
     return { ...parseManifest(text), text };
   } catch (err) {
     throw new InputError(`${file}: ${(err as Error).message}`);
