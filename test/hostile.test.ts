@@ -1,0 +1,65 @@
+// Hostile input against real redis-server and PostgreSQL: manifests `submit` and `run` must refuse
+// in one line, and names a build controls shown by `status` and `logs` without reaching the terminal raw.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { cliPath } from "./helpers/env.js";
+import { waitForStatus } from "./helpers/services.js";
+
+const skip = servicesSkip();
+
+describe("hostile input", { skip }, () => {
+  const suite = new Suite();
+  before(() => suite.start());
+  after(() => suite.stop());
+  afterEach(() => suite.cleanup());
+
+  it("submit and run refuse hostile manifests in one line naming the field, exit 2, nothing stored", async () => {
+    const t = await suite.env();
+    const cases: [string, string | Buffer, RegExp][] = [
+      ["nul-object", 'driver: {type: os}\nobjects: ["obj\\0name => /tmp/x"]\nstages: [a]\njobs: [{stage: a, commands: [true]}]\n', /: line 2: objects\[0\]: contains a NUL byte$/],
+      ["nul-artifact", 'driver: {type: os}\nstages: [a]\njobs: [{stage: a, commands: [true], artifacts: ["out => na\\0me"]}]\n', /: line 3: jobs\[0\]\.artifacts\[0\]: contains a NUL byte$/],
+      ["nul-raw", "driver: {type: os}\nstages: [a]\njobs: [{stage: a, commands: [echo \0]}]\n", /: line 3: jobs: contains a NUL byte \(column 35\)$/],
+      ["reserved-stage", 'driver: {type: os}\nstages: [a, "setup - #1"]\njobs: [{stage: a, commands: [true]}]\n', /: line 2: stages\[1\]: stage names starting "setup - #" are reserved/],
+      ["deep", `driver: {type: os}\nenv: ${"[".repeat(50_000)}${"]".repeat(50_000)}\nstages: [a]\njobs: [{stage: a, commands: [true]}]\n`, /: line 2: env: nested more than 32 levels deep$/],
+      ["utf8", Buffer.concat([Buffer.from("driver: {type: os}\nstages: [a]\njobs: [{stage: a, commands: [echo "), Buffer.from([0xfe]), Buffer.from("]}]\n")]), /: line 3: jobs: not valid UTF-8: byte 0xfe at column 35/],
+    ];
+    for (const [name, text, reason] of cases) {
+      const file = path.join(t.dir, `${name}.yml`);
+      await fs.writeFile(file, text);
+      const submit = await t.cli(["submit", file]);
+      assert.equal(submit.code, 2, `${name}: ${submit.stderr}`);
+      assert.match(submit.stderr.trimEnd(), reason, name);
+      assert.equal(submit.stderr.trim().split("\n").length, 1, submit.stderr);
+      const run = spawnSync(process.execPath, [cliPath, "run", file], { encoding: "utf8", cwd: t.dir });
+      assert.equal(run.status, 2, `${name}: ${run.stderr}`);
+      assert.match(run.stderr.trimEnd(), reason, name);
+      assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
+    }
+    assert.equal((await t.pool.query(`SELECT count(*)::int AS n FROM builds`)).rows[0].n, 0, "nothing was stored");
+  });
+
+  it("status and logs escape control characters in names: one row per job, no escape sequence reaches the terminal", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const stage = "build\\e]0;pwned\\a";
+    const job = "line\\nsplit \\e[31mred\\e[0m\\r\\u202e";
+    const id = await t.submit(`namespace: "ns\\e[2J"\ndriver: {type: os}\nstages: ["${stage}"]\njobs:\n- stage: "${stage}"\n  name: "${job}"\n  commands: [echo ran]\n`);
+    assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"]), "passed");
+    await d.waitForMsg("build finished", { build: id });
+    const status = await t.cli(["status", String(id)]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.doesNotMatch(status.stdout, /[\x00-\x08\x0b-\x1f\x7f\u202e]/, "no control character reaches the terminal");
+    const lines = status.stdout.trimEnd().split("\n");
+    assert.equal(lines.length, 1 + 2 + 1, `a line per job:\n${status.stdout}`);
+    assert.match(lines[2], /^  build\\e\]0;pwned\\x07 \/ line\\nsplit \\e\[31mred\\e\[0m\\r\\u\{202e\}  passed/);
+    assert.match(lines[3], /namespace ns\\e\[2J/);
+    const logs = await t.cli(["logs", String(id)]);
+    assert.equal(logs.code, 0);
+    assert.match(logs.stdout, /^==> build\\e\]0;pwned\\x07 \/ line\\nsplit \\e\[31mred\\e\[0m\\r\\u\{202e\}\n\+ echo ran\nran\n/m);
+    assert.doesNotMatch(logs.stdout, /[\x1b\x07\r\u202e]/);
+  });
+});
