@@ -90,14 +90,16 @@ describe("masked values", { skip }, () => {
       `      - '[ "$TOKEN" = "${literal}" ] && echo token-matches-the-manifest'`,
       `      - '[ "$ALSO" = "prefix-${literal}" ] && echo also-matches'`,
       `      - echo ${literal}`,
+      `      - '[ "$WITH" = "with-${literal}" ] && echo with-matches'`,
       "",
     ].join("\n");
-    const id = await t.submit(text, ["--secret", `MULTI=${multi}`, "--secret", `TOKEN=${literal}`]);
+    const id = await t.submit(text, ["--secret", `MULTI=${multi}`, "--secret", `TOKEN=${literal}`, "--env", `WITH=with-${literal}`]);
     assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"]), "passed", await t.output(id));
     await d.waitForMsg("build finished", { build: id });
     const out = await t.output(id);
     assert.match(out, /token-matches-the-manifest\n/, "the job ran the manifest as submitted");
     assert.match(out, /also-matches\n/);
+    assert.match(out, /with-matches\n/);
     for (const secret of ["first-line-Qz81", "second-line-Wy42", literal]) assert.ok(!out.includes(secret), `${secret} in output:\n${out}`);
     assert.match(out, /^xxxxxx$/m, "a line printed alone is masked");
     const rows = await everyRow(t.pool);
@@ -110,6 +112,8 @@ describe("masked values", { skip }, () => {
     assert.equal(b.rows[0].encrypted, true);
     const cmds = await t.pool.query(`SELECT commands FROM jobs WHERE build_id = $1 AND commands <> ''`, [id]);
     assert.match(cmds.rows.map((r) => r.commands).join("\n"), /echo xxxxxx/);
+    const withRow = await t.pool.query(`SELECT value, masked FROM variables WHERE build_id = $1 AND key = 'WITH'`, [id]);
+    assert.deepEqual(withRow.rows[0], { value: null, masked: true }, "a variable holding a masked value is stored as a masked one");
     const logs = await t.cli(["logs", String(id)]);
     assert.ok(![multi, literal].some((s) => logs.stdout.includes(s)));
   });
