@@ -11,7 +11,7 @@ import { buffer } from "node:stream/consumers";
 import { describe, test } from "node:test";
 import type { DockerConfig } from "../internal/config/config.js";
 import { DriverError } from "../internal/driver/driver.js";
-import { buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, MAX_INLINE_SCRIPT, repositoryAndTag, resourceName } from "../internal/driver/docker/settings.js";
+import { buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, MAX_INLINE_SCRIPT, repositoryAndTag, resourceName } from "../internal/driver/docker/settings.js";
 import { capture, Demux, followProgress, write } from "../internal/driver/docker/streams.js";
 import { openFirstEntry, singleFileTar } from "../internal/driver/docker/tar.js";
 
@@ -59,8 +59,9 @@ describe("docker container settings", () => {
 
   test("the container asked for: limited, swapless, unprivileged, with only the build's volume", () => {
     const settings = containerSettings({ image: "team/app:1", cpus: "1.5", memory: "64", workspace: "/src" }, config({ network: "none" }));
-    const labels = buildLabels("b-1");
+    const labels = buildLabels({ buildId: "b-1", run: "0123456789abcdef" });
     assert.equal(labels[LABEL_BUILD], "b-1");
+    assert.equal(labels[LABEL_RUN], "0123456789abcdef");
     const options = containerOptions(settings, { name: "djinn-x", volume: "vol-x", labels, env: ["CI=true"] });
     assert.equal(options.Image, "team/app:1");
     assert.equal(options.WorkingDir, "/src");

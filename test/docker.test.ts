@@ -11,8 +11,9 @@ import { Readable, Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import type { DockerConfig } from "../internal/config/config.js";
-import { checkEngine, LABEL_BUILD } from "../internal/driver/docker/docker.js";
-import { getDriver } from "../internal/driver/driver.js";
+import { checkEngine, LABEL_BUILD, LABEL_RUN } from "../internal/driver/docker/docker.js";
+import { runToken } from "../internal/driver/run.js";
+import { getDriver, type RunRef } from "../internal/driver/driver.js";
 import "../internal/driver/all.js";
 import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
@@ -480,25 +481,40 @@ jobs:
     }
   });
 
-  test("reap removes what a build left when its worker died", async () => {
+  test("reap removes what a run left when its worker died, and nothing of another run with the same build id", async () => {
     const buildId = `t-docker-crash-${randomBytes(4).toString("hex")}`;
     builds.push(buildId);
     const entry = await getDriver("docker");
     const config = { docker: dockerTestConfig(), warnings: [] };
-    const driver = entry.create({ buildId, manifest: { type: "docker", image }, config, log });
+    const dead: RunRef = { buildId, run: runToken("dead-worker", 1) };
+    // The same build id in another installation (its own database), running now.
+    const other: RunRef = { buildId, run: runToken("another-installation", 1) };
     const sink = new Writable({ write: (_c, _e, done) => done() });
-    await driver.create(sink, new AbortController().signal);
-    // The worker "dies" here: no destroy.
-    const before = await leftovers(buildId);
-    assert.equal(before.containers.length, 1);
-    assert.equal(before.volumes.length, 1);
-    const info = await docker.getContainer(before.containers[0]!).inspect();
-    assert.equal(info.Config.Labels[LABEL_BUILD], buildId);
-    assert.equal(info.Config.Labels["djinn.worker"], "1");
-    await entry.reap!(buildId, config, log);
+    const otherDriver = entry.create({ ...other, manifest: { type: "docker", image }, config, log });
+    try {
+      await otherDriver.create(sink, new AbortController().signal);
+      const driver = entry.create({ ...dead, manifest: { type: "docker", image }, config, log });
+      await driver.create(sink, new AbortController().signal);
+      // The worker "dies" here: no destroy.
+      const before = await leftovers(buildId);
+      assert.equal(before.containers.length, 2);
+      assert.equal(before.volumes.length, 2);
+      const info = await docker.getContainer(before.containers[0]!).inspect();
+      assert.equal(info.Config.Labels[LABEL_BUILD], buildId);
+      assert.equal(info.Config.Labels["djinn.worker"], "1");
+      await entry.reap!(dead, config, log);
+      const after = await leftovers(buildId);
+      assert.equal(after.containers.length, 1);
+      assert.equal(after.volumes.length, 1);
+      const survivor = await docker.getContainer(after.containers[0]!).inspect();
+      assert.equal(survivor.Config.Labels[LABEL_RUN], other.run, "the other run's container is untouched");
+      assert.equal(survivor.State.Running, true);
+      // Reaping twice, or a run that left nothing, is fine.
+      await entry.reap!(dead, config, log);
+    } finally {
+      await otherDriver.destroy();
+    }
     assert.deepEqual(await leftovers(buildId), { containers: [], volumes: [] });
-    // Reaping twice, or a build that left nothing, is fine.
-    await entry.reap!(buildId, config, log);
   });
 
   test("check names the engine and its API version, and fails clearly when nothing answers", async () => {

@@ -2,7 +2,7 @@
 // builds driven through the real runner.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -10,7 +10,8 @@ import path from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import pino from "pino";
 import type { DriverConfig } from "../internal/config/config.js";
-import { DriverError, getDriver } from "../internal/driver/driver.js";
+import { DriverError, getDriver, type RunRef } from "../internal/driver/driver.js";
+import { runToken } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
 import { kvmUsable } from "../internal/driver/qemu/accel.js";
 import { portSource, resolveImage, STATE_ROOT, stateDirOf } from "../internal/driver/qemu/qemu.js";
@@ -27,6 +28,9 @@ let counter = 0;
 const buildIds: string[] = [];
 /** Directories the suite made; removed after it. */
 const temps: string[] = [];
+
+/** The run each test build makes: one per build id. */
+const refOf = (buildId: string): RunRef => ({ buildId, run: runToken(buildId, 1) });
 
 function newBuildId(): string {
   const id = `qemu-test-${process.pid}-${++counter}`;
@@ -48,7 +52,7 @@ async function build(yaml: string, opts: { config?: DriverConfig; objects?: stri
   const artifacts = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-art-"));
   temps.push(artifacts);
   const reporter = collectingReporter(opts.onOutput);
-  const driver = (await getDriver("qemu")).create({ buildId, manifest: manifest.driver, config: opts.config ?? qemuConfig(), log, imagesPath: opts.imagesPath });
+  const driver = (await getDriver("qemu")).create({ buildId, run: refOf(buildId).run, manifest: manifest.driver, config: opts.config ?? qemuConfig(), log, imagesPath: opts.imagesPath });
   const status = await runBuild({
     plan: planBuild(manifest, "t"),
     driver,
@@ -64,7 +68,7 @@ async function build(yaml: string, opts: { config?: DriverConfig; objects?: stri
 }
 
 function assertNoMachines(buildId: string): void {
-  const dir = stateDirOf(buildId);
+  const dir = stateDirOf(refOf(buildId));
   assert.deepEqual(qemuProcesses(dir), [], `a qemu of ${buildId} outlived its build`);
   assert.equal(existsSync(dir), false, `${dir} was left behind`);
 }
@@ -82,7 +86,7 @@ describe("qemu driver", { skip, timeout: 10 * 60_000 }, () => {
   after(async () => {
     for (const dir of temps) await fs.rm(dir, { recursive: true, force: true });
     // Anything left despite the assertions above still must not outlive the suite.
-    for (const id of buildIds) for (const pid of qemuProcesses(stateDirOf(id))) process.kill(pid, "SIGKILL");
+    for (const id of buildIds) for (const pid of qemuProcesses(stateDirOf(refOf(id)))) process.kill(pid, "SIGKILL");
     // The drivers' shared state root goes too when no other build is using it (rmdir refuses otherwise).
     await fs.rmdir(STATE_ROOT).catch(() => undefined);
   });
@@ -231,7 +235,7 @@ jobs:
       {
         onOutput: (job, text) => {
           if (job !== "doomed" || !(seen += text).includes("running\n") || !buildId) return;
-          const pid = Number(readFileSync(path.join(stateDirOf(buildId), "qemu.pid"), "utf8"));
+          const pid = Number(readFileSync(path.join(stateDirOf(refOf(buildId)), "qemu.pid"), "utf8"));
           buildId = "";
           process.kill(pid, "SIGKILL");
         },
@@ -330,26 +334,38 @@ jobs:
     }
   });
 
-  test("reap kills the machine a dead worker left and removes its state dir; it never kills another process", async () => {
+  test("reap kills the machine a dead worker's run left and removes its state dir; it never kills another run's or another process", async () => {
     const buildId = newBuildId();
-    const dir = stateDirOf(buildId);
-    await fs.mkdir(dir, { recursive: true });
-    // A real qemu, as a crashed worker would have left it (no guest needed to be reaped).
-    const orphan = spawn("qemu-system-x86_64", ["-machine", "none", "-nodefaults", "-display", "none", "-S", "-monitor", "none", "-pidfile", path.join(dir, "qemu.pid")], { stdio: "ignore", detached: true });
-    const gone = new Promise((resolve) => orphan.once("exit", resolve));
-    const deadline = Date.now() + 10_000;
-    while (!existsSync(path.join(dir, "qemu.pid")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual(qemuProcesses(dir), [orphan.pid]);
-    await (await getDriver("qemu")).reap!(buildId, qemuConfig(), log);
-    await gone;
-    assertNoMachines(buildId);
+    // The same build id in another installation (or another run): its machine must survive.
+    const otherRun: RunRef = { buildId, run: runToken("another-installation", 1) };
+    const orphans = [refOf(buildId), otherRun].map((ref) => {
+      const dir = stateDirOf(ref);
+      mkdirSync(dir, { recursive: true });
+      // A real qemu, as a crashed worker would have left it (no guest needed to be reaped).
+      const child = spawn("qemu-system-x86_64", ["-machine", "none", "-nodefaults", "-display", "none", "-S", "-monitor", "none", "-pidfile", path.join(dir, "qemu.pid")], { stdio: "ignore", detached: true });
+      return { dir, child, gone: new Promise((resolve) => child.once("exit", resolve)) };
+    });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (orphans.some((o) => !existsSync(path.join(o.dir, "qemu.pid"))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const o of orphans) assert.deepEqual(qemuProcesses(o.dir), [o.child.pid]);
+      await (await getDriver("qemu")).reap!(refOf(buildId), qemuConfig(), log);
+      await orphans[0].gone;
+      assertNoMachines(buildId);
+      assert.deepEqual(qemuProcesses(orphans[1].dir), [orphans[1].child.pid], "the other run's machine is untouched");
+      assert.ok(existsSync(path.join(orphans[1].dir, "qemu.pid")), "the other run's pidfile is untouched");
+    } finally {
+      orphans[1].child.kill("SIGKILL");
+      await orphans[1].gone;
+      await fs.rm(orphans[1].dir, { recursive: true, force: true });
+    }
 
     // A pidfile naming a process that is not this build's qemu: left alone.
     const other = newBuildId();
-    await fs.mkdir(stateDirOf(other), { recursive: true });
-    await fs.writeFile(path.join(stateDirOf(other), "qemu.pid"), `${process.pid}\n`);
-    await (await getDriver("qemu")).reap!(other, qemuConfig(), log);
-    assert.equal(existsSync(stateDirOf(other)), false);
+    await fs.mkdir(stateDirOf(refOf(other)), { recursive: true });
+    await fs.writeFile(path.join(stateDirOf(refOf(other)), "qemu.pid"), `${process.pid}\n`);
+    await (await getDriver("qemu")).reap!(refOf(other), qemuConfig(), log);
+    assert.equal(existsSync(stateDirOf(refOf(other))), false);
     assert.ok(STATE_ROOT.startsWith(os.tmpdir()));
   });
 

@@ -4,10 +4,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Readable, Writable } from "node:stream";
-import { after, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import { defaultDriverConfig } from "../internal/config/config.js";
-import { getDriver } from "../internal/driver/driver.js";
+import { getDriver, type RunRef } from "../internal/driver/driver.js";
+import { cgroupSource, detectCgroupRoot } from "../internal/driver/os/processes.js";
+import { runToken } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
 import { ArtifactStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
@@ -86,32 +88,100 @@ describe("runner", () => {
   });
 });
 
-describe("os driver after a worker crash", () => {
-  test("reap kills the processes left in the build's workspace and removes it", async () => {
-    const tmp = fs.mkdtempSync(path.join(dir, "reap-"));
-    const saved = process.env.TMPDIR;
-    process.env.TMPDIR = tmp;
-    try {
+/** A process that still runs: neither gone nor a zombie waiting to be reaped. */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Starts a sleeper outside the workspace in a session of its own as $p, and waits until it is one (setsid has run). */
+const ESCAPE = `cd /; setsid sleep 300 >/dev/null 2>&1 & p=$!; while [ "$(cat /proc/$p/comm)" != sleep ]; do sleep 0.01; done`;
+
+/** A command that passes once the process named in `pidFile` has ended (gone, or a zombie), within 5 s. */
+function gone(pidFile: string): string {
+  return `p=$(cat ${pidFile}); for i in $(seq 100); do if [ ! -e /proc/$p ] || grep -q '^[0-9]* ([^)]*) Z' /proc/$p/stat; then exit 0; fi; sleep 0.05; done; echo "$p still runs"; exit 1`;
+}
+
+/** With a cgroup per run (where this host allows one) and without (the environment marker alone). */
+const trackings = [
+  { name: "cgroup", root: detectCgroupRoot, skip: detectCgroupRoot() ? false : "no cgroup v2 hierarchy on this host" },
+  { name: "marker only", root: () => undefined, skip: false },
+] as const;
+
+for (const tracking of trackings) {
+  describe(`os driver processes (${tracking.name})`, { skip: tracking.skip }, () => {
+    const saved = cgroupSource.root;
+    before(() => (cgroupSource.root = tracking.root));
+    after(() => (cgroupSource.root = saved));
+
+    /** Starts a run whose job leaves a process in a session of its own and waits; its pids. */
+    async function startRun(ref: RunRef, tmp: string) {
       const entry = await getDriver("os");
       const log = pino({ level: "silent" });
-      const driver = entry.create({ buildId: "reap-1", manifest: { type: "os" }, config: defaultDriverConfig(), log });
+      const driver = entry.create({ ...ref, manifest: { type: "os" }, config: defaultDriverConfig(), log });
       const sink = new Writable({ write: (_c, _e, done) => done() });
       await driver.create(sink, new AbortController().signal);
-      const ws = fs.readdirSync(tmp);
-      assert.equal(ws.length, 1);
-      const marker = path.join(tmp, ws[0], "workspace", "started");
-      // A job that outlives its worker: the driver object is dropped without destroy, as in a crash.
-      const running = driver.execute({ name: "a/a.1", script: `set -e\ntouch ${marker}\nsleep 300\n`, env: {}, output: sink, signal: new AbortController().signal });
-      while (!fs.existsSync(marker)) await new Promise((r) => setTimeout(r, 20));
-      await entry.reap!("reap-1", defaultDriverConfig(), log);
-      assert.deepEqual(await running, { exitCode: 137 }, "the job was killed");
-      assert.deepEqual(fs.readdirSync(tmp), [], "the workspace is gone");
-    } finally {
-      if (saved === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = saved;
+      const pids = path.join(tmp, `pids-${ref.run}`);
+      const script = `set -e\n${ESCAPE}\necho "$p $$" > ${pids}.tmp\nmv ${pids}.tmp ${pids}\nsleep 300\n`;
+      const job = driver.execute({ name: "a/a.1", script, env: {}, output: sink, signal: new AbortController().signal });
+      await until("the job started", () => fs.existsSync(pids));
+      const [escaped, shell] = fs.readFileSync(pids, "utf8").trim().split(" ").map(Number);
+      assert.notEqual(fs.readFileSync(`/proc/${escaped}/stat`, "utf8").split(") ")[1].split(" ")[3], fs.readFileSync(`/proc/${shell}/stat`, "utf8").split(") ")[1].split(" ")[3], "the sleeper left the job's session");
+      return { driver, job, escaped, shell };
     }
+
+    test("reap kills exactly the dead run's processes, those that left its session too, and removes its workspace; another run of the same build id is untouched", async () => {
+      const tmp = fs.mkdtempSync(path.join(dir, "reap-"));
+      const saved = process.env.TMPDIR;
+      process.env.TMPDIR = tmp;
+      try {
+        const dead: RunRef = { buildId: "1", run: runToken("dead-worker", 1) };
+        const other: RunRef = { buildId: "1", run: runToken("another-installation", 1) };
+        const a = await startRun(dead, tmp);
+        const b = await startRun(other, tmp);
+        // The worker of `dead` crashed: its driver object is dropped without destroy.
+        await (await getDriver("os")).reap!(dead, defaultDriverConfig(), pino({ level: "silent" }));
+        assert.deepEqual(await a.job, { exitCode: 137 }, "the dead run's job was killed");
+        await until("the dead run's escaped process ended", () => !running(a.escaped));
+        assert.ok(running(b.shell) && running(b.escaped), "the other run's processes are untouched");
+        assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith("djinn-build-")).length, 1, "only the other run's workspace is left");
+        await b.driver.destroy();
+        assert.deepEqual(await b.job, { exitCode: 137 });
+        await until("the other run's escaped process ended with its build", () => !running(b.escaped));
+        assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith("djinn-build-")), []);
+      } finally {
+        if (saved === undefined) delete process.env.TMPDIR;
+        else process.env.TMPDIR = saved;
+      }
+    });
+
+    test("a process that left the job's session ends when its job does", async () => {
+      const pidFile = path.join(dir, `escaped-${tracking.name.replace(/ /g, "-")}`);
+      const { status, output } = await build(`
+driver: {type: os}
+stages: [s]
+jobs:
+  - {stage: s, name: a, commands: [${JSON.stringify(ESCAPE)}, "echo $p > ${pidFile}"]}
+  - {stage: s, name: b, commands: [${JSON.stringify(gone(pidFile))}]}
+`);
+      assert.equal(status, "passed", `${output.get("a")}${output.get("b")}`);
+      const pid = Number(fs.readFileSync(pidFile, "utf8"));
+      assert.ok(pid > 1);
+      await until("the escaped sleeper ended with its job", () => !running(pid));
+    });
   });
-});
+}
 
 describe("os driver placement", () => {
   test("~/ is the job's HOME, the workspace; a mode is kept", async () => {

@@ -2,6 +2,9 @@
 import type { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config/config.js";
+import type { RunRef } from "./run.js";
+
+export type { RunRef } from "./run.js";
 
 export interface JobRun {
   /** Full job name, for messages. */
@@ -60,6 +63,11 @@ export class CollectError extends Error {
 
 export interface DriverOptions {
   buildId: string;
+  /**
+   * This run's token (./run.ts): everything the driver leaves on the host carries it, so `reap`
+   * can find exactly what a dead run left. Absent: a fresh token nothing will reap by name.
+   */
+  run?: string;
   /** The manifest's driver map (type, image, workspace, ...). */
   manifest: Record<string, string>;
   config: DriverConfig;
@@ -72,8 +80,11 @@ export interface DriverEntry {
   /** The manifest's driver.type. */
   name: string;
   create(options: DriverOptions): Driver;
-  /** Removes what a build left behind when its worker died; called by the worker that recovers it. */
-  reap?(buildId: string, config: DriverConfig, log: Logger): Promise<void>;
+  /**
+   * Removes what one run of a build left behind when its worker died; called by the worker that
+   * recovers it. Touches nothing of another run or another installation.
+   */
+  reap?(dead: RunRef, config: DriverConfig, log: Logger): Promise<void>;
   /** Lines for `djinn-worker check`: reachability, versions. Throws when the driver cannot work. */
   check?(config: DriverConfig): Promise<string[]>;
 }

@@ -9,7 +9,8 @@ import type { Redis } from "ioredis";
 import type pg from "pg";
 import type { DriverConfig, WorkerConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
-import { getDriver, type Driver } from "../driver/driver.js";
+import { getDriver, type Driver, type RunRef } from "../driver/driver.js";
+import { runToken } from "../driver/run.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
@@ -371,9 +372,11 @@ export class Worker {
         log.warn({ reason: setupError }, "build cannot run: failed in setup");
         status = await this.failSetup(prepared.jobs, setupError ?? "no manifest", reporter);
       } else {
-        if (previousWorker) await this.reap(manifest, c.id, log);
+        // The claim this one replaced names the earlier run: (its worker, the attempt before this).
+        if (previousWorker) await this.reap(manifest, { buildId: String(c.id), run: runToken(previousWorker, attempt - 1) }, log);
         const entry = await getDriver(manifest.driver.type);
-        const inner = entry.create({ buildId: String(c.id), manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
+        const run = runToken(this.id, attempt);
+        const inner = entry.create({ buildId: String(c.id), run, manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
         c.driver = inner;
         let artifacts: ArtifactStore | undefined;
         if (config.artifacts) {
@@ -491,9 +494,9 @@ export class Worker {
     return "failed";
   }
 
-  private async reap(manifest: Manifest, id: number, log: Logger): Promise<void> {
+  private async reap(manifest: Manifest, dead: RunRef, log: Logger): Promise<void> {
     try {
-      await (await getDriver(manifest.driver.type)).reap?.(String(id), this.deps.drivers, log);
+      await (await getDriver(manifest.driver.type)).reap?.(dead, this.deps.drivers, log);
     } catch (err) {
       log.warn({ err: (err as Error).message }, "could not clean up the earlier run's environment");
     }

@@ -11,12 +11,13 @@ import { CollectError, DriverError, registerDriver, type Driver, type DriverOpti
 import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, statusCode } from "./engine.js";
 import { execCapture, execIn } from "./exec.js";
 import { ensureImage } from "./images.js";
-import { baseEnv, buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, OOM_KILL_COUNT_SCRIPT, resourceName, RESOLVE_ARTIFACT_SCRIPT, SCRIPT_DIR, type ContainerSettings } from "./settings.js";
+import { baseEnv, buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, OOM_KILL_COUNT_SCRIPT, resourceName, RESOLVE_ARTIFACT_SCRIPT, SCRIPT_DIR, type ContainerSettings } from "./settings.js";
 import { write } from "./streams.js";
 import { openFirstEntry, singleFileTar } from "./tar.js";
+import { freshRunToken, type RunRef } from "../run.js";
 
 export { checkEngine, dockerClient } from "./engine.js";
-export { DEFAULT_WORKSPACE, LABEL_BUILD, LABEL_WORKER } from "./settings.js";
+export { DEFAULT_WORKSPACE, LABEL_BUILD, LABEL_RUN, LABEL_WORKER } from "./settings.js";
 
 export class DockerDriver implements Driver {
   private readonly docker: Docker;
@@ -28,10 +29,12 @@ export class DockerDriver implements Driver {
   private oomKills = 0;
   private scripts = 0;
   private destroyed = false;
+  private readonly ref: RunRef;
 
   constructor(private readonly options: DriverOptions) {
     this.config = dockerConfigOf(options.config);
     this.docker = dockerClient(this.config);
+    this.ref = { buildId: options.buildId, run: options.run ?? freshRunToken() };
   }
 
   async create(output: Writable, signal: AbortSignal): Promise<void> {
@@ -43,7 +46,7 @@ export class DockerDriver implements Driver {
     if (signal.aborted) throw new DriverError("aborted before the container was created");
 
     const name = resourceName(this.options.buildId, randomBytes(4).toString("hex"));
-    const labels = buildLabels(this.options.buildId);
+    const labels = buildLabels(this.ref);
     try {
       const volume = await this.docker.createVolume({ Name: name, Labels: labels });
       this.volumeName = (volume as unknown as Docker.Volume).name;
@@ -272,9 +275,10 @@ export class DockerDriver implements Driver {
   }
 }
 
-/** Removes every container and volume labelled with the build, whoever made them. */
-export async function reapBuild(docker: Docker, buildId: string): Promise<{ containers: number; volumes: number }> {
-  const filters = JSON.stringify({ label: [`${LABEL_BUILD}=${buildId}`] });
+/** Removes every container and volume labelled with the run of the build, whoever made them. */
+export async function reapBuild(docker: Docker, dead: RunRef): Promise<{ containers: number; volumes: number }> {
+  const buildId = dead.buildId;
+  const filters = JSON.stringify({ label: [`${LABEL_BUILD}=${buildId}`, `${LABEL_RUN}=${dead.run}`] });
   const failures: string[] = [];
   let containers: Docker.ContainerInfo[];
   try {
@@ -302,9 +306,9 @@ export async function reapBuild(docker: Docker, buildId: string): Promise<{ cont
 registerDriver({
   name: "docker",
   create: (options) => new DockerDriver(options),
-  reap: async (buildId, config, log) => {
-    const removed = await reapBuild(dockerClient(dockerConfigOf(config)), buildId);
-    if (removed.containers || removed.volumes) log.info({ buildId, ...removed }, "removed what the build left in Docker");
+  reap: async (dead, config, log) => {
+    const removed = await reapBuild(dockerClient(dockerConfigOf(config)), dead);
+    if (removed.containers || removed.volumes) log.info({ buildId: dead.buildId, run: dead.run, ...removed }, "removed what the build left in Docker");
   },
   check: checkEngine,
 });

@@ -4,10 +4,13 @@
 import path from "node:path";
 import type Docker from "dockerode";
 import type { DockerConfig } from "../../config/config.js";
+import type { RunRef } from "../run.js";
 import { DriverError } from "../driver.js";
 
 export const LABEL_BUILD = "djinn.build";
 export const LABEL_WORKER = "djinn.worker";
+/** The run token (../run.ts): reap removes what carries the dead run's token, never another run's. */
+export const LABEL_RUN = "djinn.run";
 export const DEFAULT_WORKSPACE = "/workspace";
 
 /** The build's container settings: the manifest's driver map checked against driver.toml. */
@@ -91,9 +94,9 @@ export function describeLimits(settings: ContainerSettings): string {
   ].join(", ");
 }
 
-/** Every container and volume of a build carries these, so destroy and reap can find them. */
-export function buildLabels(buildId: string): Record<string, string> {
-  return { [LABEL_BUILD]: buildId, [LABEL_WORKER]: "1" };
+/** Every container and volume of a run of a build carries these, so destroy and reap can find them. */
+export function buildLabels(ref: RunRef): Record<string, string> {
+  return { [LABEL_BUILD]: ref.buildId, [LABEL_RUN]: ref.run, [LABEL_WORKER]: "1" };
 }
 
 /** The name of a build's container and volume: the build id made safe, and a random part. */

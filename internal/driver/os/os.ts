@@ -8,7 +8,9 @@ import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isInside } from "../../fs/store.js";
-import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun } from "../driver.js";
+import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
+import { freshRunToken, runName } from "../run.js";
+import { reapRun, RunProcesses } from "./processes.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -16,16 +18,22 @@ export class OsDriver implements Driver {
   private dir?: string;
   private workspace?: string;
   private jobs = 0;
+  private processes?: RunProcesses;
   private readonly running = new Set<ChildProcess>();
+  private readonly ref: RunRef;
 
-  constructor(private readonly options: DriverOptions) {}
+  constructor(private readonly options: DriverOptions) {
+    this.ref = { buildId: options.buildId, run: options.run ?? freshRunToken() };
+  }
 
   async create(output: Writable, _signal: AbortSignal): Promise<void> {
-    this.dir = await fs.mkdtemp(workspacePrefix(this.options.buildId));
+    this.dir = await fs.mkdtemp(workspacePrefix(this.ref));
     this.workspace = path.join(this.dir, "workspace");
     await fs.mkdir(this.workspace, { mode: 0o700 });
     await fs.mkdir(path.join(this.dir, "scripts"), { mode: 0o700 });
+    this.processes = await RunProcesses.open(runName(this.ref), this.ref.run, this.dir);
     output.write(`Running on the host (os driver), workspace ${this.workspace}\n`);
+    if (this.processes.noCgroup) this.options.log.debug({ reason: this.processes.noCgroup }, "os driver: no cgroup for the build; its processes are tracked by environment and directory");
   }
 
   private requireWorkspace(): string {
@@ -53,9 +61,10 @@ export class OsDriver implements Driver {
     await fs.writeFile(script, job.script, { mode: 0o600 });
     if (job.signal.aborted) return { exitCode: 137 };
     // One pipe for both streams (2>&1), so output keeps the order it was written in.
-    const child = spawn("/bin/sh", ["-c", 'exec /bin/sh "$0" 2>&1', script], {
+    const [shell, ...args] = this.processes!.command(script);
+    const child = spawn(shell, args, {
       cwd: workspace,
-      env: { ...this.baseEnv(), ...job.env },
+      env: { ...this.baseEnv(), ...job.env, ...this.processes!.env() },
       stdio: ["ignore", "pipe", "ignore"],
       // Its own process group, so a kill reaches everything the job started.
       detached: true,
@@ -70,8 +79,10 @@ export class OsDriver implements Driver {
         child.once("error", reject);
         child.once("exit", (c, s) => resolve([c, s]));
       });
-      // Background processes a job left behind die with it; then its pipes drain and close.
+      // Background processes a job left behind die with it, also those that left its process
+      // group (setsid); then its pipes drain and close.
       killGroup(child);
+      await this.processes!.killAll();
       await drained(child, closed, 2000);
       return { exitCode: code ?? 128 + (os.constants.signals[signal ?? "SIGKILL"] ?? 9) };
     } catch (err) {
@@ -120,6 +131,8 @@ export class OsDriver implements Driver {
 
   async destroy(): Promise<void> {
     for (const child of this.running) killGroup(child);
+    await this.processes?.close();
+    this.processes = undefined;
     if (this.dir) {
       await fs.rm(this.dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
       this.dir = undefined;
@@ -152,37 +165,28 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
-/** Every workspace of a build starts with this, so a recovering worker can find them. */
-function workspacePrefix(buildId: string): string {
-  return path.join(os.tmpdir(), `djinn-build-${buildId.replace(/[^A-Za-z0-9_-]/g, "_")}-`);
+/** Every workspace of a run starts with this, so a recovering worker can find exactly that run's. */
+function workspacePrefix(ref: RunRef): string {
+  return path.join(os.tmpdir(), `djinn-build-${runName(ref)}-`);
 }
 
 /**
- * After a worker died: kills the processes still working in the build's workspaces (found by
- * their working directory, since they outlived the worker in their own process groups) and
- * removes the workspaces.
+ * After a worker died: kills the processes of the dead run still alive (they outlived the worker
+ * in their own process groups or sessions) and removes its workspaces. Another run's or another
+ * installation's, with the same build id or not, are never touched: the run token names them.
  */
-async function reap(buildId: string): Promise<void> {
-  const prefix = workspacePrefix(buildId);
-  const dirs = (await fs.readdir(path.dirname(prefix)).catch(() => [] as string[])).map((f) => path.join(path.dirname(prefix), f)).filter((f) => f.startsWith(prefix));
-  if (dirs.length === 0) return;
-  for (const pid of await fs.readdir("/proc").catch(() => [] as string[])) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "");
-    if (dirs.some((d) => cwd === d || cwd.startsWith(`${d}/`))) {
-      try {
-        process.kill(Number(pid), "SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-  }
+async function reap(dead: RunRef, log: DriverOptions["log"]): Promise<void> {
+  const prefix = workspacePrefix(dead);
+  const parent = path.dirname(prefix);
+  const dirs = (await fs.readdir(parent).catch(() => [] as string[])).map((f) => path.join(parent, f)).filter((f) => f.startsWith(prefix));
+  const killed = await reapRun(runName(dead), dead.run, dirs);
   for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  if (killed || dirs.length) log.info({ build: dead.buildId, run: dead.run, killed, workspaces: dirs.length }, "reaped what a dead worker's run left on the host");
 }
 
 registerDriver({
   name: "os",
   create: (options) => new OsDriver(options),
-  reap,
+  reap: (dead, _config, log) => reap(dead, log),
   check: async () => [`os: jobs run on this host with /bin/sh, in a temporary workspace under ${os.tmpdir()}`],
 });

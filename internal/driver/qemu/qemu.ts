@@ -10,16 +10,18 @@ import type { Writable } from "node:stream";
 import { hostQemuArch, type DriverConfig, type QemuConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
 import { confinedPath, StoreError } from "../../fs/store.js";
-import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
+import { DriverError, registerDriver, type Driver, type DriverOptions, type RunRef } from "../driver.js";
+import { freshRunToken, runName } from "../run.js";
 import { SessionDriver, SshSession } from "../ssh/session.js";
 import { kvmUsable } from "./accel.js";
 import { freeLocalPort } from "../../net/port.js";
 
-/** Where each build's qemu keeps its pidfile and serial log: one directory per build. */
+/** Where each build's qemu keeps its pidfile and serial log: one directory per run of a build. */
 export const STATE_ROOT = path.join(os.tmpdir(), "djinn-qemu");
 
-export function stateDirOf(buildId: string): string {
-  return path.join(STATE_ROOT, buildId.replace(/[^A-Za-z0-9_-]/g, "_") || "_");
+/** The run's state directory: named by the run token too, as build ids repeat across installations. */
+export function stateDirOf(ref: RunRef): string {
+  return path.join(STATE_ROOT, runName(ref));
 }
 
 const PORT_ATTEMPTS = 5;
@@ -179,9 +181,11 @@ export class QemuDriver extends SessionDriver implements Driver {
   protected readonly notOpen = "the machine is not running";
   private machine?: Machine;
   private stateDir?: string;
+  private readonly ref: RunRef;
 
   constructor(private readonly options: DriverOptions) {
     super();
+    this.ref = { buildId: options.buildId, run: options.run ?? freshRunToken() };
   }
 
   private config(): QemuConfig {
@@ -196,8 +200,8 @@ export class QemuDriver extends SessionDriver implements Driver {
     const binary = `qemu-system-${arch}`;
     const image = await resolveImage(this.options);
     const { accel, why } = await chooseAccel(cfg, binary, arch);
-    const stateDir = stateDirOf(this.options.buildId);
-    // A directory left by a crashed worker for this same build: its machine must go first.
+    const stateDir = stateDirOf(this.ref);
+    // A directory left for this same run (it cannot be another's): its machine must go first.
     if (existsSync(stateDir)) await reapStateDir(stateDir);
     await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
     this.stateDir = stateDir;
@@ -357,11 +361,11 @@ export function qemuVersion(binary: string): string {
 registerDriver({
   name: "qemu",
   create: (options) => new QemuDriver(options),
-  reap: async (buildId, _config: DriverConfig, log) => {
-    const stateDir = stateDirOf(buildId);
+  reap: async (dead, _config: DriverConfig, log) => {
+    const stateDir = stateDirOf(dead);
     if (!existsSync(stateDir)) return;
     const killed = await reapStateDir(stateDir);
-    log.info({ build: buildId, stateDir, killed }, "reaped the machine of a dead worker");
+    log.info({ build: dead.buildId, run: dead.run, stateDir, killed }, "reaped the machine of a dead worker");
   },
   check: async (config) => {
     const cfg = config.qemu;

@@ -1,0 +1,193 @@
+// Every process of one os-driver run, found again however it left the job's process group: a
+// cgroup (v2) per run where this host lets the worker make one, and always the run's marker in
+// the environment and its working directory under the run's directory. docs/drivers.md says
+// what escapes both.
+import { readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+
+/** The variable every job process starts with; its value is the run token. */
+export const RUN_MARKER = "DJINN_RUN";
+
+/** Where the run cgroups go: a test sets `root` to undefined to exercise the fallback. */
+export const cgroupSource = { root: detectCgroupRoot };
+
+/**
+ * The cgroup v2 directory of this worker process (pure v2 at /sys/fs/cgroup, or the hybrid
+ * layout's /sys/fs/cgroup/unified), when one is mounted; run cgroups are made inside it.
+ */
+export function detectCgroupRoot(): string | undefined {
+  let mount: string | undefined;
+  let own: string | undefined;
+  try {
+    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+      // id parent major:minor root mountpoint options ... - fstype source superoptions
+      const [left, right] = line.split(" - ");
+      if (right?.split(" ")[0] === "cgroup2") {
+        mount = unescapeMount(left.split(" ")[4]);
+        break;
+      }
+    }
+    own = /^0::(\/.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1];
+  } catch {
+    return undefined;
+  }
+  if (!mount || own === undefined) return undefined;
+  return path.join(mount, own);
+}
+
+function unescapeMount(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The processes of one run: `name` is the run's name (build and run token), `dir` its directory. */
+export class RunProcesses {
+  private constructor(
+    readonly token: string,
+    private readonly dir: string,
+    /** The run's cgroup, when one could be made. */
+    readonly cgroup: string | undefined,
+    /** Why there is no cgroup, for the build's output. */
+    readonly noCgroup: string | undefined,
+  ) {}
+
+  /** Makes the run's cgroup when possible; never fails (tracking falls back to the marker). */
+  static async open(name: string, token: string, dir: string): Promise<RunProcesses> {
+    const root = cgroupSource.root();
+    if (!root) return new RunProcesses(token, dir, undefined, "no cgroup v2 hierarchy is mounted");
+    const cgroup = cgroupOf(root, name);
+    try {
+      await fs.mkdir(cgroup);
+      return new RunProcesses(token, dir, cgroup, undefined);
+    } catch (err) {
+      return new RunProcesses(token, dir, undefined, `cannot make a cgroup in ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+
+  /**
+   * The shell command line that runs `script` as a member of the run: it moves itself into the
+   * cgroup (its children inherit it) and then becomes the job's shell, stderr merged into stdout.
+   */
+  command(script: string): string[] {
+    const join = this.cgroup ? `{ echo $$ > '${this.cgroup.replace(/'/g, "'\\''")}/cgroup.procs'; } 2>/dev/null; ` : "";
+    return ["/bin/sh", "-c", `${join}exec /bin/sh "$0" 2>&1`, script];
+  }
+
+  /** What every job process gets in its environment, over the build's own variables. */
+  env(): Record<string, string> {
+    return { [RUN_MARKER]: this.token };
+  }
+
+  /** Kills every process of the run, including those that left the job's process group. */
+  async killAll(): Promise<number> {
+    return killRun(this.cgroup, this.token, this.dir);
+  }
+
+  /** Kills what is left and removes the cgroup. */
+  async close(): Promise<void> {
+    await this.killAll();
+    if (this.cgroup) await removeCgroup(this.cgroup);
+  }
+}
+
+function cgroupOf(root: string, name: string): string {
+  return path.join(root, `djinn-${name}`);
+}
+
+/** After its worker died: kills what a run left (its cgroup, its marker, its directories) and removes the cgroup. */
+export async function reapRun(name: string, token: string, dirs: string[]): Promise<number> {
+  const root = cgroupSource.root();
+  const cgroup = root ? cgroupOf(root, name) : undefined;
+  let killed = 0;
+  for (const dir of dirs.length ? dirs : [undefined]) killed += await killRun(cgroup, token, dir);
+  if (cgroup) await removeCgroup(cgroup);
+  return killed;
+}
+
+async function killRun(cgroup: string | undefined, token: string, dir: string | undefined): Promise<number> {
+  let killed = 0;
+  if (cgroup) killed += await killCgroup(cgroup);
+  killed += await killMarked(token, dir);
+  return killed;
+}
+
+/** Kills every process in the cgroup (cgroup.kill, or one by one on kernels before 5.14) and waits until it is empty. */
+async function killCgroup(cgroup: string): Promise<number> {
+  const members = await cgroupProcs(cgroup);
+  if (members === undefined || members.length === 0) return 0;
+  const viaKill = await fs.writeFile(path.join(cgroup, "cgroup.kill"), "1").then(
+    () => true,
+    () => false,
+  );
+  for (let i = 0; i < 100; i++) {
+    const left = await cgroupProcs(cgroup);
+    if (!left?.length) break;
+    if (!viaKill) for (const pid of left) kill(pid);
+    await sleep(20);
+  }
+  return members.length;
+}
+
+async function cgroupProcs(cgroup: string): Promise<number[] | undefined> {
+  try {
+    return (await fs.readFile(path.join(cgroup, "cgroup.procs"), "utf8")).split("\n").filter(Boolean).map(Number);
+  } catch {
+    return undefined;
+  }
+}
+
+async function removeCgroup(cgroup: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      await fs.rmdir(cgroup);
+      return;
+    } catch (err) {
+      // EBUSY: a killed process has not quite left yet.
+      if ((err as NodeJS.ErrnoException).code !== "EBUSY") return;
+      await sleep(20);
+    }
+  }
+}
+
+/**
+ * Kills the processes (other than this one) that carry the run's marker in their environment or
+ * work under the run's directory; repeated until none is found, as a dying shell may fork.
+ */
+async function killMarked(token: string, dir: string | undefined): Promise<number> {
+  const marker = `${RUN_MARKER}=${token}`;
+  let killed = 0;
+  for (let round = 0; round < 5; round++) {
+    let found = 0;
+    for (const entry of await fs.readdir("/proc").catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+      if (await isMarked(entry, marker, dir)) {
+        kill(Number(entry));
+        found++;
+      }
+    }
+    killed += found;
+    if (found === 0) break;
+    await sleep(20);
+  }
+  return killed;
+}
+
+async function isMarked(pid: string, marker: string, dir: string | undefined): Promise<boolean> {
+  if (dir) {
+    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "");
+    if (cwd === dir || cwd.startsWith(`${dir}/`)) return true;
+  }
+  const environ = await fs.readFile(`/proc/${pid}/environ`).catch(() => undefined);
+  // Whole NUL-separated entries only: DJINN_RUN=<token> and nothing longer.
+  return environ !== undefined && environ.toString("latin1").split("\0").includes(marker);
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // Gone already.
+  }
+}
