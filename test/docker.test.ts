@@ -486,9 +486,9 @@ jobs:
     builds.push(buildId);
     const entry = await getDriver("docker");
     const config = { docker: dockerTestConfig(), warnings: [] };
-    const dead: RunRef = { buildId, run: runToken("dead-worker", 1) };
+    const dead: RunRef = { buildId, run: runToken(buildId, "dead-worker", 1) };
     // The same build id in another installation (its own database), running now.
-    const other: RunRef = { buildId, run: runToken("another-installation", 1) };
+    const other: RunRef = { buildId, run: runToken(buildId, "another-installation", 1) };
     const sink = new Writable({ write: (_c, _e, done) => done() });
     const otherDriver = entry.create({ ...other, manifest: { type: "docker", image }, config, log });
     try {

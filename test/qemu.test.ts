@@ -30,7 +30,7 @@ const buildIds: string[] = [];
 const temps: string[] = [];
 
 /** The run each test build makes: one per build id. */
-const refOf = (buildId: string): RunRef => ({ buildId, run: runToken(buildId, 1) });
+const refOf = (buildId: string): RunRef => ({ buildId, run: runToken(buildId, "qemu-test", 1) });
 
 function newBuildId(): string {
   const id = `qemu-test-${process.pid}-${++counter}`;
@@ -337,7 +337,7 @@ jobs:
   test("reap kills the machine a dead worker's run left and removes its state dir; it never kills another run's or another process", async () => {
     const buildId = newBuildId();
     // The same build id in another installation (or another run): its machine must survive.
-    const otherRun: RunRef = { buildId, run: runToken("another-installation", 1) };
+    const otherRun: RunRef = { buildId, run: runToken(buildId, "another-installation", 1) };
     const orphans = [refOf(buildId), otherRun].map((ref) => {
       const dir = stateDirOf(ref);
       mkdirSync(dir, { recursive: true });

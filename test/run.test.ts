@@ -33,6 +33,15 @@ function run(manifest: string, args: string[] = [], env: Record<string, string> 
   return { status: r.status, stdout: r.stdout, out: r.stdout.toString("latin1"), stderr: r.stderr.toString(), artifacts, tmp };
 }
 
+/** A process that still runs: neither gone nor a zombie waiting to be reaped. */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 const job = (commands: string[], extra = "") => `driver: {type: os}\nstages: [build]\njobs:\n- stage: build\n  commands:\n${commands.map((c) => `  - ${JSON.stringify(c)}`).join("\n")}\n${extra}`;
 
 describe("djinn-worker run (os driver)", () => {
@@ -184,5 +193,17 @@ describe("djinn-worker run (os driver)", () => {
     const unconfigured = run("driver: {type: docker, image: x}\nstages: [a]\njobs: [{stage: a, commands: [true]}]\n", ["-driver", path.join(repoRoot, "examples/driver.toml")]);
     assert.equal(unconfigured.status, 2);
     assert.match(unconfigured.stderr, /the manifest's driver "docker" is not configured: add a \[docker\] section/);
+  });
+  test("a process that left the job's session (setsid) ends with the build", async () => {
+    const pidFile = path.join(dir, `escaped-${n + 1}`);
+    const escape = `setsid sleep 300 >/dev/null 2>&1 & p=$!; while [ "$(cat /proc/$p/comm)" != sleep ]; do sleep 0.01; done; echo $p > ${pidFile}`;
+    const r = run(job([escape, "echo left behind"]));
+    assert.equal(r.status, 0, r.out + r.stderr);
+    const pid = Number(fs.readFileSync(pidFile, "utf8"));
+    assert.ok(pid > 1);
+    // The sleeper was killed before `run` exited; only init reaping the orphan may still lag.
+    const deadline = Date.now() + 5000;
+    while (running(pid) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(running(pid), false, `the setsid sleeper ${pid} outlived the build`);
   });
 });

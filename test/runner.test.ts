@@ -146,8 +146,8 @@ for (const tracking of trackings) {
       const saved = process.env.TMPDIR;
       process.env.TMPDIR = tmp;
       try {
-        const dead: RunRef = { buildId: "1", run: runToken("dead-worker", 1) };
-        const other: RunRef = { buildId: "1", run: runToken("another-installation", 1) };
+        const dead: RunRef = { buildId: "1", run: runToken("1", "dead-worker", 1) };
+        const other: RunRef = { buildId: "1", run: runToken("1", "another-installation", 1) };
         const a = await startRun(dead, tmp);
         const b = await startRun(other, tmp);
         // The worker of `dead` crashed: its driver object is dropped without destroy.

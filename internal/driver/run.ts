@@ -14,12 +14,13 @@ export interface RunRef {
 const TOKEN_CHARS = 16;
 
 /**
- * The token of the run a worker makes as claim `attempt`: derived from what the claim records
- * (the worker's id, unique per process and host, and the attempt), so the worker that recovers
- * the build computes the dead run's token from the claim it replaced.
+ * The token of the run a worker makes of a build as claim `attempt`: derived from what the claim
+ * records (the worker's id, unique per process and host, and the attempt), so the worker that
+ * recovers the build computes the dead run's token from the claim it replaced. Unique per build
+ * too: a worker runs many builds at once, each attempt 1.
  */
-export function runToken(worker: string, attempt: number): string {
-  return createHash("sha256").update(`${worker}\0${attempt}`).digest("hex").slice(0, TOKEN_CHARS);
+export function runToken(buildId: string, worker: string, attempt: number): string {
+  return createHash("sha256").update(`${buildId}\0${worker}\0${attempt}`).digest("hex").slice(0, TOKEN_CHARS);
 }
 
 /** A token for a run nothing will ever reap by name (`run`, tests). */

@@ -41,6 +41,7 @@ export class Metrics {
   readonly #queueWait: Histogram;
   readonly #running: Gauge;
   readonly #queueDepth: Gauge<"queue">;
+  readonly #healed: Counter<"queue">;
 
   constructor() {
     const registers = [this.registry];
@@ -62,6 +63,12 @@ export class Metrics {
     });
     this.#running = new Gauge({ name: "djinn_builds_running", help: "Builds running on this worker now.", registers });
     this.#queueDepth = new Gauge({ name: "djinn_queue_depth", help: "Builds waiting in each queue this worker serves.", labelNames: ["queue"], registers });
+    this.#healed = new Counter({
+      name: "djinn_queue_healed_total",
+      help: "Builds waiting in PostgreSQL with no payload left in Redis (Redis lost its data), put back on their queue by this worker.",
+      labelNames: ["queue"],
+      registers,
+    });
   }
 
   buildFinished(status: string, durationSeconds: number): void {
@@ -79,6 +86,10 @@ export class Metrics {
 
   setQueueDepth(queue: string, depth: number): void {
     this.#queueDepth.set({ queue }, depth);
+  }
+
+  queueHealed(queue: string, builds: number): void {
+    this.#healed.inc({ queue }, builds);
   }
 
   /** Runs every probe at once, each bounded, so one hung dependency can't hang the health check. */

@@ -122,7 +122,7 @@ export class WorkerQueue {
   private rotation = 0;
 
   constructor(
-    private readonly redis: Redis,
+    readonly redis: Redis,
     /** A connection of its own: blocking commands hold it. */
     private readonly blocking: Redis,
     readonly prefix: string,

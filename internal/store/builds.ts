@@ -393,3 +393,28 @@ export async function outputTail(pool: pg.Pool, buildId: number, n: number, maxL
   const lines = text.replace(/\n$/, "").split("\n").slice(-n);
   return lines.map((l) => (l.length > maxLineChars ? `${l.slice(0, maxLineChars)}…` : l));
 }
+
+/** A build that should be on its queue: waiting, or claimed by a worker whose lease is over. */
+export interface WaitingBuild {
+  id: number;
+  /** The manifest's driver type. */
+  driverType: string;
+  /** When it was submitted, Unix milliseconds. */
+  createdAt: number;
+}
+
+/**
+ * Builds that should have a payload in Redis: `queued` for longer than `graceMs` (a producer
+ * pushes right after it commits), or `running` under a lease that ran out more than `graceMs`
+ * ago. Oldest first, at most `limit`.
+ */
+export async function waitingBuilds(pool: pg.Pool, graceMs: number, limit: number): Promise<WaitingBuild[]> {
+  const r = await pool.query(
+    `SELECT id, driver->>'type' AS type, (extract(epoch FROM created_at) * 1000)::bigint AS created FROM builds
+     WHERE (status = 'queued' AND created_at < now() - $1::interval AND (lease_expires_at IS NULL OR lease_expires_at < now() - $1::interval))
+        OR (status = 'running' AND lease_expires_at < now() - $1::interval)
+     ORDER BY id LIMIT $2`,
+    [leaseInterval(graceMs), limit],
+  );
+  return r.rows.map((row) => ({ id: Number(row.id), driverType: row.type ?? "", createdAt: Number(row.created) }));
+}

@@ -2,7 +2,8 @@
 import { readFile } from "node:fs/promises";
 import { Redis } from "ioredis";
 import type pg from "pg";
-import { hostQemuArch, loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
+import { queueDriverOf } from "../driver/driver.js";
+import { loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
 import { Crypto } from "../crypto/crypto.js";
 import { terminalSafe } from "../cli/terminal.js";
 import { InputError, parseAssignments, parseSecrets, readManifestFile } from "../run/run.js";
@@ -79,10 +80,6 @@ async function readKeys(items: string[]): Promise<[string, string][]> {
   return keys;
 }
 
-/** The queue a manifest's driver type is served on. */
-export function queueDriverOf(type: string): string {
-  return type === "qemu" ? `qemu-${hostQemuArch()}` : type;
-}
 
 export async function submitCommand(opts: SubmitOptions, out: Out): Promise<number> {
   const cfg = loadWorkerConfig(opts.configFile);

@@ -21,6 +21,7 @@ import { BuildGoneError, BuildRecorder, ClaimLostError, claimBuild, loadBuild, o
 import { permanentDatabaseError } from "../store/db.js";
 import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
 import { JobOutputSink } from "../store/output.js";
+import { healQueue } from "./heal.js";
 import { killChannel, parsePayload, type Taken, type WorkerQueue } from "../queue/queue.js";
 
 /** What the worker needs of the mailer (internal/mail). */
@@ -34,6 +35,7 @@ export interface WorkerMetrics {
   queueWait(seconds: number): void;
   setRunning(n: number): void;
   setQueueDepth(queue: string, depth: number): void;
+  queueHealed(queue: string, builds: number): void;
 }
 
 export interface WorkerDeps {
@@ -116,6 +118,7 @@ export class Worker {
     const beat = Math.max(200, Math.floor(config.leaseMs / 3));
     this.timers.push(setInterval(() => void this.heartbeat(), beat));
     if (this.deps.metrics) this.timers.push(setInterval(() => void this.pollDepths(), 5000));
+    this.timers.push(setInterval(() => void this.heal(), Math.max(1000, config.leaseMs)));
     this.loopDone = this.loop();
     this.log.info({ queues: queue.lists, parallelism: config.parallelism }, "worker started");
   }
@@ -373,9 +376,9 @@ export class Worker {
         status = await this.failSetup(prepared.jobs, setupError ?? "no manifest", reporter);
       } else {
         // The claim this one replaced names the earlier run: (its worker, the attempt before this).
-        if (previousWorker) await this.reap(manifest, { buildId: String(c.id), run: runToken(previousWorker, attempt - 1) }, log);
+        if (previousWorker) await this.reap(manifest, { buildId: String(c.id), run: runToken(String(c.id), previousWorker, attempt - 1) }, log);
         const entry = await getDriver(manifest.driver.type);
-        const run = runToken(this.id, attempt);
+        const run = runToken(String(c.id), this.id, attempt);
         const inner = entry.create({ buildId: String(c.id), run, manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
         c.driver = inner;
         let artifacts: ArtifactStore | undefined;
@@ -588,6 +591,22 @@ export class Worker {
       this.strays = next;
     } catch {
       // Redis unavailable: the heartbeat has already said so.
+    }
+  }
+
+  private healBusy = false;
+
+  /** Puts back on their queues the waiting builds whose payloads Redis lost (./heal.ts). */
+  private async heal(): Promise<void> {
+    if (this.healBusy || this.stopping) return;
+    this.healBusy = true;
+    const { queue, pool, config, metrics } = this.deps;
+    try {
+      await healQueue({ redis: queue.redis, pool, prefix: queue.prefix, worker: this.id, intervalMs: Math.max(1000, config.leaseMs), log: this.log, healed: (list, n) => metrics?.queueHealed(list, n) });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "cannot compare the queue with the database");
+    } finally {
+      this.healBusy = false;
     }
   }
 

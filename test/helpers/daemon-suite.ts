@@ -83,9 +83,11 @@ export class TestEnv {
     return path.join(this.cfg.dir, "tmp");
   }
 
-  async daemon(opts: { ready?: boolean } = {}): Promise<DaemonProcess> {
-    await fs.mkdir(this.tmp, { recursive: true });
-    const d = await startDaemon(this.cfg, { ...opts, env: { TMPDIR: this.tmp } });
+  /** A daemon of this environment; `tmp` gives it another TMPDIR (one shared by several installations). */
+  async daemon(opts: { ready?: boolean; tmp?: string } = {}): Promise<DaemonProcess> {
+    const tmp = opts.tmp ?? this.tmp;
+    await fs.mkdir(tmp, { recursive: true });
+    const d = await startDaemon(this.cfg, { ready: opts.ready, env: { TMPDIR: tmp } });
     this.onCleanup(() => d.stop());
     return d;
   }

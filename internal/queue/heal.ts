@@ -1,0 +1,65 @@
+// The Redis half of healing the queue (docs/queue.md, "Redis loses its data"): builds PostgreSQL
+// says are waiting, whose payload is nowhere in Redis, go back on their list.
+import type { Redis } from "ioredis";
+import { processingList, type Payload } from "./queue.js";
+
+/** Holds the right to sweep for one interval: one sweep per installation at a time. */
+export const healLockKey = (prefix: string) => `${prefix}:heal`;
+
+// KEYS[1]: a queue list. ARGV[1]: the SCAN pattern of its processing lists; then pairs of
+// (build id, payload). Looks at the list and every processing list of it, all in one atomic
+// step (so a payload being moved between them cannot be missed), and pushes the payload of
+// each build found in none of them onto the consumer end. Returns the ids pushed.
+const PUSH_MISSING = `
+local present = {}
+local function note(key)
+  for _, raw in ipairs(redis.call('LRANGE', key, 0, -1)) do
+    local ok, p = pcall(cjson.decode, raw)
+    if ok and type(p) == 'table' then
+      local n = tonumber(p.id)
+      if n then present[string.format('%d', n)] = true end
+    end
+  end
+end
+note(KEYS[1])
+local cursor = '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = r[1]
+  for _, key in ipairs(r[2]) do
+    if redis.call('TYPE', key).ok == 'list' then note(key) end
+  end
+until cursor == '0'
+local pushed = {}
+for i = 2, #ARGV, 2 do
+  if not present[ARGV[i]] then
+    redis.call('RPUSH', KEYS[1], ARGV[i + 1])
+    pushed[#pushed + 1] = ARGV[i]
+  end
+end
+return pushed`;
+
+/** Escapes glob characters, so a list name matches only itself in a SCAN pattern. */
+function globLiteral(s: string): string {
+  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/** Takes the sweep lock for `ms` when no other worker holds it. */
+export async function takeHealLock(redis: Redis, prefix: string, worker: string, ms: number): Promise<boolean> {
+  return (await redis.set(healLockKey(prefix), worker, "PX", Math.max(1, Math.round(ms)), "NX")) === "OK";
+}
+
+/**
+ * Puts back on `list` each build of `builds` (oldest first) that has no payload on it or on any
+ * of its processing lists; returns the ids put back.
+ */
+export async function pushMissing(redis: Redis, list: string, builds: { id: number; createdAt: number }[]): Promise<number[]> {
+  if (builds.length === 0) return [];
+  const pattern = `${globLiteral(processingList(list, ""))}*`;
+  // RPUSH adds at the consumer end: push the newest first, so the oldest is taken first.
+  const args = [...builds]
+    .sort((a, b) => b.id - a.id)
+    .flatMap((b) => [String(b.id), JSON.stringify({ id: b.id, enqueued_at: b.createdAt } satisfies Payload)]);
+  const pushed = (await redis.eval(PUSH_MISSING, 1, list, pattern, ...args)) as string[];
+  return pushed.map(Number);
+}

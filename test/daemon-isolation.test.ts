@@ -1,0 +1,144 @@
+// Installations sharing a host, a Redis that forgets, and processes that try to outlive their
+// build: what one installation's worker does never reaches another's builds, and no build is lost.
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
+import { Crypto } from "../internal/crypto/crypto.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { enqueue } from "../internal/queue/queue.js";
+import { insertBuild, TERMINAL_STATUSES } from "../internal/store/builds.js";
+import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
+import { CRYPTO_BLOCK, until, waitForStatus } from "./helpers/services.js";
+
+const skip = servicesSkip();
+
+/** Starts a sleeper in a session of its own as $p (outside the workspace), once setsid has run. */
+const ESCAPE = `cd /; setsid sleep 300 >/dev/null 2>&1 & p=$!; while [ "$(cat /proc/$p/comm)" != sleep ]; do sleep 0.01; done`;
+
+/**
+ * A job that leaves a setsid sleeper, records "start <shell pid> <sleeper pid>" in `runs`, waits
+ * for `go`, then records "end <shell pid>".
+ */
+function escapingGatedJob(dir: string): string {
+  const runs = path.join(dir, "runs");
+  const go = path.join(dir, "go");
+  return osManifest([[ESCAPE, `echo "start $$ $p" >> ${runs}`, `while [ ! -e ${go} ]; do sleep 0.05; done`, `echo "end $$" >> ${runs}`]]);
+}
+
+const runLines = (dir: string) => (existsSync(path.join(dir, "runs")) ? readFileSync(path.join(dir, "runs"), "utf8").trim().split("\n") : []);
+const startPids = (line: string) => line.split(" ").slice(1).map(Number);
+
+/** A process that still runs: neither gone nor a zombie waiting to be reaped. */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
+  const suite = new Suite();
+  before(() => suite.start());
+  after(() => suite.stop());
+  afterEach(() => suite.cleanup());
+
+  it("two installations on one host with the same build id: recovering one after kill -9 never touches the other's build", async () => {
+    const a = await suite.env({ lease: "2s" });
+    const b = await suite.env({ lease: "2s" });
+    // One host: both installations' os-driver workspaces under the same TMPDIR.
+    const tmp = path.join(a.dir, "host-tmp");
+    const aFirst = await a.daemon({ tmp });
+    await b.daemon({ tmp });
+    const idA = await a.submit(escapingGatedJob(a.dir));
+    const idB = await b.submit(escapingGatedJob(b.dir));
+    assert.equal(idA, idB, "both databases gave the same id");
+    await until("both jobs started", () => (runLines(a.dir).length === 1 && runLines(b.dir).length === 1) || undefined);
+    const [aShell, aEscaped] = startPids(runLines(a.dir)[0]);
+    const [bShell, bEscaped] = startPids(runLines(b.dir)[0]);
+
+    // Installation a's worker dies; its job and the job's setsid sleeper live on.
+    aFirst.kill("SIGKILL");
+    await aFirst.exit;
+    assert.ok(running(aShell) && running(aEscaped));
+    const aSecond = await a.daemon({ tmp });
+    await aSecond.waitForMsg("reaped what a dead worker's run left on the host", { build: String(idA) }, 15_000);
+    await until("a's second run started", () => runLines(a.dir).length === 2 || undefined, 15_000);
+    await until("a's first run is gone, setsid sleeper included", () => (!running(aShell) && !running(aEscaped)) || undefined, 5000);
+    assert.ok(running(bShell), "b's build 1 still runs");
+    assert.ok(running(bEscaped), "b's build 1's own processes are untouched");
+    assert.equal((await b.build(idB)).status, "running");
+
+    await fs.writeFile(path.join(a.dir, "go"), "");
+    await fs.writeFile(path.join(b.dir, "go"), "");
+    assert.equal(await waitForStatus(a.pool, idA, TERMINAL_STATUSES, 30_000), "passed");
+    assert.equal(await waitForStatus(b.pool, idB, TERMINAL_STATUSES, 30_000), "passed");
+    assert.equal((await b.build(idB)).attempt, 1, "b's build ran once, uninterrupted");
+    assert.deepEqual(runLines(b.dir), [`start ${bShell} ${bEscaped}`, `end ${bShell}`]);
+    assert.doesNotMatch(await b.output(idB), /attempt/);
+    assert.equal((await a.build(idA)).attempt, 2);
+    await until("every escaped sleeper ended with its build", () => startPids(runLines(a.dir)[1]).concat(bEscaped).every((p) => !running(p)) || undefined, 5000);
+    assert.deepEqual(await fs.readdir(tmp), [], "no workspace is left on the host");
+  });
+
+  it("a process a job started with setsid ends with the job", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const pidFile = path.join(t.dir, "escaped");
+    const id = await t.submit(osManifest([[ESCAPE, `echo $p > ${pidFile}`], ["echo next"]]));
+    await d.waitForMsg("build finished", { build: id }, 30_000);
+    assert.equal((await t.build(id)).status, "passed");
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    assert.ok(pid > 1);
+    await until("the setsid sleeper ended", () => !running(pid) || undefined, 5000);
+  });
+
+  it("Redis restarting without its data mid-load: every build still finishes, the healed ones are logged and counted", async () => {
+    const t = await suite.env({ lease: "2s", parallelism: 2, metrics: "127.0.0.1:0" });
+    const builds = await insertBuilds(t, suite.redis.port, 60, osManifest([["sleep 0.1"]]));
+    const workers = [await t.daemon(), await t.daemon()];
+    const finished = async () => Number((await t.pool.query(`SELECT count(*) AS n FROM builds WHERE status = ANY($1)`, [TERMINAL_STATUSES])).rows[0].n);
+    await until("a few builds finished", async () => ((await finished()) >= 8 ? true : undefined));
+    await suite.redis.restart();
+    await until("every build finished", async () => ((await finished()) === builds.length ? true : undefined), 90_000);
+    const statuses = (await t.pool.query(`SELECT status, count(*)::int AS n FROM builds GROUP BY status`)).rows;
+    const notPassed = (await t.pool.query(`SELECT id FROM builds WHERE status <> 'passed' ORDER BY id LIMIT 1`)).rows;
+    assert.deepEqual(statuses, [{ status: "passed", n: builds.length }], notPassed.length ? `build ${notPassed[0].id}: ${await t.output(notPassed[0].id)}` : "");
+
+    const healedLines = workers.flatMap((w) => w.lines.filter((l) => /had no payload in Redis/.test(String(l.msg))));
+    const healed = healedLines.flatMap((l) => l.builds as number[]);
+    assert.ok(healed.length > 0, "builds were lost with Redis and put back");
+    assert.equal(new Set(healed).size, healed.length, "each lost build was put back once");
+    let counted = 0;
+    for (const w of workers) {
+      const port = (await w.waitForMsg("metrics listening")).port as number;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      for (const m of text.matchAll(/^djinn_queue_healed_total\{queue="([^"]+)"\} (\d+)$/gm)) {
+        assert.equal(m[1], `${t.queue}_os`);
+        counted += Number(m[2]);
+      }
+    }
+    assert.equal(counted, healed.length, "the metric counts every build put back");
+  });
+});
+
+/** Inserts `n` builds as a producer does (rows, then payloads); their ids. */
+async function insertBuilds(t: TestEnv, redisPort: number, n: number, text: string): Promise<number[]> {
+  const crypto = new Crypto(CRYPTO_BLOCK);
+  const { manifest } = parseManifest(text);
+  const redis = new Redis(redisPort, "127.0.0.1");
+  try {
+    const ids: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const id = await insertBuild(t.pool, crypto, { manifestText: text, manifest, env: [], secrets: [], notify: [] });
+      await enqueue(redis, t.queue, "os", id);
+      ids.push(id);
+    }
+    return ids;
+  } finally {
+    redis.disconnect();
+  }
+}
