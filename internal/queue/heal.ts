@@ -1,27 +1,33 @@
 // The Redis half of healing the queue (docs/queue.md, "Redis loses its data"): builds PostgreSQL
 // says are waiting, whose payload is nowhere in Redis, go back on their list.
 import type { Redis } from "ioredis";
-import { processingList, type Payload } from "./queue.js";
+import { deadList, processingList, type Payload } from "./queue.js";
 
 /** Holds the right to sweep for one interval: one sweep per installation at a time. */
 export const healLockKey = (prefix: string) => `${prefix}:heal`;
 
-// KEYS[1]: a queue list. ARGV[1]: the SCAN pattern of its processing lists; then pairs of
-// (build id, payload). Looks at the list and every processing list of it, all in one atomic
-// step (so a payload being moved between them cannot be missed), and pushes the payload of
-// each build found in none of them onto the consumer end. Returns the ids pushed.
+// KEYS[1]: a queue list, KEYS[2]: the dead list. ARGV[1]: the SCAN pattern of the queue's
+// processing lists; then pairs of (build id, payload). Looks at the list, every processing list
+// of it and the dead list, all in one atomic step (so a payload being moved between them cannot
+// be missed), and pushes the payload of each build found in none of them onto the consumer end.
+// A build on the dead list was given up on purpose: it stays there. Returns the ids pushed.
 const PUSH_MISSING = `
 local present = {}
-local function note(key)
-  for _, raw in ipairs(redis.call('LRANGE', key, 0, -1)) do
-    local ok, p = pcall(cjson.decode, raw)
-    if ok and type(p) == 'table' then
-      local n = tonumber(p.id)
-      if n then present[string.format('%d', n)] = true end
-    end
+local function noteId(raw)
+  local ok, p = pcall(cjson.decode, raw)
+  if ok and type(p) == 'table' then
+    local n = tonumber(p.id)
+    if n then present[string.format('%d', n)] = true end
   end
 end
+local function note(key)
+  for _, raw in ipairs(redis.call('LRANGE', key, 0, -1)) do noteId(raw) end
+end
 note(KEYS[1])
+for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local ok, entry = pcall(cjson.decode, raw)
+  if ok and type(entry) == 'table' and type(entry.payload) == 'string' then noteId(entry.payload) end
+end
 local cursor = '0'
 repeat
   local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
@@ -50,16 +56,16 @@ export async function takeHealLock(redis: Redis, prefix: string, worker: string,
 }
 
 /**
- * Puts back on `list` each build of `builds` (oldest first) that has no payload on it or on any
- * of its processing lists; returns the ids put back.
+ * Puts back on `list` each build of `builds` that has no payload on it, on any of its processing
+ * lists or on the dead list of `prefix`; returns the ids put back.
  */
-export async function pushMissing(redis: Redis, list: string, builds: { id: number; createdAt: number }[]): Promise<number[]> {
+export async function pushMissing(redis: Redis, prefix: string, list: string, builds: { id: number; createdAt: number }[]): Promise<number[]> {
   if (builds.length === 0) return [];
   const pattern = `${globLiteral(processingList(list, ""))}*`;
   // RPUSH adds at the consumer end: push the newest first, so the oldest is taken first.
   const args = [...builds]
     .sort((a, b) => b.id - a.id)
     .flatMap((b) => [String(b.id), JSON.stringify({ id: b.id, enqueued_at: b.createdAt } satisfies Payload)]);
-  const pushed = (await redis.eval(PUSH_MISSING, 1, list, pattern, ...args)) as string[];
+  const pushed = (await redis.eval(PUSH_MISSING, 2, list, deadList(prefix), pattern, ...args)) as string[];
   return pushed.map(Number);
 }

@@ -29,7 +29,7 @@ export async function healQueue(deps: HealDeps): Promise<number> {
   const waiting = await waitingBuilds(deps.pool, deps.intervalMs, SWEEP_LIMIT);
   let total = 0;
   for (const [list, builds] of byList(deps.prefix, waiting)) {
-    const pushed = await pushMissing(deps.redis, list, builds);
+    const pushed = await pushMissing(deps.redis, deps.prefix, list, builds);
     if (pushed.length === 0) continue;
     total += pushed.length;
     deps.log.warn({ queue: list, builds: pushed }, "builds waiting in PostgreSQL had no payload in Redis (Redis lost its data?): put back on their queue");
