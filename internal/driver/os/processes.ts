@@ -80,14 +80,19 @@ export class RunProcesses {
     return { [RUN_MARKER]: this.token };
   }
 
-  /** Kills every process of the run, including those that left the job's process group. */
+  /**
+   * Kills every process of the run, including those that left the job's process group; called
+   * when a job ends. With a cgroup, that is enough (and cheap); without one, every process on
+   * the host is looked at.
+   */
   async killAll(): Promise<number> {
-    return killRun(this.cgroup, this.token, this.dir);
+    if (this.cgroup) return killCgroup(this.cgroup);
+    return killRun(undefined, this.token, this.dir);
   }
 
-  /** Kills what is left and removes the cgroup. */
+  /** At the end of the build: kills what is left by every net (a root job can leave a cgroup) and removes the cgroup. */
   async close(): Promise<void> {
-    await this.killAll();
+    await killRun(this.cgroup, this.token, this.dir);
     if (this.cgroup) await removeCgroup(this.cgroup);
   }
 }
@@ -159,13 +164,17 @@ async function killMarked(token: string, dir: string | undefined): Promise<numbe
   const marker = `${RUN_MARKER}=${token}`;
   let killed = 0;
   for (let round = 0; round < 5; round++) {
+    const pids = (await fs.readdir("/proc").catch(() => [] as string[])).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
     let found = 0;
-    for (const entry of await fs.readdir("/proc").catch(() => [] as string[])) {
-      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-      if (await isMarked(entry, marker, dir)) {
-        kill(Number(entry));
+    // A few dozen reads at a time: a busy host has thousands of processes.
+    for (let i = 0; i < pids.length; i += 64) {
+      const batch = pids.slice(i, i + 64);
+      const marked = await Promise.all(batch.map((pid) => isMarked(pid, marker, dir)));
+      batch.forEach((pid, j) => {
+        if (!marked[j]) return;
+        kill(Number(pid));
         found++;
-      }
+      });
     }
     killed += found;
     if (found === 0) break;
