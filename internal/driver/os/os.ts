@@ -10,7 +10,7 @@ import { pipeline } from "node:stream/promises";
 import { isInside } from "../../fs/store.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
 import { freshRunToken, runName } from "../run.js";
-import { reapRun, RunProcesses } from "./processes.js";
+import { cgroupSupport, reapRun, RunProcesses } from "./processes.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -188,5 +188,5 @@ registerDriver({
   name: "os",
   create: (options) => new OsDriver(options),
   reap: (dead, _config, log) => reap(dead, log),
-  check: async () => [`os: jobs run on this host with /bin/sh, in a temporary workspace under ${os.tmpdir()}`],
+  check: async () => [`os: jobs run on this host with /bin/sh, in a temporary workspace under ${os.tmpdir()}`, `os: ${await cgroupSupport()}`],
 });

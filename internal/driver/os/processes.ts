@@ -97,6 +97,14 @@ export class RunProcesses {
   }
 }
 
+/** For `check`: whether builds get a cgroup here, and where, or why not. */
+export async function cgroupSupport(): Promise<string> {
+  const probe = await RunProcesses.open(`check-${process.pid}`, "check", "/nonexistent");
+  if (!probe.cgroup) return `no cgroup per build (${probe.noCgroup}): a build's processes are found by its DJINN_RUN marker and directory`;
+  await removeCgroup(probe.cgroup);
+  return `a cgroup per build under ${path.dirname(probe.cgroup)}`;
+}
+
 function cgroupOf(root: string, name: string): string {
   return path.join(root, `djinn-${name}`);
 }
