@@ -5,9 +5,11 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
-import { servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { Redis } from "ioredis";
+import { DEAD_PAYLOAD_BYTES, deadPayload } from "../internal/queue/queue.js";
+import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
 import { cliPath } from "./helpers/env.js";
-import { waitForStatus } from "./helpers/services.js";
+import { until, waitForStatus } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -61,5 +63,42 @@ describe("hostile input", { skip }, () => {
     assert.equal(logs.code, 0);
     assert.match(logs.stdout, /^==> build\\e\]0;pwned\\x07 \/ line\\nsplit \\e\[31mred\\e\[0m\\r\\u\{202e\}\n\+ echo ran\nran\n/m);
     assert.doesNotMatch(logs.stdout, /[\x1b\x07\r\u202e]/);
+  });
+
+  it("a huge unusable payload leaves only a bounded prefix and its size on the dead list", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const redis = new Redis(suite.redis.port, "127.0.0.1");
+    try {
+      const huge = "{" + "x".repeat(10 * 1024 * 1024);
+      await redis.lpush(`${t.queue}_os`, huge);
+      const [entry] = await until("the dead entry", async () => {
+        const items = await redis.lrange(`${t.queue}_dead`, 0, -1);
+        return items.length ? items : undefined;
+      });
+      assert.ok(entry.length < DEAD_PAYLOAD_BYTES + 1000, `dead entry of ${entry.length} bytes`);
+      const dead = JSON.parse(entry);
+      assert.equal(dead.payload, huge.slice(0, DEAD_PAYLOAD_BYTES));
+      assert.equal(dead.payload_bytes, huge.length);
+      assert.equal(dead.truncated, true);
+      assert.match(dead.reason, /not valid JSON/);
+      assert.equal(await redis.llen(`${t.queue}_os`), 0);
+      // And the worker goes on.
+      const id = await t.submit(osManifest([["echo fine"]]));
+      await d.waitForMsg("build finished", { build: id });
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
+describe("dead-list payloads", () => {
+  it("are kept whole when small, cut at a character boundary when large", () => {
+    assert.deepEqual(deadPayload("{not json"), { payload: "{not json" });
+    const wide = "é".repeat(DEAD_PAYLOAD_BYTES); // 2 bytes each
+    const cut = deadPayload("x" + wide);
+    assert.equal(cut.payload, "x" + "é".repeat(DEAD_PAYLOAD_BYTES / 2 - 1), "no half character at the end");
+    assert.equal(cut.payload_bytes, 1 + 2 * DEAD_PAYLOAD_BYTES);
+    assert.equal(cut.truncated, true);
   });
 });

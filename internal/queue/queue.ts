@@ -78,6 +78,18 @@ export function parsePayload(raw: string): Payload | string {
   return { id: n, enqueued_at: typeof at === "number" ? at : undefined };
 }
 
+/** Most bytes of a payload a dead-list entry keeps: enough to recognise it, never a huge payload whole. */
+export const DEAD_PAYLOAD_BYTES = 4096;
+
+/** A payload as a dead-list entry keeps it: whole when small, else its first DEAD_PAYLOAD_BYTES and its size. */
+export function deadPayload(raw: string): { payload: string; payload_bytes?: number; truncated?: true } {
+  const bytes = Buffer.byteLength(raw);
+  if (bytes <= DEAD_PAYLOAD_BYTES) return { payload: raw };
+  // Cut on a character boundary: a split UTF-8 sequence would decode to U+FFFD.
+  const prefix = new TextDecoder().decode(Buffer.from(raw).subarray(0, DEAD_PAYLOAD_BYTES), { stream: true });
+  return { payload: prefix, payload_bytes: bytes, truncated: true };
+}
+
 /** The producer's half: LPUSH a payload naming an existing build (its rows are committed first). */
 export async function enqueue(redis: Redis, prefix: string, driver: string, id: number): Promise<void> {
   const payload: Payload = { id, enqueued_at: Date.now() };
@@ -178,7 +190,7 @@ export class WorkerQueue {
 
   /** Moves an unusable payload to the dead list with the reason. */
   async dead(list: string, raw: string, reason: string): Promise<void> {
-    const entry = JSON.stringify({ payload: raw, queue: list, reason, worker: this.workerId, at: new Date().toISOString() });
+    const entry = JSON.stringify({ ...deadPayload(raw), queue: list, reason, worker: this.workerId, at: new Date().toISOString() });
     await this.move(list, raw, deadList(this.prefix), entry, "left");
   }
 
