@@ -78,3 +78,25 @@ test("the daemon with a log file it cannot open says so in one line, exit 1", ()
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("check warns about an absurd parallelism, naming file and line; a sensible one passes quietly", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-cli-test-"));
+  try {
+    const driver = path.join(dir, "driver.toml");
+    fs.writeFileSync(driver, "[os]\n");
+    const worker = path.join(dir, "worker.toml");
+    fs.writeFileSync(worker, `queue = "builds"\nparallelism = 100000\n`);
+    const r = cli(["check", "-config", worker, "-driver", driver]);
+    assert.equal(r.status, 0, r.stderr);
+    const most = Math.max(16, 4 * os.availableParallelism());
+    assert.equal(
+      r.stderr,
+      `warning: ${worker}:2: parallelism = 100000 is more than ${most} (4 builds per CPU, this machine has ${os.availableParallelism()}): builds would compete for CPU and memory, and the worker would ask PostgreSQL for up to 200002 connections\n`,
+    );
+    fs.writeFileSync(worker, `parallelism = ${most}\n`);
+    assert.equal(cli(["check", "-config", worker, "-driver", driver]).stderr, "");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+

@@ -1,5 +1,6 @@
 // worker.toml and driver.toml: the only place in the worker that reads TOML.
 import os from "node:os";
+import { parallelismWarning } from "./sanity.js";
 import { ConfigError, applySchema, readToml, type SectionSpec } from "./schema.js";
 
 export { ConfigError } from "./schema.js";
@@ -208,6 +209,8 @@ export function loadWorkerConfig(file: string): WorkerConfig {
     warnings,
   } as unknown as WorkerConfig;
   if ((v.lease as number) < 1000) throw new ConfigError(file, "lease", undefined, "must be at least 1s");
+  const absurd = parallelismWarning(file, text, cfg.parallelism, os.availableParallelism());
+  if (absurd) warnings.push(absurd);
   for (const k of ["timeout", "lease", "shutdown_timeout", "output_limit"]) delete (cfg as unknown as Record<string, unknown>)[k];
   return cfg;
 }
