@@ -64,6 +64,11 @@ interface Claimed {
   /** The build's environment, once there is one: destroyed on a forced exit. */
   driver?: Driver;
   secret?: string;
+  /**
+   * The run is over and its final status (or its release) is being written, which ends the lease:
+   * a renewal that finds the lease gone then is no lost claim.
+   */
+  settling?: boolean;
 }
 
 const FAILURE_STATUSES = new Set(["failed", "killed", "timed_out"]);
@@ -424,6 +429,7 @@ export class Worker {
       await this.unfinished(c, recorder, attempt, c.cause, log);
       return;
     }
+    c.settling = true;
     try {
       await this.retry("build status", () => recorder.finish(status), Infinity);
     } catch (err) {
@@ -462,6 +468,7 @@ export class Worker {
       return;
     }
     const why = refused ? `cannot record the build: ${(err as Error).message}` : `build taken ${attempt} times without its result being written: ${(err as Error)?.message ?? "unknown error"}`;
+    c.settling = true;
     await recorder.finish("failed").catch(() => undefined);
     try {
       await bounded(this.retry("dead-letter", () => this.deps.queue.dead(c.taken.list, c.taken.raw, why), 30_000), 30_000, "Redis");
@@ -473,6 +480,7 @@ export class Worker {
 
   /** Not acknowledged: the build goes back on its queue, released in the database when possible. */
   private async giveBack(c: Claimed, recorder: BuildRecorder, log: Logger): Promise<void> {
+    c.settling = true;
     await recorder.release().catch((err) => log.warn({ err: (err as Error).message }, "cannot release the build's claim: another worker takes it once the lease runs out"));
     try {
       await bounded(this.retry("requeue", () => this.deps.queue.requeue(c.taken.list, c.taken.raw, true), 30_000), 30_000, "Redis");
@@ -543,7 +551,7 @@ export class Worker {
           const held = await renewLeases(pool, this.id, ids, config.leaseMs);
           for (const id of ids) {
             const c = this.claimed.get(id);
-            if (c && !held.has(id) && !c.reason) {
+            if (c && !held.has(id) && !c.reason && !c.settling) {
               this.log.warn({ build: id }, "lease on build lost: stopping it");
               this.stop(c, "lost");
             }
