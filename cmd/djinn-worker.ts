@@ -30,9 +30,11 @@ async function operator(fn: () => Promise<number | void>): Promise<void> {
 // yargs' CommonJS build: its help wraps at word boundaries (the ES module build cuts words in two).
 const yargs = createRequire(import.meta.url)("yargs/yargs") as typeof yargsESM;
 
-const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+// The release binary has its version built in (it has no package.json beside it); a build reads it.
+declare const DJINN_VERSION: string | undefined;
+const version = typeof DJINN_VERSION === "string" ? DJINN_VERSION : (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 const goArch: Record<string, string> = { x64: "amd64", ia32: "386" };
-const versionLine = `djinn-worker ${pkg.version} ${process.platform}/${goArch[process.arch] ?? process.arch}`;
+const versionLine = `djinn-worker ${version} ${process.platform}/${goArch[process.arch] ?? process.arch}`;
 
 // Djinn's users type Go-style flags (-config FILE, -config=FILE); yargs wants --config.
 const LONG_FLAGS = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key"]);
@@ -66,7 +68,8 @@ const configFlags = {
   driver: { type: "string", default: "djinn-driver.toml", describe: "driver configuration file" },
 } as const;
 
-await yargs(argv)
+// Not awaited at the top level: the release binary is a CommonJS bundle, which has none.
+void yargs(argv)
   .scriptName("djinn-worker")
   .usage("Usage: djinn-worker [-config FILE] [-driver FILE]  (the daemon)  |  djinn-worker <command> [options]")
   .epilog("Without a command, djinn-worker runs builds from the queue until SIGTERM.\n`djinn-worker <command> --help` shows a command's options.")
