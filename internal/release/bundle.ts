@@ -1,0 +1,56 @@
+// The release binary: the CLI bundled by esbuild into one CommonJS script, made a Node.js
+// single executable application (the node binary with the script injected by postject).
+import { execFileSync } from "node:child_process";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import * as esbuild from "esbuild";
+import { inject } from "postject";
+
+/** The fuse Node.js checks to know it carries an application (fixed by Node.js). */
+const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+
+/** Bundles `entry` (the compiled CLI) into `outfile`; returns the npm packages it carries. */
+export async function bundle(entry: string, outfile: string, version: string): Promise<string[]> {
+  const result = await esbuild.build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    // A single executable application runs one CommonJS script, whose require() knows only built-in modules.
+    format: "cjs",
+    define: { DJINN_VERSION: JSON.stringify(version), "import.meta.url": "__djinn_import_meta_url" },
+    // ES modules among the dependencies ask for import.meta.url: they get the executable's.
+    banner: { js: 'const __djinn_import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
+    // Optional native parts fall back to JavaScript when require() fails: ssh2's crypto binding,
+    // cpu-features, pg-native.
+    external: ["*.node", "cpu-features", "pg-native"],
+    minifySyntax: true,
+    minifyWhitespace: true,
+    legalComments: "none",
+    metafile: true,
+    logLevel: "warning",
+  });
+  const packages = new Set<string>();
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m) packages.add(m[1]);
+  }
+  return [...packages].sort();
+}
+
+/** Makes `exe` from the node binary running this script and the bundled `script`. */
+export async function singleExecutable(script: string, exe: string, workDir: string): Promise<void> {
+  const blob = path.join(workDir, "sea.blob");
+  const config = path.join(workDir, "sea-config.json");
+  writeFileSync(config, JSON.stringify({ main: script, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }));
+  execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: ["ignore", "ignore", "inherit"] });
+  copyFileSync(process.execPath, exe);
+  // Debug symbols are most of a node binary's size that the worker never uses; strip before injecting.
+  try {
+    execFileSync("strip", ["--strip-all", exe], { stdio: "ignore" });
+  } catch {
+    process.stderr.write("release: strip not found or failed (binutils): the executable keeps its symbols\n");
+  }
+  await inject(exe, "NODE_SEA_BLOB", readFileSync(blob), { sentinelFuse: SEA_FUSE });
+}
