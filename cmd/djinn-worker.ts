@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // Entry point: flags, wiring and signals only.
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import type yargsESM from "yargs";
+import yargs from "../internal/cli/yargs.cjs";
 import { commandWord, helpAsFlag, missingPositional, unknownCommand, type CommandSpec } from "../internal/cli/args.js";
 import { ConfigError, loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { createLogger } from "../internal/log/log.js";
@@ -26,9 +25,6 @@ async function operator(fn: () => Promise<number | void>): Promise<void> {
     process.exit(EXIT.internal);
   }
 }
-
-// yargs' CommonJS build: its help wraps at word boundaries (the ES module build cuts words in two).
-const yargs = createRequire(import.meta.url)("yargs/yargs") as typeof yargsESM;
 
 // The release binary has its version built in (it has no package.json beside it); a build reads it.
 declare const DJINN_VERSION: string | undefined;

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
-import { repoRoot, requireService, which } from "./helpers/env.js";
+import { cliPath, repoRoot, requireService, which } from "./helpers/env.js";
 import { CRYPTO_BLOCK, DaemonProcess, until } from "./helpers/services.js";
 
 function releaseMissing(): string | undefined {
@@ -82,6 +82,10 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       assert.ok(!(r.stdout + r.stderr).includes("hunter2-s3cret"), "the secret is masked");
       assert.ok(fs.readdirSync(path.join(cwd, "art")).length > 0, "an artifact was collected");
       assert.equal(withoutNode([bin, "-version"], cwd).stdout, `djinn-worker ${version} linux/${arch}\n`);
+      // The same CLI as the build's: same modules (yargs' CommonJS build), same help.
+      const help = (cmd: string[]) => spawnSync(cmd[0], [...cmd.slice(1), "--help"], { encoding: "utf8", env: { ...process.env, COLUMNS: "100" } }).stdout;
+      assert.equal(help([bin]), help([process.execPath, cliPath]));
+      assert.equal(help([bin, "run"]), help([process.execPath, cliPath, "run"]));
     });
 
     test("logs readably on a terminal (in-process pretty printing, no worker thread)", () => {
