@@ -77,8 +77,12 @@ describe("masked values", { skip }, () => {
     const multi = "first-line-Qz81\nsecond-line-Wy42\nok";
     const literal = "literal-Tk93-in-manifest";
     const text = [
+      `namespace: ns-${literal}`,
       "driver:",
       "  type: os",
+      `  note: ${literal}`,
+      "objects:",
+      `  - ${literal}.txt => placed.txt`,
       "env:",
       `  - ALSO=prefix-${literal}`,
       "stages: [test]",

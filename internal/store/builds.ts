@@ -35,11 +35,11 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
     const manifest = storedManifest(crypto, b.manifestText, masked);
     const r = await client.query(
       `INSERT INTO builds (secret, driver, manifest, manifest_encrypted, namespace, notify) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-      [secret, JSON.stringify(b.manifest.driver), manifest.text, manifest.encrypted, b.manifest.namespace ?? null, b.notify],
+      [secret, JSON.stringify(maskValues(b.manifest.driver, masked)), manifest.text, manifest.encrypted, b.manifest.namespace === undefined ? null : maskText(b.manifest.namespace, masked), b.notify],
     );
     const id = Number(r.rows[0].id);
     await insertPlanRows(client, id, planBuild(b.manifest, String(id)), masked);
-    for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, o.source, o.dest]);
+    for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, maskText(o.source, masked), maskText(o.dest, masked)]);
     // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
     let position = 0;
     for (const [key, value] of b.env) {
@@ -75,6 +75,11 @@ export async function insertPlanRows(client: pg.PoolClient, id: number, plan: Bu
       await client.query(`INSERT INTO jobs (build_id, stage_id, position, name, commands) VALUES ($1, $2, $3, $4, $5)`, [id, s.rows[0].id, ji, job.name, maskText(job.commands.join("\n"), masked)]);
     }
   }
+}
+
+/** A string map with masked values replaced in each value: the driver map as stored. */
+function maskValues(map: Record<string, string>, masked: string[]): Record<string, string> {
+  return Object.fromEntries(Object.entries(map).map(([k, v]) => [k, maskText(v, masked)]));
 }
 
 /** The manifest as stored: masked values replaced in the text, which is then also kept encrypted as submitted. */
