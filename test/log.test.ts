@@ -4,12 +4,30 @@ import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { after, describe, test } from "node:test";
-import { createLogger } from "../internal/log/log.js";
+import { createLogger, reopenLog } from "../internal/log/log.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-log-test-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe("logging", () => {
+  test("a log file that cannot be reopened on SIGHUP is logged and logging goes on to the old one", async () => {
+    const sub = path.join(dir, "reopen");
+    const file = path.join(sub, "worker.log");
+    const log = createLogger({ log: { level: "info", file } });
+    log.info("before");
+    const moved = path.join(dir, "reopen-moved");
+    fs.renameSync(sub, moved);
+    fs.writeFileSync(sub, ""); // a file where the directory was
+    reopenLog(log);
+    log.info("after");
+    await new Promise((r) => setImmediate(r)); // the error event of the failed reopen comes on the next tick
+    log.info("still alive");
+    const lines = fs.readFileSync(path.join(moved, "worker.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.msg), ["before", "cannot reopen the log file: still writing to the one opened before", "after", "still alive"]);
+    assert.equal(lines[1].file, file);
+    assert.equal(lines[1].err, "EEXIST");
+  });
+
   test("a log file that cannot be opened is a configuration error in one line, naming key and path", () => {
     const plain = path.join(dir, "plain-file");
     fs.writeFileSync(plain, "");

@@ -42,12 +42,28 @@ function openLogFile(file: string, configFile: string | undefined): ReturnType<t
   }
 }
 
+/**
+ * Reopens the log file (logrotate moved it). One that cannot be opened now is logged, and logging
+ * goes on to the file opened before: a SIGHUP never ends the daemon.
+ */
+function reopenOrKeep(dest: ReturnType<typeof pino.destination>, logger: Logger, file: string): void {
+  // A failed reopen is also emitted as an 'error' event on the next tick: that one is this.
+  const expected = () => undefined;
+  dest.once("error", expected);
+  try {
+    dest.reopen();
+    dest.removeListener("error", expected);
+  } catch (err) {
+    logger.error({ file, err: (err as NodeJS.ErrnoException).code ?? (err as Error).message }, "cannot reopen the log file: still writing to the one opened before");
+  }
+}
+
 export function createLogger(cfg: Pick<WorkerConfig, "log"> & { file?: string }, opts: LoggerOptions = {}): Logger {
   const base = { level: cfg.log.level, redact: { paths: REDACT, censor: "***" } };
   if (cfg.log.file) {
     const dest = openLogFile(cfg.log.file, cfg.file);
     const logger = pino(base, dest);
-    reopeners.set(logger, () => dest.reopen());
+    reopeners.set(logger, () => reopenOrKeep(dest, logger, cfg.log.file!));
     return logger;
   }
   const fd = opts.fd ?? 1;
