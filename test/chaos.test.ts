@@ -34,6 +34,7 @@ describe("kill -9 chaos (os driver)", { skip }, () => {
     assert.deepEqual(r.notPassed, [], report);
     assert.deepEqual(r.workspaces, [], report);
     assert.equal(r.processes, 0, report);
+    assert.deepEqual(r.badArtifacts, [], report);
     assert.equal(r.payloadsLeft, 0, report);
     assert.equal(r.dead, 0, report);
   });

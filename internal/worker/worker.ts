@@ -389,6 +389,8 @@ export class Worker {
         let artifacts: ArtifactStore | undefined;
         if (config.artifacts) {
           const dir = path.join(config.artifacts.path, String(c.id));
+          // An earlier run's artifacts, half-written ones of a killed worker included, went with its rows.
+          if (attempt > 1) await fs.rm(dir, { recursive: true, force: true });
           await fs.mkdir(dir, { recursive: true });
           artifacts = new ArtifactStore(dir, config.artifacts.limit);
         }

@@ -46,6 +46,8 @@ export interface ChaosResult {
   workspaces: { name: string; afterFinishMs: number | null }[];
   /** Processes still running in those workspaces. */
   processes: number;
+  /** Artifacts not each build's own, whole and alone in its directory (half-written ones included). */
+  badArtifacts: string[];
   /** Payloads left in queues and processing lists, and dead-list entries. */
   payloadsLeft: number;
   dead: number;
@@ -72,7 +74,7 @@ export async function chaosRun(redisServer: RedisServer, pgServer: PostgresServe
     const ids: number[] = [];
     for (let i = 0; i < o.builds; i++) {
       const seconds = ((o.minJobMs + Math.random() * (o.maxJobMs - o.minJobMs)) / 1000).toFixed(2);
-      const text = `driver: {type: os}\nstages: [run]\njobs:\n- stage: run\n  commands:\n  - echo "start $DJINN_BUILD $(date +%s%3N)" >> ${marks}\n  - sleep ${seconds}\n  - echo "end $DJINN_BUILD $(date +%s%3N)" >> ${marks}\n`;
+      const text = `driver: {type: os}\nstages: [run]\njobs:\n- stage: run\n  commands:\n  - echo "start $DJINN_BUILD $(date +%s%3N)" >> ${marks}\n  - sleep ${seconds}\n  - echo "$DJINN_BUILD" > out.txt\n  - echo "end $DJINN_BUILD $(date +%s%3N)" >> ${marks}\n  artifacts:\n  - out.txt\n`;
       const id = await insertBuild(pool, crypto, { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [], notify: [] });
       ids.push(id);
       await enqueue(redis, queue, "os", id);
@@ -136,8 +138,16 @@ export async function chaosRun(redisServer: RedisServer, pgServer: PostgresServe
         // Gone, or not ours to look at.
       }
     }
+    const badArtifacts: string[] = [];
+    const artifactsDir = path.join(cfg.dir, "artifacts");
+    for (const id of ids) {
+      const dir = path.join(artifactsDir, String(id));
+      const files = existsSync(dir) ? readdirSync(dir) : [];
+      if (files.length !== 1 || files[0] !== "out.txt" || readFileSync(path.join(dir, "out.txt"), "utf8") !== `${id}\n`) badArtifacts.push(`${id}: ${files.join(", ") || "none"}`);
+    }
     return {
       builds: ids.length,
+      badArtifacts,
       kills,
       seconds,
       lost,
@@ -167,6 +177,7 @@ export function chaosReport(r: ChaosResult): string {
     `stuck ${r.stuck.length}${list(r.stuck)}`,
     `re-run after finishing ${r.reRun.length}${list(r.reRun)}`,
     `left behind: workspaces ${r.workspaces.length}${r.workspaces.length ? ` (${r.workspaces.slice(0, 5).map((w) => `${w.name}${w.afterFinishMs === null ? "" : ` created ${w.afterFinishMs} ms after its build finished`}`).join("; ")})` : ""}, processes ${r.processes}, payloads ${r.payloadsLeft}, dead-listed ${r.dead}`,
+    `artifacts wrong or half-written ${r.badArtifacts.length}${r.badArtifacts.length ? ` (${r.badArtifacts.slice(0, 5).join("; ")})` : ""}`,
     `not passed ${r.notPassed.length}${list(r.notPassed)}; recovered and run again before finishing ${r.runMoreThanOnce}`,
   ].join("\n");
 }
