@@ -39,6 +39,7 @@ const argv = helpAsFlag(process.argv.slice(2)).map((arg) => {
   return m && LONG_FLAGS.has(m[1]) ? `-${arg}` : arg;
 });
 
+// For suggestions and missing-argument messages; yargs decides what a command is.
 const COMMANDS: CommandSpec[] = [
   { name: "migrate" },
   { name: "submit", positional: { name: "manifest", what: "the build manifest file (YAML)" } },
@@ -50,8 +51,6 @@ const COMMANDS: CommandSpec[] = [
 ];
 const VALUE_FLAGS = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
 const word = commandWord(argv, VALUE_FLAGS);
-const unknown = unknownCommand(word, COMMANDS);
-if (unknown) fail(new InputError(unknown), EXIT.badInput);
 
 /** Prints a bad-input error as one line and exits with `code`. */
 function fail(err: unknown, code: number): never {
@@ -202,6 +201,9 @@ void yargs(argv)
   .wrap(Math.min(110, process.stdout.columns || Number(process.env.COLUMNS) || 100))
   .fail((msg, err, y) => {
     if (err) throw err;
+    // yargs takes an unknown command for an argument of the daemon: say what it is, with a suggestion.
+    const unknown = /^Unknown arguments?:/.test(msg) ? unknownCommand(word, COMMANDS) : undefined;
+    if (unknown) fail(new InputError(unknown), EXIT.badInput);
     const command = COMMANDS.find((c) => c.name === word);
     if (command?.positional && /^Not enough non-option arguments/.test(msg)) fail(new InputError(missingPositional(command)), EXIT.badInput);
     process.stderr.write(`djinn-worker: ${msg}\n\n${y.help()}\n`);
