@@ -3,10 +3,10 @@
 import { readFileSync } from "node:fs";
 import yargs from "../internal/cli/yargs.cjs";
 import { commandWord, helpAsFlag, missingPositional, unknownCommand, type CommandSpec } from "../internal/cli/args.js";
-import { ConfigError, loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
+import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { createLogger } from "../internal/log/log.js";
-import { EXIT, InputError, runManifest } from "../internal/run/run.js";
-import { CryptoError } from "../internal/crypto/crypto.js";
+import { EXIT, exitCodeFor, failureText, type ExitRules } from "../internal/cli/failure.js";
+import { InputError, runManifest } from "../internal/run/run.js";
 
 // The daemon, the operator commands and check load the database, Redis and mail libraries:
 // imported only by the command that needs them, so `run` and `-version` start quickly.
@@ -14,17 +14,24 @@ const daemon = () => import("../internal/worker/daemon.js");
 const commands = () => import("../internal/worker/commands.js");
 const check = () => import("../internal/check/check.js");
 
-/** Runs an operator command: bad input exits 2, an unreachable or unusable service exits 1. */
-async function operator(fn: () => Promise<number | void>): Promise<void> {
+/** Ends the process for `err`: one line (the stack too under DJINN_DEBUG=1) and the exit code of failure.ts. */
+function die(err: unknown, rules: ExitRules = {}): never {
+  process.stderr.write(failureText(err));
+  process.exit(exitCodeFor(err, rules));
+}
+
+/** Runs a command; whatever it throws ends as one line and its documented exit code. */
+async function guard(fn: () => Promise<number | void>, rules: ExitRules = {}): Promise<void> {
   try {
     process.exitCode = (await fn()) ?? 0;
   } catch (err) {
-    if (err instanceof InputError) fail(err, EXIT.badInput);
-    if (err instanceof ConfigError || err instanceof CryptoError || (err as Error).name === "DatabaseError" || (err as Error).name === "QueueError") fail(err, 1);
-    process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
-    process.exit(EXIT.internal);
+    die(err, rules);
   }
 }
+
+// Whatever escapes (an error thrown from a callback, a rejection nobody awaited) is reported the
+// same way; the daemon adds its own rejection logger once it runs builds.
+process.on("uncaughtException", (err) => die(err));
 
 // The release binary has its version built in (it has no package.json beside it); a build reads it.
 declare const DJINN_VERSION: string | undefined;
@@ -52,12 +59,6 @@ const COMMANDS: CommandSpec[] = [
 const VALUE_FLAGS = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
 const word = commandWord(argv, VALUE_FLAGS);
 
-/** Prints a bad-input error as one line and exits with `code`. */
-function fail(err: unknown, code: number): never {
-  process.stderr.write(`djinn-worker: ${(err as Error).message}\n`);
-  process.exit(code);
-}
-
 const configFlags = {
   config: { type: "string", default: "djinn-worker.toml", describe: "worker configuration file" },
   driver: { type: "string", default: "djinn-driver.toml", describe: "driver configuration file" },
@@ -73,24 +74,18 @@ void yargs(argv)
     // Described by the usage line and the epilog: listed, yargs glues "[default]" to it at some widths.
     false,
     (y) => y.options(configFlags),
-    async (args) => {
-      try {
+    (args) =>
+      guard(async () => {
         const { startDaemon } = await daemon();
         const running = await startDaemon(args.config, args.driver);
         process.exit(await running.done);
-      } catch (err) {
-        if ((err as Error).name === "StartupError") fail(err, (err as { exitCode?: number }).exitCode ?? 1);
-        if (err instanceof ConfigError || err instanceof CryptoError) fail(err, 1);
-        process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
-        process.exit(1);
-      }
-    },
+      }),
   )
   .command(
     "migrate",
     "create or upgrade the PostgreSQL schema (safe to run from several machines at once)",
     (y) => y.option("config", configFlags.config),
-    (args) => operator(async () => (await commands()).migrateCommand(args.config, process.stdout)),
+    (args) => guard(async () => (await commands()).migrateCommand(args.config, process.stdout)),
   )
   .command(
     "submit <manifest>",
@@ -104,7 +99,7 @@ void yargs(argv)
         .option("notify", { type: "string", array: true, default: [] as string[], describe: "address mailed when the build fails (repeatable)" })
         .option("key", { type: "string", array: true, default: [] as string[], describe: "private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)" }),
     (args) =>
-      operator(() =>
+      guard(() =>
         commands().then(({ submitCommand }) => submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout)).then(() => 0),
       ),
   )
@@ -112,7 +107,7 @@ void yargs(argv)
     "status <id>",
     "print a build's status and a line per job",
     (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
-    (args) => operator(async () => void (await (await commands()).statusCommand(args.config, args.id, process.stdout))),
+    (args) => guard(async () => void (await (await commands()).statusCommand(args.config, args.id, process.stdout))),
   )
   .command(
     "logs <id>",
@@ -122,13 +117,13 @@ void yargs(argv)
         .positional("id", { type: "string", demandOption: true })
         .option("config", configFlags.config)
         .option("follow", { alias: "f", type: "boolean", default: false, describe: "keep printing new output until the build ends" }),
-    (args) => operator(async () => (await commands()).logsCommand(args.config, args.id, args.follow, process.stdout)),
+    (args) => guard(async () => (await commands()).logsCommand(args.config, args.id, args.follow, process.stdout)),
   )
   .command(
     "kill <id>",
     "kill a running build (published to the worker running it)",
     (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
-    (args) => operator(async () => ((await (await commands()).killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
+    (args) => guard(async () => ((await (await commands()).killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
   )
   .command(
     "run <manifest>",
@@ -154,8 +149,8 @@ void yargs(argv)
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
-      try {
-        const code = await runManifest({
+      await guard(() =>
+        runManifest({
           manifest: args.manifest,
           driverFile: args.driver,
           artifacts: args.artifacts,
@@ -166,31 +161,23 @@ void yargs(argv)
           signal: abort.signal,
           out: process.stdout,
           log,
-        });
-        process.exitCode = code;
-      } catch (err) {
-        if (err instanceof InputError || err instanceof ConfigError) fail(err, EXIT.badInput);
-        process.stderr.write(`djinn-worker: ${(err as Error).stack}\n`);
-        process.exit(EXIT.internal);
-      }
+        }),
+        { config: EXIT.badInput },
+      );
     },
   )
   .command(
     "check",
     "validate worker.toml and driver.toml and print the effective configuration",
     (y) => y.options(configFlags),
-    async (args) => {
-      try {
+    (args) =>
+      guard(async () => {
         const worker = loadWorkerConfig(args.config);
         const drivers = loadDriverConfig(args.driver);
         for (const w of [...worker.warnings, ...drivers.warnings]) process.stderr.write(`warning: ${w}\n`);
         const ok = await (await check()).checkConfiguration(worker, drivers, process.stdout);
-        process.exitCode = ok ? 0 : 1;
-      } catch (err) {
-        if (err instanceof ConfigError) fail(err, 1);
-        throw err;
-      }
-    },
+        return ok ? 0 : 1;
+      }),
   )
   .version("version", "print the version", versionLine)
   .alias("v", "version")
@@ -200,13 +187,14 @@ void yargs(argv)
   .locale("en")
   .wrap(Math.min(110, process.stdout.columns || Number(process.env.COLUMNS) || 100))
   .fail((msg, err, y) => {
-    if (err) throw err;
+    if (err) die(err);
     // yargs takes an unknown command for an argument of the daemon: say what it is, with a suggestion.
     const unknown = /^Unknown arguments?:/.test(msg) ? unknownCommand(word, COMMANDS) : undefined;
-    if (unknown) fail(new InputError(unknown), EXIT.badInput);
+    if (unknown) die(new InputError(unknown));
     const command = COMMANDS.find((c) => c.name === word);
-    if (command?.positional && /^Not enough non-option arguments/.test(msg)) fail(new InputError(missingPositional(command)), EXIT.badInput);
+    if (command?.positional && /^Not enough non-option arguments/.test(msg)) die(new InputError(missingPositional(command)));
     process.stderr.write(`djinn-worker: ${msg}\n\n${y.help()}\n`);
     process.exit(EXIT.badInput);
   })
-  .parseAsync();
+  .parseAsync()
+  .catch((err: unknown) => die(err));

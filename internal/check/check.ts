@@ -49,13 +49,14 @@ export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean
     }
   }
   if (worker.smtp) {
-    const mailer = new Mailer(worker.smtp, createLogger({ log: { level: "error" } }, { fd: 2 }), { retries: 0 });
+    let mailer: Mailer | undefined;
     try {
+      mailer = new Mailer(worker.smtp, createLogger({ log: { level: "error" } }, { fd: 2 }), { retries: 0 });
       lines.push(`ok   ${await mailer.verify()}`);
     } catch (err) {
       failed((err as Error).message);
     } finally {
-      mailer.close();
+      mailer?.close();
     }
   }
   return { ok, lines };

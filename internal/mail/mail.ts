@@ -54,11 +54,16 @@ export function failureMessage(from: string, build: FailedBuild): MailMessage {
   return { from, to, subject: `Djinn CI - Build #${build.id} ${build.status}`, text };
 }
 
+/** A mail configuration that cannot work (bad address, unreadable CA) or a server that refuses: one line for the operator. */
+export class MailError extends Error {
+  override name = "MailError";
+}
+
 /** "host:port" or "[v6]:port" → host and port, or a clear error naming smtp.addr. */
 function parseSmtpAddr(addr: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d+)$/.exec(addr.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 1 || port > 65535) throw new Error(`smtp.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:25")`);
+  if (!m || port < 1 || port > 65535) throw new MailError(`smtp.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:25")`);
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -103,7 +108,9 @@ export class Mailer {
       try {
         ca = readFileSync(cfg.ca);
       } catch (err) {
-        throw new Error(`smtp.ca: cannot read ${cfg.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        const code = (err as NodeJS.ErrnoException).code;
+        const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (err as Error).message;
+        throw new MailError(`smtp.ca: cannot read ${cfg.ca}: ${why}`);
       }
     }
     const password = cfg.password ?? "";
@@ -195,7 +202,7 @@ export class Mailer {
       await this.#transport.verify();
     } catch (err) {
       const d = this.#describe(err);
-      throw new Error(`smtp: ${this.#cfg.addr} (${this.#mode()}) failed: ${d.message}`);
+      throw new MailError(`smtp: ${this.#cfg.addr} (${this.#mode()}) failed: ${d.message}`);
     }
     return `smtp: ${this.#cfg.addr} ok (${this.#mode()})`;
   }

@@ -15,15 +15,9 @@ import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { maskedValueProblem, maskPatterns } from "../runner/mask.js";
 import { terminalSafe } from "../cli/terminal.js";
 
-/** Exit codes of `run` (and of every command for bad input). */
-export const EXIT = {
-  passed: 0,
-  failed: 1,
-  badInput: 2,
-  killed: 3,
-  timedOut: 4,
-  internal: 5,
-} as const;
+import { EXIT } from "../cli/failure.js";
+
+export { EXIT };
 
 export function exitCodeOf(status: Status): number {
   switch (status) {

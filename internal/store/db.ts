@@ -61,14 +61,26 @@ export function connectReason(err: unknown): string {
   return msg.replace(/^connect /, "");
 }
 
+/** Reads a file [database.ssl] names; one line naming the key when it cannot. */
+function readSslFile(key: "ca" | "cert" | "key", file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (err as Error).message;
+    throw new DatabaseError(`database.ssl.${key}: cannot read ${file}: ${why}`);
+  }
+}
+
 export function createPool(cfg: NonNullable<WorkerConfig["database"]>, max = 10): pg.Pool {
   const { host, port } = splitAddr(cfg.addr, 5432);
   let ssl: pg.PoolConfig["ssl"];
   if (cfg.ssl) {
     ssl = {
-      ca: cfg.ssl.ca ? readFileSync(cfg.ssl.ca, "utf8") : undefined,
-      cert: cfg.ssl.cert ? readFileSync(cfg.ssl.cert, "utf8") : undefined,
-      key: cfg.ssl.key ? readFileSync(cfg.ssl.key, "utf8") : undefined,
+      ca: readSslFile("ca", cfg.ssl.ca),
+      cert: readSslFile("cert", cfg.ssl.cert),
+      key: readSslFile("key", cfg.ssl.key),
       rejectUnauthorized: Boolean(cfg.ssl.ca),
     };
   }
@@ -99,10 +111,19 @@ export async function probePool(pool: pg.Pool, addr: string): Promise<void> {
   }
 }
 
-/** The applied schema version; 0 when the database has never been migrated. */
+/**
+ * The applied schema version; 0 when the database has never been migrated. A schema_migrations
+ * table of another shape (another program's migrations, e.g. Djinn's own server) is refused:
+ * this worker's tables would be mixed with someone else's.
+ */
 export async function schemaVersion(db: pg.Pool | pg.PoolClient): Promise<number> {
   const exists = await db.query(`SELECT to_regclass('schema_migrations') IS NOT NULL AS present`);
   if (!exists.rows[0].present) return 0;
+  const cols = await db.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'schema_migrations' AND table_schema = current_schema()`);
+  const names = new Set(cols.rows.map((r) => r.column_name as string));
+  if (!names.has("version") || !names.has("name")) {
+    throw new DatabaseError(`the database was migrated by another program (its schema_migrations table has columns ${[...names].sort().join(", ")}, not version and name): give djinn-worker a database of its own`);
+  }
   const r = await db.query(`SELECT coalesce(max(version), 0)::int AS v FROM schema_migrations`);
   return r.rows[0].v as number;
 }

@@ -13,12 +13,14 @@ import { createPool, migrate, probePool, requireCurrentSchema, SCHEMA_VERSION } 
 
 type Out = NodeJS.WritableStream;
 
-async function withPool<T>(cfg: WorkerConfig, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
+/** Connects to the database; unless `migrating`, refuses a schema this worker does not know (not migrated, or someone else's). */
+async function withPool<T>(cfg: WorkerConfig, fn: (pool: pg.Pool) => Promise<T>, migrating = false): Promise<T> {
   requireSections(cfg, "database");
   const pool = createPool(cfg.database!, 2);
   pool.on("error", () => undefined);
   try {
     await probePool(pool, cfg.database!.addr);
+    if (!migrating) await requireCurrentSchema(pool, cfg.file);
     return await fn(pool);
   } finally {
     await pool.end().catch(() => undefined);
@@ -43,7 +45,7 @@ export async function migrateCommand(configFile: string, out: Out): Promise<void
   await withPool(cfg, async (pool) => {
     const applied = await migrate(pool);
     out.write(applied.length ? `applied migration${applied.length > 1 ? "s" : ""} ${applied.join(", ")}; schema at version ${SCHEMA_VERSION}\n` : `schema already at version ${SCHEMA_VERSION}\n`);
-  });
+  }, true);
 }
 
 export function parseBuildId(text: string): number {
@@ -91,7 +93,6 @@ export async function submitCommand(opts: SubmitOptions, out: Out): Promise<numb
   requireSections(cfg, "crypto", "database", "redis");
   const crypto = new Crypto(cfg.crypto!.block);
   return withPool(cfg, async (pool) => {
-    await requireCurrentSchema(pool, opts.configFile);
     const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env, secrets, keys, notify: opts.notify });
     await withRedis(cfg, (redis) => enqueue(redis, cfg.queue, queueDriverOf(manifest.driver.type), id));
     out.write(`${id}\n`);
