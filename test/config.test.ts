@@ -163,8 +163,8 @@ describe("worker.toml", () => {
     assert.match(err.message, /:1: database\.username: required in \[database\] but missing/);
   });
 
-  test("a log level outside debug, info, error is refused", () => {
-    assert.match(workerError('[log]\nlevel = "trace"\n').message, /log\.level: must be one of "debug", "info", "error"/);
+  test("a log level outside debug, info, warn, error is refused", () => {
+    assert.match(workerError('[log]\nlevel = "trace"\n').message, /log\.level: must be one of "debug", "info", "warn", "error", got "trace"/);
   });
 
   test("unknown keys warn with a suggestion", () => {
@@ -241,7 +241,7 @@ describe("djinn-worker check", () => {
 
 describe("documentation", () => {
   function keys(spec: SectionSpec, prefix = ""): string[] {
-    const own = Object.keys(spec.keys).map((k) => prefix + k);
+    const own = Object.entries(spec.keys).filter(([, k]) => k.kind !== "ignored").map(([k]) => prefix + k);
     const nested = Object.entries(spec.sections ?? {}).flatMap(([name, sub]) => keys(sub, `${prefix}${name}.`));
     return [...own, ...nested];
   }
@@ -259,6 +259,21 @@ describe("documentation", () => {
       const leaf = key.split(".").pop()!;
       assert.ok(readme.includes(`\`${key}\``) || readme.includes(`\`${key.split(".")[0]}.${leaf}\``) || readme.includes(`, \`${key}\``), `README documents ${key}`);
       assert.match(driverExample, new RegExp(`^#? ?${leaf} +=`, "m"), `driver.toml.example shows ${key}`);
+    }
+  });
+
+  test("README and worker.toml.example say what each of Djinn's keys that does nothing here is", () => {
+    const workerExample = fs.readFileSync(path.join(repoRoot, "worker.toml.example"), "utf8");
+    const ignored = (spec: SectionSpec, prefix = ""): string[] => [
+      ...Object.entries(spec.keys).filter(([, k]) => k.kind === "ignored").map(([k]) => prefix + k),
+      ...Object.entries(spec.sections ?? {}).flatMap(([name, sub]) => ignored(sub, `${prefix}${name}.`)),
+    ];
+    const keys = ignored(workerSchema);
+    assert.deepEqual(keys.sort(), ["crypto.salt", "images.limit", "objects.limit", "providers"]);
+    for (const key of keys) {
+      const shown = key === "providers" ? "[[providers]]" : key;
+      assert.ok(readme.includes(`\`${shown}\``), `README explains ${shown}`);
+      assert.ok(workerExample.includes(shown) || workerExample.includes(`${key.split(".")[0]}]`) && new RegExp(`^# ?${key.split(".").pop()} +=`, "m").test(workerExample), `worker.toml.example mentions ${shown}`);
     }
   });
 });

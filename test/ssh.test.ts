@@ -207,6 +207,22 @@ jobs: [{stage: s, name: j, commands: ["echo logged in as $(id -un)"]}]
     );
     assert.equal(status, "passed", reporter.all());
     assert.match(reporter.jobs.get("j")!.output, /\nlogged in as root\n/);
+
+    // ssh.password, as Djinn's driver.toml may set it: the same server, root now with a password.
+    const hash = execFileSync("openssl", ["passwd", "-6", "-salt", "djinnsalt", "pa55-w0rd"], { encoding: "utf8" }).trim();
+    assert.equal((await sshRun(vm.port, `sed -i 's|^root:[^:]*:|root:${hash.replace(/\$/g, "\\$")}:|' /etc/shadow`)).code, 0);
+    const job = `
+driver: {type: ssh, address: "127.0.0.1:${vm.extraPort}"}
+stages: [s]
+jobs: [{stage: s, name: j, commands: ["echo password login as $(id -un)"]}]
+`;
+    const withPassword = await build(job, { config: sshConfig({ key: undefined, password: "pa55-w0rd" }) });
+    assert.equal(withPassword.status, "passed", withPassword.reporter.all());
+    assert.match(withPassword.reporter.jobs.get("j")!.output, /\npassword login as root\n/);
+    const wrong = await build(job, { config: sshConfig({ key: undefined, password: "wrong" }) });
+    assert.equal(wrong.status, "failed");
+    assert.match(wrong.reporter.jobs.get("create-driver")!.output, /refused to log in with the configured password/);
+    assert.ok(!wrong.reporter.all().includes("wrong\n"), "the password is never printed");
   });
 
   test("check describes the login and refuses a missing key", async () => {

@@ -40,9 +40,15 @@ export const workerSchema: SectionSpec = {
     lease: { kind: "duration", default: "30s", doc: "How long a taken build stays claimed without a heartbeat before another worker recovers it." },
     shutdown_timeout: { kind: "duration", default: "5m", doc: "On SIGTERM, how long running builds may finish before they are killed and re-queued." },
     output_limit: { kind: "integer", default: 0, min: 0, doc: "Most bytes of output stored per job (0 = no limit); the rest is dropped with a note." },
+    providers: { kind: "ignored", why: "Git providers are for Djinn's server (sign-in, webhooks); a worker talks to none", doc: "Djinn's [[providers]] tables (name, secret, client_id, client_secret): accepted and ignored." },
   },
   sections: {
-    crypto: { keys: { block: { kind: "string", required: true, secret: true, check: (v) => ([16, 24, 32].includes(Buffer.byteLength(v)) ? undefined : `must be 16, 24 or 32 characters long, got ${Buffer.byteLength(v)}`), doc: "AES key (16, 24 or 32 characters) for masked variables and keys in the database." } } },
+    crypto: {
+      keys: {
+        block: { kind: "string", required: true, secret: true, check: (v) => ([16, 24, 32].includes(Buffer.byteLength(v)) ? undefined : `must be 16, 24 or 32 characters long, got ${Buffer.byteLength(v)}`), doc: "AES key (16, 24 or 32 characters) for masked variables and keys in the database." },
+        salt: { kind: "ignored", why: "Djinn's server uses it for the ids in its URLs; the worker needs only the block key", doc: "Djinn's hash-id salt: accepted and ignored." },
+      },
+    },
     smtp: {
       keys: {
         addr: { kind: "string", required: true, doc: "SMTP server host:port." },
@@ -76,12 +82,12 @@ export const workerSchema: SectionSpec = {
         db: { kind: "integer", default: 0, min: 0, doc: "Redis database number." },
       },
     },
-    images: fileStore("custom images (<path>/<driver>/_base/...)"),
-    artifacts: fileStore("collected artifacts", { limit: { kind: "integer", default: 0, min: 0, doc: "Bytes collected per artifact at most; 0 = unlimited." } }),
-    objects: fileStore("objects placed into builds"),
+    images: fileStore("base images (<path>/<driver>/_base/...)", { limit: { kind: "ignored", why: "it limits image uploads to Djinn's server; the worker only reads images", doc: "Djinn's upload limit for images: accepted and ignored." } }),
+    artifacts: fileStore("collected artifacts", { limit: { kind: "integer", default: 0, min: 0, doc: "Bytes collected per artifact file at most; 0 = unlimited." } }),
+    objects: fileStore("objects placed into builds", { limit: { kind: "ignored", why: "it limits object uploads to Djinn's server; the worker only reads objects", doc: "Djinn's upload limit for objects: accepted and ignored." } }),
     log: {
       keys: {
-        level: { kind: "string", default: "info", oneOf: ["debug", "info", "error"], doc: "Log level." },
+        level: { kind: "string", default: "info", oneOf: ["debug", "info", "warn", "error"], caseInsensitive: true, doc: "Log level: debug, info, warn or error, in any case." },
         file: { kind: "string", doc: "Log file; standard output when unset." },
       },
     },
@@ -119,9 +125,10 @@ export const driverSchema: SectionSpec = {
     },
     ssh: {
       keys: {
-        timeout: { kind: "duration", default: "60s", doc: "How long to keep trying to connect." },
+        timeout: { kind: "duration", default: "60s", integerSeconds: true, doc: 'How long to keep trying to connect: a duration ("60s") or a whole number of seconds (60).' },
         user: { kind: "string", default: "root", doc: "User to log in as." },
         key: { kind: "string", doc: "Private key file." },
+        password: { kind: "string", secret: true, doc: "Password for password authentication (tried after the key, when both are set)." },
       },
     },
     os: { keys: {} },
@@ -150,7 +157,7 @@ export interface WorkerConfig {
   images?: StoreConfig;
   artifacts?: StoreConfig & { limit: number };
   objects?: StoreConfig;
-  log: { level: "debug" | "info" | "error"; file?: string };
+  log: { level: "debug" | "info" | "warn" | "error"; file?: string };
   metrics?: { addr: string };
   warnings: string[];
 }
@@ -183,6 +190,7 @@ export interface SshConfig {
   timeoutMs: number;
   user: string;
   key?: string;
+  password?: string;
 }
 
 export interface DriverConfig {
@@ -223,7 +231,7 @@ export function loadDriverConfig(file: string): DriverConfig {
   if (v.os) cfg.os = {};
   if (v.ssh) {
     const s = v.ssh as Record<string, unknown>;
-    cfg.ssh = { timeoutMs: s.timeout as number, user: s.user as string, key: s.key as string | undefined };
+    cfg.ssh = { timeoutMs: s.timeout as number, user: s.user as string, key: s.key as string | undefined, password: s.password as string | undefined };
   }
   if (v.qemu) {
     const q = v.qemu as Record<string, unknown>;

@@ -19,11 +19,13 @@ export class ConfigError extends Error {
 }
 
 export type KeySpec =
-  | { kind: "string"; required?: boolean; default?: string; oneOf?: readonly string[]; secret?: boolean; check?: (v: string) => string | undefined; doc: string }
+  | { kind: "string"; required?: boolean; default?: string; oneOf?: readonly string[]; caseInsensitive?: boolean; secret?: boolean; check?: (v: string) => string | undefined; doc: string }
   | { kind: "integer"; required?: boolean; default?: number; min?: number; max?: number; doc: string }
   | { kind: "number"; required?: boolean; default?: number; min?: number; doc: string }
   | { kind: "boolean"; default?: boolean; doc: string }
-  | { kind: "duration"; required?: boolean; default?: string; min?: number; doc: string };
+  | { kind: "duration"; required?: boolean; default?: string; min?: number; integerSeconds?: boolean; doc: string }
+  /** A key of Djinn's files that does nothing in this worker: accepted whatever its value, with one warning saying why. */
+  | { kind: "ignored"; why: string; doc: string };
 
 export interface SectionSpec {
   keys: Record<string, KeySpec>;
@@ -44,7 +46,7 @@ export class SourceMap {
     let current = "";
     for (let i = 0; i < this.lines.length; i++) {
       const line = this.lines[i].trim();
-      const header = /^\[\s*([^\]]+?)\s*\]/.exec(line);
+      const header = /^\[\[?\s*([^\]]+?)\s*\]\]?/.exec(line);
       if (header) {
         current = header[1].replace(/\s*\.\s*/g, ".").replace(/"/g, "");
         if (key === undefined && current === table) return i + 1;
@@ -158,7 +160,10 @@ export function applySchema(file: string, text: string, data: Parsed, schema: Se
       const keySpec = spec.keys[name];
       const sub = spec.sections?.[name];
       const secretKey = secretFileKey(spec, name);
-      if (secretKey) {
+      if (keySpec?.kind === "ignored") {
+        const line = map.lineOf(table, name) ?? map.lineOf(qualified(name));
+        warnings.push(`${file}${line ? `:${line}` : ""}: ${typeName(value) === "array" && typeName((value as unknown[])[0]) === "table" ? `[[${qualified(name)}]]` : qualified(name)} is ignored: ${keySpec.why}`);
+      } else if (secretKey) {
         const secretSpec = spec.keys[secretKey] as KeySpec;
         const line = map.lineOf(table, name);
         if (secretKey in input) throw new ConfigError(file, qualified(name), line, `${qualified(secretKey)} is set too: give the secret one way only`);
@@ -200,7 +205,7 @@ export function applySchema(file: string, text: string, data: Parsed, schema: Se
     switch (spec.kind) {
       case "string": {
         if (typeof value !== "string") fail(`expected a string, got ${got} ${show(value)}`);
-        const s = value as string;
+        const s = spec.caseInsensitive ? (value as string).toLowerCase() : (value as string);
         if (spec.oneOf && !spec.oneOf.includes(s)) fail(`must be one of ${spec.oneOf.map((o) => `"${o}"`).join(", ")}, got ${JSON.stringify(s)}`);
         const problem = spec.check?.(s);
         if (problem) fail(problem);
@@ -219,11 +224,17 @@ export function applySchema(file: string, text: string, data: Parsed, schema: Se
         if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
         return n;
       }
+      case "ignored":
+        return undefined;
       case "boolean":
         if (typeof value !== "boolean") fail(`expected true or false, got ${got} ${show(value)}`);
         return value;
       case "duration": {
-        if (typeof value !== "string") fail(`expected a duration string such as "30m", got ${got} ${show(value)}`);
+        if (spec.integerSeconds && got === "integer") {
+          if ((value as number) < 0) fail(`must not be negative, got ${value}`);
+          return (value as number) * 1000;
+        }
+        if (typeof value !== "string") fail(`expected a duration string such as "30m"${spec.integerSeconds ? " or a whole number of seconds" : ""}, got ${got} ${show(value)}`);
         let ms = 0;
         try {
           ms = parseDuration(value as string);

@@ -6,6 +6,8 @@ import type { SectionSpec } from "./schema.js";
 
 function render(spec: SectionSpec, values: Record<string, unknown>, prefix: string, out: string[]): void {
   for (const [key, keySpec] of Object.entries(spec.keys)) {
+    // Djinn-only keys are never kept: check's warnings say they were seen and why they do nothing.
+    if (keySpec.kind === "ignored") continue;
     const name = prefix + key;
     let v = values[key];
     if (v === undefined) {

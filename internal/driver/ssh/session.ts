@@ -14,8 +14,18 @@ export interface SshTarget {
   host: string;
   port: number;
   user: string;
-  /** Private key file; none = Djinn's empty-password convention (password "" or keyboard-interactive with empty answers). */
+  /** Private key file; with neither key nor password: Djinn's empty-password convention (password "" or keyboard-interactive with empty answers). */
   keyFile?: string;
+  /** Password for password (and keyboard-interactive) authentication, tried after the key when both are set. */
+  password?: string;
+}
+
+/** How a target logs in, for messages (never the password itself). */
+export function loginMethod(target: Pick<SshTarget, "keyFile" | "password">): string {
+  if (target.keyFile && target.password) return `key ${target.keyFile} or the configured password`;
+  if (target.keyFile) return `key ${target.keyFile}`;
+  if (target.password) return "the configured password";
+  return "an empty password";
 }
 
 export interface ConnectOptions {
@@ -91,7 +101,13 @@ function connectConfig(target: SshTarget, key: Buffer | undefined, readyTimeout:
     keepaliveInterval: 15_000,
     keepaliveCountMax: 4,
   };
-  if (key) return { ...base, privateKey: key };
+  if (key || target.password) {
+    const answer = (_n: string, _i: string, _l: string, prompts: unknown[], finish: (answers: string[]) => void) => finish(prompts.map(() => target.password ?? ""));
+    const methods: unknown[] = [];
+    if (key) methods.push({ type: "publickey", username: target.user, key });
+    if (target.password) methods.push({ type: "password", username: target.user, password: target.password }, { type: "keyboard-interactive", username: target.user, prompt: answer });
+    return { ...base, authHandler: methods as ConnectConfig["authHandler"] };
+  }
   return {
     ...base,
     authHandler: [
@@ -190,8 +206,7 @@ export async function connectWithRetry(target: SshTarget, opts: ConnectOptions):
       last = err as Error;
       silent = err instanceof BannerTimeout ? silent + 1 : 0;
       if (!isTransient(err as Error)) {
-        const how = target.keyFile ? `key ${target.keyFile}` : "an empty password";
-        throw new DriverError(`${where} refused to log in with ${how}: ${last.message}`);
+        throw new DriverError(`${where} refused to log in with ${loginMethod(target)}: ${last.message}`);
       }
     }
     await pause(Math.min(opts.retryDelayMs ?? 250, Math.max(0, deadline - Date.now())), opts.signal);

@@ -6,7 +6,7 @@ import type { Writable } from "node:stream";
 import type { SshConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
-import { SessionDriver, SshSession } from "./session.js";
+import { loginMethod, SessionDriver, SshSession } from "./session.js";
 
 /** `host:port`, `host` (port 22) or `[v6]:port`. */
 export function parseAddress(address: string): { host: string; port: number } {
@@ -37,7 +37,7 @@ export class SshDriver extends SessionDriver implements Driver {
     output.write(`Connecting to ${cfg.user}@${address} (ssh driver, trying for up to ${formatDuration(cfg.timeoutMs)})\n`);
     const started = Date.now();
     this.session = await SshSession.open(
-      { host, port, user: cfg.user, keyFile: cfg.key },
+      { host, port, user: cfg.user, keyFile: cfg.key, password: cfg.password },
       { timeoutMs: cfg.timeoutMs, signal, baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
     );
     output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}\n`);
@@ -61,6 +61,6 @@ registerDriver({
         throw new Error(`[ssh] key ${cfg.key}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
       });
     }
-    return [`ssh: log in as ${cfg.user} with ${cfg.key ? `key ${cfg.key}` : "an empty password"}, trying for up to ${formatDuration(cfg.timeoutMs)}`];
+    return [`ssh: log in as ${cfg.user} with ${loginMethod({ keyFile: cfg.key, password: cfg.password })}, trying for up to ${formatDuration(cfg.timeoutMs)}`];
   },
 });
