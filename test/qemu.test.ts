@@ -317,20 +317,23 @@ jobs:
 `);
     assert.equal(status, "failed");
     const out = reporter.jobs.get("create-driver")!.output;
-    assert.ok(out.includes(`looked for ${FIXTURE_DISKS}/debian/12 and ${FIXTURE_DISKS}/debian/12.qcow2`), out);
+    const tried = [`_base/x86_64/debian/12`, `_base/x86_64/debian/12.qcow2`, `x86_64/debian/12`, `x86_64/debian/12.qcow2`, `debian/12`, `debian/12.qcow2`].map((p) => `${FIXTURE_DISKS}/${p}`);
+    assert.ok(out.includes(`looked for ${tried.join(", ")}`), out);
 
     const images = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-images-"));
     temps.push(images);
-    await assert.rejects(resolveImage({ manifest: { type: "qemu", image: "tiny" }, config: qemuConfig(), imagesPath: images }), (err: Error) => {
+    // The daemon, without [qemu] disks, looks under <images>/qemu.
+    const noDisks = qemuConfig({ disks: undefined });
+    await assert.rejects(resolveImage({ manifest: { type: "qemu", image: "tiny" }, config: noDisks, imagesPath: images }), (err: Error) => {
       assert.ok(err instanceof DriverError);
       assert.ok(err.message.includes(path.join(images, "qemu", "_base", "x86_64", "tiny.qcow2")), err.message);
       return true;
     });
     await fs.mkdir(path.join(images, "qemu", "_base", "x86_64", "debian"), { recursive: true });
     await fs.writeFile(path.join(images, "qemu", "_base", "x86_64", "debian", "12.qcow2"), "");
-    assert.equal(await resolveImage({ manifest: { type: "qemu", image: "debian/12" }, config: qemuConfig(), imagesPath: images }), path.join(images, "qemu", "_base", "x86_64", "debian", "12.qcow2"));
+    assert.equal(await resolveImage({ manifest: { type: "qemu", image: "debian/12" }, config: noDisks, imagesPath: images }), path.join(images, "qemu", "_base", "x86_64", "debian", "12.qcow2"));
     for (const image of ["../../../../etc/passwd", "/etc/passwd", "debian/../../x"]) {
-      await assert.rejects(resolveImage({ manifest: { type: "qemu", image }, config: qemuConfig(), imagesPath: images }), /driver\.image .*(outside|absolute)/);
+      await assert.rejects(resolveImage({ manifest: { type: "qemu", image }, config: noDisks, imagesPath: images }), /driver\.image .*(outside|absolute)/);
     }
   });
 

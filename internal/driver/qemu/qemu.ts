@@ -41,30 +41,45 @@ export function archOf(manifest: Record<string, string>): string {
   return arch;
 }
 
-/** The base image a manifest names: `<images>/qemu/_base/<arch>/<image>` (daemon) or `<[qemu] disks>/<image>` (run), with or without `.qcow2`. */
+/** The directory qemu images are under: `[qemu] disks`, else `<[images] path>/qemu` (the daemon). */
+export function imagesRoot(options: Pick<DriverOptions, "config" | "imagesPath">): string {
+  if (options.config.qemu?.disks) return path.resolve(options.config.qemu.disks);
+  if (options.imagesPath) return path.resolve(options.imagesPath, "qemu");
+  throw new DriverError(`no directory of images: set [qemu] disks in ${options.config.file ?? "the driver file"}`);
+}
+
+/**
+ * Where an image may be under `root`, in order: Djinn's layout `<root>/_base/<arch>/<image>`, the
+ * layout of Djinn's offline runner `<root>/<arch>/<image>`, and `<root>/<image>`; each with and
+ * without `.qcow2`.
+ */
+export function imageCandidates(root: string, arch: string, image: string): string[] {
+  const names = image.endsWith(".qcow2") ? [image] : [image, `${image}.qcow2`];
+  const dirs = [path.join(root, "_base", arch), path.join(root, arch), root];
+  const out: string[] = [];
+  for (const dir of dirs) {
+    for (const name of names) {
+      try {
+        out.push(confinedPath(dir, name));
+      } catch (err) {
+        throw new DriverError(`driver.image ${JSON.stringify(image)}: ${err instanceof StoreError ? err.message.replace("the store", dir) : (err as Error).message}`);
+      }
+    }
+  }
+  return out;
+}
+
+/** The base image file a manifest names; "not found" lists every path tried. */
 export async function resolveImage(options: Pick<DriverOptions, "manifest" | "config" | "imagesPath">): Promise<string> {
   const image = options.manifest.image;
   if (!image) throw new DriverError("driver.image is required by the qemu driver");
   const arch = archOf(options.manifest);
-  let dir: string;
-  if (options.imagesPath) dir = path.join(options.imagesPath, "qemu", "_base", arch);
-  // [qemu] disks is itself the directory of images, as <images>/qemu/_base/<arch> is for the daemon.
-  else if (options.config.qemu?.disks) dir = path.resolve(options.config.qemu.disks);
-  else throw new DriverError(`no directory of images: set [qemu] disks in ${options.config.file ?? "the driver file"}`);
-  const names = image.endsWith(".qcow2") ? [image] : [image, `${image}.qcow2`];
-  const looked: string[] = [];
-  for (const name of names) {
-    let candidate: string;
-    try {
-      candidate = confinedPath(dir, name);
-    } catch (err) {
-      throw new DriverError(`driver.image ${JSON.stringify(image)}: ${err instanceof StoreError ? err.message.replace("the store", dir) : (err as Error).message}`);
-    }
-    looked.push(candidate);
+  const looked = imageCandidates(imagesRoot(options), arch, image);
+  for (const candidate of looked) {
     const stat = await fs.stat(candidate).catch(() => undefined);
     if (stat?.isFile()) return candidate;
   }
-  throw new DriverError(`image ${JSON.stringify(image)} not found for ${arch}: looked for ${looked.join(" and ")}`);
+  throw new DriverError(`image ${JSON.stringify(image)} not found for ${arch}: looked for ${looked.join(", ")}`);
 }
 
 /** The accelerator a machine boots with, and why. */
@@ -384,7 +399,7 @@ registerDriver({
     if (cfg.disks) {
       const stat = await fs.stat(cfg.disks).catch(() => undefined);
       if (!stat?.isDirectory()) throw new Error(`[qemu] disks ${cfg.disks}: no such directory`);
-      lines.push(`qemu: images for \`run\` in ${cfg.disks}`);
+      lines.push(`qemu: images in ${cfg.disks} (<disks>/_base/<arch>/<image>, <disks>/<arch>/<image> or <disks>/<image>)`);
     }
     if (cfg.key) {
       await fs.access(cfg.key).catch(() => {
