@@ -242,7 +242,7 @@ export function parseManifest(text: string): ParsedManifest {
   }
 
   const jobsNode = get(root, "jobs");
-  if (jobsNode === undefined || (isScalar(jobsNode) && jobsNode.value === null)) fail("jobs", "required: a list of jobs, each with a stage and commands", root);
+  if (jobsNode === undefined || (isScalar(jobsNode) && jobsNode.value === null)) fail("jobs", "required: a list of jobs, each with a stage and commands and/or artifacts", root);
   if (!isSeq(jobsNode)) fail("jobs", "expected a list of jobs", jobsNode);
   const jobs: ManifestJob[] = [];
   const perStage = new Map<string, number>();
@@ -250,7 +250,7 @@ export function parseManifest(text: string): ParsedManifest {
   (jobsNode as { items: unknown[] }).items.forEach((item, i) => {
     const node = item as Node;
     const field = `jobs[${i}]`;
-    if (!isMap(node)) fail(field, "expected a map with stage, commands and optionally name and artifacts", node);
+    if (!isMap(node)) fail(field, "expected a map with stage, commands and/or artifacts, and optionally name", node);
     for (const pair of (node as { items: { key: unknown }[] }).items) {
       const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
       if (!["stage", "name", "commands", "artifacts"].includes(key)) warnings.push(`line ${lineOf(pair.key as Node) ?? "?"}: ${field}: unknown field "${key}" ignored`);
@@ -259,8 +259,17 @@ export function parseManifest(text: string): ParsedManifest {
     if (stageNode === undefined) fail(`${field}.stage`, "required", node);
     const stage = scalarString(`${field}.stage`, stageNode);
     const commands = stringList(`${field}.commands`, get(node, "commands"));
-    if (commands.length === 0) fail(`${field}.commands`, "required: a list of shell commands", get(node, "commands") ?? node);
-    const artifacts = stringList(`${field}.artifacts`, get(node, "artifacts")).map((entry) => parsePassthrough(entry));
+    const artifacts = stringList(`${field}.artifacts`, get(node, "artifacts")).map((entry, j) => {
+      const p = parsePassthrough(entry);
+      if (!p.source || !p.dest) fail(`${field}.artifacts[${j}]`, `expected "path => name" or "path", got ${JSON.stringify(entry)}`, get(node, "artifacts"));
+      return p;
+    });
+    // A job may only run commands, or only collect what earlier jobs left (as in Djinn); not neither.
+    if (commands.length === 0 && artifacts.length === 0) {
+      const named = get(node, "name");
+      const who = isScalar(named) && named.value !== null ? `job ${JSON.stringify(String(named.value))}` : `the job in stage ${JSON.stringify(stage)}`;
+      fail(field, `${who} has neither commands nor artifacts: give it a list of commands, of artifacts, or both`, node);
+    }
     if (!seen.has(stage)) {
       warnings.push(`line ${lineOf(node) ?? "?"}: ${field} is in stage "${stage}", which is not in stages: ignored`);
       return;

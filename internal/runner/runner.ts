@@ -102,6 +102,9 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
   try {
     if (job.createsDriver) {
       result = await createEnvironment(opts, output, note, signal);
+    } else if (job.commands.length === 0) {
+      // An artifact-only job: it collects what earlier jobs left.
+      result = { status: "passed", exitCode: 0 };
     } else {
       const run = opts.driver.execute({ name: `${job.stage}/${job.name}`, script: jobScript(job.commands), env: opts.env, output, signal });
       const ended = await untilSettledOrAbandoned(run, signal, opts.abortGraceMs ?? 15_000);
