@@ -68,7 +68,7 @@ const configFlags = {
 void yargs(argv)
   .scriptName("djinn-worker")
   .usage("Usage: djinn-worker [-config FILE] [-driver FILE]  (the daemon)  |  djinn-worker <command> [options]")
-  .epilog("Without a command, djinn-worker runs builds from the queue until SIGTERM.\n`djinn-worker <command> --help` shows a command's options.")
+  .epilog("Without a command, djinn-worker runs builds from the queue until SIGTERM.\n`djinn-worker <command> --help` shows a command's options.\nExit status: 0 ok, 1 a configuration, file or server problem, 2 bad input, 5 internal error\n(DJINN_DEBUG=1 prints its stack trace); `run` adds 1 failed, 3 killed, 4 timed out.")
   .command(
     "$0",
     // Described by the usage line and the epilog: listed, yargs glues "[default]" to it at some widths.
