@@ -269,7 +269,6 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     const down = await config(name, [["database", "addr", `"127.0.0.1:${closedPort}"`]]);
     assertOneLine(await cli(["status", "1", "-config", down]), 1, new RegExp(`^djinn-worker: cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${closedPort}: connection refused$`));
     assertOneLine(await cli(["migrate", "-config", down]), 1, /cannot connect to PostgreSQL/);
-    assertOneLine(await cli(["-config", down, "-driver", await osDriver()]), 1, /cannot connect to PostgreSQL/);
     const worker = await config(name);
     assert.equal((await cli(["migrate", "-config", worker])).code, 0);
     const manifest = path.join(dir, "ok.yml");
@@ -292,7 +291,7 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     const notADir = path.join(dir, "a-file");
     await fs.writeFile(notADir, "");
     const badLog = await config(name, [["log", "file", `"${notADir}/worker.log"`]]);
-    assertOneLine(await cli(["-config", badLog, "-driver", driver]), 1, new RegExp(`^djinn-worker: log\\.file ${notADir}/worker\\.log: cannot open: (a file is in the way|not a directory)$`));
+    assertOneLine(await cli(["-config", badLog, "-driver", driver]), 1, new RegExp(`^djinn-worker: ${badLog}: log\\.file: cannot open "${notADir}/worker\\.log": a directory on its path is a file$`));
     const text = await fs.readFile(worker, "utf8");
     const badPid = path.join(dir, "pid.toml");
     await fs.writeFile(badPid, `pidfile = "${dir}/no/such/dir/worker.pid"\n${text}`);
