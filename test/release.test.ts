@@ -8,6 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { busyboxImage, dockerSkip } from "./helpers/docker.js";
+import { ensureFixtureImage, FIXTURE_DISKS, FIXTURE_KEY, qemuMissing } from "./helpers/qemu.js";
 import { cliPath, repoRoot, requireService, which } from "./helpers/env.js";
 import { CRYPTO_BLOCK, DaemonProcess, until } from "./helpers/services.js";
 
@@ -41,8 +43,8 @@ function withoutNodeArgs(command: string[]): string[] {
   return ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", ...command];
 }
 
-function withoutNode(command: string[], cwd: string): SpawnSyncReturns<string> {
-  return spawnSync("unshare", withoutNodeArgs(command), { cwd, encoding: "utf8", env: { ...process.env, NODES: nodeBinaries().join(" ") }, timeout: 120_000 });
+function withoutNode(command: string[], cwd: string, timeoutMs = 120_000): SpawnSyncReturns<string> {
+  return spawnSync("unshare", withoutNodeArgs(command), { cwd, encoding: "utf8", env: { ...process.env, NODES: nodeBinaries().join(" ") }, timeout: timeoutMs });
 }
 
 describe("release", { skip, timeout: 15 * 60_000 }, () => {
@@ -95,6 +97,28 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /WARN.*unlisted/, "the warning is a readable line");
       assert.ok(!r.stdout.includes('"level"'), "not JSON");
+    });
+
+    test("runs a build on the docker driver: objects in, artifacts out, over the engine's API", { skip: dockerSkip }, async () => {
+      const cwd = fs.mkdtempSync(path.join(work, "docker-"));
+      fs.writeFileSync(path.join(cwd, "greeting.txt"), "hello from an object\n");
+      fs.writeFileSync(path.join(cwd, "driver.toml"), '[docker]\npull = "never"\n');
+      const image = await busyboxImage();
+      fs.writeFileSync(path.join(cwd, "m.yml"), `driver: {type: docker, image: "${image}"}\nobjects: [greeting.txt]\nstages: [build]\njobs:\n- stage: build\n  commands: ["cat greeting.txt", "echo made > out.txt"]\n  artifacts: [out.txt]\n`);
+      const r = withoutNode([bin, "run", "m.yml", "-driver", "driver.toml", "--objects", cwd, "--artifacts", "art"], cwd);
+      assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /\nhello from an object\n/);
+      assert.equal(fs.readFileSync(path.join(cwd, "art", "out.txt"), "utf8"), "made\n");
+    });
+
+    test("runs a build on the qemu driver, reached over SSH (ssh2 without its native binding)", { skip: requireService("qemu", qemuMissing()) }, async () => {
+      await ensureFixtureImage();
+      const cwd = fs.mkdtempSync(path.join(work, "qemu-"));
+      fs.writeFileSync(path.join(cwd, "driver.toml"), `[qemu]\ndisks = "${FIXTURE_DISKS}"\nkey = "${FIXTURE_KEY}"\nmemory = 256\nboot_timeout = "4m"\n`);
+      fs.writeFileSync(path.join(cwd, "m.yml"), `driver: {type: qemu, image: tiny}\nstages: [build]\njobs:\n- stage: build\n  commands: ['echo "kernel $(uname -s)"']\n`);
+      const r = withoutNode([bin, "run", "m.yml", "-driver", "driver.toml"], cwd, 300_000);
+      assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /\nkernel Linux\n/);
     });
 
     describe("daemon round trip with Node.js hidden", () => {
