@@ -65,6 +65,17 @@ describe("hostile input", { skip }, () => {
     assert.doesNotMatch(logs.stdout, /[\x1b\x07\r\u202e]/);
   });
 
+  it("a daemon without [objects] and [artifacts] runs the build and says in its output what it did not place or collect", async () => {
+    const t = await suite.env({ withoutStores: true });
+    const d = await t.daemon();
+    const id = await t.submit(`driver: {type: os}\nobjects: [greeting.txt]\nstages: [a]\njobs:\n- stage: a\n  commands: [echo made > out.txt]\n  artifacts: [out.txt]\n`);
+    assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"]), "passed");
+    await d.waitForMsg("build finished", { build: id });
+    const out = await t.output(id);
+    assert.match(out, /object greeting\.txt not placed: no object store is configured here \(\[objects\] path\)/);
+    assert.match(out, /artifacts not collected: no artifact store is configured here \(\[artifacts\] path\)/);
+  });
+
   it("a huge unusable payload leaves only a bounded prefix and its size on the dead list", async () => {
     const t = await suite.env();
     const d = await t.daemon();

@@ -187,6 +187,8 @@ export interface ConfigOptions {
   driverToml?: string;
   /** Queue name prefix (default "builds"): a test of its own on a shared Redis uses its own. */
   queue?: string;
+  /** No [artifacts] and [objects] sections (both optional for the daemon). */
+  withoutStores?: boolean;
   /** Extra top-level TOML lines. */
   extra?: string;
 }
@@ -219,12 +221,7 @@ export async function writeConfigs(o: ConfigOptions): Promise<TestConfig> {
     "[redis]",
     `addr = "${o.redis}"`,
     "",
-    "[artifacts]",
-    `path = "${path.join(dir, "artifacts")}"`,
-    "",
-    "[objects]",
-    `path = "${path.join(dir, "objects")}"`,
-    "",
+    ...(o.withoutStores ? [] : ["[artifacts]", `path = "${path.join(dir, "artifacts")}"`, "", "[objects]", `path = "${path.join(dir, "objects")}"`, ""]),
     "[log]",
     `level = "${o.logLevel ?? "debug"}"`,
     logFile ? `file = "${logFile}"` : "",
