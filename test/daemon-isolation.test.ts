@@ -9,7 +9,7 @@ import { Redis } from "ioredis";
 import { Crypto } from "../internal/crypto/crypto.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
-import { insertBuild, TERMINAL_STATUSES } from "../internal/store/builds.js";
+import { claimBuild, insertBuild, TERMINAL_STATUSES } from "../internal/store/builds.js";
 import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
 import { CRYPTO_BLOCK, until, waitForStatus } from "./helpers/services.js";
 
@@ -60,10 +60,11 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     const [aShell, aEscaped] = startPids(runLines(a.dir)[0]);
     const [bShell, bEscaped] = startPids(runLines(b.dir)[0]);
 
-    // Installation a's worker dies; its job and the job's setsid sleeper live on.
+    // Installation a's worker dies; the job's setsid sleeper lives on (the job's shell soon dies
+    // of SIGPIPE, as it traces each command into the dead worker's pipe).
     aFirst.kill("SIGKILL");
     await aFirst.exit;
-    assert.ok(running(aShell) && running(aEscaped));
+    assert.ok(running(aEscaped));
     const aSecond = await a.daemon({ tmp });
     await aSecond.waitForMsg("reaped what a dead worker's run left on the host", { build: String(idA) }, 15_000);
     await until("a's second run started", () => runLines(a.dir).length === 2 || undefined, 15_000);
@@ -82,6 +83,40 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     assert.equal((await a.build(idA)).attempt, 2);
     await until("every escaped sleeper ended with its build", () => startPids(runLines(a.dir)[1]).concat(bEscaped).every((p) => !running(p)) || undefined, 5000);
     assert.deepEqual(await fs.readdir(tmp), [], "no workspace is left on the host");
+  });
+
+  it("a run that died before it could reap the one before it: the next run reaps both", async () => {
+    const t = await suite.env({ lease: "2s" });
+    const first = await t.daemon();
+    const id = await t.submit(escapingGatedJob(t.dir));
+    await until("the first run started", () => runLines(t.dir).length === 1 || undefined);
+    // The job's shell dies of SIGPIPE once its worker is gone (it traces each command); the setsid
+    // sleeper, writing nowhere, lives on until something reaps it.
+    const [, escaped] = startPids(runLines(t.dir)[0]);
+    first.kill("SIGKILL");
+    await first.exit;
+    // A second run claims the build once the first's lease is over, and dies at once, before its
+    // reap: its token is recorded, it left nothing.
+    const second = await until("a second claim", async () => {
+      const claim = await claimBuild(t.pool, id, "second-worker-died-at-once", 1);
+      return claim.outcome === "claimed" ? claim : undefined;
+    });
+    assert.equal(second.earlierRuns.length, 1);
+    // A value of another shape in the column names nothing on the host: it is never used.
+    await t.pool.query(`UPDATE builds SET runs = array_append(runs, '../..') WHERE id = $1`, [id]);
+    assert.ok(running(escaped), "the first run's sleeper is still there");
+    const third = await t.daemon();
+    await until("the third run started", () => runLines(t.dir).length === 2 || undefined, 20_000);
+    await until("the first run's sleeper was reaped", () => !running(escaped) || undefined, 5000);
+    await fs.writeFile(path.join(t.dir, "go"), "");
+    await third.waitForMsg("build finished", { build: id }, 30_000);
+    const build = await t.build(id);
+    assert.equal(build.status, "passed");
+    assert.equal(build.attempt, 3);
+    const runs = (await t.pool.query(`SELECT runs FROM builds WHERE id = $1`, [id])).rows[0].runs as string[];
+    assert.equal(runs.length, 4);
+    assert.equal(new Set(runs.filter((r) => /^[0-9a-f]{16}$/.test(r))).size, 3, "three runs, three tokens");
+    assert.deepEqual(await fs.readdir(t.tmp), [], "no workspace is left");
   });
 
   it("a process a job started with setsid ends with the job", async () => {

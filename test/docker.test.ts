@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import type { DockerConfig } from "../internal/config/config.js";
 import { checkEngine, LABEL_BUILD, LABEL_RUN } from "../internal/driver/docker/docker.js";
-import { runToken } from "../internal/driver/run.js";
+import { freshRunToken } from "../internal/driver/run.js";
 import { getDriver, type RunRef } from "../internal/driver/driver.js";
 import "../internal/driver/all.js";
 import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
@@ -486,9 +486,9 @@ jobs:
     builds.push(buildId);
     const entry = await getDriver("docker");
     const config = { docker: dockerTestConfig(), warnings: [] };
-    const dead: RunRef = { buildId, run: runToken(buildId, "dead-worker", 1) };
+    const dead: RunRef = { buildId, run: freshRunToken() };
     // The same build id in another installation (its own database), running now.
-    const other: RunRef = { buildId, run: runToken(buildId, "another-installation", 1) };
+    const other: RunRef = { buildId, run: freshRunToken() };
     const sink = new Writable({ write: (_c, _e, done) => done() });
     const otherDriver = entry.create({ ...other, manifest: { type: "docker", image }, config, log });
     try {

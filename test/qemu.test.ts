@@ -11,7 +11,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import pino from "pino";
 import type { DriverConfig } from "../internal/config/config.js";
 import { DriverError, getDriver, type RunRef } from "../internal/driver/driver.js";
-import { runToken } from "../internal/driver/run.js";
+import { freshRunToken } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
 import { kvmUsable } from "../internal/driver/qemu/accel.js";
 import { portSource, resolveImage, STATE_ROOT, stateDirOf } from "../internal/driver/qemu/qemu.js";
@@ -30,7 +30,11 @@ const buildIds: string[] = [];
 const temps: string[] = [];
 
 /** The run each test build makes: one per build id. */
-const refOf = (buildId: string): RunRef => ({ buildId, run: runToken(buildId, "qemu-test", 1) });
+const runs = new Map<string, string>();
+const refOf = (buildId: string): RunRef => {
+  if (!runs.has(buildId)) runs.set(buildId, freshRunToken());
+  return { buildId, run: runs.get(buildId)! };
+};
 
 function newBuildId(): string {
   const id = `qemu-test-${process.pid}-${++counter}`;
@@ -340,7 +344,7 @@ jobs:
   test("reap kills the machine a dead worker's run left and removes its state dir; it never kills another run's or another process", async () => {
     const buildId = newBuildId();
     // The same build id in another installation (or another run): its machine must survive.
-    const otherRun: RunRef = { buildId, run: runToken(buildId, "another-installation", 1) };
+    const otherRun: RunRef = { buildId, run: freshRunToken() };
     const orphans = [refOf(buildId), otherRun].map((ref) => {
       const dir = stateDirOf(ref);
       mkdirSync(dir, { recursive: true });

@@ -9,7 +9,7 @@ import pino from "pino";
 import { defaultDriverConfig } from "../internal/config/config.js";
 import { getDriver, type RunRef } from "../internal/driver/driver.js";
 import { cgroupSource, detectCgroupRoot } from "../internal/driver/os/processes.js";
-import { runToken } from "../internal/driver/run.js";
+import { freshRunToken } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
 import { ArtifactStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
@@ -146,8 +146,8 @@ for (const tracking of trackings) {
       const saved = process.env.TMPDIR;
       process.env.TMPDIR = tmp;
       try {
-        const dead: RunRef = { buildId: "1", run: runToken("1", "dead-worker", 1) };
-        const other: RunRef = { buildId: "1", run: runToken("1", "another-installation", 1) };
+        const dead: RunRef = { buildId: "1", run: freshRunToken() };
+        const other: RunRef = { buildId: "1", run: freshRunToken() };
         const a = await startRun(dead, tmp);
         const b = await startRun(other, tmp);
         // The worker of `dead` crashed: its driver object is dropped without destroy.

@@ -1,8 +1,8 @@
 // One run of a build, as drivers name what they leave on the host. Build ids are unique only inside
-// one database, so two installations on a host share them; a run token is unique across
-// installations and runs, and everything a driver creates carries it, so reaping a dead run finds
+// one database, so two installations on a host share them; a run token is random, recorded with
+// the claim (builds.runs), and carried by everything a driver creates, so reaping a dead run finds
 // what that run left and nothing else.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 
 /** A build and one run of it. */
 export interface RunRef {
@@ -13,19 +13,14 @@ export interface RunRef {
 
 const TOKEN_CHARS = 16;
 
-/**
- * The token of the run a worker makes of a build as claim `attempt`: derived from what the claim
- * records (the worker's id, unique per process and host, and the attempt), so the worker that
- * recovers the build computes the dead run's token from the claim it replaced. Unique per build
- * too: a worker runs many builds at once, each attempt 1.
- */
-export function runToken(buildId: string, worker: string, attempt: number): string {
-  return createHash("sha256").update(`${buildId}\0${worker}\0${attempt}`).digest("hex").slice(0, TOKEN_CHARS);
-}
-
-/** A token for a run nothing will ever reap by name (`run`, tests). */
+/** A new run's token: random, recorded with the claim (builds.runs) when a worker runs the build. */
 export function freshRunToken(): string {
   return randomBytes(TOKEN_CHARS / 2).toString("hex");
+}
+
+/** Whether `s` has the shape of a token (read back from the database, it becomes part of names). */
+export function isRunToken(s: unknown): s is string {
+  return typeof s === "string" && /^[0-9a-f]{16}$/.test(s);
 }
 
 /** `<build>-<run>`, safe as a file name, a docker name part and a qemu -name. */

@@ -6,6 +6,7 @@ import type pg from "pg";
 import type { Crypto } from "../crypto/crypto.js";
 import type { Manifest } from "../manifest/manifest.js";
 import { planBuild, type BuildPlan } from "../runner/plan.js";
+import { freshRunToken, isRunToken } from "../driver/run.js";
 import { maskText } from "../runner/mask.js";
 
 export const TERMINAL_STATUSES = ["passed", "passed_with_failures", "failed", "killed", "timed_out"];
@@ -97,7 +98,15 @@ async function resetRun(client: pg.PoolClient, id: number): Promise<void> {
 }
 
 export type ClaimResult =
-  | { outcome: "claimed"; attempt: number; previousWorker: string | null }
+  | {
+      outcome: "claimed";
+      attempt: number;
+      previousWorker: string | null;
+      /** This run's token (../driver/run.ts), recorded with the claim. */
+      run: string;
+      /** The tokens of the earlier claims, oldest first: what those runs may have left. */
+      earlierRuns: string[];
+    }
   | { outcome: "missing" }
   | { outcome: "finished"; status: string }
   | { outcome: "held"; worker: string };
@@ -113,7 +122,7 @@ export async function claimBuild(pool: pg.Pool, id: number, worker: string, leas
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
-    const cur = await client.query(`SELECT status, worker, attempt, (lease_expires_at IS NOT NULL AND lease_expires_at > now()) AS live FROM builds WHERE id = $1 FOR UPDATE`, [id]);
+    const cur = await client.query(`SELECT status, worker, attempt, runs, (lease_expires_at IS NOT NULL AND lease_expires_at > now()) AS live FROM builds WHERE id = $1 FOR UPDATE`, [id]);
     if (cur.rowCount === 0) {
       await client.query("ROLLBACK");
       return { outcome: "missing" };
@@ -127,14 +136,22 @@ export async function claimBuild(pool: pg.Pool, id: number, worker: string, leas
       await client.query("ROLLBACK");
       return { outcome: "held", worker: row.worker };
     }
+    const run = freshRunToken();
     const upd = await client.query(
       `UPDATE builds SET status = 'running', worker = $2, attempt = attempt + 1, started_at = now(), finished_at = NULL,
-         lease_expires_at = now() + $3::interval WHERE id = $1 RETURNING attempt`,
-      [id, worker, leaseInterval(leaseMs)],
+         lease_expires_at = now() + $3::interval, runs = array_append(runs, $4) WHERE id = $1 RETURNING attempt`,
+      [id, worker, leaseInterval(leaseMs), run],
     );
     if (row.attempt > 0) await resetRun(client, id);
     await client.query("COMMIT");
-    return { outcome: "claimed", attempt: upd.rows[0].attempt, previousWorker: row.attempt > 0 ? row.worker : null };
+    return {
+      outcome: "claimed",
+      attempt: upd.rows[0].attempt,
+      previousWorker: row.attempt > 0 ? row.worker : null,
+      run,
+      // A token that is not one of ours names nothing on the host: never used to look for files.
+      earlierRuns: ((row.runs ?? []) as string[]).filter(isRunToken),
+    };
   } catch (err) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw err;

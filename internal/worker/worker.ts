@@ -10,7 +10,6 @@ import type pg from "pg";
 import type { DriverConfig, WorkerConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import { getDriver, type Driver, type RunRef } from "../driver/driver.js";
-import { runToken } from "../driver/run.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
@@ -58,6 +57,9 @@ interface Claimed {
   id: number;
   taken: Taken;
   abort: AbortController;
+  /** This run's token and the earlier runs' (recorded with the claims): what the driver leaves on the host is named by it. */
+  run: string;
+  earlierRuns: string[];
   reason?: StopReason;
   /** Why a run was not recorded. */
   cause?: unknown;
@@ -264,7 +266,7 @@ export class Worker {
         this.later(() => queue.requeue(taken.list, taken.raw, false));
         return;
     }
-    const c: Claimed = { id, taken, abort: new AbortController() };
+    const c: Claimed = { id, taken, abort: new AbortController(), run: claim.run, earlierRuns: claim.earlierRuns };
     this.claimed.set(id, c);
     this.claiming.delete(id);
     this.deps.metrics?.setRunning(this.claimed.size);
@@ -380,11 +382,11 @@ export class Worker {
         log.warn({ reason: setupError }, "build cannot run: failed in setup");
         status = await this.failSetup(prepared.jobs, setupError ?? "no manifest", reporter);
       } else {
-        // The claim this one replaced names the earlier run: (its worker, the attempt before this).
-        if (previousWorker) await this.reap(manifest, { buildId: String(c.id), run: runToken(String(c.id), previousWorker, attempt - 1) }, log);
+        // Whatever an earlier run of this build left (a dead worker's, or one that died before it
+        // could reap the run before it), newest first; never another installation's.
+        for (const run of [...c.earlierRuns].reverse()) await this.reap(manifest, { buildId: String(c.id), run }, log);
         const entry = await getDriver(manifest.driver.type);
-        const run = runToken(String(c.id), this.id, attempt);
-        const inner = entry.create({ buildId: String(c.id), run, manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
+        const inner = entry.create({ buildId: String(c.id), run: c.run, manifest: manifest.driver, config: drivers, imagesPath: config.images?.path, log });
         c.driver = inner;
         let artifacts: ArtifactStore | undefined;
         if (config.artifacts) {

@@ -115,6 +115,17 @@ CREATE TABLE keys (
 ALTER TABLE builds ADD COLUMN manifest_encrypted bytea;
 `,
   },
+  {
+    version: 3,
+    name: "builds.runs: the token of every claim, naming what each run leaves on the host",
+    sql: `
+-- One token per claim, oldest first: what a run leaves on the host (workspaces, containers,
+-- machines) carries its token, so the worker that takes the build over reaps exactly the
+-- earlier runs of this build in this database, never another installation's build with the
+-- same id.
+ALTER TABLE builds ADD COLUMN runs text[] NOT NULL DEFAULT '{}';
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
