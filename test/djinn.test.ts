@@ -11,7 +11,8 @@ import { SMTPServer } from "smtp-server";
 import { classify, describe as describeError, exitCodeFor, failureText } from "../internal/cli/failure.js";
 import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { imageCandidates, resolveImage } from "../internal/driver/qemu/qemu.js";
-import { ManifestError, parseManifest } from "../internal/manifest/manifest.js";
+import { ManifestError, parseManifest, parsePassthrough } from "../internal/manifest/manifest.js";
+import { artifactName, isPattern, parseGlobOutput } from "../internal/driver/artifacts.js";
 import { freeLocalPort } from "../internal/net/port.js";
 import { cliPath, fixtures, requireService, which } from "./helpers/env.js";
 import { postgresMissing, redisMissing, startPostgres, startRedis, type PostgresServer, type RedisServer } from "./helpers/services.js";
@@ -174,6 +175,35 @@ describe("jobs with only artifacts", () => {
     const r = await cli(["run", manifest, "--artifacts", path.join(dir, "artifacts")]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(await fs.readFile(path.join(dir, "artifacts", "kept.txt"), "utf8"), "made\n");
+  });
+});
+
+describe("artifact names by Djinn's rule", () => {
+  test("a match keeps its base name, or replaces * in the destination; a literal path keeps its destination", () => {
+    const name = (entry: string, match: string, count = 1) => artifactName(parsePassthrough(entry), match, count);
+    assert.equal(name("dist/*.tar.gz", "/w/dist/app-1.tar.gz").name, "app-1.tar.gz");
+    assert.equal(name("dist/[ab].txt", "/w/dist/a.txt").name, "a.txt");
+    assert.equal(name("/var/log/*.log => logs/*", "/var/log/x.log").name, "logs/x.log");
+    assert.equal(name("/etc/os-release", "/etc/os-release").name, "os-release");
+    assert.equal(name("/etc/os-release => release.txt", "/etc/os-release").name, "release.txt");
+    assert.equal(name("build/*.log => all.log", "/w/build/a.log", 1).name, "all.log");
+    const several = name("build/*.log => all.log", "/w/build/a.log", 2);
+    assert.equal(several.name, "a.log");
+    assert.match(several.note!, /2 files match build\/\*\.log but all\.log names one/);
+    assert.equal(isPattern("a/b.txt"), false);
+    assert.deepEqual(parseGlobOutput("/w/../opt/x\0/w/a b\0"), ["/opt/x", "/w/a b"]);
+  });
+
+  test("os: patterns match inside the workspace only", async () => {
+    const dir = await tempDir();
+    const manifest = path.join(dir, "m.yml");
+    await fs.writeFile(manifest, "driver: {type: os}\nstages: [s]\njobs:\n- stage: s\n  commands: ['mkdir d && echo 1 >d/a.txt && echo 2 >d/b.txt && ln -s /etc/passwd d/c.txt']\n  artifacts: ['d/*.txt', '~/d/a.*t => home-*', '/etc/pass*', '../*']\n");
+    const r = await cli(["run", manifest, "--artifacts", path.join(dir, "artifacts")]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual((await fs.readdir(path.join(dir, "artifacts"))).sort(), ["a.txt", "b.txt", "home-a.txt"]);
+    assert.match(r.stdout, /artifact d\/c\.txt not collected: d\/c\.txt links outside the workspace/);
+    assert.match(r.stdout, /artifact \/etc\/pass\* not collected: \/etc\/pass\* is outside the workspace/);
+    assert.match(r.stdout, /artifact \.\.\/\* not collected: \.\.\/\* is outside the workspace/);
   });
 });
 

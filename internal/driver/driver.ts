@@ -42,8 +42,17 @@ export interface Driver {
    * is under the home directory of the user jobs run as.
    */
   place(dest: string, source: Readable, size: number, mode?: number): Promise<void>;
-  /** Opens a file of the environment for reading; `path` is relative to the workspace. Rejects with CollectError. */
+  /**
+   * Opens a file of the environment for reading. A relative `path` is under the workspace, `~/...`
+   * under the job user's home; throwaway environments (docker, qemu) and ssh also take absolute
+   * paths, the os driver refuses anything outside the workspace. Rejects with CollectError.
+   */
   collect(path: string): Promise<Readable>;
+  /**
+   * The files and directories a shell pattern (`*`, `?`, `[...]`) matches in the environment,
+   * as paths `collect` takes (see artifacts.ts). Rejects with CollectError.
+   */
+  glob?(pattern: string): Promise<string[]>;
   /** Releases everything the build used. Idempotent, never throws. */
   destroy(): Promise<void>;
 }

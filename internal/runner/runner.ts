@@ -8,6 +8,7 @@ import { formatDuration } from "../config/duration.js";
 import { CollectError, DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
 import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
+import { artifactName, isPattern } from "../driver/artifacts.js";
 import { MaskStream } from "./mask.js";
 import { outcomeLines } from "./outcome.js";
 import { jobScript, type BuildPlan, type PlannedJob, type Status } from "./plan.js";
@@ -157,16 +158,46 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
 
 async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<void> {
   for (const art of job.artifacts) {
-    try {
-      const stream = await opts.driver.collect(art.source);
-      const stored = await opts.artifacts!.put(art.dest, stream);
-      await opts.reporter.artifactStored?.(job, { ...stored, source: art.source });
-      if (stored.truncated) await note(`artifact ${art.source} => ${art.dest}: cut to ${stored.size} bytes (the artifact limit)`);
-      else await note(`Collected artifact ${art.source} => ${art.dest} (${stored.size} bytes)`);
-    } catch (err) {
-      const why = err instanceof CollectError ? err.message : (err as Error).message;
-      await note(`artifact ${art.source} not collected: ${why}`);
+    let sources = [art.source];
+    if (isPattern(art.source)) {
+      if (!opts.driver.glob) {
+        await note(`artifact ${art.source} not collected: this driver takes no patterns`);
+        continue;
+      }
+      try {
+        sources = await opts.driver.glob(art.source);
+      } catch (err) {
+        await note(`artifact ${art.source} not collected: ${(err as Error).message}`);
+        continue;
+      }
+      if (sources.length === 0) {
+        await note(`artifact ${art.source}: the pattern matches nothing, nothing collected`);
+        continue;
+      }
     }
+    let noted = false;
+    for (const source of sources) {
+      const { name, note: why } = artifactName(art, source, sources.length);
+      if (why && !noted) {
+        noted = true;
+        await note(why);
+      }
+      await collectOne(opts, job, source, name, note);
+    }
+  }
+}
+
+/** Streams one file of the environment into the store under `name`; a failure is a line of the job's output. */
+async function collectOne(opts: RunOptions, job: PlannedJob, source: string, name: string, note: (l: string) => Promise<void>): Promise<void> {
+  try {
+    const stream = await opts.driver.collect(source);
+    const stored = await opts.artifacts!.put(name, stream);
+    await opts.reporter.artifactStored?.(job, { ...stored, source });
+    if (stored.truncated) await note(`artifact ${source} => ${name}: cut to ${stored.size} bytes (the artifact limit)`);
+    else await note(`Collected artifact ${source} => ${name} (${stored.size} bytes)`);
+  } catch (err) {
+    const why = err instanceof CollectError ? err.message : (err as Error).message;
+    await note(`artifact ${source} not collected: ${why}`);
   }
 }
 

@@ -648,6 +648,7 @@ function withKeys(inner: Driver, keys: { name: string; value: Buffer }[]): Drive
     execute: (job) => inner.execute(job),
     place: (dest, source, size, mode) => inner.place(dest, source, size, mode),
     collect: (p) => inner.collect(p),
+    glob: inner.glob ? (p) => inner.glob!(p) : undefined,
     destroy: () => inner.destroy(),
   };
 }

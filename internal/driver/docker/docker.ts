@@ -6,7 +6,7 @@ import path from "node:path";
 import { Readable, type Writable } from "node:stream";
 import type Docker from "dockerode";
 import type { DockerConfig } from "../../config/config.js";
-import { isInside } from "../../fs/store.js";
+import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun } from "../driver.js";
 import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, statusCode } from "./engine.js";
 import { execCapture, execIn } from "./exec.js";
@@ -211,8 +211,13 @@ export class DockerDriver implements Driver {
       throw new CollectError("failed", (err as Error).message);
     }
     if (file === "" || file.includes("\0")) throw new CollectError("failed", `invalid artifact path ${JSON.stringify(file)}`);
-    const target = path.posix.resolve(settings.workspace, file);
-    if (path.posix.isAbsolute(file) || !isInside(settings.workspace, target)) throw new CollectError("outside", `${file} is outside the workspace`);
+    // The container is thrown away: any path in it may be collected, as in Djinn.
+    let target: string;
+    try {
+      target = file === "~" || file.startsWith("~/") ? path.posix.join(await this.home(container), file.slice(1)) : path.posix.resolve(settings.workspace, file);
+    } catch (err) {
+      throw new CollectError("failed", `cannot find the home directory in the container: ${dockerMessage(err)}`);
+    }
     const real = await this.resolveArtifact(container, settings.workspace, target, file);
     let archive: Readable;
     try {
@@ -226,12 +231,30 @@ export class DockerDriver implements Driver {
     });
     if (entry.type !== "file") {
       body.destroy();
-      throw new CollectError(entry.type === "symlink" ? "outside" : "not-a-file", `${file} changed into a ${entry.type} while it was collected`);
+      throw new CollectError("not-a-file", `${file} changed into a ${entry.type} while it was collected`);
     }
     return body;
   }
 
-  /** The artifact's real path, symlinks resolved inside the container where they point; refuses what leaves the workspace. */
+  /** The paths a shell pattern matches in the container (see artifacts.ts). */
+  async glob(pattern: string): Promise<string[]> {
+    let container: Docker.Container, settings: ContainerSettings;
+    try {
+      ({ container, settings } = this.requireContainer());
+    } catch (err) {
+      throw new CollectError("failed", (err as Error).message);
+    }
+    let r: { code: number; text: string };
+    try {
+      r = await execCapture(container, ["/bin/sh", "-c", GLOB_SCRIPT, "sh", settings.workspace, pattern]);
+    } catch (err) {
+      throw new CollectError("failed", `cannot expand ${pattern} in the container: ${dockerMessage(err)}`);
+    }
+    if (r.code !== 0) throw new CollectError("failed", `cannot expand ${pattern} in the container (exit status ${r.code})`);
+    return parseGlobOutput(r.text);
+  }
+
+  /** The artifact's real path, symlinks resolved inside the container where they point. */
   private async resolveArtifact(container: Docker.Container, workspace: string, target: string, file: string): Promise<string> {
     let code: number, text: string;
     try {
@@ -241,7 +264,6 @@ export class DockerDriver implements Driver {
     }
     const nl = text.indexOf("\n");
     const real = nl === -1 ? undefined : { workspace: text.slice(0, nl), path: text.slice(nl + 1) };
-    if (real && !isInside(real.workspace, real.path) && path.posix.isAbsolute(real.path)) throw new CollectError("outside", `${file} links outside the workspace (to ${real.path})`);
     if (code === 4) throw new CollectError("missing", `${file} does not exist`);
     if (code === 6) throw new CollectError("not-a-file", `${file} is not a regular file`);
     if (code !== 0 || !real) throw new CollectError("failed", `cannot resolve ${file} in the container (readlink -f exit status ${code})`);

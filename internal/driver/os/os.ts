@@ -8,6 +8,7 @@ import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isInside } from "../../fs/store.js";
+import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
 import { freshRunToken, runName } from "../run.js";
 import { cgroupSupport, reapRun, RunProcesses } from "./processes.js";
@@ -113,8 +114,32 @@ export class OsDriver implements Driver {
     await fs.chmod(target, mode);
   }
 
+  /**
+   * The paths a shell pattern matches, relative to the workspace. The host is not throwaway:
+   * patterns stay inside the workspace (`~/` is the workspace, jobs' HOME), and collect refuses
+   * any match that leads out of it.
+   */
+  async glob(pattern: string): Promise<string[]> {
+    const workspace = this.requireWorkspace();
+    const rel = pattern === "~" ? "." : pattern.startsWith("~/") ? pattern.slice(2) : pattern;
+    if (path.isAbsolute(rel) || rel.split("/").includes("..")) throw new CollectError("outside", `${pattern} is outside the workspace`);
+    const out = await new Promise<{ code: number | null; text: string }>((resolve, reject) => {
+      const child = spawn("/bin/sh", ["-c", GLOB_SCRIPT, "sh", workspace, rel], { cwd: workspace, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: workspace }, stdio: ["ignore", "pipe", "ignore"] });
+      const chunks: Buffer[] = [];
+      child.stdout.on("data", (d: Buffer) => chunks.push(d));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, text: Buffer.concat(chunks).toString("utf8") }));
+    }).catch((err: Error) => {
+      throw new CollectError("failed", `cannot expand ${pattern}: ${err.message}`);
+    });
+    if (out.code !== 0) throw new CollectError("failed", `cannot expand ${pattern} (exit status ${out.code})`);
+    return parseGlobOutput(out.text).map((p) => path.relative(workspace, p));
+  }
+
   async collect(file: string): Promise<Readable> {
     const workspace = this.requireWorkspace();
+    // ~/ is the workspace: jobs' HOME.
+    if (file.startsWith("~/")) file = file.slice(2);
     const target = path.resolve(workspace, file);
     if (path.isAbsolute(file) || !isInside(workspace, target)) throw new CollectError("outside", `${file} is outside the workspace`);
     let real: string;

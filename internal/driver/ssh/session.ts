@@ -4,10 +4,11 @@ import { readFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import type { Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { formatDuration } from "../../config/duration.js";
+import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, type ExecResult, type JobRun } from "../driver.js";
 
 export interface SshTarget {
@@ -265,20 +266,25 @@ export class SshSession {
     private readonly where: string,
   ) {}
 
-  /** Connects and prepares the workspace (the login's home directory) and a private script directory. */
+  /**
+   * Connects and prepares the workspace (the login's home directory) and a private script
+   * directory. Files go over SFTP when the server offers it, else over exec channels (`cat`), so
+   * that images with no sftp-server (busybox, dropbear alone) work too.
+   */
   static async open(target: SshTarget, opts: ConnectOptions): Promise<SshSession> {
     const client = await connectWithRetry(target, opts);
     const where = `${target.user}@${target.host}:${target.port}`;
     try {
       // Both at once: every round trip counts while a build waits for its machine.
-      const [made, { sftp, home }] = await Promise.all([
-        runQuiet(client, `umask 077 && mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX"`),
-        openSftp(client, where).then(async (sftp) => ({ sftp, home: await new Promise<string>((resolve, reject) => sftp.realpath(".", (err, p) => (err ? reject(err) : resolve(p)))) })),
+      const [made, sftp] = await Promise.all([
+        runQuiet(client, `umask 077 && d=$(mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX") && cd && echo "$d" && pwd -P`),
+        openSftp(client, where).catch(() => undefined),
       ]);
-      const scripts = made.stdout.trim();
-      if (made.code !== 0 || !scripts.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
+      const [scripts, home] = made.stdout.trim().split("\n");
+      if (made.code !== 0 || !scripts?.startsWith("/") || !home?.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
       const session = new SshSession(client, home, scripts, opts.baseEnv ?? {}, where);
-      session.sftpChannel = Promise.resolve(sftp);
+      if (sftp) session.sftpChannel = Promise.resolve(sftp);
+      else session.overExec = true;
       return session;
     } catch (err) {
       client.end();
@@ -286,6 +292,9 @@ export class SshSession {
       throw new DriverError(`cannot prepare ${where}: ${(err as Error).message}`);
     }
   }
+
+  /** True when the server offers no SFTP: files move over exec channels. */
+  overExec = false;
 
   private sftp(): Promise<SFTPWrapper> {
     this.sftpChannel ??= openSftp(this.client, this.where);
@@ -303,8 +312,10 @@ export class SshSession {
     const pidfile = `${this.scripts}/job-${n}.pid`;
     const statusFile = `${this.scripts}/job-${n}.status`;
     const body = exportLines({ ...this.baseEnv, ...job.env }) + job.script;
-    const sftp = await this.sftp();
-    await pipelineString(sftp, script, body);
+    if (this.overExec) await execWrite(this.client, script, Readable.from([body]), 0o600).catch((err: Error) => {
+      throw new DriverError(`cannot upload the job script to ${script}: ${err.message}`);
+    });
+    else await pipelineString(await this.sftp(), script, body);
     // The job runs in a session (and process group) of its own, so a kill reaches everything it
     // started; whatever it leaves running in the background is killed when it ends.
     const wrapper = [
@@ -378,6 +389,15 @@ export class SshSession {
   }
 
   async place(dest: string, source: Readable, _size: number, mode = 0o644): Promise<void> {
+    if (this.overExec) {
+      const target = this.resolve(dest);
+      try {
+        return await execWrite(this.client, target, source, mode);
+      } catch (err) {
+        source.destroy();
+        throw new DriverError(`cannot write ${target} on ${this.where}: ${(err as Error).message}`);
+      }
+    }
     let sftp: SFTPWrapper;
     try {
       sftp = await this.sftp();
@@ -398,9 +418,28 @@ export class SshSession {
     }
   }
 
+  /** The paths a shell pattern matches on the machine (see artifacts.ts). */
+  async glob(pattern: string): Promise<string[]> {
+    const r = await runQuiet(this.client, `sh -c ${singleQuote(GLOB_SCRIPT)} sh ${singleQuote(this.workspace)} ${singleQuote(pattern)}`, 60_000).catch((err: Error) => {
+      throw new CollectError("failed", `cannot expand ${pattern}: ${err.message}`);
+    });
+    if (r.code !== 0) throw new CollectError("failed", `cannot expand ${pattern}: ${r.stderr.trim() || `exit status ${r.code}`}`);
+    return parseGlobOutput(r.stdout);
+  }
+
+  /** Opens a file of the machine: relative paths are under the workspace, `~/` is the workspace (the home), absolute paths are taken as they are. */
   async collect(file: string): Promise<Readable> {
-    const target = path.posix.resolve(this.workspace, file);
-    if (path.posix.isAbsolute(file) || !insidePosix(this.workspace, target)) throw new CollectError("outside", `${file} is outside the workspace`);
+    if (file === "" || file.includes("\0")) throw new CollectError("failed", `invalid artifact path ${JSON.stringify(file)}`);
+    const target = this.resolve(file);
+    if (this.overExec) {
+      const r = await runQuiet(this.client, `if [ ! -e ${singleQuote(target)} ]; then exit 4; elif [ ! -f ${singleQuote(target)} ]; then exit 6; fi`, 30_000).catch((err: Error) => {
+        throw new CollectError("failed", `cannot look at ${file}: ${err.message}`);
+      });
+      if (r.code === 4) throw new CollectError("missing", `${file} does not exist`);
+      if (r.code === 6) throw new CollectError("not-a-file", `${file} is not a regular file`);
+      if (r.code !== 0) throw new CollectError("failed", `cannot look at ${file}: ${r.stderr.trim() || `exit status ${r.code}`}`);
+      return execRead(this.client, target, file);
+    }
     let sftp: SFTPWrapper;
     try {
       sftp = await this.sftp();
@@ -415,7 +454,6 @@ export class SshSession {
     } catch {
       throw new CollectError("missing", `${file} does not exist`);
     }
-    if (!insidePosix(this.workspace, real)) throw new CollectError("outside", `${file} links outside the workspace`);
     const stats = await new Promise<{ isFile(): boolean }>((resolve, reject) => sftp.stat(real, (err, st) => (err ? reject(err) : resolve(st)))).catch((err: Error) => {
       throw new CollectError("failed", `cannot read ${file}: ${err.message}`);
     });
@@ -440,6 +478,64 @@ export class SshSession {
   }
 }
 
+/**
+ * Writes `source` to `target` over an exec channel (`cat`), for servers without SFTP: missing
+ * directories are made (0755), the file is created private and then given `mode`.
+ */
+export function execWrite(client: Client, target: string, source: Readable, mode: number): Promise<void> {
+  const script = '(umask 022 && mkdir -p "$(dirname "$1")") && umask 077 && cat >"$1" && chmod "$2" "$1"';
+  return new Promise((resolve, reject) => {
+    client.exec(`sh -c ${singleQuote(script)} sh ${singleQuote(target)} ${mode.toString(8)}`, (err, ch) => {
+      if (err) return reject(err);
+      let stderr = "";
+      let code: number | undefined;
+      ch.stderr.on("data", (d: Buffer) => {
+        if (stderr.length < 4096) stderr += d.toString("utf8");
+      });
+      ch.on("exit", (c: number | null, sig?: string) => (code = exitCodeOf(c, sig)));
+      ch.on("close", () => (code === 0 ? resolve() : reject(new Error(stderr.trim() || `exit status ${code ?? "unknown"}`))));
+      ch.resume();
+      source.on("error", (e) => {
+        ch.close();
+        reject(e);
+      });
+      source.pipe(ch);
+    });
+  });
+}
+
+/**
+ * Streams `target` out over an exec channel (`cat`), for servers without SFTP. The stream ends
+ * only once the command has exited well, so a read that fails half-way is an error, never a
+ * short artifact.
+ */
+function execRead(client: Client, target: string, shown: string): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    client.exec(`exec cat <${singleQuote(target)}`, (err, ch) => {
+      if (err) return reject(new CollectError("failed", `cannot read ${shown}: ${err.message}`));
+      let stderr = "";
+      ch.stderr.on("data", (d: Buffer) => {
+        if (stderr.length < 4096) stderr += d.toString("utf8");
+      });
+      // A server that closes without an exit status (dropbear can) is taken at its word.
+      const exited = new Promise<number | undefined>((done) => {
+        ch.on("exit", (c: number | null, sig?: string) => done(exitCodeOf(c, sig)));
+        ch.on("close", () => done(undefined));
+      });
+      const out = new Transform({
+        transform: (chunk, _enc, cb) => cb(null, chunk),
+        flush: (cb) => {
+          void exited.then((code) => (code === undefined || code === 0 ? cb() : cb(new CollectError("failed", `cannot read ${shown}: ${stderr.trim() || `cat exited ${code}`}`))));
+        },
+      });
+      out.on("close", () => ch.close());
+      ch.end();
+      ch.pipe(out);
+      resolve(out);
+    });
+  });
+}
+
 function openSftp(client: Client, where: string): Promise<SFTPWrapper> {
   return new Promise<SFTPWrapper>((resolve, reject) => {
     client.sftp((err, sftp) => {
@@ -449,10 +545,6 @@ function openSftp(client: Client, where: string): Promise<SFTPWrapper> {
   });
 }
 
-export function insidePosix(root: string, target: string): boolean {
-  const rel = path.posix.relative(root, target);
-  return rel === "" || (!rel.startsWith("..") && !path.posix.isAbsolute(rel));
-}
 
 async function mkdirs(sftp: SFTPWrapper, dir: string): Promise<void> {
   const exists = await new Promise<boolean>((resolve) => sftp.stat(dir, (err) => resolve(!err)));
@@ -495,5 +587,9 @@ export abstract class SessionDriver {
 
   collect(file: string): Promise<Readable> {
     return this.requireSession().collect(file);
+  }
+
+  glob(pattern: string): Promise<string[]> {
+    return this.requireSession().glob(pattern);
   }
 }

@@ -40,7 +40,7 @@ export class SshDriver extends SessionDriver implements Driver {
       { host, port, user: cfg.user, keyFile: cfg.key, password: cfg.password },
       { timeoutMs: cfg.timeoutMs, signal, baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
     );
-    output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}\n`);
+    output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}${this.session.overExec ? "; no SFTP on the machine: files go over exec channels" : ""}\n`);
   }
 
   async destroy(): Promise<void> {
