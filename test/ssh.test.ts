@@ -1,6 +1,7 @@
 // The ssh driver against a real SSH server: the fixture machine, booted once for the suite, reached
 // on its forwarded port.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -79,7 +80,7 @@ describe("ssh driver", { skip, timeout: 5 * 60_000 }, () => {
     return { status, reporter, artifacts };
   }
 
-  test("runs jobs with env, places objects and collects artifacts inside the home directory only", async () => {
+  test("runs jobs with env, places objects and collects artifacts from any path of the machine, patterns too", async () => {
     const objects = path.join(temp, "objects");
     await fs.mkdir(objects);
     await fs.writeFile(path.join(objects, "data.txt"), "object bytes\n");
@@ -103,6 +104,7 @@ jobs:
       - ssh-test/link => link
       - /etc/passwd => abs
       - ssh-test => dir
+      - ssh-test/*.txt => txt/*
 `,
       { objects },
     );
@@ -113,9 +115,11 @@ jobs:
     assert.match(work, /object bytes/);
     assert.match(work, /stdin is empty/);
     assert.equal(await fs.readFile(path.join(artifacts, "out.txt"), "utf8"), "hi 'there'\n");
-    assert.match(work, /artifact ssh-test\/link not collected: ssh-test\/link links outside the workspace/);
-    assert.match(work, /artifact \/etc\/passwd not collected: \/etc\/passwd is outside the workspace/);
+    // As in Djinn, the ssh driver collects any path of the machine, links followed.
+    assert.match(await fs.readFile(path.join(artifacts, "link"), "utf8"), /^root:/);
+    assert.match(await fs.readFile(path.join(artifacts, "abs"), "utf8"), /^root:/);
     assert.match(work, /artifact ssh-test not collected: ssh-test is not a regular file/);
+    assert.deepEqual((await fs.readdir(path.join(artifacts, "txt"))).sort(), ["data.txt", "out.txt"]);
     // The build's scripts are gone from the machine; the machine itself stays.
     const left = await sshRun(vm.port, 'for d in /tmp/djinn-job.*; do [ -e "$d" ] && echo "$d"; done; rm -rf /root/ssh-test');
     assert.equal(left.code, 0);
@@ -223,6 +227,47 @@ jobs: [{stage: s, name: j, commands: ["echo password login as $(id -un)"]}]
     assert.equal(wrong.status, "failed");
     assert.match(wrong.reporter.jobs.get("create-driver")!.output, /refused to log in with the configured password/);
     assert.ok(!wrong.reporter.all().includes("wrong\n"), "the password is never printed");
+  });
+
+  test("a server without SFTP: scripts, objects and artifacts go over exec channels", async () => {
+    // dropbear finds no sftp-server: it offers no SFTP subsystem.
+    assert.equal((await sshRun(vm.port, "mv /usr/lib/sftp-server /usr/lib/sftp-server.off")).code, 0);
+    try {
+      const objects = path.join(temp, "objects-nosftp");
+      await fs.mkdir(objects);
+      await fs.writeFile(path.join(objects, "key"), "private\n");
+      const { status, reporter, artifacts } = await build(
+        `
+driver: {type: ssh, address: "127.0.0.1:PORT"}
+objects: ["key => nosftp/deep/key"]
+stages: [s, t]
+jobs:
+  - stage: s
+    commands:
+      - cat nosftp/deep/key
+      - ls -l nosftp/deep/key
+      - head -c 200000 /dev/urandom > nosftp/random.bin
+      - sha256sum nosftp/random.bin
+  - stage: t
+    artifacts: [nosftp/random.bin, "nosftp/*", /nowhere]
+`,
+        { objects },
+      );
+      assert.equal(status, "passed", reporter.all());
+      assert.match(reporter.jobs.get("create-driver")!.output, /no SFTP on the machine: files go over exec channels/);
+      const out = reporter.jobs.get("s.1")!.output;
+      assert.match(out, /\nprivate\n/);
+      assert.match(out, /-rw-r--r-- .* nosftp\/deep\/key/);
+      const sum = /([0-9a-f]{64}) {2}nosftp\/random\.bin/.exec(out)![1];
+      const bytes = await fs.readFile(path.join(artifacts, "random.bin"));
+      assert.equal(bytes.length, 200_000);
+      assert.equal(createHash("sha256").update(bytes).digest("hex"), sum);
+      const t = reporter.jobs.get("t.1")!.output;
+      assert.match(t, /artifact \/nowhere not collected: \/nowhere does not exist/);
+      assert.match(t, /artifact \/root\/nosftp\/deep not collected: .*not a regular file/);
+    } finally {
+      await sshRun(vm.port, "mv /usr/lib/sftp-server.off /usr/lib/sftp-server; rm -rf /root/nosftp");
+    }
   });
 
   test("check describes the login and refuses a missing key", async () => {
