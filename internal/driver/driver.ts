@@ -94,6 +94,8 @@ export interface DriverEntry {
    * recovers it. Touches nothing of another run or another installation.
    */
   reap?(dead: RunRef, config: DriverConfig, log: Logger): Promise<void>;
+  /** Removes what runs of dead workers left on this host, whichever build they ran (at start and now and then). */
+  sweep?(config: DriverConfig, log: Logger): Promise<void>;
   /** Lines for `djinn-worker check`: reachability, versions. Throws when the driver cannot work. */
   check?(config: DriverConfig): Promise<string[]>;
 }

@@ -7,9 +7,9 @@ import path from "node:path";
 import { Readable, type Writable } from "node:stream";
 import type { Redis } from "ioredis";
 import type pg from "pg";
-import type { DriverConfig, WorkerConfig } from "../config/config.js";
+import { configuredDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
-import { getDriver, type Driver, type RunRef } from "../driver/driver.js";
+import { driverTypeOfQueue, getDriver, type Driver, type RunRef } from "../driver/driver.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
@@ -73,6 +73,8 @@ interface Claimed {
   settling?: boolean;
 }
 
+/** How often a worker looks for what dead workers left on its host. */
+const SWEEP_EVERY_MS = 60_000;
 const FAILURE_STATUSES = new Set(["failed", "killed", "timed_out"]);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
@@ -125,6 +127,8 @@ export class Worker {
     const beat = Math.max(200, Math.floor(config.leaseMs / 3));
     this.timers.push(setInterval(() => void this.heartbeat(), beat));
     if (this.deps.metrics) this.timers.push(setInterval(() => void this.pollDepths(), 5000));
+    void this.sweep();
+    this.timers.push(setInterval(() => void this.sweep(), SWEEP_EVERY_MS));
     this.timers.push(setInterval(() => void this.heal(), Math.max(1000, config.leaseMs)));
     this.loopDone = this.loop();
     this.log.info({ queues: queue.lists, parallelism: config.parallelism }, "worker started");
@@ -619,6 +623,21 @@ export class Worker {
       this.log.warn({ err: (err as Error).message }, "cannot compare the queue with the database");
     } finally {
       this.healBusy = false;
+    }
+  }
+
+  private sweepBusy = false;
+
+  /** What workers killed on this host left (workspaces, processes), whichever machine runs their builds now. */
+  private async sweep(): Promise<void> {
+    if (this.sweepBusy) return;
+    this.sweepBusy = true;
+    try {
+      for (const type of new Set(configuredDrivers(this.deps.drivers).map(driverTypeOfQueue))) {
+        await (await getDriver(type)).sweep?.(this.deps.drivers, this.log).catch((err) => this.log.warn({ err: (err as Error).message, driver: type }, "could not sweep what dead workers left"));
+      }
+    } finally {
+      this.sweepBusy = false;
     }
   }
 

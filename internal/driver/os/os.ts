@@ -11,6 +11,7 @@ import { isInside } from "../../fs/store.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
 import { freshRunToken, runName } from "../run.js";
+import { sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
 import { cgroupSupport, reapRun, RunProcesses } from "./processes.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -29,6 +30,7 @@ export class OsDriver implements Driver {
 
   async create(output: Writable, _signal: AbortSignal): Promise<void> {
     this.dir = await fs.mkdtemp(workspacePrefix(this.ref));
+    await writeOwner(this.dir, this.ref);
     this.workspace = path.join(this.dir, "workspace");
     await fs.mkdir(this.workspace, { mode: 0o700 });
     await fs.mkdir(path.join(this.dir, "scripts"), { mode: 0o700 });
@@ -192,7 +194,7 @@ function killGroup(child: ChildProcess): void {
 
 /** Every workspace of a run starts with this, so a recovering worker can find exactly that run's. */
 function workspacePrefix(ref: RunRef): string {
-  return path.join(os.tmpdir(), `djinn-build-${runName(ref)}-`);
+  return path.join(os.tmpdir(), `${WORKSPACE_PREFIX}${runName(ref)}-`);
 }
 
 /**
@@ -213,5 +215,6 @@ registerDriver({
   name: "os",
   create: (options) => new OsDriver(options),
   reap: (dead, _config, log) => reap(dead, log),
+  sweep: async (_config, log) => void (await sweepOrphans(os.tmpdir(), log)),
   check: async () => [`os: jobs run on this host with /bin/sh, in a temporary workspace under ${os.tmpdir()}`, `os: ${await cgroupSupport()}`],
 });

@@ -1,0 +1,67 @@
+// What a worker killed with -9 leaves on its host (os-driver workspace, job processes) is removed
+// by the next worker started there, even when that worker serves another queue and the build
+// runs elsewhere; what live workers run is left alone.
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
+import { startDaemon, until, waitForStatus } from "./helpers/services.js";
+
+const skip = servicesSkip();
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A job that records its shell's pid, starts a background process, and waits for `go`. */
+async function gated(t: TestEnv, name: string): Promise<{ id: number; pid: () => number | undefined; go: () => Promise<void> }> {
+  const marks = path.join(t.dir, `${name}.pid`);
+  const go = path.join(t.dir, `${name}.go`);
+  const id = await t.submit(osManifest([["sleep 300 &", `echo $$ > ${marks}`, `while [ ! -e ${go} ]; do sleep 0.05; done`]]));
+  return { id, pid: () => (existsSync(marks) ? Number(readFileSync(marks, "utf8")) || undefined : undefined), go: () => fs.writeFile(go, "") };
+}
+
+describe("worker daemon: leftovers of a killed worker", { skip }, () => {
+  const suite = new Suite();
+  before(() => suite.start());
+  after(() => suite.stop());
+  afterEach(() => suite.cleanup());
+
+  it("the next worker on the host removes a dead worker's workspace and kills its processes, and leaves a live one's", async () => {
+    const dead = await suite.env();
+    const live = await suite.env();
+    await fs.mkdir(dead.tmp, { recursive: true });
+    // Both installations put their workspaces in one TMPDIR, as on one machine.
+    const onHost = (t: TestEnv) => startDaemon(t.cfg, { env: { TMPDIR: dead.tmp } });
+    const killed = await onHost(dead);
+    const survivor = await onHost(live);
+    const x = await gated(dead, "x");
+    const y = await gated(live, "y");
+    const xPid = await until("x running", x.pid);
+    await until("y running", y.pid);
+    assert.equal((await fs.readdir(dead.tmp)).length, 2);
+
+    killed.kill("SIGKILL");
+    await killed.exit;
+    assert.ok(alive(xPid), "a killed worker's job outlives it");
+    const next = await onHost(live);
+    try {
+      await next.waitForMsg("removed a workspace whose worker died");
+      assert.equal((await fs.readdir(dead.tmp)).length, 1, "the live worker's workspace is kept");
+      await until("x's job killed", () => !alive(xPid) || undefined, 5000);
+      await y.go();
+      assert.equal(await waitForStatus(live.pool, y.id, ["passed", "failed"]), "passed");
+      await until("y's workspace removed at its end", async () => (await fs.readdir(dead.tmp)).length === 0 || undefined, 5000);
+    } finally {
+      await next.stop();
+      await survivor.stop();
+    }
+  });
+});
