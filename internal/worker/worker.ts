@@ -319,7 +319,7 @@ export class Worker {
       c.secret = build.secret;
       prepared = await this.retry("prepare", () => prepareBuild(build, { pool, crypto: this.deps.crypto, drivers, claim: { id: c.id, worker: this.id, attempt } }), config.leaseMs);
     } catch (err) {
-      await this.unpreparable(c, recorder, err, log);
+      await this.unpreparable(c, recorder, attempt, err, log);
       return;
     }
     const started = Date.now();
@@ -455,14 +455,14 @@ export class Worker {
   }
 
   /** A build that could not be loaded or prepared: given back when a retry may help, otherwise given up. */
-  private async unpreparable(c: Claimed, recorder: BuildRecorder, err: unknown, log: Logger): Promise<void> {
+  private async unpreparable(c: Claimed, recorder: BuildRecorder, attempt: number, err: unknown, log: Logger): Promise<void> {
     if (err instanceof ClaimLostError) {
       log.warn("claim lost to another worker before the build started");
       await this.retry("ack", () => this.deps.queue.ack(c.taken.list, c.taken.raw), 30_000).catch(() => undefined);
       return;
     }
     log.warn({ err: (err as Error).message }, "cannot prepare the build");
-    await this.unfinished(c, recorder, Number.NaN, err, log);
+    await this.unfinished(c, recorder, attempt, err, log);
   }
 
   /**
