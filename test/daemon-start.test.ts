@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { EXIT_TRY_AGAIN, START_WAIT_MS } from "../internal/worker/startup.js";
@@ -83,7 +84,7 @@ describe("worker daemon: start-up", { skip }, () => {
       await fs.writeFile(t.cfg.worker, `pidfile = "${pidfile}"\n${await fs.readFile(t.cfg.worker, "utf8")}`);
       // The script as installed, with its paths given through the environment it reads.
       const r = spawnSync("sh", [path.join(repoRoot, "dist", "djinn-worker"), "start"], {
-        env: { ...process.env, DAEMON: cliPath, CONFIG: t.cfg.worker, DRIVER: t.cfg.driver, PIDFILE: pidfile, OUTPUT: output },
+        env: { ...process.env, DAEMON: cliPath, CONFIG: t.cfg.worker, DRIVER: t.cfg.driver, PIDFILE: pidfile, OUTPUT: output, DAEMON_USER: os.userInfo().username },
         encoding: "utf8",
         timeout: 60_000,
       });
