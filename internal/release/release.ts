@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const script = path.join(workDir, "djinn-worker.cjs");
   const bundled = await bundle(path.join(repo, "build/cmd/djinn-worker.js"), script, version);
   const exe = path.join(workDir, "djinn-worker");
-  await singleExecutable(script, exe, workDir);
+  singleExecutable(script, exe, workDir);
   const outputs = [
     tarball({ repo, exe, name: `djinn-worker-${version}-linux-${arch}`, workDir, outDir, mtime }),
     deb({ repo, exe, version, arch, bundled, workDir, outDir, mtime }),
