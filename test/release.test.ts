@@ -15,7 +15,7 @@ import { CRYPTO_BLOCK, DaemonProcess, until } from "./helpers/services.js";
 
 function releaseMissing(): string | undefined {
   if (process.getuid?.() !== 0) return "not root: hiding Node.js needs a mount namespace, and the .deb is installed with dpkg -i";
-  for (const [cmd, pkg] of [["dpkg-deb", "dpkg"], ["lintian", "lintian"], ["adduser", "adduser"], ["unshare", "util-linux"], ["script", "bsdutils"], ["tar", "tar"]]) {
+  for (const [cmd, pkg] of [["dpkg-deb", "dpkg"], ["lintian", "lintian"], ["adduser", "adduser"], ["unshare", "util-linux"], ["script", "bsdutils"], ["tar", "tar"], ["logrotate", "logrotate"]]) {
     if (!which(cmd)) return `${cmd} not found (apt-get install ${pkg})`;
   }
   return undefined;
@@ -233,6 +233,9 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       assert.match(unit, /^ExecStart=\/usr\/bin\/djinn-worker /m);
       assert.match(unit, /^User=djinn$/m);
       assert.match(fs.readFileSync("/etc/init.d/djinn-worker", "utf8"), /DAEMON=\$\{DAEMON:-\/usr\/bin\/djinn-worker\}/);
+      const logrotate = spawnSync("logrotate", ["--debug", "--state", path.join(work, "logrotate.state"), "/etc/logrotate.d/djinn-worker"], { encoding: "utf8", timeout: 60_000 });
+      assert.equal(logrotate.status, 0, logrotate.stderr);
+      assert.doesNotMatch(logrotate.stdout + logrotate.stderr, /error/i);
 
       // On PATH, and `check` as djinn against real servers, the database password in a file.
       const asDjinn = (cmd: string[]) => spawnSync("runuser", ["-u", "djinn", "--", ...cmd], { encoding: "utf8", timeout: 60_000, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } });
