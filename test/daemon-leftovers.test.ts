@@ -64,4 +64,33 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
       await survivor.stop();
     }
   });
+
+  it("a worker that stalls past its lease and resumes after another finished the build writes nothing, runs nothing and leaves nothing", async () => {
+    const t = await suite.env({ lease: "2s" });
+    const stalled = await t.daemon();
+    const runs = path.join(t.dir, "runs");
+    const go = path.join(t.dir, "go");
+    const id = await t.submit(osManifest([[`echo "start $(date +%s%3N)" >> ${runs}`, `while [ ! -e ${go} ]; do sleep 0.05; done`]]));
+    await until("the job started", () => existsSync(runs) || undefined);
+    process.kill(stalled.pid, "SIGSTOP");
+    try {
+      const other = await t.daemon();
+      await other.waitForMsg("build started", { build: id }, 20_000);
+      await fs.writeFile(go, "");
+      await other.waitForMsg("build finished", { build: id }, 20_000);
+    } finally {
+      process.kill(stalled.pid, "SIGCONT");
+    }
+    const done = await t.build(id);
+    assert.deepEqual([done.status, done.attempt], ["passed", 2]);
+    await stalled.waitForMsg(/^claim lost/, { build: id }, 20_000);
+    const next = await t.submit(osManifest([["echo next"]]));
+    assert.equal(await waitForStatus(t.pool, next, ["passed", "failed"]), "passed");
+    const after = await t.build(id);
+    assert.deepEqual([after.status, after.attempt, after.finished_at], ["passed", 2, done.finished_at], "its result stands");
+    const starts = readFileSync(runs, "utf8").trim().split("\n").map((l) => Number(l.split(" ")[1]));
+    assert.equal(starts.length, 2);
+    assert.ok(starts.every((at) => at < done.finished_at!.getTime()), "nothing ran after the build finished");
+    await until("no workspace left", async () => (await fs.readdir(t.tmp)).length === 0 || undefined, 5000);
+  });
 });

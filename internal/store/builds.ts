@@ -279,6 +279,12 @@ export class BuildRecorder {
     if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
   }
 
+  /** Throws ClaimLostError unless this run still holds the build. */
+  async assertHeld(): Promise<void> {
+    const r = await this.pool.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running'`, [this.buildId, this.worker, this.attempt]);
+    if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over, or it is finished)`);
+  }
+
   jobStarted(jobId: number, stageId: number): Promise<void> {
     return this.guarded(
       `WITH s AS (UPDATE stages SET status = 'running', started_at = coalesce(started_at, now()) WHERE id = $5 AND ${this.guard})

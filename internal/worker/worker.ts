@@ -403,7 +403,16 @@ export class Worker {
         log.info({ driver: manifest.driver.type }, "build started");
         status = await runBuild({
           plan,
-          driver: withKeys(inner, keys),
+          driver: claimedDriver(inner, keys, async () => {
+            // An environment made after the claim was lost (a worker that stalled past its lease) goes at once.
+            try {
+              await recorder.assertHeld();
+            } catch (err) {
+              if (!(err instanceof ClaimLostError)) return; // PostgreSQL away: the next write decides
+              this.stop(c, "lost");
+              throw err;
+            }
+          }),
           env,
           masks,
           objects: { store: config.objects ? new ObjectStore(config.objects.path) : undefined, list: manifest.objects },
@@ -656,12 +665,15 @@ export class Worker {
   }
 }
 
-/** The driver, with the build's private keys placed in ~/.ssh of the environment once it exists. */
-function withKeys(inner: Driver, keys: { name: string; value: Buffer }[]): Driver {
-  if (keys.length === 0) return inner;
+/**
+ * The driver, checking the claim once the environment exists (the runner destroys it when that
+ * fails), then placing the build's private keys in ~/.ssh.
+ */
+function claimedDriver(inner: Driver, keys: { name: string; value: Buffer }[], assertHeld: () => Promise<void>): Driver {
   return {
     async create(output, signal) {
       await inner.create(output, signal);
+      await assertHeld();
       for (const k of keys) await inner.place(`~/.ssh/${k.name}`, Readable.from([k.value]), k.value.length, 0o600);
     },
     execute: (job) => inner.execute(job),
