@@ -1,8 +1,8 @@
 // The worker's logger: JSON lines to a file or stdout, readable lines when writing to a terminal.
 import pino, { type Logger } from "pino";
-import pretty from "pino-pretty";
 import { ConfigError } from "../config/schema.js";
 import type { WorkerConfig } from "../config/config.js";
+import { prettyStream } from "./pretty.cjs";
 
 export type { Logger } from "pino";
 
@@ -69,8 +69,7 @@ export function createLogger(cfg: Pick<WorkerConfig, "log"> & { file?: string },
   const fd = opts.fd ?? 1;
   const tty = fd === 1 ? process.stdout.isTTY : process.stderr.isTTY;
   if (opts.pretty ?? tty) {
-    // In-process, not a worker-thread transport: the release binary carries no files for a thread to load.
-    return pino(base, pretty({ destination: fd, sync: true, colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname" }));
+    return pino(base, prettyStream({ destination: fd, sync: true, colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname" }));
   }
   return pino(base, pino.destination({ dest: fd, sync: true }));
 }
