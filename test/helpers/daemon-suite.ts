@@ -3,6 +3,9 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type pg from "pg";
+import { reapRun } from "../../internal/driver/os/processes.js";
+import { runName } from "../../internal/driver/run.js";
+import { TERMINAL_STATUSES } from "../../internal/store/builds.js";
 import { migrate } from "../../internal/store/db.js";
 import { requireService } from "./env.js";
 import {
@@ -35,6 +38,17 @@ export function osManifest(jobs: string[][], opts: { allowFailures?: boolean } =
   return lines.join("\n") + "\n";
 }
 
+/**
+ * Kills and removes what the recorded runs of unfinished builds left (os driver); a finished
+ * build's runs were reaped by the run that finished it.
+ */
+async function reapRunsOf(pool: pg.Pool): Promise<void> {
+  const r = await pool.query(`SELECT id, runs FROM builds WHERE status <> ALL($1)`, [TERMINAL_STATUSES]).catch(() => ({ rows: [] as { id: string; runs: string[] }[] }));
+  for (const row of r.rows) {
+    for (const run of row.runs ?? []) await reapRun(runName({ buildId: String(row.id), run }), run, []);
+  }
+}
+
 export class Suite {
   redis!: RedisServer;
   postgres!: PostgresServer;
@@ -59,6 +73,9 @@ export class Suite {
     const database = await this.postgres.createDatabase();
     const pool = testPool(this.postgres, database);
     this.cleanups.push(() => pool.end());
+    // After the daemons (cleaned up first): what their runs left on the host outside the
+    // environment's directory, as a worker killed mid-build leaves it (a cgroup per run).
+    this.cleanups.push(() => reapRunsOf(pool));
     if (opts.migrate ?? true) await migrate(pool);
     const cfg = await writeConfigs({ redis: this.redis.addr, postgres: this.postgres.addr, database, queue: `q${++this.n}`, ...opts });
     this.cleanups.push(() => fs.rm(cfg.dir, { recursive: true, force: true }));
