@@ -331,6 +331,35 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     assertOneLine(await cli(["run", path.join(dir, "nope.yml")]), 2, /nope\.yml/);
   });
 
+  test("permission denied, for a user who may not read the configuration or write the log", { skip: process.getuid?.() === 0 && which("runuser") ? false : "needs root and runuser to act as nobody" }, async () => {
+    const open = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-compat-perm-"));
+    temps.push(open);
+    await fs.chmod(open, 0o755);
+    const asNobody = (args: string[]) =>
+      new Promise<CliResult>((resolve, reject) => {
+        const child = spawn("runuser", ["-u", "nobody", "--", process.execPath, cliPath, ...args], { env: { ...process.env, DJINN_DEBUG: "" }, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d) => (stdout += d));
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("error", reject);
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
+      });
+    const secret = path.join(open, "worker.toml");
+    await fs.copyFile(await config(await postgres.createDatabase()), secret);
+    await fs.chmod(secret, 0o600);
+    const driver = path.join(open, "driver.toml");
+    await fs.writeFile(driver, "[os]\n");
+    await fs.chmod(driver, 0o644);
+    assertOneLine(await asNobody(["check", "-config", secret, "-driver", driver]), 1, new RegExp(`^djinn-worker: ${secret}: cannot read configuration: permission denied$`));
+    await fs.chmod(secret, 0o644);
+    const logDir = path.join(open, "log");
+    await fs.mkdir(logDir, { mode: 0o755 });
+    const text = (await fs.readFile(secret, "utf8")).replace(/^file = .*$/m, `file = "${logDir}/worker.log"`);
+    await fs.writeFile(secret, text);
+    assertOneLine(await asNobody(["-config", secret, "-driver", driver]), 1, /log\.file: cannot open .*worker\.log": permission denied$/);
+  });
+
   test("check of Djinn's files passes where the servers answer", async () => {
     // A STARTTLS server with AUTH, trusted through smtp.ca, as Djinn's file configures it.
     const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
