@@ -278,7 +278,12 @@ export class SshSession {
       // Both at once: every round trip counts while a build waits for its machine.
       const [made, sftp] = await Promise.all([
         runQuiet(client, `umask 077 && d=$(mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX") && cd && echo "$d" && pwd -P`),
-        openSftp(client, where).catch(() => undefined),
+        openSftp(client, where).catch((err: Error) => {
+          // Only a server that has no SFTP (no subsystem, or no sftp-server to run) means exec
+          // channels; anything else (a connection going down) fails here, not half-way later.
+          if (noSftpSubsystem(err)) return undefined;
+          throw err;
+        }),
       ]);
       const [scripts, home] = made.stdout.trim().split("\n");
       if (made.code !== 0 || !scripts?.startsWith("/") || !home?.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
@@ -536,10 +541,15 @@ function execRead(client: Client, target: string, shown: string): Promise<Readab
   });
 }
 
+/** True when the server answered an SFTP request by having none: OpenSSH without a Subsystem line, dropbear without its sftp-server. */
+export function noSftpSubsystem(err: Error): boolean {
+  return /Unable to start subsystem|while establishing SFTP session/i.test(err.message);
+}
+
 function openSftp(client: Client, where: string): Promise<SFTPWrapper> {
   return new Promise<SFTPWrapper>((resolve, reject) => {
     client.sftp((err, sftp) => {
-      if (err) reject(new DriverError(`SFTP is not available on ${where} (the machine needs an sftp-server): ${err.message}`));
+      if (err) reject(new DriverError(`SFTP is not available on ${where}: ${err.message}`));
       else resolve(sftp);
     });
   });
