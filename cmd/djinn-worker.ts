@@ -6,12 +6,19 @@ import { commandWord, helpAsFlag, missingPositional, unknownCommand, type Comman
 import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { createLogger } from "../internal/log/log.js";
 import { EXIT, exitCodeFor, failureText, type ExitRules } from "../internal/cli/failure.js";
-import { InputError, runManifest } from "../internal/run/run.js";
+import { InputError } from "../internal/cli/input.js";
+import { runManifest } from "../internal/cli/run.js";
 
 // The daemon, the operator commands and check load the database, Redis and mail libraries:
 // imported only by the command that needs them, so `run` and `-version` start quickly.
 const daemon = () => import("../internal/worker/daemon.js");
-const commands = () => import("../internal/worker/commands.js");
+const commands = {
+  migrate: () => import("../internal/cli/migrate.js"),
+  submit: () => import("../internal/cli/submit.js"),
+  status: () => import("../internal/cli/status.js"),
+  logs: () => import("../internal/cli/logs.js"),
+  kill: () => import("../internal/cli/kill.js"),
+};
 const check = () => import("../internal/check/check.js");
 
 /** Ends the process for `err`: one line (the stack too under DJINN_DEBUG=1) and the exit code of failure.ts. */
@@ -85,7 +92,7 @@ void yargs(argv)
     "migrate",
     "create or upgrade the PostgreSQL schema (safe to run from several machines at once)",
     (y) => y.option("config", configFlags.config),
-    (args) => guard(async () => (await commands()).migrateCommand(args.config, process.stdout)),
+    (args) => guard(async () => (await commands.migrate()).migrateCommand(args.config, process.stdout)),
   )
   .command(
     "submit <manifest>",
@@ -100,14 +107,14 @@ void yargs(argv)
         .option("key", { type: "string", array: true, default: [] as string[], describe: "private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)" }),
     (args) =>
       guard(() =>
-        commands().then(({ submitCommand }) => submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout)).then(() => 0),
+        commands.submit().then(({ submitCommand }) => submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout)).then(() => 0),
       ),
   )
   .command(
     "status <id>",
     "print a build's status and a line per job",
     (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
-    (args) => guard(async () => void (await (await commands()).statusCommand(args.config, args.id, process.stdout))),
+    (args) => guard(async () => void (await (await commands.status()).statusCommand(args.config, args.id, process.stdout))),
   )
   .command(
     "logs <id>",
@@ -117,13 +124,13 @@ void yargs(argv)
         .positional("id", { type: "string", demandOption: true })
         .option("config", configFlags.config)
         .option("follow", { alias: "f", type: "boolean", default: false, describe: "keep printing new output until the build ends" }),
-    (args) => guard(async () => (await commands()).logsCommand(args.config, args.id, args.follow, process.stdout)),
+    (args) => guard(async () => (await commands.logs()).logsCommand(args.config, args.id, args.follow, process.stdout)),
   )
   .command(
     "kill <id>",
     "kill a running build (published to the worker running it)",
     (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
-    (args) => guard(async () => ((await (await commands()).killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
+    (args) => guard(async () => ((await (await commands.kill()).killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
   )
   .command(
     "run <manifest>",

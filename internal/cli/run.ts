@@ -9,15 +9,12 @@ import { getDriver } from "../driver/driver.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
-import { decodeManifest, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
 import { planBuild, type Status } from "../runner/plan.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
-import { maskedValueProblem, maskPatterns } from "../runner/mask.js";
-import { terminalSafe } from "../cli/terminal.js";
-
-import { EXIT } from "../cli/failure.js";
-
-export { EXIT };
+import { maskPatterns } from "../runner/mask.js";
+import { EXIT } from "./failure.js";
+import { InputError, parseAssignments, parseSecrets, readManifestFile } from "./input.js";
+import { terminalSafe } from "./terminal.js";
 
 export function exitCodeOf(status: Status): number {
   switch (status) {
@@ -33,11 +30,6 @@ export function exitCodeOf(status: Status): number {
   }
 }
 
-/** Bad input from the operator: printed as one line, exit 2, nothing started. */
-export class InputError extends Error {
-  override name = "InputError";
-}
-
 export interface RunOptions {
   manifest: string;
   driverFile?: string;
@@ -49,34 +41,6 @@ export interface RunOptions {
   signal: AbortSignal;
   out: NodeJS.WritableStream;
   log: Logger;
-}
-
-/**
- * Masked variables: `KEY=value`, or `KEY` alone to take the value from this process's
- * environment, so the value need not appear on a command line (where `ps` shows it).
- */
-export function parseSecrets(items: string[]): [string, string][] {
-  const secrets = items.map((item): [string, string] => {
-    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(item)) {
-      const value = process.env[item];
-      if (value === undefined) throw new InputError(`--secret ${JSON.stringify(item)}: expected KEY=value, or KEY naming a variable set in this environment`);
-      return [item, value];
-    }
-    return parseAssignments("--secret", [item])[0];
-  });
-  for (const [key, value] of secrets) {
-    const problem = maskedValueProblem(key, value);
-    if (problem) throw new InputError(`--secret ${key}: ${problem}`);
-  }
-  return secrets;
-}
-
-export function parseAssignments(flag: string, items: string[]): [string, string][] {
-  return items.map((item) => {
-    const eq = item.indexOf("=");
-    if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(item.slice(0, eq))) throw new InputError(`${flag} ${JSON.stringify(item)}: expected KEY=value`);
-    return [item.slice(0, eq), item.slice(eq + 1)];
-  });
 }
 
 /** Writes to the terminal with backpressure; one per job, so ending it never ends stdout. */
@@ -95,22 +59,6 @@ export async function loadRunDriverConfig(driverFile: string | undefined, type: 
   const present = type === "os" ? cfg.os : (cfg as unknown as Record<string, unknown>)[type];
   if (!present) throw new InputError(`${file}: the manifest's driver "${type}" is not configured: add a [${type}] section`);
   return cfg;
-}
-
-/** Reads and parses a manifest file; any problem is an InputError naming the file. */
-export async function readManifestFile(file: string): Promise<ParsedManifest & { text: string }> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(file);
-  } catch (err) {
-    throw new InputError(`${file}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
-  }
-  try {
-    const text = decodeManifest(bytes);
-    return { ...parseManifest(text), text };
-  } catch (err) {
-    throw new InputError(`${file}: ${(err as Error).message}`);
-  }
 }
 
 export async function runManifest(opts: RunOptions): Promise<number> {

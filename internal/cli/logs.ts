@@ -1,0 +1,44 @@
+// `djinn-worker logs`: a build's stored output, optionally followed until the build ends.
+import { loadWorkerConfig } from "../config/config.js";
+import { buildSummary, readOutput, TERMINAL_STATUSES } from "../store/builds.js";
+import { InputError, parseBuildId } from "./input.js";
+import { withPool, type Out } from "./services.js";
+import { terminalSafe } from "./terminal.js";
+
+export async function logsCommand(configFile: string, idText: string, follow: boolean, out: Out): Promise<void> {
+  const id = parseBuildId(idText);
+  const cfg = loadWorkerConfig(configFile);
+  await withPool(cfg, async (pool) => {
+    const first = await buildSummary(pool, id);
+    if (!first) throw new InputError(`build ${id} not found`);
+    let after = 0;
+    let job = -1;
+    const drain = async () => {
+      for (;;) {
+        const chunks = await readOutput(pool, id, after, BATCH);
+        for (const c of chunks) {
+          if (c.jobId !== job) {
+            job = c.jobId;
+            await write(out, `==> ${terminalSafe(`${c.stage} / ${c.job}`)}\n`);
+          }
+          await write(out, c.data);
+          after = c.id;
+        }
+        if (chunks.length < BATCH) return;
+      }
+    };
+    for (;;) {
+      const status = follow ? (await buildSummary(pool, id))?.status : undefined;
+      await drain();
+      if (!follow || (status && TERMINAL_STATUSES.includes(status))) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+}
+
+/** Chunks read at a time: at most a few MiB of output in memory whatever the build printed. */
+const BATCH = 32;
+
+function write(out: Out, text: string): Promise<void> {
+  return new Promise((resolve) => (out.write(text) ? resolve() : out.once("drain", () => resolve())));
+}
