@@ -8,6 +8,7 @@ import { Mailer } from "../mail/mail.js";
 import { Metrics } from "../metrics/metrics.js";
 import { newWorkerId, probeRedis, queueList, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
+import { sleep } from "../timers/timers.js";
 import { StartupError, waitForServers } from "./startup.js";
 import { Worker } from "./worker.js";
 
@@ -153,8 +154,7 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
       worker.force();
       log.error({ builds: worker.running }, `${why}: exiting now; builds not handed back are recovered once their lease runs out`);
       removePidfile(cfg.pidfile);
-      const abandoned = new Promise((r) => setTimeout(r, 1000));
-      void Promise.race([worker.abandon(), abandoned]).then(() => resolveDone(1));
+      void Promise.race([worker.abandon(), sleep(1000)]).then(() => resolveDone(1));
     }, ms);
   };
   const onSignal = (sig: NodeJS.Signals) => {
@@ -191,7 +191,7 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
     mailer?.close();
     subscriber.disconnect();
     blocking.disconnect();
-    await Promise.race([redis.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+    await Promise.race([redis.quit().catch(() => undefined), sleep(2000)]);
     redis.disconnect();
     await pool.end().catch(() => undefined);
     removePidfile(cfg.pidfile);

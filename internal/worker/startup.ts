@@ -4,6 +4,7 @@
 // cannot cure (a wrong password, an old schema) stops the start at once.
 import type { Logger } from "../log/log.js";
 import { serverUnavailable } from "../store/db.js";
+import { sleep } from "../timers/timers.js";
 
 /** Exit status of a start that may succeed later (EX_TEMPFAIL): the systemd unit restarts on it. */
 export const EXIT_TRY_AGAIN = 75;
@@ -20,8 +21,6 @@ export class StartupError extends Error {
     super(message);
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function unavailable(err: unknown): boolean {
   return (err as { unavailable?: unknown })?.unavailable === true || serverUnavailable(err);

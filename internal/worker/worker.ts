@@ -21,6 +21,7 @@ import { permanentDatabaseError } from "../store/db.js";
 import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
 import { JobOutputSink } from "../store/output.js";
 import { healQueue } from "./heal.js";
+import { bounded, sleep } from "../timers/timers.js";
 import { killChannel, parsePayload, type Taken, type WorkerQueue } from "../queue/queue.js";
 
 /** What the worker needs of the mailer (internal/mail). */
@@ -76,16 +77,6 @@ interface Claimed {
 /** How often a worker looks for what dead workers left on its host. */
 const SWEEP_EVERY_MS = 60_000;
 const FAILURE_STATUSES = new Set(["failed", "killed", "timed_out"]);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
-
-/** Redis commands wait for a lost connection to come back; paths that must end (shutdown) bound the wait. */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms))),
-  ]);
-}
 
 /** A database or Redis error that a retry may cure (as opposed to a lost claim, or a statement PostgreSQL refuses). */
 function transient(err: unknown): boolean {
@@ -142,7 +133,7 @@ export class Worker {
       for (const w of this.slotWaiters.splice(0)) w();
     }
     // A take blocked on an unreachable Redis must not hold up the exit.
-    await Promise.race([this.loopDone, sleep(3000)]);
+    await Promise.race([this.loopDone, sleep(3000, { unref: true })]);
     const all = () => Promise.allSettled([...this.handles]);
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
@@ -206,7 +197,7 @@ export class Worker {
       } catch (err) {
         if (this.stopping) break;
         this.log.warn({ err: (err as Error).message }, "cannot take from the queue; retrying");
-        await sleep(backoff);
+        await sleep(backoff, { unref: true });
         backoff = Math.min(backoff * 2, 5000);
         continue;
       }
@@ -250,7 +241,7 @@ export class Worker {
       this.claiming.delete(id);
       this.log.warn({ build: id, err: (err as Error).message }, "cannot claim build (database unavailable?); putting it back");
       // Backing off here keeps a worker from spinning on the queue while PostgreSQL is away.
-      await sleep(this.claimBackoff);
+      await sleep(this.claimBackoff, { unref: true });
       this.claimBackoff = Math.min(this.claimBackoff * 2, 10_000);
       await this.retry("requeue", () => queue.requeue(taken.list, taken.raw, true), Infinity);
       return;
@@ -285,7 +276,7 @@ export class Worker {
 
   /** Runs `fn` after a second, outside the slot; the payload stays in the processing list meanwhile. */
   private later(fn: () => Promise<unknown>): void {
-    const p = sleep(1000)
+    const p = sleep(1000, { unref: true })
       .then(() => this.retry("requeue", fn, 30_000))
       .catch(() => undefined)
       .finally(() => this.background.delete(p));
@@ -302,7 +293,7 @@ export class Worker {
       } catch (err) {
         if (!transient(err) || Date.now() + delay > deadline || this.forced) throw err;
         this.log.warn({ err: (err as Error).message, what }, "write failed; retrying");
-        await sleep(delay);
+        await sleep(delay, { unref: true });
         delay = Math.min(delay * 2, 5000);
       }
     }

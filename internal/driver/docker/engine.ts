@@ -3,6 +3,7 @@
 import Docker from "dockerode";
 import type { DockerConfig, DriverConfig } from "../../config/config.js";
 import { DriverError } from "../driver.js";
+import { deadline } from "../../timers/timers.js";
 
 /** How long a ping or version call may take before the engine counts as not answering. */
 export const CHECK_TIMEOUT_MS = 5000;
@@ -19,25 +20,6 @@ export function dockerClient(config: DockerConfig): Docker {
 export function dockerConfigOf(config: DriverConfig): DockerConfig {
   if (!config.docker) throw new DriverError("the docker driver is not configured: add a [docker] section to the driver file");
   return config.docker;
-}
-
-/**
- * A signal aborted after `ms` or with `parent`. A plain timer rather than AbortSignal.timeout
- * composed with AbortSignal.any, whose timeout can be collected before it fires.
- */
-export function deadline(ms: number, parent?: AbortSignal): { signal: AbortSignal; clear(): void } {
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  const timer = setTimeout(abort, ms);
-  parent?.addEventListener("abort", abort, { once: true });
-  if (parent?.aborted) abort();
-  return {
-    signal: controller.signal,
-    clear: () => {
-      clearTimeout(timer);
-      parent?.removeEventListener("abort", abort);
-    },
-  };
 }
 
 /** dockerode takes an abortSignal option where its types do not say so. */

@@ -8,7 +8,8 @@ import type Docker from "dockerode";
 import type { DockerConfig } from "../../config/config.js";
 import { confinedPath, isInside } from "../../fs/store.js";
 import { DriverError } from "../driver.js";
-import { deadline, dockerMessage, statusCode } from "./engine.js";
+import { deadline } from "../../timers/timers.js";
+import { dockerMessage, statusCode } from "./engine.js";
 import { repositoryAndTag } from "./settings.js";
 import { followProgress, write } from "./streams.js";
 

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { sleep } from "../../timers/timers.js";
 
 /** The variable every job process starts with; its value is the run token. */
 export const RUN_MARKER = "DJINN_RUN";
@@ -39,8 +40,6 @@ export function detectCgroupRoot(): string | undefined {
 function unescapeMount(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The processes of one run: `name` is the run's name (build and run token), `dir` its directory. */
 export class RunProcesses {

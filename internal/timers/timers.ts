@@ -1,0 +1,40 @@
+// Timers: waiting, and bounding a wait, in one place.
+
+/**
+ * Resolves after `ms`. With `unref`, the timer does not keep the process alive: for a backoff
+ * that must not delay an exit (the daemon's retries).
+ */
+export function sleep(ms: number, opts: { unref?: boolean } = {}): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    if (opts.unref) timer.unref();
+  });
+}
+
+/**
+ * A signal aborted after `ms` or with `parent`. A plain timer rather than AbortSignal.timeout
+ * composed with AbortSignal.any, whose timeout can be collected before it fires.
+ */
+export function deadline(ms: number, parent?: AbortSignal): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  const timer = setTimeout(abort, ms);
+  parent?.addEventListener("abort", abort, { once: true });
+  if (parent?.aborted) abort();
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener("abort", abort);
+    },
+  };
+}
+
+/** `p`, or a rejection naming `what` once `ms` pass: for a wait that must end (a server that may never answer). */
+export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms))),
+  ]);
+}
