@@ -9,7 +9,8 @@ import { Redis } from "ioredis";
 import { Crypto } from "../internal/crypto/crypto.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
-import { claimBuild, insertBuild, TERMINAL_STATUSES } from "../internal/store/builds.js";
+import { claimBuild, insertBuild } from "../internal/store/builds.js";
+import { TERMINAL_STATUSES } from "../internal/runner/status.js";
 import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
 import { CRYPTO_BLOCK, until, waitForStatus } from "./helpers/services.js";
 

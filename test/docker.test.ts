@@ -17,7 +17,8 @@ import { getDriver, type RunRef } from "../internal/driver/driver.js";
 import "../internal/driver/all.js";
 import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
-import { planBuild, type Status } from "../internal/runner/plan.js";
+import { planBuild } from "../internal/runner/plan.js";
+import type { Status } from "../internal/runner/status.js";
 import { runBuild, type BuildReporter } from "../internal/runner/runner.js";
 import { busyboxImage, docker, dockerSkip, dockerTestConfig, leftovers, removeImage } from "./helpers/docker.js";
 

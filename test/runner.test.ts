@@ -13,7 +13,8 @@ import { freshRunToken } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
 import { ArtifactStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
-import { planBuild, type Status } from "../internal/runner/plan.js";
+import { planBuild } from "../internal/runner/plan.js";
+import type { Status } from "../internal/runner/status.js";
 import { outcomeLines } from "../internal/runner/outcome.js";
 import { runBuild, type BuildReporter } from "../internal/runner/runner.js";
 

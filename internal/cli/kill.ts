@@ -1,7 +1,8 @@
 // `djinn-worker kill`: publish a kill to the worker running a build.
 import { loadWorkerConfig } from "../config/config.js";
 import { killChannel } from "../queue/queue.js";
-import { buildSummary, TERMINAL_STATUSES } from "../store/builds.js";
+import { buildSummary } from "../store/builds.js";
+import { TERMINAL_STATUSES } from "../runner/status.js";
 import { InputError, parseBuildId } from "./input.js";
 import { withPool, withRedis, type Out } from "./services.js";
 

@@ -1,6 +1,7 @@
 // `djinn-worker logs`: a build's stored output, optionally followed until the build ends.
 import { loadWorkerConfig } from "../config/config.js";
-import { buildSummary, readOutput, TERMINAL_STATUSES } from "../store/builds.js";
+import { buildSummary, readOutput } from "../store/builds.js";
+import { TERMINAL_STATUSES } from "../runner/status.js";
 import { InputError, parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
 import { terminalSafe } from "./terminal.js";

@@ -9,26 +9,12 @@ import { getDriver } from "../driver/driver.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
-import { planBuild, type Status } from "../runner/plan.js";
+import { planBuild } from "../runner/plan.js";
+import { exitCodeOf, type Status } from "../runner/status.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { maskPatterns } from "../runner/mask.js";
-import { EXIT } from "./failure.js";
 import { InputError, parseAssignments, parseSecrets, readManifestFile } from "./input.js";
 import { terminalSafe } from "./terminal.js";
-
-export function exitCodeOf(status: Status): number {
-  switch (status) {
-    case "passed":
-    case "passed_with_failures":
-      return EXIT.passed;
-    case "killed":
-      return EXIT.killed;
-    case "timed_out":
-      return EXIT.timedOut;
-    default:
-      return EXIT.failed;
-  }
-}
 
 export interface RunOptions {
   manifest: string;

@@ -1,7 +1,11 @@
 // The YAML build manifest, in Djinn's format, turned into a typed build plan.
 import path from "node:path";
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node } from "yaml";
-import { setupStageName } from "../runner/plan.js";
+
+/** The setup stage is named like Djinn's (`setup - #<label>`) so it never collides with a user's own "setup" stage. */
+export function setupStageName(label: string): string {
+  return `setup - #${label}`;
+}
 
 export class ManifestError extends Error {
   constructor(readonly field: string, readonly reason: string, readonly line?: number) {

@@ -1,9 +1,5 @@
 // A manifest turned into the stages and jobs a runner executes, with Djinn's setup stage first.
-import type { Manifest, Passthrough } from "../manifest/manifest.js";
-
-export const BUILD_STATUSES = ["queued", "running", "passed", "passed_with_failures", "failed", "killed", "timed_out"] as const;
-/** Djinn's seven statuses; a job that was never run because the build stopped first is `skipped`. */
-export type Status = (typeof BUILD_STATUSES)[number] | "skipped";
+import { setupStageName, type Manifest, type Passthrough } from "../manifest/manifest.js";
 
 export const CREATE_DRIVER_JOB = "create-driver";
 
@@ -28,11 +24,6 @@ export interface BuildPlan {
 
 export function shellQuote(s: string): string {
   return /^[A-Za-z0-9_\-./:=@%+,]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** The setup stage is named like Djinn's (`setup - #<label>`) so it never collides with a user's own "setup" stage. */
-export function setupStageName(label: string): string {
-  return `setup - #${label}`;
 }
 
 export function planBuild(manifest: Manifest, label: string): BuildPlan {

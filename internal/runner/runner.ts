@@ -11,7 +11,8 @@ import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js"
 import { artifactName, isPattern } from "../driver/artifacts.js";
 import { MaskStream } from "./mask.js";
 import { outcomeLines } from "./outcome.js";
-import { jobScript, type BuildPlan, type PlannedJob, type Status } from "./plan.js";
+import { jobScript, type BuildPlan, type PlannedJob } from "./plan.js";
+import { isFailure, worse, type Status } from "./status.js";
 
 export interface JobResult {
   status: Status;
@@ -48,12 +49,6 @@ export interface RunOptions {
   abortGraceMs?: number;
 }
 
-const rank: Record<Status, number> = { queued: 0, running: 1, skipped: 1, passed: 2, passed_with_failures: 3, failed: 4, killed: 5, timed_out: 6 };
-
-export function worse(a: Status, b: Status): Status {
-  return rank[b] > rank[a] ? b : a;
-}
-
 export async function runBuild(opts: RunOptions): Promise<Status> {
   const stop = new AbortController();
   let ending: "killed" | "timed_out" | undefined;
@@ -81,7 +76,7 @@ export async function runBuild(opts: RunOptions): Promise<Status> {
         if (result.status === "failed" && stage.canFail) result.status = "passed_with_failures";
         await opts.reporter.jobFinished(job, result);
         status = worse(status, result.status);
-        if (result.status === "failed" || result.status === "killed" || result.status === "timed_out") stopped = true;
+        if (isFailure(result.status)) stopped = true;
       }
     }
   } finally {

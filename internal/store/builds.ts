@@ -8,8 +8,7 @@ import type { Manifest } from "../manifest/manifest.js";
 import { planBuild, type BuildPlan } from "../runner/plan.js";
 import { freshRunToken, isRunToken } from "../driver/run.js";
 import { maskText } from "../runner/mask.js";
-
-export const TERMINAL_STATUSES = ["passed", "passed_with_failures", "failed", "killed", "timed_out"];
+import { TERMINAL_STATUSES } from "../runner/status.js";
 
 /** The worker's claim on a build was taken over: it must stop and write nothing more. */
 export class ClaimLostError extends Error {

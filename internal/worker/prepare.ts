@@ -6,8 +6,8 @@ import type pg from "pg";
 import { configuredDrivers, type DriverConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import { driverTypeOfQueue } from "../driver/driver.js";
-import { parseManifest, type Manifest } from "../manifest/manifest.js";
-import { CREATE_DRIVER_JOB, planBuild, setupStageName, type BuildPlan } from "../runner/plan.js";
+import { parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
+import { CREATE_DRIVER_JOB, planBuild, type BuildPlan } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";
 import { maskedValueProblem, maskPatterns } from "../runner/mask.js";
 

@@ -14,8 +14,9 @@ import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
 import type { Manifest } from "../manifest/manifest.js";
-import type { PlannedJob, Status } from "../runner/plan.js";
-import { runBuild, worse, type BuildReporter } from "../runner/runner.js";
+import type { PlannedJob } from "../runner/plan.js";
+import { runBuild, type BuildReporter } from "../runner/runner.js";
+import { isFailure, worse, type Status } from "../runner/status.js";
 import { BuildGoneError, BuildRecorder, ClaimLostError, claimBuild, loadBuild, outputTail, renewLeases, type LoadedBuild, type StoredJob } from "../store/builds.js";
 import { permanentDatabaseError } from "../store/db.js";
 import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
@@ -76,7 +77,6 @@ interface Claimed {
 
 /** How often a worker looks for what dead workers left on its host. */
 const SWEEP_EVERY_MS = 60_000;
-const FAILURE_STATUSES = new Set(["failed", "killed", "timed_out"]);
 
 /** A database or Redis error that a retry may cure (as opposed to a lost claim, or a statement PostgreSQL refuses). */
 function transient(err: unknown): boolean {
@@ -448,7 +448,7 @@ export class Worker {
     const seconds = (Date.now() - started) / 1000;
     log.info({ status, seconds }, "build finished");
     this.deps.metrics?.buildFinished(status, seconds);
-    if (FAILURE_STATUSES.has(status) && build.notify.length && this.deps.mailer) this.mail(build, status, log);
+    if (isFailure(status) && build.notify.length && this.deps.mailer) this.mail(build, status, log);
     await this.retry("ack", () => queue.ack(c.taken.list, c.taken.raw), Infinity).catch((err) =>
       log.warn({ err: (err as Error).message }, "cannot acknowledge: a later delivery finds it finished and drops it"),
     );

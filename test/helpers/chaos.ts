@@ -8,7 +8,8 @@ import { Redis } from "ioredis";
 import { Crypto } from "../../internal/crypto/crypto.js";
 import { parseManifest } from "../../internal/manifest/manifest.js";
 import { enqueue } from "../../internal/queue/queue.js";
-import { insertBuild, TERMINAL_STATUSES } from "../../internal/store/builds.js";
+import { insertBuild } from "../../internal/store/builds.js";
+import { TERMINAL_STATUSES } from "../../internal/runner/status.js";
 import { migrate } from "../../internal/store/db.js";
 import { CRYPTO_BLOCK, startDaemon, testPool, writeConfigs, type DaemonProcess, type PostgresServer, type RedisServer } from "./services.js";
 

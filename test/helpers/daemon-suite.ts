@@ -5,7 +5,7 @@ import path from "node:path";
 import type pg from "pg";
 import { reapRun } from "../../internal/driver/os/processes.js";
 import { runName } from "../../internal/driver/run.js";
-import { TERMINAL_STATUSES } from "../../internal/store/builds.js";
+import { TERMINAL_STATUSES } from "../../internal/runner/status.js";
 import { migrate } from "../../internal/store/db.js";
 import { requireService } from "./env.js";
 import {

@@ -323,7 +323,7 @@ export async function startDaemon(cfg: TestConfig, opts: { ready?: boolean; env?
 }
 
 /** Polls the build's status until it is one of `statuses` (there is no event to wait on in the database). */
-export async function waitForStatus(pool: pg.Pool, id: number, statuses: string[], timeoutMs = 60_000): Promise<string> {
+export async function waitForStatus(pool: pg.Pool, id: number, statuses: readonly string[], timeoutMs = 60_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let status = "";
   while (Date.now() < deadline) {
