@@ -5,6 +5,7 @@ import { TERMINAL_STATUSES } from "../runner/status.js";
 import { InputError, parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
 import { terminalSafe } from "./terminal.js";
+import { writeDrained } from "../stream/write.js";
 
 export async function logsCommand(configFile: string, idText: string, follow: boolean, out: Out): Promise<void> {
   const id = parseBuildId(idText);
@@ -20,9 +21,9 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
         for (const c of chunks) {
           if (c.jobId !== job) {
             job = c.jobId;
-            await write(out, `==> ${terminalSafe(`${c.stage} / ${c.job}`)}\n`);
+            await writeDrained(out, `==> ${terminalSafe(`${c.stage} / ${c.job}`)}\n`);
           }
-          await write(out, c.data);
+          await writeDrained(out, c.data);
           after = c.id;
         }
         if (chunks.length < BATCH) return;
@@ -39,7 +40,3 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
 
 /** Chunks read at a time: at most a few MiB of output in memory whatever the build printed. */
 const BATCH = 32;
-
-function write(out: Out, text: string): Promise<void> {
-  return new Promise((resolve) => (out.write(text) ? resolve() : out.once("drain", () => resolve())));
-}

@@ -2,7 +2,6 @@
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
 import { formatDuration, parseDuration } from "../config/duration.js";
 import { getDriver } from "../driver/driver.js";
@@ -15,6 +14,7 @@ import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { maskPatterns } from "../runner/mask.js";
 import { InputError, parseAssignments, parseSecrets, readManifestFile } from "./input.js";
 import { terminalSafe } from "./terminal.js";
+import { sharedSink } from "../stream/write.js";
 
 export interface RunOptions {
   manifest: string;
@@ -27,16 +27,6 @@ export interface RunOptions {
   signal: AbortSignal;
   out: NodeJS.WritableStream;
   log: Logger;
-}
-
-/** Writes to the terminal with backpressure; one per job, so ending it never ends stdout. */
-function terminalSink(out: NodeJS.WritableStream): Writable {
-  return new Writable({
-    write(chunk: Buffer, _enc, done) {
-      if (out.write(chunk)) done();
-      else out.once("drain", () => done());
-    },
-  });
 }
 
 export async function loadRunDriverConfig(driverFile: string | undefined, type: string): Promise<DriverConfig> {
@@ -75,7 +65,7 @@ export async function runManifest(opts: RunOptions): Promise<number> {
   const reporter: BuildReporter = {
     jobStarted(job) {
       out.write(`\n==> ${label(job)}\n`);
-      return terminalSink(out);
+      return sharedSink(out);
     },
     jobFinished(job, result) {
       results.push([label(job), result.status]);

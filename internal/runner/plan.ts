@@ -1,5 +1,6 @@
 // A manifest turned into the stages and jobs a runner executes, with Djinn's setup stage first.
 import { setupStageName, type Manifest, type Passthrough } from "../manifest/manifest.js";
+import { shellQuote } from "../shell/quote.js";
 
 export const CREATE_DRIVER_JOB = "create-driver";
 
@@ -20,10 +21,6 @@ export interface PlannedStage {
 
 export interface BuildPlan {
   stages: PlannedStage[];
-}
-
-export function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_\-./:=@%+,]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 export function planBuild(manifest: Manifest, label: string): BuildPlan {

@@ -1,7 +1,6 @@
 // Runs a build plan on a driver with Djinn's semantics: stages in order, jobs in order, a failed
 // job stops the build unless its stage may fail, timeout and kill stop it at once, and the
 // driver is destroyed whatever happens.
-import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { formatDuration } from "../config/duration.js";
@@ -9,6 +8,7 @@ import { CollectError, DriverError, type Driver, type ExecResult } from "../driv
 import type { Passthrough } from "../manifest/manifest.js";
 import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
 import { artifactName, isPattern } from "../driver/artifacts.js";
+import { writeDrained } from "../stream/write.js";
 import { MaskStream } from "./mask.js";
 import { outcomeLines } from "./outcome.js";
 import { jobScript, type BuildPlan, type PlannedJob } from "./plan.js";
@@ -92,7 +92,7 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
   const output = new MaskStream(opts.masks);
   output.pipe(sink);
   const note = async (line: string) => {
-    if (!output.write(`${line}\n`)) await once(output, "drain");
+    await writeDrained(output, `${line}\n`);
   };
   let result: JobResult;
   try {

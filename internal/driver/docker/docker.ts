@@ -12,7 +12,7 @@ import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, s
 import { execCapture, execIn } from "./exec.js";
 import { ensureImage } from "./images.js";
 import { baseEnv, buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, OOM_KILL_COUNT_SCRIPT, resourceName, RESOLVE_ARTIFACT_SCRIPT, SCRIPT_DIR, type ContainerSettings } from "./settings.js";
-import { write } from "./streams.js";
+import { writeDrained } from "../../stream/write.js";
 import { openFirstEntry, singleFileTar } from "./tar.js";
 import { freshRunToken, type RunRef } from "../run.js";
 
@@ -40,7 +40,7 @@ export class DockerDriver implements Driver {
   async create(output: Writable, signal: AbortSignal): Promise<void> {
     const settings = containerSettings(this.options.manifest, this.config);
     this.settings = settings;
-    await write(output, `Running with the docker driver (${this.config.host}): image ${settings.image}, ${describeLimits(settings)}\n`);
+    await writeDrained(output, `Running with the docker driver (${this.config.host}): image ${settings.image}, ${describeLimits(settings)}\n`);
     await pingEngine(this.docker, this.config.host);
     await ensureImage({ docker: this.docker, config: this.config, imagesPath: this.options.imagesPath }, settings.image, output, signal);
     if (signal.aborted) throw new DriverError("aborted before the container was created");
@@ -59,7 +59,7 @@ export class DockerDriver implements Driver {
       if (this.destroyed) await this.release();
     }
     if (this.destroyed) throw new DriverError("the build ended while its container was being created");
-    await write(output, `Container ${this.container.id.slice(0, 12)} up, workspace ${settings.workspace} on volume ${this.volumeName}\n`);
+    await writeDrained(output, `Container ${this.container.id.slice(0, 12)} up, workspace ${settings.workspace} on volume ${this.volumeName}\n`);
   }
 
   private requireContainer(): { container: Docker.Container; settings: ContainerSettings } {

@@ -11,7 +11,8 @@ import { DriverError } from "../driver.js";
 import { deadline } from "../../timers/timers.js";
 import { dockerMessage, statusCode } from "./engine.js";
 import { repositoryAndTag } from "./settings.js";
-import { followProgress, write } from "./streams.js";
+import { writeDrained } from "../../stream/write.js";
+import { followProgress } from "./streams.js";
 
 const DEFAULT_PULL_TIMEOUT_MS = 5 * 60_000;
 
@@ -45,10 +46,10 @@ export async function ensureImage(sources: ImageSources, image: string, output: 
     } catch (err) {
       if (signal.aborted) throw new DriverError(`pull of ${image} aborted`);
       pullFailure = (err as Error).message;
-      await write(output, `Pull of ${image} failed: ${pullFailure}\n`);
+      await writeDrained(output, `Pull of ${image} failed: ${pullFailure}\n`);
     }
   } else if (present) {
-    await write(output, `Using image ${image} from the engine (pull = ${policy})\n`);
+    await writeDrained(output, `Using image ${image} from the engine (pull = ${policy})\n`);
     return;
   }
   const loaded = await loadFromImages(sources, image, output, signal);
@@ -62,7 +63,7 @@ export async function ensureImage(sources: ImageSources, image: string, output: 
 }
 
 async function pull(sources: ImageSources, image: string, output: Writable, signal: AbortSignal): Promise<void> {
-  await write(output, `Pulling image ${image}\n`);
+  await writeDrained(output, `Pulling image ${image}\n`);
   const timeoutMs = sources.config.pull_timeout ?? DEFAULT_PULL_TIMEOUT_MS;
   const bound = deadline(timeoutMs, signal);
   let stream: Readable | undefined;
@@ -76,7 +77,7 @@ async function pull(sources: ImageSources, image: string, output: Writable, sign
       if (typeof m.status === "string" && m.status.startsWith("Digest:")) digest = m.status.slice(7).trim();
     });
     if (bound.signal.aborted) throw new Error("aborted");
-    await write(output, `Pulled image ${image}${digest ? ` (${digest})` : ""}\n`);
+    await writeDrained(output, `Pulled image ${image}${digest ? ` (${digest})` : ""}\n`);
   } catch (err) {
     if (bound.signal.aborted && !signal.aborted) throw new Error(`timed out after ${timeoutMs} ms (pull_timeout)`);
     throw new Error(dockerMessage(err));
@@ -108,7 +109,7 @@ async function loadFromImages(sources: ImageSources, image: string, output: Writ
     return false;
   }
   if (!isInside(await fs.realpath(base), real)) throw new DriverError(`image ${image}: ${file} links outside ${base}`);
-  await write(output, `Loading image ${image} from ${file}\n`);
+  await writeDrained(output, `Loading image ${image} from ${file}\n`);
   try {
     const stream = (await sources.docker.loadImage(createReadStream(real), { quiet: true, abortSignal: signal })) as unknown as Readable;
     const lines = await followProgress(stream);
@@ -122,6 +123,6 @@ async function loadFromImages(sources: ImageSources, image: string, output: Writ
     if (err instanceof DriverError) throw err;
     throw new DriverError(`cannot load ${file}: ${dockerMessage(err)}`);
   }
-  await write(output, `Loaded image ${image}\n`);
+  await writeDrained(output, `Loaded image ${image}\n`);
   return true;
 }

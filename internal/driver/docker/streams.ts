@@ -1,5 +1,5 @@
 // The streams the docker driver reads and writes: an exec's multiplexed output, the engine's
-// JSON-lines progress, and writes that respect backpressure. Nothing here talks to an engine.
+// JSON-lines progress, and pumping a stream into a shared output. Nothing here talks to an engine.
 import { Transform, Writable, type Readable, type TransformCallback } from "node:stream";
 
 /** Splits Docker's multiplexed exec stream (8-byte frame headers) into the bytes of stdout and stderr. */
@@ -27,22 +27,6 @@ export class Demux extends Transform {
     }
     done();
   }
-}
-
-/** Writes `text`, waiting for `out` to drain (or to close or fail) when its buffer is full. */
-export async function write(out: Writable, text: string): Promise<void> {
-  if (out.write(text)) return;
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      out.off("drain", done);
-      out.off("close", done);
-      out.off("error", done);
-      resolve();
-    };
-    out.on("drain", done);
-    out.on("close", done);
-    out.on("error", done);
-  });
 }
 
 /** Pipes a stream into `out` (never ending it) until the stream ends, errors or closes. */

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { sleep } from "../../timers/timers.js";
+import { singleQuote } from "../../shell/quote.js";
 
 /** The variable every job process starts with; its value is the run token. */
 export const RUN_MARKER = "DJINN_RUN";
@@ -70,7 +71,7 @@ export class RunProcesses {
    * cgroup (its children inherit it) and then becomes the job's shell, stderr merged into stdout.
    */
   command(script: string): string[] {
-    const join = this.cgroup ? `{ echo $$ > '${this.cgroup.replace(/'/g, "'\\''")}/cgroup.procs'; } 2>/dev/null; ` : "";
+    const join = this.cgroup ? `{ echo $$ > ${singleQuote(`${this.cgroup}/cgroup.procs`)}; } 2>/dev/null; ` : "";
     return ["/bin/sh", "-c", `${join}exec /bin/sh "$0" 2>&1`, script];
   }
 

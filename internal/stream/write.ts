@@ -1,0 +1,32 @@
+// Writing into a stream with backpressure: a fast producer waits for room rather than filling memory.
+import { Writable } from "node:stream";
+
+type Target = Pick<NodeJS.WritableStream, "write" | "on" | "off">;
+
+/**
+ * Writes `chunk`; when `out`'s buffer is full, waits until it drains. A stream that closes or
+ * fails meanwhile ends the wait too (its own error listeners hear the error): never hangs.
+ */
+export async function writeDrained(out: Target, chunk: string | Uint8Array): Promise<void> {
+  if (out.write(chunk)) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      out.off("drain", done);
+      out.off("close", done);
+      out.off("error", done);
+      resolve();
+    };
+    out.on("drain", done);
+    out.on("close", done);
+    out.on("error", done);
+  });
+}
+
+/** A Writable for one job over a stream many share (a terminal): backpressure passes through, and ending it never ends `out`. */
+export function sharedSink(out: Target): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      void writeDrained(out, chunk).then(() => done());
+    },
+  });
+}
