@@ -11,8 +11,9 @@ import { CollectError, DriverError, registerDriver, type Driver, type DriverOpti
 import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, statusCode } from "./engine.js";
 import { execCapture, execIn } from "./exec.js";
 import { ensureImage } from "./images.js";
-import { baseEnv, buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, OOM_KILL_COUNT_SCRIPT, resourceName, RESOLVE_ARTIFACT_SCRIPT, SCRIPT_DIR, type ContainerSettings } from "./settings.js";
+import { buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, OOM_KILL_COUNT_SCRIPT, resourceName, RESOLVE_ARTIFACT_SCRIPT, SCRIPT_DIR, type ContainerSettings } from "./settings.js";
 import { writeDrained } from "../../stream/write.js";
+import { buildBaseEnv, envList } from "../env.js";
 import { openFirstEntry, singleFileTar } from "./tar.js";
 import { freshRunToken, type RunRef } from "../run.js";
 
@@ -50,7 +51,7 @@ export class DockerDriver implements Driver {
     try {
       const volume = await this.docker.createVolume({ Name: name, Labels: labels });
       this.volumeName = (volume as unknown as Docker.Volume).name;
-      this.container = await this.docker.createContainer(containerOptions(settings, { name, volume: this.volumeName, labels, env: baseEnv(this.options.buildId) }));
+      this.container = await this.docker.createContainer(containerOptions(settings, { name, volume: this.volumeName, labels, env: envList(buildBaseEnv(this.options.buildId)) }));
       await this.container.start();
     } catch (err) {
       throw new DriverError(`cannot start a container of ${settings.image}: ${dockerMessage(err)}`);

@@ -104,11 +104,6 @@ export function resourceName(buildId: string, random: string): string {
   return `djinn-${buildId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 64)}-${random}`;
 }
 
-/** What every job starts from; the build's variables go on top. */
-export function baseEnv(buildId: string): string[] {
-  return ["CI=true", `DJINN_BUILD=${buildId}`];
-}
-
 export interface ContainerNames {
   name: string;
   volume: string;

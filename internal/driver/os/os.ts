@@ -9,6 +9,7 @@ import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isInside } from "../../fs/store.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
+import { buildBaseEnv } from "../env.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
 import { freshRunToken, runName } from "../run.js";
 import { sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
@@ -53,8 +54,7 @@ export class OsDriver implements Driver {
       USER: os.userInfo().username,
       LANG: "C.UTF-8",
       TMPDIR: os.tmpdir(),
-      CI: "true",
-      DJINN_BUILD: this.options.buildId,
+      ...buildBaseEnv(this.options.buildId),
     };
   }
 

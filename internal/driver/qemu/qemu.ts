@@ -11,6 +11,7 @@ import { hostQemuArch, type DriverConfig, type QemuConfig } from "../../config/c
 import { formatDuration } from "../../config/duration.js";
 import { confinedPath, StoreError } from "../../fs/store.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions, type RunRef } from "../driver.js";
+import { buildBaseEnv } from "../env.js";
 import { freshRunToken, runName } from "../run.js";
 import { SessionDriver, SshSession } from "../ssh/session.js";
 import { kvmUsable } from "./accel.js";
@@ -239,7 +240,7 @@ export class QemuDriver extends SessionDriver implements Driver {
         await untilListening(machine, 10_000);
         this.session = await SshSession.open(
           { host: "127.0.0.1", port: machine.port, user: "root", keyFile: cfg.key },
-          { timeoutMs: Math.max(left, 1), signal: giveUp.signal, baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
+          { timeoutMs: Math.max(left, 1), signal: giveUp.signal, baseEnv: buildBaseEnv(this.options.buildId) },
         );
         output.write(`SSH up after ${((Date.now() - started) / 1000).toFixed(1)}s (port ${machine.port})${this.session.overExec ? "; no SFTP on the machine: files go over exec channels" : ""}\n`);
         return;

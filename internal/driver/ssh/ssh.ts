@@ -5,6 +5,7 @@ import { access, constants } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import type { SshConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
+import { buildBaseEnv } from "../env.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
 import { loginMethod, SessionDriver, SshSession } from "./session.js";
 
@@ -38,7 +39,7 @@ export class SshDriver extends SessionDriver implements Driver {
     const started = Date.now();
     this.session = await SshSession.open(
       { host, port, user: cfg.user, keyFile: cfg.key, password: cfg.password },
-      { timeoutMs: cfg.timeoutMs, signal, baseEnv: { CI: "true", DJINN_BUILD: this.options.buildId } },
+      { timeoutMs: cfg.timeoutMs, signal, baseEnv: buildBaseEnv(this.options.buildId) },
     );
     output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}${this.session.overExec ? "; no SFTP on the machine: files go over exec channels" : ""}\n`);
   }
