@@ -4,6 +4,7 @@ import nodemailer, { type Transporter } from "nodemailer";
 import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config/config.js";
+import { isPort, splitHostPort } from "../net/address.js";
 
 export type SmtpConfig = NonNullable<WorkerConfig["smtp"]>;
 
@@ -61,10 +62,9 @@ export class MailError extends Error {
 
 /** "host:port" or "[v6]:port" → host and port, or a clear error naming smtp.addr. */
 function parseSmtpAddr(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d+)$/.exec(addr.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 1 || port > 65535) throw new MailError(`smtp.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:25")`);
-  return { host: (m[1] ?? m[2])!, port };
+  const a = splitHostPort(addr.trim());
+  if (!a?.host || a.port === undefined || !isPort(a.port)) throw new MailError(`smtp.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:25")`);
+  return { host: a.host, port: a.port };
 }
 
 interface SmtpError extends Error {

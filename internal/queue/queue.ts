@@ -5,7 +5,8 @@ import os from "node:os";
 import { randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type { WorkerConfig } from "../config/config.js";
-import { connectReason, serverUnavailable, splitAddr } from "../store/db.js";
+import { serverAddress } from "../net/address.js";
+import { connectReason, serverUnavailable } from "../net/connect.js";
 
 /** What a producer pushes: the build's id, and when it was queued (Unix milliseconds) for the queue-wait metric. */
 export interface Payload {
@@ -31,7 +32,7 @@ export function newWorkerId(): string {
 }
 
 export function redisOptions(cfg: NonNullable<WorkerConfig["redis"]>, extra: RedisOptions = {}): RedisOptions {
-  const { host, port } = splitAddr(cfg.addr, 6379);
+  const { host, port } = serverAddress(cfg.addr, 6379);
   return {
     host,
     port,

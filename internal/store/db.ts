@@ -2,6 +2,8 @@
 import { readFileSync } from "node:fs";
 import pg from "pg";
 import type { WorkerConfig } from "../config/config.js";
+import { serverAddress } from "../net/address.js";
+import { connectReason, serverUnavailable } from "../net/connect.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "./migrations/index.js";
 
 export { SCHEMA_VERSION } from "./migrations/index.js";
@@ -14,51 +16,6 @@ export class DatabaseError extends Error {
   override name = "DatabaseError";
   /** The server did not answer (as opposed to refusing what was asked): waiting may cure it. */
   unavailable = false;
-}
-
-export function splitAddr(addr: string, defaultPort: number): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(addr) ?? /^([^:]*)(?::(\d+))?$/.exec(addr);
-  if (!m) return { host: addr, port: defaultPort };
-  return { host: m[1] || "127.0.0.1", port: m[2] ? Number(m[2]) : defaultPort };
-}
-
-const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "EPIPE"]);
-
-/**
- * A connection that failed because the server is not answering (yet): refused, timed out,
- * starting up, out of connections. Not a wrong password, database or address family: those stay
- * wrong however long one waits.
- */
-export function serverUnavailable(err: unknown): boolean {
-  const e = err as { code?: string; message?: string; errors?: { code?: string }[] };
-  const code = e?.code ?? e?.errors?.[0]?.code;
-  if (code && UNAVAILABLE_CODES.has(code)) return true;
-  // PostgreSQL: cannot_connect_now (starting up, shutting down), too_many_connections, connection exceptions.
-  if (code && (code === "57P03" || code === "53300" || code.startsWith("08"))) return true;
-  // Redis loading its dataset; pg's own connect timeout and a server that hung up during the handshake.
-  return /^LOADING |timeout expired|Connection terminated|connect ETIMEDOUT|Connection is closed/.test(e?.message ?? "");
-}
-
-/** A short reason for a failed connection, as an operator would say it. */
-export function connectReason(err: unknown): string {
-  const e = err as NodeJS.ErrnoException & { code?: string };
-  const nested = (e as { errors?: NodeJS.ErrnoException[] }).errors?.[0];
-  const code = e.code ?? nested?.code;
-  switch (code) {
-    case "ECONNREFUSED":
-      return "connection refused";
-    case "ENOTFOUND":
-    case "EAI_AGAIN":
-      return "host not found";
-    case "ETIMEDOUT":
-      return "timed out";
-    case "ECONNRESET":
-      return "connection reset";
-    case "EHOSTUNREACH":
-      return "host unreachable";
-  }
-  const msg = (e.message || nested?.message || String(err)).split("\n")[0];
-  return msg.replace(/^connect /, "");
 }
 
 /** Reads a file [database.ssl] names; one line naming the key when it cannot. */
@@ -74,7 +31,7 @@ function readSslFile(key: "ca" | "cert" | "key", file: string | undefined): stri
 }
 
 export function createPool(cfg: NonNullable<WorkerConfig["database"]>, max = 10): pg.Pool {
-  const { host, port } = splitAddr(cfg.addr, 5432);
+  const { host, port } = serverAddress(cfg.addr, 5432);
   let ssl: pg.PoolConfig["ssl"];
   if (cfg.ssl) {
     ssl = {

@@ -3,7 +3,7 @@
 // answer, exit with a code that tells the service manager to start the worker again. What waiting
 // cannot cure (a wrong password, an old schema) stops the start at once.
 import type { Logger } from "../log/log.js";
-import { serverUnavailable } from "../store/db.js";
+import { serverUnavailable } from "../net/connect.js";
 import { sleep } from "../timers/timers.js";
 
 /** Exit status of a start that may succeed later (EX_TEMPFAIL): the systemd unit restarts on it. */

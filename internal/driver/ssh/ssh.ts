@@ -5,16 +5,17 @@ import { access, constants } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import type { SshConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
+import { isPort, splitHostPort } from "../../net/address.js";
 import { buildBaseEnv } from "../env.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
 import { loginMethod, SessionDriver, SshSession } from "./session.js";
 
 /** `host:port`, `host` (port 22) or `[v6]:port`. */
 export function parseAddress(address: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]+)(?::(\d+))?$/.exec(address);
-  const port = m?.[2] === undefined ? 22 : Number(m[2]);
-  if (!m || !m[1] || !Number.isInteger(port) || port < 1 || port > 65535) throw new DriverError(`driver.address ${JSON.stringify(address)}: expected host:port`);
-  return { host: m[1], port };
+  const a = splitHostPort(address);
+  const port = a?.port ?? 22;
+  if (!a?.host || !isPort(port)) throw new DriverError(`driver.address ${JSON.stringify(address)}: expected host:port`);
+  return { host: a.host, port };
 }
 
 export class SshDriver extends SessionDriver implements Driver {
