@@ -6,7 +6,7 @@ import path from "node:path";
 import fs from "node:fs/promises";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { heartbeatKey } from "../internal/queue/queue.js";
+import { heartbeatKey } from "../internal/queue/names.js";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
 import { until, waitForStatus } from "./helpers/services.js";
 

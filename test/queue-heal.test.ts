@@ -6,7 +6,7 @@ import { Redis } from "ioredis";
 import { Crypto } from "../internal/crypto/crypto.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { pushMissing, takeHealLock } from "../internal/queue/heal.js";
-import { deadList, processingList, queueList } from "../internal/queue/queue.js";
+import { deadList, processingList, queueList } from "../internal/queue/names.js";
 import { insertBuild, waitingBuilds } from "../internal/store/builds.js";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
 import { CRYPTO_BLOCK } from "./helpers/services.js";

@@ -1,7 +1,8 @@
 // `djinn-worker check`: the effective configuration, then whether each configured part can work.
 import { configuredDrivers, servedDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import { summarizeDrivers, summarizeWorker } from "../config/summary.js";
-import { driverTypeOfQueue, getDriver } from "../driver/driver.js";
+import { getDriver } from "../driver/driver.js";
+import { driverTypeOfQueue, queueList } from "../queue/names.js";
 import "../driver/all.js";
 import { createLogger } from "../log/log.js";
 import { Mailer } from "../mail/mail.js";
@@ -68,7 +69,7 @@ export async function checkConfiguration(worker: WorkerConfig, drivers: DriverCo
   let served: string[] = [];
   try {
     served = servedDrivers(worker, drivers);
-    lines.push(`queues: ${served.map((d) => `${worker.queue}_${d}`).join(", ")}`);
+    lines.push(`queues: ${served.map((d) => queueList(worker.queue, d)).join(", ")}`);
   } catch (err) {
     lines.push(`FAIL driver: ${(err as Error).message}`);
     ok = false;

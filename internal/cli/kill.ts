@@ -1,6 +1,6 @@
 // `djinn-worker kill`: publish a kill to the worker running a build.
 import { loadWorkerConfig } from "../config/config.js";
-import { killChannel } from "../queue/queue.js";
+import { killChannel } from "../queue/names.js";
 import { buildSummary } from "../store/builds.js";
 import { TERMINAL_STATUSES } from "../runner/status.js";
 import { InputError, parseBuildId } from "./input.js";

@@ -1,7 +1,7 @@
 // `djinn-worker submit`: store a build, queue it, print its id.
 import { loadWorkerConfig, requireSections } from "../config/config.js";
 import { Crypto } from "../crypto/crypto.js";
-import { queueDriverOf } from "../driver/driver.js";
+import { queueDriverOf } from "../queue/names.js";
 import { enqueue } from "../queue/queue.js";
 import { insertBuild } from "../store/builds.js";
 import { InputError, parseAssignments, parseSecrets, readKeys, readManifestFile } from "./input.js";

@@ -1,7 +1,7 @@
 // The one small interface every driver implements, and the registry that finds them by name.
 import type { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
-import { hostQemuArch, type DriverConfig } from "../config/config.js";
+import type { DriverConfig } from "../config/config.js";
 import type { RunRef } from "./run.js";
 
 export type { RunRef } from "./run.js";
@@ -121,14 +121,4 @@ export async function getDriver(type: string): Promise<DriverEntry> {
 
 export function driverNames(): string[] {
   return [...new Set([...registry.keys(), ...loaders.keys()])];
-}
-
-/** The queue a manifest's driver type is served on: qemu → qemu-<this host's arch>. */
-export function queueDriverOf(type: string): string {
-  return type === "qemu" ? `qemu-${hostQemuArch()}` : type;
-}
-
-/** The manifest driver type of a queue name: qemu-x86_64 → qemu. */
-export function driverTypeOfQueue(queueDriver: string): string {
-  return queueDriver.startsWith("qemu") ? "qemu" : queueDriver;
 }

@@ -1,10 +1,8 @@
 // The Redis half of healing the queue (docs/queue.md, "Redis loses its data"): builds PostgreSQL
 // says are waiting, whose payload is nowhere in Redis, go back on their list.
 import type { Redis } from "ioredis";
-import { deadList, processingList, type Payload } from "./queue.js";
-
-/** Holds the right to sweep for one interval: one sweep per installation at a time. */
-export const healLockKey = (prefix: string) => `${prefix}:heal`;
+import { deadList, healLockKey, processingList } from "./names.js";
+import type { Payload } from "./queue.js";
 
 // KEYS[1]: a queue list, KEYS[2]: the dead list. ARGV[1]: the SCAN pattern of the queue's
 // processing lists; then pairs of (build id, payload). Looks at the list, every processing list

@@ -7,6 +7,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { WorkerConfig } from "../config/config.js";
 import { serverAddress } from "../net/address.js";
 import { connectReason, serverUnavailable } from "../net/connect.js";
+import { deadList, heartbeatKey, processingList, queueList, registryKey } from "./names.js";
 
 /** What a producer pushes: the build's id, and when it was queued (Unix milliseconds) for the queue-wait metric. */
 export interface Payload {
@@ -19,13 +20,6 @@ export class QueueError extends Error {
   /** Redis did not answer (as opposed to refusing what was asked): waiting may cure it. */
   unavailable = false;
 }
-
-export const queueList = (prefix: string, driver: string) => `${prefix}_${driver}`;
-export const deadList = (prefix: string) => `${prefix}_dead`;
-export const processingList = (list: string, worker: string) => `${list}:processing:${worker}`;
-export const heartbeatKey = (prefix: string, worker: string) => `${prefix}:worker:${worker}`;
-export const registryKey = (prefix: string) => `${prefix}:workers`;
-export const killChannel = (buildId: number | string) => `kill-${buildId}`;
 
 export function newWorkerId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -112,14 +106,15 @@ if ARGV[3] == 'right' then redis.call('RPUSH', KEYS[2], ARGV[2]) else redis.call
 return 1`;
 
 // Gives a dead worker's builds back: when its heartbeat key is gone, every processing list it
-// had goes back onto its queue, at the end consumers take from, oldest first.
+// had goes back onto its queue, at the end consumers take from, oldest first. ARGV[2] is what
+// names.ts's processingList appends to a list's name for this worker.
 const RECOVER = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local lists = redis.call('HGET', KEYS[1], ARGV[1])
 local n = 0
 if lists then
   for _, q in ipairs(cjson.decode(lists)) do
-    local p = q .. ':processing:' .. ARGV[1]
+    local p = q .. ARGV[2]
     while redis.call('LMOVE', p, q, 'LEFT', 'RIGHT') do n = n + 1 end
   end
 end
@@ -195,13 +190,19 @@ export class WorkerQueue {
     await this.move(list, raw, deadList(this.prefix), entry, "left");
   }
 
+  /** Gives back `worker`'s builds when its lease is gone: how many went back, or -1 while it holds. */
+  private async recover(worker: string): Promise<number> {
+    const script = this.redis as unknown as { djinnRecover(...args: string[]): Promise<number> };
+    return Number(await script.djinnRecover(registryKey(this.prefix), heartbeatKey(this.prefix, worker), worker, processingList("", worker)));
+  }
+
   /** Recovers the builds of every registered worker whose lease has run out; returns how many went back. */
   async recoverDead(): Promise<{ worker: string; builds: number }[]> {
     const workers = await this.redis.hkeys(registryKey(this.prefix));
     const out: { worker: string; builds: number }[] = [];
     for (const w of workers) {
       if (w === this.workerId) continue;
-      const n = Number(await (this.redis as unknown as { djinnRecover(...args: string[]): Promise<number> }).djinnRecover(registryKey(this.prefix), heartbeatKey(this.prefix, w), w));
+      const n = await this.recover(w);
       if (n >= 0) out.push({ worker: w, builds: n });
     }
     return out;
@@ -210,7 +211,7 @@ export class WorkerQueue {
   /** On a clean exit: drops the lease and puts back anything still in this worker's processing lists. */
   async leave(): Promise<number> {
     await this.redis.del(heartbeatKey(this.prefix, this.workerId));
-    return Number(await (this.redis as unknown as { djinnRecover(...args: string[]): Promise<number> }).djinnRecover(registryKey(this.prefix), heartbeatKey(this.prefix, this.workerId), this.workerId));
+    return this.recover(this.workerId);
   }
 
   /** Payloads in this worker's processing lists (to find ones whose BLMOVE reply was lost in a disconnect). */

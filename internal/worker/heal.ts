@@ -3,10 +3,9 @@
 // Redis, and puts back on its list each build whose payload is gone. docs/queue.md.
 import type { Redis } from "ioredis";
 import type pg from "pg";
-import { queueDriverOf } from "../driver/driver.js";
 import type { Logger } from "../log/log.js";
 import { pushMissing, takeHealLock } from "../queue/heal.js";
-import { queueList } from "../queue/queue.js";
+import { queueDriverOf, queueList } from "../queue/names.js";
 import { waitingBuilds, type WaitingBuild } from "../store/builds.js";
 
 /** At most this many builds are looked at per sweep; the next sweep takes the rest. */

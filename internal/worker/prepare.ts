@@ -5,7 +5,7 @@
 import type pg from "pg";
 import { configuredDrivers, type DriverConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
-import { driverTypeOfQueue } from "../driver/driver.js";
+import { driverTypeOfQueue } from "../queue/names.js";
 import { parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
 import { CREATE_DRIVER_JOB, planBuild, type BuildPlan } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";

@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import type pg from "pg";
 import { configuredDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
-import { driverTypeOfQueue, getDriver, type Driver, type RunRef } from "../driver/driver.js";
+import { getDriver, type Driver, type RunRef } from "../driver/driver.js";
 import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
@@ -23,7 +23,8 @@ import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
 import { JobOutputSink } from "../store/output.js";
 import { healQueue } from "./heal.js";
 import { bounded, sleep } from "../timers/timers.js";
-import { killChannel, parsePayload, type Taken, type WorkerQueue } from "../queue/queue.js";
+import { buildIdOfKillChannel, driverTypeOfQueue, killChannel } from "../queue/names.js";
+import { parsePayload, type Taken, type WorkerQueue } from "../queue/queue.js";
 
 /** What the worker needs of the mailer (internal/mail). */
 export interface FailureMailer {
@@ -533,9 +534,9 @@ export class Worker {
   }
 
   private onKill(channel: string, message: string): void {
-    const m = /^kill-(\d+)$/.exec(channel);
-    if (!m) return;
-    const c = this.claimed.get(Number(m[1]));
+    const id = buildIdOfKillChannel(channel);
+    if (id === undefined) return;
+    const c = this.claimed.get(id);
     if (!c?.secret) return;
     const a = Buffer.from(message);
     const b = Buffer.from(c.secret);
