@@ -5,7 +5,8 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { after, describe, test } from "node:test";
-import { ArtifactStore, ObjectStore, confinedPath } from "../internal/fs/store.js";
+import { confinedPath } from "../internal/fs/confine.js";
+import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-store-test-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -6,27 +6,19 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { ConfineError, confinedPath, isInside } from "./confine.js";
 
 export class StoreError extends Error {
   override name = "StoreError";
 }
 
-/** Resolves `name` under `root`, refusing absolute names, `..` and anything that would land outside. */
-export function confinedPath(root: string, name: string): string {
-  if (name === "" || name.includes("\0")) throw new StoreError(`invalid name ${JSON.stringify(name)}`);
-  if (path.isAbsolute(name)) throw new StoreError(`name ${JSON.stringify(name)} is absolute: names are relative to the store`);
-  const parts = name.split(/[\\/]+/);
-  if (parts.includes("..")) throw new StoreError(`name ${JSON.stringify(name)} reaches outside the store`);
-  const full = path.resolve(root, name);
-  const rel = path.relative(path.resolve(root), full);
-  if (rel === "" || rel.startsWith("..") || path.isAbsolute(rel)) throw new StoreError(`name ${JSON.stringify(name)} reaches outside the store`);
-  return full;
-}
-
-/** True when `target` (already resolved, symlinks included) is `root` or inside it. */
-export function isInside(root: string, target: string): boolean {
-  const rel = path.relative(root, target);
-  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+/** `name` under the store's `root`; StoreError when it is no name or would lead outside. */
+function storePath(root: string, name: string): string {
+  try {
+    return confinedPath(root, name, "the store");
+  } catch (err) {
+    throw err instanceof ConfineError ? new StoreError(err.message) : err;
+  }
 }
 
 export class ObjectStore {
@@ -34,7 +26,7 @@ export class ObjectStore {
 
   /** Opens a stored object; symlinks that lead out of the store are refused. */
   async open(name: string): Promise<{ stream: Readable; size: number }> {
-    const full = confinedPath(this.root, name);
+    const full = storePath(this.root, name);
     let real: string;
     try {
       real = await fs.realpath(full);
@@ -95,7 +87,7 @@ export class ArtifactStore {
 
   /** Streams `source` into the store under `name`; written to a temporary file first, so a failure leaves nothing half written. */
   async put(name: string, source: Readable): Promise<StoredArtifact> {
-    const full = confinedPath(this.root, name);
+    const full = storePath(this.root, name);
     await fs.mkdir(path.dirname(full), { recursive: true });
     const realRoot = await fs.realpath(this.root);
     if (!isInside(realRoot, await fs.realpath(path.dirname(full)))) throw new StoreError(`artifact name ${JSON.stringify(name)} reaches outside the store`);
@@ -124,6 +116,6 @@ export class ArtifactStore {
 
   /** Reads back a stored artifact. */
   open(name: string): Readable {
-    return createReadStream(confinedPath(this.root, name));
+    return createReadStream(storePath(this.root, name));
   }
 }

@@ -6,7 +6,7 @@ import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import type Docker from "dockerode";
 import type { DockerConfig } from "../../config/config.js";
-import { confinedPath, isInside } from "../../fs/store.js";
+import { confinedPath, isInside } from "../../fs/confine.js";
 import { DriverError } from "../driver.js";
 import { deadline } from "../../timers/timers.js";
 import { dockerMessage, statusCode } from "./engine.js";

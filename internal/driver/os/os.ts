@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { isInside } from "../../fs/store.js";
+import { isInside, resolveInside } from "../../fs/confine.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { buildBaseEnv } from "../env.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
@@ -100,8 +100,8 @@ export class OsDriver implements Driver {
   async place(dest: string, source: Readable, _size: number, mode = 0o644): Promise<void> {
     const workspace = this.requireWorkspace();
     // Jobs run with HOME set to the workspace.
-    const target = path.resolve(workspace, dest.startsWith("~/") ? dest.slice(2) : dest);
-    if (!isInside(workspace, target)) {
+    const target = resolveInside(workspace, dest.startsWith("~/") ? dest.slice(2) : dest);
+    if (!target) {
       source.destroy();
       throw new DriverError(`the os driver places objects inside the workspace only, not at ${dest}`);
     }
@@ -142,8 +142,8 @@ export class OsDriver implements Driver {
     const workspace = this.requireWorkspace();
     // ~/ is the workspace: jobs' HOME.
     if (file.startsWith("~/")) file = file.slice(2);
-    const target = path.resolve(workspace, file);
-    if (path.isAbsolute(file) || !isInside(workspace, target)) throw new CollectError("outside", `${file} is outside the workspace`);
+    const target = resolveInside(workspace, file);
+    if (path.isAbsolute(file) || !target) throw new CollectError("outside", `${file} is outside the workspace`);
     let real: string;
     try {
       real = await fs.realpath(target);

@@ -9,7 +9,7 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { hostQemuArch, type DriverConfig, type QemuConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
-import { confinedPath, StoreError } from "../../fs/store.js";
+import { confinedPath } from "../../fs/confine.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions, type RunRef } from "../driver.js";
 import { buildBaseEnv } from "../env.js";
 import { freshRunToken, runName } from "../run.js";
@@ -63,7 +63,7 @@ export function imageCandidates(root: string, arch: string, image: string): stri
       try {
         out.push(confinedPath(dir, name));
       } catch (err) {
-        throw new DriverError(`driver.image ${JSON.stringify(image)}: ${err instanceof StoreError ? err.message.replace("the store", dir) : (err as Error).message}`);
+        throw new DriverError(`driver.image ${JSON.stringify(image)}: ${(err as Error).message}`);
       }
     }
   }
