@@ -11,8 +11,6 @@ import pino from "pino";
 import type { DriverConfig } from "../internal/config/config.js";
 import { getDriver } from "../internal/driver/driver.js";
 import "../internal/driver/all.js";
-import { exportLines, singleQuote } from "../internal/driver/ssh/session.js";
-import { parseAddress } from "../internal/driver/ssh/ssh.js";
 import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild } from "../internal/runner/plan.js";
@@ -22,25 +20,6 @@ import { requireService, which } from "./helpers/env.js";
 import { bootByHand, collectingReporter, ensureFixtureImage, freeLocalPort, qemuMissing, qemuProcesses, sshConfig, sshRun, type HandBootedVm } from "./helpers/qemu.js";
 
 const log = pino({ level: "silent" });
-
-describe("ssh layer, without a server", () => {
-  test("variables are exported single-quoted, whatever they hold", () => {
-    const value = `it's "x" $HOME \`id\` \\ \n newline`;
-    const lines = exportLines({ A: value, B: "" });
-    assert.equal(lines, `export A=${singleQuote(value)}\nexport B=''\n`);
-    const echoed = execFileSync("sh", ["-c", `${lines}printf '%s|%s' "$A" "$B"`], { encoding: "utf8" });
-    assert.equal(echoed, `${value}|`);
-    assert.throws(() => exportLines({ "BAD-NAME": "x" }), /BAD-NAME.*not a shell variable name/);
-  });
-
-  test("addresses parse as host:port, port 22 by default", () => {
-    assert.deepEqual(parseAddress("10.0.0.1:2222"), { host: "10.0.0.1", port: 2222 });
-    assert.deepEqual(parseAddress("build-box"), { host: "build-box", port: 22 });
-    assert.deepEqual(parseAddress("[::1]:22"), { host: "::1", port: 22 });
-    assert.throws(() => parseAddress("host:99999"), /expected host:port/);
-    assert.throws(() => parseAddress(""), /expected host:port/);
-  });
-});
 
 const missing = qemuMissing() ?? (which("ssh") ? undefined : "the OpenSSH client (ssh) is missing: Debian package openssh-client");
 const skip = requireService("qemu", missing);

@@ -8,7 +8,8 @@ import { formatDuration } from "../../config/duration.js";
 import { isPort, splitHostPort } from "../../net/address.js";
 import { buildBaseEnv } from "../env.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
-import { loginMethod, SessionDriver, SshSession } from "./session.js";
+import { loginMethod } from "./connect.js";
+import { SessionDriver, SshSession } from "./session.js";
 
 /** `host:port`, `host` (port 22) or `[v6]:port`. */
 export function parseAddress(address: string): { host: string; port: number } {

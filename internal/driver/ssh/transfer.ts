@@ -1,0 +1,214 @@
+// Files to and from the machine: over SFTP when the server offers it, else over exec channels
+// running `cat`, so that images with no sftp-server (busybox, dropbear alone) work too.
+import path from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { SFTPWrapper } from "ssh2";
+import { singleQuote } from "../../shell/quote.js";
+import { CollectError, DriverError } from "../driver.js";
+import { exitCodeOf, runQuiet } from "./channels.js";
+import type { Client } from "./connect.js";
+
+/** Moves files between this worker and the machine; paths are absolute on the machine. */
+export interface FileTransfer {
+  readonly over: "sftp" | "exec";
+  /** Writes `source` to `target` with `mode`, making missing directories (0755). DriverError naming the target. */
+  write(target: string, source: Readable, mode: number): Promise<void>;
+  /** Writes a job's script, private (0600). */
+  writeScript(target: string, text: string): Promise<void>;
+  /** Opens a regular file for reading; CollectError naming it as `shown`. */
+  read(target: string, shown: string): Promise<Readable>;
+}
+
+/** SFTP when the server offers it, exec channels when it has none; any other failure to open SFTP is thrown. */
+export async function openTransfer(client: Client, where: string): Promise<FileTransfer> {
+  const sftp = await openSftp(client, where).catch((err: Error) => {
+    // Only a server that has no SFTP (no subsystem, or no sftp-server to run) means exec
+    // channels; anything else (a connection going down) fails here, not half-way later.
+    if (noSftpSubsystem(err)) return undefined;
+    throw err;
+  });
+  return sftp ? new SftpTransfer(client, where, sftp) : new ExecTransfer(client, where);
+}
+
+class SftpTransfer implements FileTransfer {
+  readonly over = "sftp";
+  private channel?: Promise<SFTPWrapper>;
+
+  constructor(
+    private readonly client: Client,
+    private readonly where: string,
+    sftp: SFTPWrapper,
+  ) {
+    this.channel = Promise.resolve(sftp);
+  }
+
+  /** The SFTP channel, opened again when an earlier one failed. */
+  private sftp(): Promise<SFTPWrapper> {
+    this.channel ??= openSftp(this.client, this.where);
+    this.channel.catch(() => {
+      this.channel = undefined;
+    });
+    return this.channel;
+  }
+
+  async write(target: string, source: Readable, mode: number): Promise<void> {
+    const sftp = await this.sftp();
+    try {
+      await mkdirs(sftp, path.posix.dirname(target));
+      const out = sftp.createWriteStream(target, { mode });
+      const closed = new Promise<void>((resolve) => out.once("close", () => resolve()));
+      await pipeline(source, out);
+      await closed;
+    } catch (err) {
+      throw new DriverError(`cannot write ${target} on ${this.where}: ${(err as Error).message}`);
+    }
+  }
+
+  async writeScript(target: string, text: string): Promise<void> {
+    const sftp = await this.sftp();
+    await new Promise<void>((resolve, reject) => {
+      sftp.writeFile(target, text, { mode: 0o600 }, (err) => (err ? reject(new DriverError(`cannot upload the job script to ${target}: ${err.message}`)) : resolve()));
+    });
+  }
+
+  async read(target: string, shown: string): Promise<Readable> {
+    let sftp: SFTPWrapper;
+    try {
+      sftp = await this.sftp();
+    } catch (err) {
+      throw new CollectError("failed", (err as Error).message);
+    }
+    let real: string;
+    try {
+      real = await new Promise<string>((resolve, reject) => sftp.realpath(target, (err, p) => (err ? reject(err) : resolve(p))));
+      // Some servers resolve a missing last component without complaint: stat decides.
+      await new Promise<void>((resolve, reject) => sftp.lstat(real, (err) => (err ? reject(err) : resolve())));
+    } catch {
+      throw new CollectError("missing", `${shown} does not exist`);
+    }
+    const stats = await new Promise<{ isFile(): boolean }>((resolve, reject) => sftp.stat(real, (err, st) => (err ? reject(err) : resolve(st)))).catch((err: Error) => {
+      throw new CollectError("failed", `cannot read ${shown}: ${err.message}`);
+    });
+    if (!stats.isFile()) throw new CollectError("not-a-file", `${shown} is not a regular file`);
+    return sftp.createReadStream(real);
+  }
+}
+
+class ExecTransfer implements FileTransfer {
+  readonly over = "exec";
+
+  constructor(
+    private readonly client: Client,
+    private readonly where: string,
+  ) {}
+
+  async write(target: string, source: Readable, mode: number): Promise<void> {
+    try {
+      await execWrite(this.client, target, source, mode);
+    } catch (err) {
+      throw new DriverError(`cannot write ${target} on ${this.where}: ${(err as Error).message}`);
+    }
+  }
+
+  async writeScript(target: string, text: string): Promise<void> {
+    await execWrite(this.client, target, Readable.from([text]), 0o600).catch((err: Error) => {
+      throw new DriverError(`cannot upload the job script to ${target}: ${err.message}`);
+    });
+  }
+
+  async read(target: string, shown: string): Promise<Readable> {
+    const r = await runQuiet(this.client, `if [ ! -e ${singleQuote(target)} ]; then exit 4; elif [ ! -f ${singleQuote(target)} ]; then exit 6; fi`, 30_000).catch((err: Error) => {
+      throw new CollectError("failed", `cannot look at ${shown}: ${err.message}`);
+    });
+    if (r.code === 4) throw new CollectError("missing", `${shown} does not exist`);
+    if (r.code === 6) throw new CollectError("not-a-file", `${shown} is not a regular file`);
+    if (r.code !== 0) throw new CollectError("failed", `cannot look at ${shown}: ${r.stderr.trim() || `exit status ${r.code}`}`);
+    return execRead(this.client, target, shown);
+  }
+}
+
+/**
+ * Writes `source` to `target` over an exec channel (`cat`), for servers without SFTP: missing
+ * directories are made (0755), the file is created private and then given `mode`.
+ */
+export function execWrite(client: Client, target: string, source: Readable, mode: number): Promise<void> {
+  const script = '(umask 022 && mkdir -p "$(dirname "$1")") && umask 077 && cat >"$1" && chmod "$2" "$1"';
+  return new Promise((resolve, reject) => {
+    client.exec(`sh -c ${singleQuote(script)} sh ${singleQuote(target)} ${mode.toString(8)}`, (err, ch) => {
+      if (err) return reject(err);
+      let stderr = "";
+      let code: number | undefined;
+      ch.stderr.on("data", (d: Buffer) => {
+        if (stderr.length < 4096) stderr += d.toString("utf8");
+      });
+      ch.on("exit", (c: number | null, sig?: string) => (code = exitCodeOf(c, sig)));
+      ch.on("close", () => (code === 0 ? resolve() : reject(new Error(stderr.trim() || `exit status ${code ?? "unknown"}`))));
+      ch.resume();
+      source.on("error", (e) => {
+        ch.close();
+        reject(e);
+      });
+      source.pipe(ch);
+    });
+  });
+}
+
+/**
+ * Streams `target` out over an exec channel (`cat`), for servers without SFTP. The stream ends
+ * only once the command has exited well, so a read that fails half-way is an error, never a
+ * short artifact.
+ */
+function execRead(client: Client, target: string, shown: string): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    client.exec(`exec cat <${singleQuote(target)}`, (err, ch) => {
+      if (err) return reject(new CollectError("failed", `cannot read ${shown}: ${err.message}`));
+      let stderr = "";
+      ch.stderr.on("data", (d: Buffer) => {
+        if (stderr.length < 4096) stderr += d.toString("utf8");
+      });
+      // A server that closes without an exit status (dropbear can) is taken at its word.
+      const exited = new Promise<number | undefined>((done) => {
+        ch.on("exit", (c: number | null, sig?: string) => done(exitCodeOf(c, sig)));
+        ch.on("close", () => done(undefined));
+      });
+      const out = new Transform({
+        transform: (chunk, _enc, cb) => cb(null, chunk),
+        flush: (cb) => {
+          void exited.then((code) => (code === undefined || code === 0 ? cb() : cb(new CollectError("failed", `cannot read ${shown}: ${stderr.trim() || `cat exited ${code}`}`))));
+        },
+      });
+      out.on("close", () => ch.close());
+      ch.end();
+      ch.pipe(out);
+      resolve(out);
+    });
+  });
+}
+
+/** True when the server answered an SFTP request by having none: OpenSSH without a Subsystem line, dropbear without its sftp-server. */
+export function noSftpSubsystem(err: Error): boolean {
+  return /Unable to start subsystem|while establishing SFTP session/i.test(err.message);
+}
+
+function openSftp(client: Client, where: string): Promise<SFTPWrapper> {
+  return new Promise<SFTPWrapper>((resolve, reject) => {
+    client.sftp((err, sftp) => {
+      if (err) reject(new DriverError(`SFTP is not available on ${where}: ${err.message}`));
+      else resolve(sftp);
+    });
+  });
+}
+
+async function mkdirs(sftp: SFTPWrapper, dir: string): Promise<void> {
+  const exists = await new Promise<boolean>((resolve) => sftp.stat(dir, (err) => resolve(!err)));
+  if (exists || dir === "/" || dir === ".") return;
+  await mkdirs(sftp, path.posix.dirname(dir));
+  await new Promise<void>((resolve, reject) =>
+    sftp.mkdir(dir, { mode: 0o755 }, (err) => {
+      if (!err) return resolve();
+      // Made meanwhile, or already there as a directory: fine.
+      sftp.stat(dir, (e2, st) => (!e2 && st.isDirectory() ? resolve() : reject(err)));
+    }),
+  );
+}

@@ -1,0 +1,136 @@
+// The pure parts of the ssh, qemu and docker drivers and what all four share, with no engine: no
+// Docker, no qemu, no SSH server. Only the local filesystem and /bin/sh.
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, test } from "node:test";
+import type { DriverConfig } from "../internal/config/config.js";
+import { baseTarPath } from "../internal/driver/docker/images.js";
+import { DriverError } from "../internal/driver/driver.js";
+import { buildBaseEnv, envList } from "../internal/driver/env.js";
+import { archOf, imageCandidates, imagesRoot, resolveImage } from "../internal/driver/qemu/qemu.js";
+import { exitCodeOf } from "../internal/driver/ssh/channels.js";
+import { loginMethod } from "../internal/driver/ssh/connect.js";
+import { exportLines, jobWrapper } from "../internal/driver/ssh/session.js";
+import { parseAddress } from "../internal/driver/ssh/ssh.js";
+import { noSftpSubsystem } from "../internal/driver/ssh/transfer.js";
+import { singleQuote } from "../internal/shell/quote.js";
+
+const temps: string[] = [];
+after(() => Promise.all(temps.map((d) => fs.rm(d, { recursive: true, force: true }))));
+
+async function tempDir(): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-driver-parts-"));
+  temps.push(dir);
+  return dir;
+}
+
+describe("the base environment", () => {
+  test("every job gets CI=true and DJINN_BUILD=<id>, in a map and as NAME=value strings", () => {
+    assert.deepEqual(buildBaseEnv("42"), { CI: "true", DJINN_BUILD: "42" });
+    assert.deepEqual(envList(buildBaseEnv("42")), ["CI=true", "DJINN_BUILD=42"]);
+    assert.deepEqual(envList({ A: "x=y", B: "" }), ["A=x=y", "B="]);
+  });
+});
+
+describe("ssh driver parts", () => {
+  test("addresses parse as host:port, port 22 by default", () => {
+    assert.deepEqual(parseAddress("10.0.0.1:2222"), { host: "10.0.0.1", port: 2222 });
+    assert.deepEqual(parseAddress("build-box"), { host: "build-box", port: 22 });
+    assert.deepEqual(parseAddress("[::1]:22"), { host: "::1", port: 22 });
+    assert.deepEqual(parseAddress("[fe80::1]"), { host: "fe80::1", port: 22 });
+    for (const bad of ["host:99999", "host:0", "", ":22", "a:b:c", "host:", "[::1]x", "host:port"]) {
+      assert.throws(() => parseAddress(bad), (err: Error) => err instanceof DriverError && err.message === `driver.address ${JSON.stringify(bad)}: expected host:port`, bad);
+    }
+  });
+
+  test("variables are exported single-quoted, whatever they hold, and only under shell names", () => {
+    const value = `it's "x" $HOME \`id\` \\ \n newline`;
+    const lines = exportLines({ ...buildBaseEnv("7"), A: value, B: "" });
+    assert.equal(lines, `export CI='true'\nexport DJINN_BUILD='7'\nexport A=${singleQuote(value)}\nexport B=''\n`);
+    const echoed = execFileSync("sh", ["-c", `${lines}printf '%s|%s|%s' "$A" "$B" "$DJINN_BUILD"`], { encoding: "utf8" });
+    assert.equal(echoed, `${value}||7`);
+    assert.throws(() => exportLines({ "BAD-NAME": "x" }), /BAD-NAME.*not a shell variable name/);
+    assert.throws(() => exportLines({ "1A": "x" }), /not a shell variable name/);
+  });
+
+  test("a job's wrapper runs the script in the workspace, records its exit status and leaves nothing running", async () => {
+    const dir = await tempDir();
+    const workspace = path.join(dir, "work space's");
+    await fs.mkdir(workspace);
+    const script = path.join(dir, "job 1.sh");
+    const pidfile = path.join(dir, "job 1.pid");
+    const statusFile = path.join(dir, "job 1.status");
+    // The background sleep holds the output open: the wrapper returns only once it is killed.
+    await fs.writeFile(script, "pwd\nsleep 30 &\nexit 3\n");
+    const r = spawnSync("sh", ["-c", jobWrapper(workspace, script, pidfile, statusFile)], { encoding: "utf8", timeout: 20_000 });
+    assert.equal(r.error, undefined, "the wrapper returned without waiting for its background process");
+    assert.equal(r.status, 3);
+    assert.equal(r.stdout, `${workspace}\n`);
+    assert.equal(await fs.readFile(statusFile, "utf8"), "3\n");
+    for (const gone of [script, pidfile]) await assert.rejects(fs.access(gone), { code: "ENOENT" }, gone);
+  });
+
+  test("exit codes: the channel's code, else 128 + the signal's number", () => {
+    assert.equal(exitCodeOf(0), 0);
+    assert.equal(exitCodeOf(2, "KILL"), 2);
+    assert.equal(exitCodeOf(null, "KILL"), 137);
+    assert.equal(exitCodeOf(undefined, "SIGTERM"), 143);
+    assert.equal(exitCodeOf(null), undefined);
+  });
+
+  test("a login is described without its password, and only a server with no SFTP means exec channels", () => {
+    assert.equal(loginMethod({ keyFile: "/k", password: "hunter2" }), "key /k or the configured password");
+    assert.equal(loginMethod({ password: "hunter2" }), "the configured password");
+    assert.equal(loginMethod({}), "an empty password");
+    assert.equal(noSftpSubsystem(new Error("Unable to start subsystem: sftp")), true);
+    assert.equal(noSftpSubsystem(new Error("Channel open failure: while establishing SFTP session")), true);
+    assert.equal(noSftpSubsystem(new Error("No response from server")), false);
+  });
+});
+
+describe("qemu image paths", () => {
+  const qemu = (disks?: string): DriverConfig => ({ qemu: { disks, cpus: 1, memory: 256, accel: "tcg", bootTimeoutMs: 1000, disk_interface: "virtio", net_device: "virtio-net-pci" }, warnings: [], file: "/etc/djinn/driver.toml" }) as DriverConfig;
+
+  test("the images directory: [qemu] disks, else <[images] path>/qemu, else a line naming the driver file", () => {
+    assert.equal(imagesRoot({ config: qemu("/srv/disks/"), imagesPath: "/srv/images" }), "/srv/disks");
+    assert.equal(imagesRoot({ config: qemu(), imagesPath: "/srv/images" }), "/srv/images/qemu");
+    assert.throws(() => imagesRoot({ config: qemu() }), /^DriverError: no directory of images: set \[qemu\] disks in \/etc\/djinn\/driver\.toml$/);
+  });
+
+  test("the arch: the manifest's, else this host's; anything not an arch name is refused", () => {
+    assert.equal(archOf({ arch: "aarch64" }), "aarch64");
+    assert.match(archOf({}), /^[a-z0-9_]+$/);
+    assert.throws(() => archOf({ arch: "x86 64; rm" }), /driver\.arch "x86 64; rm": expected a qemu arch/);
+  });
+
+  test("candidates follow Djinn's layouts in order, with and without .qcow2", () => {
+    assert.deepEqual(imageCandidates("/d", "x86_64", "centos/7"), ["/d/_base/x86_64/centos/7", "/d/_base/x86_64/centos/7.qcow2", "/d/x86_64/centos/7", "/d/x86_64/centos/7.qcow2", "/d/centos/7", "/d/centos/7.qcow2"]);
+    assert.deepEqual(imageCandidates("/d", "arm", "a.qcow2"), ["/d/_base/arm/a.qcow2", "/d/arm/a.qcow2", "/d/a.qcow2"]);
+  });
+
+  test("an image name never leads outside the images directory, and the refusal names that directory", async () => {
+    const disks = await tempDir();
+    const base = path.join(disks, "_base", "x86_64");
+    for (const image of ["../../../etc/passwd", "centos/../../../x", ".."]) {
+      await assert.rejects(resolveImage({ manifest: { type: "qemu", image, arch: "x86_64" }, config: qemu(disks) }), (err: Error) => {
+        assert.ok(err instanceof DriverError, err.message);
+        assert.equal(err.message, `driver.image ${JSON.stringify(image)}: name ${JSON.stringify(image)} reaches outside ${base}`);
+        return true;
+      });
+    }
+    await assert.rejects(resolveImage({ manifest: { type: "qemu", image: "/etc/passwd" }, config: qemu(disks) }), /^DriverError: driver\.image "\/etc\/passwd": name "\/etc\/passwd" is absolute: names are relative to /);
+    await assert.rejects(resolveImage({ manifest: { type: "qemu" }, config: qemu(disks) }), /driver\.image is required/);
+  });
+});
+
+describe("docker image tars", () => {
+  test("a base image's tar is under <images>/docker/_base; a name leading elsewhere has none", () => {
+    assert.equal(baseTarPath("/srv/images", "debian:12"), "/srv/images/docker/_base/debian:12.tar");
+    assert.equal(baseTarPath("/srv/images", "library/debian"), "/srv/images/docker/_base/library/debian.tar");
+    assert.equal(baseTarPath("/srv/images", "../../etc/shadow"), undefined);
+    assert.equal(baseTarPath("/srv/images", "/etc/shadow"), undefined);
+  });
+});
