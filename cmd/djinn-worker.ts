@@ -6,7 +6,7 @@ import { commandWord, helpAsFlag, missingPositional, unknownCommand, type Comman
 import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { createLogger } from "../internal/log/log.js";
 import { EXIT, exitCodeFor, failureText, type ExitRules } from "../internal/cli/failure.js";
-import { InputError } from "../internal/cli/input.js";
+import { InputError } from "../internal/errors/errors.js";
 import { runManifest } from "../internal/cli/run.js";
 
 // The daemon, the operator commands and check load the database, Redis and mail libraries:
@@ -19,7 +19,7 @@ const commands = {
   logs: () => import("../internal/cli/logs.js"),
   kill: () => import("../internal/cli/kill.js"),
 };
-const check = () => import("../internal/check/check.js");
+const check = () => import("../internal/cli/check.js");
 
 /** Ends the process for `err`: one line (the stack too under DJINN_DEBUG=1) and the exit code of failure.ts. */
 function die(err: unknown, rules: ExitRules = {}): never {
@@ -194,7 +194,8 @@ void yargs(argv)
   .locale("en")
   .wrap(Math.min(110, process.stdout.columns || Number(process.env.COLUMNS) || 100))
   .fail((msg, err, y) => {
-    if (err) die(err);
+    // With a message, yargs found a mistake on the command line; without, a command failed.
+    if (err) die(msg ? new InputError(msg) : err);
     // yargs takes an unknown command for an argument of the daemon: say what it is, with a suggestion.
     const unknown = /^Unknown arguments?:/.test(msg) ? unknownCommand(word, COMMANDS) : undefined;
     if (unknown) die(new InputError(unknown));

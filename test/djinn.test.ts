@@ -10,6 +10,11 @@ import pg from "pg";
 import { SMTPServer } from "smtp-server";
 import { classify, describe as describeError, exitCodeFor, failureText } from "../internal/cli/failure.js";
 import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
+import { ConfigError } from "../internal/config/schema.js";
+import { InputError } from "../internal/errors/errors.js";
+import { EXIT_TRY_AGAIN, StartupError } from "../internal/worker/startup.js";
+import { DatabaseError as PostgresError } from "pg-protocol";
+import redisErrors from "redis-errors";
 import { imageCandidates, resolveImage } from "../internal/driver/qemu/qemu.js";
 import { ManifestError, parseManifest, parsePassthrough } from "../internal/manifest/manifest.js";
 import { artifactName, isPattern, parseGlobOutput } from "../internal/driver/artifacts.js";
@@ -209,17 +214,25 @@ describe("artifact names by Djinn's rule", () => {
 
 describe("one error → exit code table", () => {
   test("input is 2, environment 1, anything else 5 with a way to the stack", () => {
-    const input = Object.assign(new Error("build 7 not found"), { name: "InputError" });
-    const config = Object.assign(new Error("w.toml:1: x: bad"), { name: "ConfigError" });
+    const input = new InputError("build 7 not found");
+    const config = new ConfigError("w.toml", "x", 1, "bad");
     const system = Object.assign(new Error("EACCES: permission denied, open '/var/log/djinn/worker.log'"), { code: "EACCES", errno: -13, syscall: "open", path: "/var/log/djinn/worker.log" });
-    const postgres = Object.assign(new Error('relation "builds" does not exist'), { severity: "ERROR", code: "42P01" });
+    const postgres = Object.assign(new PostgresError('relation "builds" does not exist', 0, "error"), { severity: "ERROR", code: "42P01" });
     assert.equal(exitCodeFor(input), 2);
     assert.equal(exitCodeFor(config), 1);
     assert.equal(exitCodeFor(config, { config: 2 }), 2);
     assert.equal(exitCodeFor(system), 1);
     assert.equal(describeError(system), "open /var/log/djinn/worker.log: permission denied");
     assert.equal(describeError(postgres), 'PostgreSQL: relation "builds" does not exist');
+    assert.equal(exitCodeFor(postgres), 1);
     assert.equal(classify(new TypeError("x is undefined")), "internal");
+    // By class, not by name: an error merely named like one of ours is a defect.
+    assert.equal(exitCodeFor(Object.assign(new Error("x"), { name: "InputError" })), 5);
+    assert.equal(exitCodeFor(new ManifestError("jobs", "expected a list", 3)), 2);
+    assert.equal(exitCodeFor(new StartupError("PostgreSQL is not answering", EXIT_TRY_AGAIN)), EXIT_TRY_AGAIN);
+    assert.equal(exitCodeFor(new StartupError("wrong password")), 1);
+    const reply = new redisErrors.ReplyError("WRONGPASS invalid username-password pair");
+    assert.deepEqual([exitCodeFor(reply), describeError(reply)], [1, "Redis: WRONGPASS invalid username-password pair"]);
     assert.equal(exitCodeFor(new TypeError("x is undefined")), 5);
     const bug = new TypeError("cannot read properties of undefined\nmore");
     const saved = process.env.DJINN_DEBUG;

@@ -1,7 +1,16 @@
 // How every command ends when something goes wrong: one line on stderr and an exit code from
-// one table. Errors are recognised by name and shape, so this module imports none of the
-// libraries that throw them (commands load those lazily).
+// one table. Errors are told apart by class: the project's own by the kind they extend
+// (internal/errors), Redis and PostgreSQL server errors by their client libraries' small error
+// modules (not the clients, which commands load only when they need them). Node.js exports no
+// class for a failed system call: that one is recognised by its documented fields.
 import os from "node:os";
+import { DatabaseError as PostgresError } from "pg-protocol/dist/messages.js";
+import redisErrors from "redis-errors";
+import { ConfigError } from "../config/schema.js";
+import { EnvironmentError, InputError } from "../errors/errors.js";
+
+// redis-errors is CommonJS without named exports Node.js can see.
+const { RedisError } = redisErrors;
 
 /** Exit codes of every command (`run` adds its build outcomes to them). */
 export const EXIT = {
@@ -21,26 +30,18 @@ export const EXIT = {
  */
 export type FailureKind = "input" | "environment" | "internal";
 
-const INPUT = new Set(["InputError", "ManifestError", "YError"]);
-const ENVIRONMENT = new Set(["ConfigError", "CryptoError", "DatabaseError", "QueueError", "StartupError", "StoreError", "DriverError", "CollectError", "MailError", "ReplyError", "MaxRetriesPerRequestError"]);
-
-type Loose = Error & { code?: unknown; errno?: unknown; syscall?: string; path?: string; severity?: string; address?: string; port?: number };
-
-/** True for a PostgreSQL server error (pg-protocol's DatabaseError carries a severity). */
-function isPostgresError(e: Loose): boolean {
-  return typeof e.severity === "string" && typeof e.code === "string";
-}
+type SystemError = Error & { code: string; errno?: number; syscall?: string; path?: string; address?: string; port?: number };
 
 /** True for a failed system call (open, connect, mkdir ...). */
-function isSystemError(e: Loose): boolean {
-  return typeof e.code === "string" && /^E[A-Z0-9]+$/.test(e.code) && (typeof e.syscall === "string" || typeof e.errno === "number");
+function isSystemError(e: Error): e is SystemError {
+  const s = e as Partial<SystemError>;
+  return typeof s.code === "string" && /^E[A-Z0-9]+$/.test(s.code) && (typeof s.syscall === "string" || typeof s.errno === "number");
 }
 
 export function classify(err: unknown): FailureKind {
-  if (!(err instanceof Error)) return "internal";
-  const e = err as Loose;
-  if (INPUT.has(e.name)) return "input";
-  if (ENVIRONMENT.has(e.name) || isPostgresError(e) || isSystemError(e)) return "environment";
+  if (err instanceof InputError) return "input";
+  if (err instanceof EnvironmentError || err instanceof PostgresError || err instanceof RedisError) return "environment";
+  if (err instanceof Error && isSystemError(err)) return "environment";
   return "internal";
 }
 
@@ -65,17 +66,16 @@ const SYSTEM_REASONS: Record<string, string> = {
 /** The one line an error is reported as (without the program name). */
 export function describe(err: unknown): string {
   if (!(err instanceof Error)) return `internal error: ${String(err).split("\n")[0]} (set DJINN_DEBUG=1 for details)`;
-  const e = err as Loose;
   const first = (s: string) => s.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
-  if (isPostgresError(e)) return `PostgreSQL: ${first(e.message)}`;
-  if (e.name === "ReplyError" || e.name === "MaxRetriesPerRequestError") return `Redis: ${first(e.message)}`;
-  if (isSystemError(e) && !ENVIRONMENT.has(e.name)) {
-    const reason = SYSTEM_REASONS[e.code as string] ?? first(e.message);
-    const what = e.path ?? (e.address ? `${e.address}${e.port ? `:${e.port}` : ""}` : undefined);
-    return what ? `${e.syscall ? `${e.syscall} ` : ""}${what}: ${reason}` : first(e.message) || reason;
+  if (err instanceof PostgresError) return `PostgreSQL: ${first(err.message)}`;
+  if (err instanceof RedisError) return `Redis: ${first(err.message)}`;
+  if (isSystemError(err) && !(err instanceof EnvironmentError)) {
+    const reason = SYSTEM_REASONS[err.code] ?? first(err.message);
+    const what = err.path ?? (err.address ? `${err.address}${err.port ? `:${err.port}` : ""}` : undefined);
+    return what ? `${err.syscall ? `${err.syscall} ` : ""}${what}: ${reason}` : first(err.message) || reason;
   }
-  if (classify(err) === "internal") return `internal error: ${first(e.message) || e.name} (set DJINN_DEBUG=1 for the stack trace)`;
-  return first(e.message);
+  if (classify(err) === "internal") return `internal error: ${first(err.message) || err.name} (set DJINN_DEBUG=1 for the stack trace)`;
+  return first(err.message);
 }
 
 export interface ExitRules {
@@ -84,10 +84,9 @@ export interface ExitRules {
 }
 
 export function exitCodeFor(err: unknown, rules: ExitRules = {}): number {
-  // The daemon's start-up errors carry their own documented code.
-  const own = (err as { exitCode?: unknown } | undefined)?.exitCode;
-  if (err instanceof Error && err.name === "StartupError" && typeof own === "number" && Number.isInteger(own)) return own;
-  if (err instanceof Error && err.name === "ConfigError" && rules.config !== undefined) return rules.config;
+  if (err instanceof ConfigError && rules.config !== undefined) return rules.config;
+  // Some environment errors document their own code (the daemon's start-up: try again later).
+  if (err instanceof EnvironmentError) return err.exitCode;
   switch (classify(err)) {
     case "input":
       return EXIT.badInput;
@@ -107,4 +106,19 @@ export function failureText(err: unknown, program = "djinn-worker"): string {
   let text = `${program}: ${describe(err)}${os.EOL}`;
   if (debugEnabled() && err instanceof Error && err.stack) text += `${err.stack}${os.EOL}`;
   return text;
+}
+
+/** Ends the process for `err`: one line (the stack too under DJINN_DEBUG=1) and its exit code. */
+export function die(err: unknown, rules: ExitRules = {}): never {
+  process.stderr.write(failureText(err));
+  process.exit(exitCodeFor(err, rules));
+}
+
+/** Runs a command to its exit code; whatever it throws ends as one line and its exit code. */
+export async function guard(command: () => Promise<number | void>, rules: ExitRules = {}): Promise<void> {
+  try {
+    process.exitCode = (await command()) ?? 0;
+  } catch (err) {
+    die(err, rules);
+  }
 }

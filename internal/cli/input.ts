@@ -1,13 +1,9 @@
 // The operator's arguments (build ids, KEY=value lists, --key files, the manifest file): each
 // problem is an InputError, one line naming the flag or file, exit 2.
 import fs from "node:fs/promises";
+import { InputError } from "../errors/errors.js";
 import { decodeManifest, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
 import { maskedValueProblem } from "../runner/mask.js";
-
-/** Bad input from the operator: printed as one line, exit 2, nothing started. */
-export class InputError extends Error {
-  override name = "InputError";
-}
 
 /**
  * Masked variables: `KEY=value`, or `KEY` alone to take the value from this process's

@@ -3,7 +3,8 @@ import { loadWorkerConfig } from "../config/config.js";
 import { killChannel } from "../queue/names.js";
 import { buildSummary } from "../store/builds.js";
 import { TERMINAL_STATUSES } from "../runner/status.js";
-import { InputError, parseBuildId } from "./input.js";
+import { InputError } from "../errors/errors.js";
+import { parseBuildId } from "./input.js";
 import { withPool, withRedis, type Out } from "./services.js";
 
 export async function killCommand(configFile: string, idText: string, out: Out): Promise<boolean> {

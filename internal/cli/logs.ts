@@ -2,7 +2,8 @@
 import { loadWorkerConfig } from "../config/config.js";
 import { buildSummary, readOutput } from "../store/builds.js";
 import { TERMINAL_STATUSES } from "../runner/status.js";
-import { InputError, parseBuildId } from "./input.js";
+import { InputError } from "../errors/errors.js";
+import { parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
 import { terminalSafe } from "./terminal.js";
 import { writeDrained } from "../stream/write.js";

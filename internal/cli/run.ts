@@ -12,7 +12,8 @@ import { planBuild } from "../runner/plan.js";
 import { exitCodeOf, type Status } from "../runner/status.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { maskPatterns } from "../runner/mask.js";
-import { InputError, parseAssignments, parseSecrets, readManifestFile } from "./input.js";
+import { InputError } from "../errors/errors.js";
+import { parseAssignments, parseSecrets, readManifestFile } from "./input.js";
 import { terminalSafe } from "./terminal.js";
 import { sharedSink } from "../stream/write.js";
 

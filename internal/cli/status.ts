@@ -1,7 +1,8 @@
 // `djinn-worker status`: a build's status and a line per job.
 import { loadWorkerConfig } from "../config/config.js";
 import { buildSummary } from "../store/builds.js";
-import { InputError, parseBuildId } from "./input.js";
+import { InputError } from "../errors/errors.js";
+import { parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
 import { terminalSafe } from "./terminal.js";
 

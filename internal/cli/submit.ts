@@ -4,7 +4,8 @@ import { Crypto } from "../crypto/crypto.js";
 import { queueDriverOf } from "../queue/names.js";
 import { enqueue } from "../queue/queue.js";
 import { insertBuild } from "../store/builds.js";
-import { InputError, parseAssignments, parseSecrets, readKeys, readManifestFile } from "./input.js";
+import { InputError } from "../errors/errors.js";
+import { parseAssignments, parseSecrets, readKeys, readManifestFile } from "./input.js";
 import { withPool, withRedis, type Out } from "./services.js";
 
 const EMAIL = /^[^\s@<>,;]+@[^\s@<>,;]+$/;

@@ -3,8 +3,9 @@
 import TOML from "@iarna/toml";
 import { readFileSync } from "node:fs";
 import { parseDuration } from "./duration.js";
+import { EnvironmentError } from "../errors/errors.js";
 
-export class ConfigError extends Error {
+export class ConfigError extends EnvironmentError {
   constructor(
     readonly file: string,
     readonly key: string | undefined,

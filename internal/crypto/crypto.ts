@@ -1,10 +1,11 @@
 // AES-GCM for values the database holds encrypted (masked variables, SSH keys), keyed by [crypto] block.
 import { createCipheriv, createDecipheriv, randomBytes, type CipherGCMTypes } from "node:crypto";
+import { EnvironmentError } from "../errors/errors.js";
 
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
-export class CryptoError extends Error {
+export class CryptoError extends EnvironmentError {
   override name = "CryptoError";
 }
 

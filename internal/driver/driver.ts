@@ -3,6 +3,7 @@ import type { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config/config.js";
 import type { RunRef } from "./run.js";
+import { EnvironmentError } from "../errors/errors.js";
 
 export type { RunRef } from "./run.js";
 
@@ -58,12 +59,12 @@ export interface Driver {
 }
 
 /** A failure to create or use the environment, worded for the build's output. */
-export class DriverError extends Error {
+export class DriverError extends EnvironmentError {
   override name = "DriverError";
 }
 
 /** Why an artifact could not be collected; the build goes on. */
-export class CollectError extends Error {
+export class CollectError extends EnvironmentError {
   override name = "CollectError";
   constructor(readonly reason: "missing" | "outside" | "not-a-file" | "failed", message: string) {
     super(message);

@@ -7,8 +7,9 @@ import path from "node:path";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ConfineError, confinedPath, isInside } from "./confine.js";
+import { EnvironmentError } from "../errors/errors.js";
 
-export class StoreError extends Error {
+export class StoreError extends EnvironmentError {
   override name = "StoreError";
 }
 

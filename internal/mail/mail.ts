@@ -5,6 +5,7 @@ import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config/config.js";
 import { isPort, splitHostPort } from "../net/address.js";
+import { EnvironmentError } from "../errors/errors.js";
 
 export type SmtpConfig = NonNullable<WorkerConfig["smtp"]>;
 
@@ -56,7 +57,7 @@ export function failureMessage(from: string, build: FailedBuild): MailMessage {
 }
 
 /** A mail configuration that cannot work (bad address, unreadable CA) or a server that refuses: one line for the operator. */
-export class MailError extends Error {
+export class MailError extends EnvironmentError {
   override name = "MailError";
 }
 

@@ -1,13 +1,14 @@
 // The YAML build manifest, in Djinn's format, turned into a typed build plan.
 import path from "node:path";
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node } from "yaml";
+import { InputError } from "../errors/errors.js";
 
 /** The setup stage is named like Djinn's (`setup - #<label>`) so it never collides with a user's own "setup" stage. */
 export function setupStageName(label: string): string {
   return `setup - #${label}`;
 }
 
-export class ManifestError extends Error {
+export class ManifestError extends InputError {
   constructor(readonly field: string, readonly reason: string, readonly line?: number) {
     super(`${line ? `line ${line}: ` : ""}${field ? `${field}: ` : ""}${reason}`);
     this.name = "ManifestError";

@@ -8,6 +8,7 @@ import type { WorkerConfig } from "../config/config.js";
 import { serverAddress } from "../net/address.js";
 import { connectReason, serverUnavailable } from "../net/connect.js";
 import { deadList, heartbeatKey, processingList, queueList, registryKey } from "./names.js";
+import { EnvironmentError } from "../errors/errors.js";
 
 /** What a producer pushes: the build's id, and when it was queued (Unix milliseconds) for the queue-wait metric. */
 export interface Payload {
@@ -15,7 +16,7 @@ export interface Payload {
   enqueued_at?: number;
 }
 
-export class QueueError extends Error {
+export class QueueError extends EnvironmentError {
   override name = "QueueError";
   /** Redis did not answer (as opposed to refusing what was asked): waiting may cure it. */
   unavailable = false;

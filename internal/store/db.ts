@@ -5,6 +5,7 @@ import type { WorkerConfig } from "../config/config.js";
 import { serverAddress } from "../net/address.js";
 import { connectReason, serverUnavailable } from "../net/connect.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "./migrations/index.js";
+import { EnvironmentError } from "../errors/errors.js";
 
 export { SCHEMA_VERSION } from "./migrations/index.js";
 
@@ -12,7 +13,7 @@ export { SCHEMA_VERSION } from "./migrations/index.js";
 const MIGRATION_LOCK = 0x646a696e6e;
 
 /** The database cannot be reached or is not in the shape this worker needs: one line for the operator. */
-export class DatabaseError extends Error {
+export class DatabaseError extends EnvironmentError {
   override name = "DatabaseError";
   /** The server did not answer (as opposed to refusing what was asked): waiting may cure it. */
   unavailable = false;

@@ -5,6 +5,7 @@
 import type { Logger } from "../log/log.js";
 import { serverUnavailable } from "../net/connect.js";
 import { sleep } from "../timers/timers.js";
+import { EnvironmentError } from "../errors/errors.js";
 
 /** Exit status of a start that may succeed later (EX_TEMPFAIL): the systemd unit restarts on it. */
 export const EXIT_TRY_AGAIN = 75;
@@ -12,13 +13,10 @@ export const EXIT_TRY_AGAIN = 75;
 export const START_WAIT_MS = 30_000;
 
 /** Start-up cannot go on: one line for the operator, and the exit status to end with. */
-export class StartupError extends Error {
+export class StartupError extends EnvironmentError {
   override name = "StartupError";
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
+  constructor(message: string, exitCode = 1) {
+    super(message, { exitCode });
   }
 }
 
