@@ -1,11 +1,23 @@
-// Command-line mistakes yargs would answer in its own words: an unknown command, a missing
-// positional. Each becomes one line in the project's words.
+// The command line before and around yargs: Djinn's Go-style flags, `help [command]`, and the
+// mistakes yargs would answer in its own words (an unknown command, a missing positional), each
+// turned into one line in the project's words.
 import { suggestion } from "../config/schema.js";
 
 export interface CommandSpec {
   name: string;
   /** The positional it requires, e.g. "manifest", and what it is. */
   positional?: { name: string; what: string };
+}
+
+/**
+ * Djinn's users type Go-style flags (`-config FILE`, `-config=FILE`); yargs wants `--config`.
+ * `flags` are the long flags to rewrite: any other single-dash word is left to yargs.
+ */
+export function goStyleFlags(argv: string[], flags: ReadonlySet<string>): string[] {
+  return argv.map((arg) => {
+    const m = /^-([a-z][a-z-]+)(=.*)?$/.exec(arg);
+    return m && flags.has(m[1]) ? `-${arg}` : arg;
+  });
 }
 
 /** `help [command]` is `[command] --help`. */

@@ -1,0 +1,162 @@
+// djinn-worker's commands: for each, its flags and help for yargs, and the module that runs it.
+// The daemon, the operator commands and check load the database, Redis and mail libraries, `run`
+// the drivers: each is imported only when its command runs, so `-version` and `--help` start quickly.
+import type { Argv } from "yargs";
+import type { CommandSpec } from "./args.js";
+import { EXIT, guard } from "./failure.js";
+
+export interface Command extends CommandSpec {
+  /** Declares the command (usage, description, flags, handler) on `y`. */
+  declare(y: Argv): Argv;
+}
+
+/** Every long flag of every command: typed Go-style (`-config`), they are rewritten for yargs. */
+export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key"]);
+/** The flags that take a value, so that the command word is found after them. */
+export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
+
+export const configFlags = {
+  config: { type: "string", default: "djinn-worker.toml", describe: "worker configuration file" },
+  driver: { type: "string", default: "djinn-driver.toml", describe: "driver configuration file" },
+} as const;
+
+const manifest = { name: "manifest", what: "the build manifest file (YAML)" };
+const buildId = { name: "id", what: "a build id (printed by submit)" };
+const repeatable = (describe: string) => ({ type: "string", array: true, default: [] as string[], describe }) as const;
+
+/** Without a command: the daemon. */
+export const DAEMON = {
+  declare: (y: Argv): Argv =>
+    y.command(
+      "$0",
+      // Described by the usage line and the epilog: listed, yargs glues "[default]" to it at some widths.
+      false,
+      (y) => y.options(configFlags),
+      (args) =>
+        guard(async () => {
+          const { startDaemon } = await import("../worker/daemon.js");
+          const running = await startDaemon(args.config, args.driver);
+          process.exit(await running.done);
+        }),
+    ),
+};
+
+const migrate: Command = {
+  name: "migrate",
+  declare: (y) =>
+    y.command(
+      "migrate",
+      "create or upgrade the PostgreSQL schema (safe to run from several machines at once)",
+      (y) => y.option("config", configFlags.config),
+      (args) => guard(async () => (await import("./migrate.js")).migrateCommand(args.config, process.stdout)),
+    ),
+};
+
+const submit: Command = {
+  name: "submit",
+  positional: manifest,
+  declare: (y) =>
+    y.command(
+      "submit <manifest>",
+      "queue a build: store it in PostgreSQL, push it to Redis, print its id",
+      (y) =>
+        y
+          .positional("manifest", { type: "string", demandOption: true, describe: "the build manifest (YAML)" })
+          .option("config", configFlags.config)
+          .option("env", repeatable("extra variable KEY=value (repeatable)"))
+          .option("secret", repeatable("masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line); stored encrypted (repeatable)"))
+          .option("notify", repeatable("address mailed when the build fails (repeatable)"))
+          .option("key", repeatable("private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)")),
+      (args) =>
+        guard(async () => {
+          const { submitCommand } = await import("./submit.js");
+          await submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout);
+        }),
+    ),
+};
+
+const status: Command = {
+  name: "status",
+  positional: buildId,
+  declare: (y) =>
+    y.command(
+      "status <id>",
+      "print a build's status and a line per job",
+      (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
+      (args) => guard(async () => void (await (await import("./status.js")).statusCommand(args.config, args.id, process.stdout))),
+    ),
+};
+
+const logs: Command = {
+  name: "logs",
+  positional: buildId,
+  declare: (y) =>
+    y.command(
+      "logs <id>",
+      "print a build's stored output (-f: follow it until the build ends)",
+      (y) =>
+        y
+          .positional("id", { type: "string", demandOption: true })
+          .option("config", configFlags.config)
+          .option("follow", { alias: "f", type: "boolean", default: false, describe: "keep printing new output until the build ends" }),
+      (args) => guard(async () => (await import("./logs.js")).logsCommand(args.config, args.id, args.follow, process.stdout)),
+    ),
+};
+
+const kill: Command = {
+  name: "kill",
+  positional: buildId,
+  declare: (y) =>
+    y.command(
+      "kill <id>",
+      "kill a running build (published to the worker running it)",
+      (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
+      (args) => guard(async () => ((await (await import("./kill.js")).killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
+    ),
+};
+
+const run: Command = {
+  name: "run",
+  positional: manifest,
+  declare: (y) =>
+    y.command(
+      "run <manifest>",
+      "run one build manifest on this machine, output to the terminal",
+      (y) =>
+        y
+          .positional("manifest", { type: "string", demandOption: true, describe: "the build manifest (YAML)" })
+          .option("driver", { type: "string", describe: "driver configuration file (default: djinn-driver.toml if present, else the os driver only)" })
+          .option("artifacts", { type: "string", default: "artifacts", describe: "directory collected artifacts are written to" })
+          .option("objects", { type: "string", default: ".", describe: "directory objects are read from" })
+          .option("env", repeatable("extra variable KEY=value (repeatable)"))
+          .option("secret", repeatable("masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line): its value never appears in output (repeatable)"))
+          .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
+          .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input, 3 killed, 4 timed out, 5 internal error."),
+      (args) =>
+        guard(
+          async () => {
+            const [{ runManifest }, { createLogger }, { killOnSignals }] = await Promise.all([import("./run.js"), import("../log/log.js"), import("./signals.js")]);
+            const log = createLogger({ log: { level: "info" } }, { fd: 2 });
+            const signal = killOnSignals();
+            const { manifest, driver: driverFile, artifacts, objects, timeout } = args;
+            return runManifest({ manifest, driverFile, artifacts, objects, env: args.env.map(String), secrets: args.secret.map(String), timeout, signal, out: process.stdout, log });
+          },
+          // The driver file of `run` is its input, not a daemon's configuration.
+          { config: EXIT.badInput },
+        ),
+    ),
+};
+
+const check: Command = {
+  name: "check",
+  declare: (y) =>
+    y.command(
+      "check",
+      "validate worker.toml and driver.toml and print the effective configuration",
+      (y) => y.options(configFlags),
+      (args) => guard(async () => (await import("./check.js")).checkCommand(args.config, args.driver, process.stdout, process.stderr)),
+    ),
+};
+
+/** The commands, in the order `--help` lists them. */
+export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check];
