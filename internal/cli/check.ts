@@ -1,5 +1,5 @@
 // `djinn-worker check`: the effective configuration, then whether each configured part can work.
-import { configuredDrivers, loadDriverConfig, loadWorkerConfig, servedDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import { configuredDrivers, servedDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import { summarizeDrivers, summarizeWorker } from "../config/summary.js";
 import { getDriver } from "../driver/driver.js";
 import { driverTypeOfQueue, queueList } from "../queue/names.js";
@@ -89,10 +89,3 @@ export async function checkConfiguration(worker: WorkerConfig, drivers: DriverCo
   return ok && services.ok;
 }
 
-/** `djinn-worker check`: warnings on `err`, the effective configuration and each part's check on `out`. */
-export async function checkCommand(configFile: string, driverFile: string, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
-  const worker = loadWorkerConfig(configFile);
-  const drivers = loadDriverConfig(driverFile);
-  for (const w of [...worker.warnings, ...drivers.warnings]) err.write(`warning: ${w}\n`);
-  return (await checkConfiguration(worker, drivers, out)) ? 0 : 1;
-}

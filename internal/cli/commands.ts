@@ -154,7 +154,15 @@ const check: Command = {
       "check",
       "validate worker.toml and driver.toml and print the effective configuration",
       (y) => y.options(configFlags),
-      (args) => guard(async () => (await import("./check.js")).checkCommand(args.config, args.driver, process.stdout, process.stderr)),
+      (args) =>
+        guard(async () => {
+          // The files first: their mistakes are reported before the service libraries load.
+          const { loadDriverConfig, loadWorkerConfig } = await import("../config/config.js");
+          const worker = loadWorkerConfig(args.config);
+          const drivers = loadDriverConfig(args.driver);
+          for (const w of [...worker.warnings, ...drivers.warnings]) process.stderr.write(`warning: ${w}\n`);
+          return (await (await import("./check.js")).checkConfiguration(worker, drivers, process.stdout)) ? 0 : 1;
+        }),
     ),
 };
 
