@@ -8,19 +8,13 @@ import { DatabaseError as PostgresError } from "pg-protocol/dist/messages.js";
 import redisErrors from "redis-errors";
 import { ConfigError } from "../config/schema.js";
 import { EnvironmentError, InputError } from "../errors/errors.js";
+import { BUILD_EXIT } from "../runner/status.js";
 
 // redis-errors is CommonJS without named exports Node.js can see.
 const { RedisError } = redisErrors;
 
-/** Exit codes of every command (`run` adds its build outcomes to them). */
-export const EXIT = {
-  passed: 0,
-  failed: 1,
-  badInput: 2,
-  killed: 3,
-  timedOut: 4,
-  internal: 5,
-} as const;
+/** Exit codes of every command: `run`'s build outcomes (0 passed, 1 failed, 3 killed, 4 timed out), and these. */
+export const EXIT = { ...BUILD_EXIT, badInput: 2, internal: 5 } as const;
 
 /**
  * input: the operator typed or wrote something wrong (flag, build id, manifest).
