@@ -11,6 +11,13 @@ export interface PlannedJob {
   artifacts: Passthrough[];
   /** The setup job that creates the environment and places the objects. */
   createsDriver?: boolean;
+  /** The rows this job's progress is written to, when the build has them (the daemon's). */
+  record?: JobRecord;
+}
+
+export interface JobRecord {
+  id: number;
+  stageId: number;
 }
 
 export interface PlannedStage {

@@ -1,0 +1,35 @@
+// What the daemon hands its worker: connections, configuration, and the optional mailer and metrics.
+import type { Redis } from "ioredis";
+import type pg from "pg";
+import type { DriverConfig, WorkerConfig } from "../config/config.js";
+import type { Crypto } from "../crypto/crypto.js";
+import type { Logger } from "../log/log.js";
+import type { WorkerQueue } from "../queue/queue.js";
+
+/** What the worker needs of the mailer (internal/mail). */
+export interface FailureMailer {
+  sendBuildFailure(m: { id: string; status: string; namespace?: string; notify: string[]; outputTail: string[] }): Promise<boolean>;
+}
+
+/** What the worker needs of the metrics (internal/metrics). */
+export interface WorkerMetrics {
+  buildFinished(status: string, durationSeconds: number): void;
+  queueWait(seconds: number): void;
+  setRunning(n: number): void;
+  setQueueDepth(queue: string, depth: number): void;
+  queueHealed(queue: string, builds: number): void;
+}
+
+export interface WorkerDeps {
+  id: string;
+  config: WorkerConfig;
+  drivers: DriverConfig;
+  pool: pg.Pool;
+  queue: WorkerQueue;
+  /** A connection in subscriber mode, for kill messages. */
+  subscriber: Redis;
+  crypto: Crypto;
+  mailer?: FailureMailer;
+  metrics?: WorkerMetrics;
+  log: Logger;
+}

@@ -1,0 +1,73 @@
+// The daemon's BuildReporter: each job's progress, output and artifacts written to its rows under
+// the claim, and each stage's status once its last job is done.
+import type { Writable } from "node:stream";
+import type { StoredArtifact } from "../fs/store.js";
+import type { Logger } from "../log/log.js";
+import type { BuildPlan, JobRecord, PlannedJob } from "../runner/plan.js";
+import type { BuildReporter, JobResult } from "../runner/runner.js";
+import { worse, type Status } from "../runner/status.js";
+import type { BuildRecorder } from "../store/builds.js";
+import { JobOutputSink } from "../store/output.js";
+
+/** Runs one write of the build's records; the caller decides what a write that keeps failing means. */
+export type RecordWrite = (what: string, fn: () => Promise<void>) => Promise<void>;
+
+export interface DatabaseReporterOptions {
+  /** Most bytes of output stored per job (0 = no limit). */
+  outputLimit: number;
+  log: Logger;
+  /** A line put first into the first job's output (why this is not the build's first run). */
+  firstNote?: string;
+}
+
+export class DatabaseReporter implements BuildReporter {
+  private readonly sinks = new Map<number, JobOutputSink>();
+  /** Per stage row: jobs not finished yet, and the worst status so far. */
+  private readonly stages = new Map<number, { left: number; status?: Status }>();
+  private note: string | undefined;
+
+  /** `plan`'s jobs carry their rows (../runner/plan.ts JobRecord). */
+  constructor(
+    plan: BuildPlan,
+    private readonly recorder: BuildRecorder,
+    private readonly write: RecordWrite,
+    private readonly opts: DatabaseReporterOptions,
+  ) {
+    for (const job of plan.stages.flatMap((s) => s.jobs)) {
+      const stage = this.stages.get(recordOf(job).stageId) ?? { left: 0 };
+      stage.left++;
+      this.stages.set(recordOf(job).stageId, stage);
+    }
+    this.note = opts.firstNote;
+  }
+
+  async jobStarted(job: PlannedJob): Promise<Writable> {
+    const r = recordOf(job);
+    await this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId));
+    const sink = new JobOutputSink({ limit: this.opts.outputLimit, append: (text) => this.write("output", () => this.recorder.appendOutput(r.id, text)) });
+    sink.on("error", (err) => this.opts.log.warn({ err: err.message }, "output not stored"));
+    this.sinks.set(r.id, sink);
+    if (this.note) sink.write(this.note);
+    this.note = undefined;
+    return sink;
+  }
+
+  async jobFinished(job: PlannedJob, result: JobResult): Promise<void> {
+    const r = recordOf(job);
+    await this.write("job finish", () => this.recorder.jobFinished(r.id, result.status, result.exitCode, this.sinks.get(r.id)?.storedBytes ?? 0));
+    this.sinks.delete(r.id);
+    const stage = this.stages.get(r.stageId)!;
+    stage.status = stage.status ? worse(stage.status, result.status) : result.status;
+    if (--stage.left === 0) await this.write("stage finish", () => this.recorder.stageFinished(r.stageId, stage.status!));
+  }
+
+  async artifactStored(job: PlannedJob, artifact: StoredArtifact & { source: string }): Promise<void> {
+    const r = recordOf(job);
+    await this.write("artifact", () => this.recorder.artifactStored(r.id, artifact));
+  }
+}
+
+function recordOf(job: PlannedJob): JobRecord {
+  if (!job.record) throw new Error(`job ${job.stage}/${job.name} has no row`);
+  return job.record;
+}
