@@ -1,17 +1,12 @@
 // `djinn-worker run`: one manifest, on this machine, output to the terminal, no services.
 import { existsSync } from "node:fs";
-import fs from "node:fs/promises";
 import path from "node:path";
+import { assembleBuild, specifyBuild, type Variable } from "../assembly/assembly.js";
 import { defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
 import { formatDuration, parseDuration } from "../config/duration.js";
-import { getDriver } from "../driver/driver.js";
-import "../driver/all.js";
-import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
-import { planBuild } from "../runner/plan.js";
-import { exitCodeOf, type Status } from "../runner/status.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
-import { maskPatterns } from "../runner/mask.js";
+import { exitCodeOf, type Status } from "../runner/status.js";
 import { InputError } from "../errors/errors.js";
 import { parseAssignments, parseSecrets, readManifestFile } from "./input.js";
 import { terminalSafe } from "./terminal.js";
@@ -49,16 +44,20 @@ export async function runManifest(opts: RunOptions): Promise<number> {
       throw new InputError(`--timeout: ${(err as Error).message}`);
     }
   }
-  const env: Record<string, string> = Object.fromEntries([...manifest.env, ...parseAssignments("--env", opts.env)]);
-  const secrets = parseSecrets(opts.secrets);
-  for (const [k, v] of secrets) env[k] = v;
-  const driverConfig = await loadRunDriverConfig(opts.driverFile, manifest.driver.type);
-  for (const w of driverConfig.warnings) opts.log.warn(w);
-
-  const buildId = `local-${Date.now()}`;
-  const entry = await getDriver(manifest.driver.type);
-  const driver = entry.create({ buildId, manifest: manifest.driver, config: driverConfig, log: opts.log });
-  await fs.mkdir(opts.artifacts, { recursive: true });
+  const variables: Variable[] = [
+    ...parseAssignments("--env", opts.env).map(([key, value]) => ({ key, value })),
+    ...parseSecrets(opts.secrets).map(([key, value]) => ({ key, value, masked: true })),
+  ];
+  const spec = specifyBuild(manifest, "local", variables);
+  const drivers = await loadRunDriverConfig(opts.driverFile, manifest.driver.type);
+  for (const w of drivers.warnings) opts.log.warn(w);
+  const build = await assembleBuild(spec, {
+    buildId: `local-${Date.now()}`,
+    drivers,
+    objectsPath: path.resolve(opts.objects),
+    artifacts: { dir: path.resolve(opts.artifacts) },
+    log: opts.log,
+  });
 
   const out = opts.out;
   const results: [string, Status][] = [];
@@ -74,17 +73,8 @@ export async function runManifest(opts: RunOptions): Promise<number> {
     },
   };
   const started = Date.now();
-  const status = await runBuild({
-    plan: planBuild(manifest, "local"),
-    driver,
-    env,
-    masks: secrets.flatMap(([, v]) => maskPatterns(v)),
-    objects: { store: new ObjectStore(path.resolve(opts.objects)), list: manifest.objects },
-    artifacts: new ArtifactStore(path.resolve(opts.artifacts)),
-    reporter,
-    signal: opts.signal,
-    timeoutMs,
-  });
+  const { plan, driver, env, masks, objects, artifacts } = build;
+  const status = await runBuild({ plan, driver, env, masks, objects, artifacts, reporter, signal: opts.signal, timeoutMs });
   out.write(`\nJobs:\n`);
   const width = Math.max(...results.map(([n]) => n.length));
   for (const [name, s] of results) out.write(`  ${name.padEnd(width)}  ${s}\n`);
