@@ -1,6 +1,7 @@
 // The daemon's life: configuration, connections, pidfile, signals, and a clean exit.
 import fs from "node:fs";
 import { Redis } from "ioredis";
+import type pg from "pg";
 import { loadDriverConfig, loadWorkerConfig, requireSections, servedDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import { Crypto } from "../crypto/crypto.js";
 import { createLogger, reopenLog, type Logger } from "../log/log.js";
@@ -86,7 +87,31 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
   const crypto = new Crypto(cfg.crypto!.block);
   // Written before the servers answer, so an init script sees the daemon started while it waits for them.
   if (cfg.pidfile) writePidfile(cfg.pidfile);
+  const pool = await openDatabase(cfg, configFile, log);
+  const id = newWorkerId();
+  const conns = await openRedis(cfg, id, log);
+  const services = await startServices(cfg, log, conns.redis, pool).catch(async (err) => {
+    for (const c of [conns.redis, conns.blocking, conns.subscriber]) c.disconnect();
+    await pool.end().catch(() => undefined);
+    throw err;
+  });
+  const queue = new WorkerQueue(conns.redis, conns.blocking, cfg.queue, id, queues, cfg.leaseMs);
+  const worker = new Worker({ id, config: cfg, drivers, pool, queue, subscriber: conns.subscriber, crypto, mailer: services.mailer, metrics: services.metrics, log });
+  await worker.start();
+  const done = stopOnSignals(cfg, log, worker, async () => {
+    await services.server?.close().catch(() => undefined);
+    services.mailer?.close();
+    conns.subscriber.disconnect();
+    conns.blocking.disconnect();
+    await Promise.race([conns.redis.quit().catch(() => undefined), sleep(2000)]);
+    conns.redis.disconnect();
+    await pool.end().catch(() => undefined);
+  });
+  return { worker, done };
+}
 
+/** A pool on a PostgreSQL that answers, with the current schema; Redis answering too. */
+async function openDatabase(cfg: WorkerConfig, configFile: string, log: Logger): Promise<pg.Pool> {
   const pool = createPool(cfg.database!, Math.max(4, cfg.parallelism * 2 + 2));
   // An idle client losing its server must not crash the daemon; the next query reconnects.
   pool.on("error", (err) => log.warn({ err: err.message }, "PostgreSQL connection lost"));
@@ -100,8 +125,11 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
     await pool.end().catch(() => undefined);
     throw err;
   }
+  return pool;
+}
 
-  const id = newWorkerId();
+/** Commands, the blocking take and kill messages each have a connection of their own. */
+async function openRedis(cfg: WorkerConfig, id: string, log: Logger): Promise<{ redis: Redis; blocking: Redis; subscriber: Redis }> {
   const errorLogger = (which: string) => {
     let last = 0;
     return (err: Error) => {
@@ -117,32 +145,35 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
   blocking.on("error", errorLogger("take"));
   subscriber.on("error", errorLogger("kill"));
   await Promise.all([redis.connect(), blocking.connect(), subscriber.connect()]);
+  return { redis, blocking, subscriber };
+}
 
-  let mailer: Mailer | undefined;
-  let server: Awaited<ReturnType<Metrics["serve"]>> | undefined;
+/** The mailer and the metrics server, when configured; a failure names which. */
+async function startServices(cfg: WorkerConfig, log: Logger, redis: Redis, pool: pg.Pool) {
   const metrics = cfg.metrics ? new Metrics() : undefined;
   let part = "smtp";
   try {
-    mailer = cfg.smtp ? new Mailer(cfg.smtp, log) : undefined;
+    const mailer = cfg.smtp ? new Mailer(cfg.smtp, log) : undefined;
     part = "metrics";
-    server = metrics
+    const server = metrics
       ? await metrics.serve(cfg.metrics!.addr, {
           redis: async () => void (await redis.ping()),
           postgres: async () => void (await pool.query("SELECT 1")),
         })
       : undefined;
+    if (server) log.info({ addr: cfg.metrics!.addr, port: server.port }, "metrics listening");
+    return { mailer, metrics, server };
   } catch (err) {
-    for (const c of [redis, blocking, subscriber]) c.disconnect();
-    await pool.end().catch(() => undefined);
     const msg = (err as Error).message;
     throw new StartupError(msg.startsWith(`${part}`) ? msg : `${part}: ${msg}`);
   }
-  if (server) log.info({ addr: cfg.metrics!.addr, port: server.port }, "metrics listening");
+}
 
-  const queue = new WorkerQueue(redis, blocking, cfg.queue, id, queues, cfg.leaseMs);
-  const worker = new Worker({ id, config: cfg, drivers, pool, queue, subscriber, crypto, mailer, metrics, log });
-  await worker.start();
-
+/**
+ * SIGTERM/SIGINT: finish running builds (up to shutdown_timeout), then `close` and exit; a second
+ * signal stops them now. SIGHUP reopens the log file. Resolves with the exit code.
+ */
+function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: () => Promise<void>): Promise<number> {
   let signals = 0;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
@@ -188,18 +219,12 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
       log.error({ err: (err as Error).stack }, "error during shutdown");
       code = 1;
     }
-    await server?.close().catch(() => undefined);
-    mailer?.close();
-    subscriber.disconnect();
-    blocking.disconnect();
-    await Promise.race([redis.quit().catch(() => undefined), sleep(2000)]);
-    redis.disconnect();
-    await pool.end().catch(() => undefined);
+    await close();
     removePidfile(cfg.pidfile);
     process.off("SIGHUP", onHup);
     clearTimeout(deadline);
     log.info("worker stopped");
     resolveDone(code);
   };
-  return { worker, done };
+  return done;
 }
