@@ -5,6 +5,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
+import { commandWord, goStyleFlags } from "../internal/cli/args.js";
+import { COMMANDS, LONG_FLAGS, VALUE_FLAGS } from "../internal/cli/commands.js";
 import { cliPath } from "./helpers/env.js";
 
 function cli(args: string[], columns = 100) {
@@ -51,6 +53,27 @@ describe("djinn-worker command line", () => {
     assert.equal(status.status, 2);
     assert.match(status.stderr, /^djinn-worker: status needs <id>, a build id/);
     assert.doesNotMatch(run.stderr + status.stderr, /non-option arguments/);
+  });
+
+  test("Go-style flags: -flag VALUE and -flag=VALUE are --flag, other single-dash words are left alone", () => {
+    assert.deepEqual(goStyleFlags(["-config", "w.toml", "-driver=d.toml", "-f", "-x", "--env", "A=1", "-"], LONG_FLAGS), ["--config", "w.toml", "--driver=d.toml", "-f", "-x", "--env", "A=1", "-"]);
+    assert.equal(commandWord(["--config", "w.toml", "--follow", "logs", "3"], VALUE_FLAGS), "logs");
+    const missing = path.join(os.tmpdir(), "djinn-no-such-dir", "w.toml");
+    for (const args of [["-config=" + missing], ["-config", missing], ["status", "1", "-config=" + missing]]) {
+      const r = cli(args);
+      assert.equal(r.status, 1, args.join(" "));
+      assert.equal(r.stderr, `djinn-worker: ${missing}: cannot read configuration: no such file\n`);
+    }
+  });
+
+  test("every flag a command's help lists can be typed Go-style, and the command word is found after its value", () => {
+    for (const command of [[], ...COMMANDS.map((c) => [c.name])]) {
+      const help = cli([...command, "--help"]).stdout;
+      for (const [, name, rest] of help.matchAll(/^\s+(?:-\w, )?--(\w[\w-]*)\s+(.*(?:\n\s{10,}.*)*)/gm)) {
+        assert.ok(LONG_FLAGS.has(name), `${command[0] ?? "daemon"} --${name} is missing from LONG_FLAGS`);
+        if (/\[(string|array)\]/.test(rest)) assert.ok(VALUE_FLAGS.has(name), `${command[0] ?? "daemon"} --${name} takes a value: missing from VALUE_FLAGS`);
+      }
+    }
   });
 
   test("`help [command]` is `[command] --help`", () => {
