@@ -9,6 +9,23 @@ import * as esbuild from "esbuild";
 /** The fuse Node.js checks to know it carries an application (fixed by Node.js). */
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 
+/**
+ * Optional parts the libraries ask for in a try block and do without: ssh2's crypto binding and
+ * cpu-features, pg-native, and supports-color (debug, under ioredis, at load). The executable's
+ * require() loads built-in modules only and prints a warning on the first other one, so each is
+ * bundled as a module that is not there: require() fails as for a missing package, quietly.
+ */
+const absentOptionalParts: esbuild.Plugin = {
+  name: "absent-optional-parts",
+  setup(build) {
+    build.onResolve({ filter: /\.node$|^cpu-features$|^pg-native$|^supports-color$/ }, (args) => ({ path: args.path, namespace: "absent" }));
+    build.onLoad({ filter: /.*/, namespace: "absent" }, (args) => ({
+      contents: `throw Object.assign(new Error(${JSON.stringify(`Cannot find module '${args.path}'`)}), { code: "MODULE_NOT_FOUND" });`,
+      loader: "js",
+    }));
+  },
+};
+
 /** Bundles `entry` (the compiled CLI) into `outfile`; returns the npm packages it carries. */
 export async function bundle(entry: string, outfile: string, version: string): Promise<string[]> {
   const result = await esbuild.build({
@@ -22,21 +39,18 @@ export async function bundle(entry: string, outfile: string, version: string): P
     define: { DJINN_VERSION: JSON.stringify(version), "import.meta.url": "__djinn_import_meta_url" },
     // ES modules among the dependencies ask for import.meta.url: they get the executable's.
     banner: { js: 'const __djinn_import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
-    // Optional native parts fall back to JavaScript when require() fails: ssh2's crypto binding,
-    // cpu-features, pg-native.
-    external: ["*.node", "cpu-features", "pg-native"],
+    plugins: [absentOptionalParts],
     minifySyntax: true,
     minifyWhitespace: true,
     legalComments: "none",
     metafile: true,
     logLevel: "warning",
   });
-  // What the bundle still requires at run time: built-in modules, the optional native parts above,
-  // and supports-color, which debug asks for in a try block (esbuild leaves it when not installed).
+  // What the bundle still requires at run time: built-in modules only.
   for (const output of Object.values(result.metafile.outputs)) {
     for (const imported of output.imports) {
       if (!imported.external || imported.path.startsWith("node:") || builtinModules.includes(imported.path)) continue;
-      if (!/\.node$|^cpu-features$|^pg-native$|^supports-color$/.test(imported.path)) throw new Error(`the bundle would load ${imported.path} from disk at run time`);
+      throw new Error(`the bundle would load ${imported.path} from disk at run time`);
     }
   }
   const packages = new Set<string>();
