@@ -4,6 +4,7 @@ import fs from "node:fs/promises";
 import { InputError } from "../errors/errors.js";
 import { decodeManifest, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
 import { maskedValueProblem } from "../runner/mask.js";
+import { isShellName } from "../shell/quote.js";
 
 /**
  * Masked variables: `KEY=value`, or `KEY` alone to take the value from this process's
@@ -11,7 +12,7 @@ import { maskedValueProblem } from "../runner/mask.js";
  */
 export function parseSecrets(items: string[]): [string, string][] {
   const secrets = items.map((item): [string, string] => {
-    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(item)) {
+    if (isShellName(item)) {
       const value = process.env[item];
       if (value === undefined) throw new InputError(`--secret ${JSON.stringify(item)}: expected KEY=value, or KEY naming a variable set in this environment`);
       return [item, value];
@@ -28,7 +29,7 @@ export function parseSecrets(items: string[]): [string, string][] {
 export function parseAssignments(flag: string, items: string[]): [string, string][] {
   return items.map((item) => {
     const eq = item.indexOf("=");
-    if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(item.slice(0, eq))) throw new InputError(`${flag} ${JSON.stringify(item)}: expected KEY=value`);
+    if (eq <= 0 || !isShellName(item.slice(0, eq))) throw new InputError(`${flag} ${JSON.stringify(item)}: expected KEY=value`);
     return [item.slice(0, eq), item.slice(eq + 1)];
   });
 }

@@ -2,6 +2,7 @@
 import path from "node:path";
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node } from "yaml";
 import { InputError } from "../errors/errors.js";
+import { isShellName } from "../shell/quote.js";
 
 /** The setup stage is named like Djinn's (`setup - #<label>`) so it never collides with a user's own "setup" stage. */
 export function setupStageName(label: string): string {
@@ -211,7 +212,7 @@ export function parseManifest(text: string): ParsedManifest {
   const env: [string, string][] = stringList("env", get(root, "env")).map((entry, i) => {
     const eq = entry.indexOf("=");
     const key = eq < 0 ? entry : entry.slice(0, eq);
-    if (eq < 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) fail(`env[${i}]`, `expected KEY=value with KEY a shell variable name, got ${JSON.stringify(entry)}`, get(root, "env"));
+    if (eq < 0 || !isShellName(key)) fail(`env[${i}]`, `expected KEY=value with KEY a shell variable name, got ${JSON.stringify(entry)}`, get(root, "env"));
     return [key, entry.slice(eq + 1)];
   });
 
