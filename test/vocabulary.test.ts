@@ -9,7 +9,7 @@ import { Readable } from "node:stream";
 import { after, describe, test } from "node:test";
 import { ConfineError, confinedPath, isInside, resolveInside } from "../internal/fs/confine.js";
 import { ArtifactStore, ObjectStore, StoreError } from "../internal/fs/store.js";
-import { isPort, serverAddress, splitHostPort } from "../internal/net/address.js";
+import { engineAddress, isPort, serverAddress, splitHostPort } from "../internal/net/address.js";
 import { hostQemuArch } from "../internal/config/config.js";
 import { buildIdOfKillChannel, deadList, driverTypeOfQueue, killChannel, processingList, queueDriverOf, queueList } from "../internal/queue/names.js";
 import { isShellName, shellQuote, singleQuote } from "../internal/shell/quote.js";
@@ -39,6 +39,14 @@ describe("addresses", () => {
     assert.deepEqual(serverAddress("[::1]", 6379), { host: "::1", port: 6379 });
     // Not an address: taken whole as a host name, for the connection to refuse by name.
     assert.deepEqual(serverAddress("a:b:c", 6379), { host: "a:b:c", port: 6379 });
+  });
+
+  test("a Docker Engine address: a unix socket, or a host and port over HTTP or TLS", () => {
+    assert.deepEqual(engineAddress("unix:///var/run/docker.sock"), { socketPath: "/var/run/docker.sock" });
+    assert.deepEqual(engineAddress("tcp://10.0.0.5"), { host: "10.0.0.5", port: 2375, protocol: "http" });
+    assert.deepEqual(engineAddress("http://docker.lan:8080"), { host: "docker.lan", port: 8080, protocol: "http" });
+    assert.deepEqual(engineAddress("https://docker.lan"), { host: "docker.lan", port: 2376, protocol: "https" });
+    for (const bad of ["/var/run/docker.sock", "ssh://h", "unix://", "tcp://", "tcp://h:x", "docker.lan:2375"]) assert.equal(engineAddress(bad), undefined, bad);
   });
 });
 

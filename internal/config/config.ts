@@ -1,5 +1,6 @@
 // worker.toml and driver.toml: the only place in the worker that reads TOML.
 import os from "node:os";
+import { engineAddress } from "../net/address.js";
 import { parallelismWarning } from "./sanity.js";
 import { ConfigError, applySchema, readToml, type SectionSpec } from "./schema.js";
 
@@ -100,7 +101,7 @@ export const driverSchema: SectionSpec = {
   sections: {
     docker: {
       keys: {
-        host: { kind: "string", default: "unix:///var/run/docker.sock", check: (v) => (/^(unix|tcp|http|https):\/\//.test(v) ? undefined : `must be unix:///path or tcp://host:port, got ${JSON.stringify(v)}`), doc: "Docker Engine address." },
+        host: { kind: "string", default: "unix:///var/run/docker.sock", check: (v) => (engineAddress(v) ? undefined : `must be unix:///path or tcp://host:port, got ${JSON.stringify(v)}`), doc: "Docker Engine address." },
         version: { kind: "string", doc: 'Docker API version, e.g. "1.41"; negotiated when unset.' },
         pull: { kind: "string", default: "if-not-present", oneOf: ["always", "if-not-present", "never"], doc: "When to pull a build's image." },
         cpus: { kind: "number", min: 0, doc: "CPUs a build may use by default (0 = no limit)." },

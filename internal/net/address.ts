@@ -29,3 +29,25 @@ export function serverAddress(addr: string, defaultPort: number): { host: string
   if (!a) return { host: addr, port: defaultPort };
   return { host: a.host || "127.0.0.1", port: a.port ?? defaultPort };
 }
+
+/** Where a Docker client connects: a unix socket, or a host and port over plain HTTP or TLS. */
+export type EngineAddress = { socketPath: string } | { host: string; port: number; protocol: "http" | "https" };
+
+/**
+ * A Docker Engine address as driver.toml's `[docker] host` writes it: unix:///path, tcp://host:port
+ * or http(s)://host:port (tcp and http plain on 2375, https TLS on 2376 unless a port is given).
+ * Undefined for anything else.
+ */
+export function engineAddress(url: string): EngineAddress | undefined {
+  if (!/^(unix|tcp|http|https):\/\//.test(url)) return undefined;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol === "unix:") return u.pathname ? { socketPath: u.pathname } : undefined;
+  if (!u.hostname) return undefined;
+  const protocol = u.protocol === "https:" ? "https" : "http";
+  return { host: u.hostname, port: Number(u.port) || (protocol === "https" ? 2376 : 2375), protocol };
+}

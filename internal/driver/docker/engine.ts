@@ -3,6 +3,7 @@
 import Docker from "dockerode";
 import type { DockerConfig, DriverConfig } from "../../config/config.js";
 import { DriverError } from "../driver.js";
+import { engineAddress } from "../../net/address.js";
 import { deadline } from "../../timers/timers.js";
 
 /** How long a ping or version call may take before the engine counts as not answering. */
@@ -10,11 +11,10 @@ export const CHECK_TIMEOUT_MS = 5000;
 
 /** A Docker client for driver.toml's `host` (unix:///path, tcp://host:port, http(s)://host:port). */
 export function dockerClient(config: DockerConfig): Docker {
-  const url = new URL(config.host);
+  const address = engineAddress(config.host);
+  if (!address) throw new DriverError(`[docker] host ${JSON.stringify(config.host)}: must be unix:///path or tcp://host:port`);
   const version = config.version ? (config.version.startsWith("v") ? config.version : `v${config.version}`) : undefined;
-  if (url.protocol === "unix:") return new Docker({ socketPath: url.pathname, version });
-  const protocol = url.protocol === "https:" ? "https" : "http";
-  return new Docker({ host: url.hostname, port: Number(url.port) || (protocol === "https" ? 2376 : 2375), protocol, version });
+  return new Docker({ ...address, version });
 }
 
 export function dockerConfigOf(config: DriverConfig): DockerConfig {
