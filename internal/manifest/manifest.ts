@@ -1,6 +1,6 @@
 // The YAML build manifest, in Djinn's format, turned into a typed build plan.
 import path from "node:path";
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node } from "yaml";
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node, type YAMLMap } from "yaml";
 import { InputError } from "../errors/errors.js";
 import { isShellName } from "../shell/quote.js";
 
@@ -141,7 +141,8 @@ function tooDeepInText(text: string): ManifestError {
   return new ManifestError(i < 0 ? "" : fieldAtLine(text, i + 1), `nested more than ${MAX_DEPTH} levels deep`, i < 0 ? undefined : i + 1);
 }
 
-export function parseManifest(text: string): ParsedManifest {
+/** The manifest's YAML parsed and vetted (no NUL byte, valid YAML, a mapping, not nested too deep). */
+function parseYaml(text: string): { root: YAMLMap; lines: LineCounter } {
   refuseNul(text);
   const lines = new LineCounter();
   let doc: ReturnType<typeof parseDocument>;
@@ -158,140 +159,187 @@ export function parseManifest(text: string): ParsedManifest {
     if (/Maximum call stack size exceeded/.test(e.message)) throw tooDeepInText(text);
     throw new ManifestError("", `not valid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}${pos ? ` (column ${pos.col})` : ""}`, pos?.line);
   }
-  const lineOf = (node: Node | null | undefined): number | undefined => (node?.range ? lines.linePos(node.range[0]).line : undefined);
-  const warnings: string[] = [];
   const root = doc.contents;
+  const lineOf = (node: Node | null | undefined) => (node?.range ? lines.linePos(node.range[0]).line : undefined);
   if (!isMap(root)) throw new ManifestError("", "a manifest must be a YAML mapping with driver, stages and jobs", lineOf(root));
   const deep = tooDeep(root);
   if (deep) {
     const line = lineOf(deep);
     throw new ManifestError(line ? fieldAtLine(text, line) : "", `nested more than ${MAX_DEPTH} levels deep`, line);
   }
+  return { root: root as YAMLMap, lines };
+}
 
-  const get = (map: Node, key: string): Node | undefined => (isMap(map) ? (map.get(key, true) as Node | undefined) : undefined);
-  const fail = (field: string, reason: string, node?: Node | null): never => {
-    throw new ManifestError(field, reason, lineOf(node));
-  };
+/** Reads typed values out of the parsed document: every problem names its field and line. */
+class Fields {
+  readonly warnings: string[] = [];
+  constructor(private readonly lines: LineCounter) {}
+
+  lineOf(node: Node | null | undefined): number | undefined {
+    return node?.range ? this.lines.linePos(node.range[0]).line : undefined;
+  }
+
+  get(map: Node | undefined, key: string): Node | undefined {
+    return isMap(map) ? (map.get(key, true) as Node | undefined) : undefined;
+  }
+
+  fail(field: string, reason: string, node?: Node | null): never {
+    throw new ManifestError(field, reason, this.lineOf(node));
+  }
+
+  warn(node: Node | null | undefined, text: string): void {
+    this.warnings.push(`line ${this.lineOf(node) ?? "?"}: ${text}`);
+  }
+
+  /** Warns about each key of `map` not in `known`, prefixed with `where`. */
+  unknownKeys(map: YAMLMap, known: readonly string[], where = ""): void {
+    for (const pair of map.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      if (!known.includes(key)) this.warn(pair.key as Node, `${where}unknown field "${key}" ignored`);
+    }
+  }
+
   // Every name, path and command is a string read here: a NUL written as an escape ("\0") stops here.
-  const scalarString = (field: string, node: Node | undefined): string => {
-    if (!isScalar(node) || node.value === null || typeof node.value === "object") fail(field, "expected a string", node);
+  string(field: string, node: Node | undefined): string {
+    if (!isScalar(node) || node.value === null || typeof node.value === "object") this.fail(field, "expected a string", node);
     const value = String((node as { value: unknown }).value);
-    if (value.includes("\0")) fail(field, "contains a NUL byte", node);
+    if (value.includes("\0")) this.fail(field, "contains a NUL byte", node);
     return value;
-  };
-  const stringList = (field: string, node: Node | undefined): string[] => {
+  }
+
+  stringList(field: string, node: Node | undefined): string[] {
     if (node === undefined || (isScalar(node) && node.value === null)) return [];
-    if (!isSeq(node)) return fail(field, "expected a list of strings", node);
-    return node.items.map((item, i) => scalarString(`${field}[${i}]`, item as Node));
-  };
-
-  const known = new Set(["namespace", "driver", "env", "objects", "sources", "stages", "allow_failures", "jobs"]);
-  for (const pair of root.items) {
-    const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
-    if (!known.has(key)) warnings.push(`line ${lineOf(pair.key as Node) ?? "?"}: unknown field "${key}" ignored`);
+    if (!isSeq(node)) return this.fail(field, "expected a list of strings", node);
+    return node.items.map((item, i) => this.string(`${field}[${i}]`, item as Node));
   }
+}
 
-  const namespaceNode = get(root, "namespace");
-  const namespace = namespaceNode === undefined ? undefined : scalarString("namespace", namespaceNode);
-
-  const driverNode = get(root, "driver");
-  if (driverNode === undefined) fail("driver", "required: a map with at least `type` (docker, qemu, ssh or os)", root);
-  if (!isMap(driverNode)) fail("driver", "expected a map such as {type: docker, image: debian}", driverNode);
+function readDriver(f: Fields, root: YAMLMap): Manifest["driver"] {
+  const node = f.get(root, "driver");
+  if (node === undefined) f.fail("driver", "required: a map with at least `type` (docker, qemu, ssh or os)", root);
+  if (!isMap(node)) return f.fail("driver", "expected a map such as {type: docker, image: debian}", node);
   const driver: Record<string, string> = {};
-  for (const pair of (driverNode as { items: { key: unknown; value: unknown }[] }).items) {
+  for (const pair of node.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
-    if (key.includes("\0")) fail("driver", "a key contains a NUL byte", pair.key as Node);
-    driver[key] = scalarString(`driver.${key}`, pair.value as Node);
+    if (key.includes("\0")) f.fail("driver", "a key contains a NUL byte", pair.key as Node);
+    driver[key] = f.string(`driver.${key}`, pair.value as Node);
   }
-  if (!driver.type) fail("driver.type", "required: one of docker, qemu, ssh, os", driverNode);
-  if (!(DRIVER_TYPES as readonly string[]).includes(driver.type)) fail("driver.type", `unknown driver ${JSON.stringify(driver.type)}: must be one of ${DRIVER_TYPES.join(", ")}`, get(driverNode!, "type"));
+  if (!driver.type) f.fail("driver.type", "required: one of docker, qemu, ssh, os", node);
+  if (!(DRIVER_TYPES as readonly string[]).includes(driver.type)) f.fail("driver.type", `unknown driver ${JSON.stringify(driver.type)}: must be one of ${DRIVER_TYPES.join(", ")}`, f.get(node, "type"));
   const needs: Record<string, string> = { docker: "image", qemu: "image", ssh: "address" };
   const need = needs[driver.type];
-  if (need && !driver[need]) fail(`driver.${need}`, `required by the ${driver.type} driver`, driverNode);
+  if (need && !driver[need]) f.fail(`driver.${need}`, `required by the ${driver.type} driver`, node);
+  return driver as Manifest["driver"];
+}
 
-  const env: [string, string][] = stringList("env", get(root, "env")).map((entry, i) => {
+function readEnv(f: Fields, root: YAMLMap): [string, string][] {
+  return f.stringList("env", f.get(root, "env")).map((entry, i) => {
     const eq = entry.indexOf("=");
     const key = eq < 0 ? entry : entry.slice(0, eq);
-    if (eq < 0 || !isShellName(key)) fail(`env[${i}]`, `expected KEY=value with KEY a shell variable name, got ${JSON.stringify(entry)}`, get(root, "env"));
+    if (eq < 0 || !isShellName(key)) f.fail(`env[${i}]`, `expected KEY=value with KEY a shell variable name, got ${JSON.stringify(entry)}`, f.get(root, "env"));
     return [key, entry.slice(eq + 1)];
   });
+}
 
-  const objects = stringList("objects", get(root, "objects")).map((entry, i) => {
+/** `field`'s list of passthroughs (objects, a job's artifacts); `form` shows the expected shape. */
+function readPassthroughs(f: Fields, field: string, node: Node | undefined, form: string): Passthrough[] {
+  return f.stringList(field, node).map((entry, i) => {
     const p = parsePassthrough(entry);
-    if (!p.source || !p.dest) fail(`objects[${i}]`, `expected "name => /destination" or "name", got ${JSON.stringify(entry)}`, get(root, "objects"));
+    if (!p.source || !p.dest) f.fail(`${field}[${i}]`, `expected ${form}, got ${JSON.stringify(entry)}`, node);
     return p;
   });
+}
 
-  const sources = stringList("sources", get(root, "sources")).map((entry, i) => {
+function readSources(f: Fields, root: YAMLMap): Source[] {
+  return f.stringList("sources", f.get(root, "sources")).map((entry, i) => {
     try {
       return parseSource(entry);
     } catch (err) {
-      return fail(`sources[${i}]`, (err as Error).message, get(root, "sources"));
+      return f.fail(`sources[${i}]`, (err as Error).message, f.get(root, "sources"));
     }
   });
+}
 
-  const stagesNode = get(root, "stages");
-  const stages = stringList("stages", stagesNode);
-  if (stages.length === 0) fail("stages", "required: a list of stage names, run in order", stagesNode ?? root);
+function readStages(f: Fields, root: YAMLMap): string[] {
+  const node = f.get(root, "stages");
+  const stages = f.stringList("stages", node);
+  if (stages.length === 0) f.fail("stages", "required: a list of stage names, run in order", node ?? root);
   const seen = new Set<string>();
   const reserved = setupStageName("");
   for (const [i, s] of stages.entries()) {
-    if (s.startsWith(reserved)) fail(`stages[${i}]`, `stage names starting "${reserved}" are reserved for the setup stage the worker adds`, stagesNode);
-    if (seen.has(s)) fail(`stages[${i}]`, `stage ${JSON.stringify(s)} is listed twice`, stagesNode);
+    if (s.startsWith(reserved)) f.fail(`stages[${i}]`, `stage names starting "${reserved}" are reserved for the setup stage the worker adds`, node);
+    if (seen.has(s)) f.fail(`stages[${i}]`, `stage ${JSON.stringify(s)} is listed twice`, node);
     seen.add(s);
   }
+  return stages;
+}
 
-  const allowNode = get(root, "allow_failures");
-  const allowFailures = stringList("allow_failures", allowNode);
+function readAllowFailures(f: Fields, root: YAMLMap, stages: string[]): string[] {
+  const node = f.get(root, "allow_failures");
+  const allowFailures = f.stringList("allow_failures", node);
   for (const s of allowFailures) {
-    if (!seen.has(s)) warnings.push(`line ${lineOf(allowNode) ?? "?"}: allow_failures names stage "${s}", which is not in stages`);
+    if (!stages.includes(s)) f.warn(node, `allow_failures names stage "${s}", which is not in stages`);
   }
+  return allowFailures;
+}
 
-  const jobsNode = get(root, "jobs");
-  if (jobsNode === undefined || (isScalar(jobsNode) && jobsNode.value === null)) fail("jobs", "required: a list of jobs, each with a stage and commands and/or artifacts", root);
-  if (!isSeq(jobsNode)) fail("jobs", "expected a list of jobs", jobsNode);
+/** One job's stage, commands and artifacts (its name is given once its place in the stage is known). */
+function readJob(f: Fields, node: Node, field: string): Omit<ManifestJob, "name"> {
+  if (!isMap(node)) return f.fail(field, "expected a map with stage, commands and/or artifacts, and optionally name", node);
+  f.unknownKeys(node, ["stage", "name", "commands", "artifacts"], `${field}: `);
+  const stageNode = f.get(node, "stage");
+  if (stageNode === undefined) f.fail(`${field}.stage`, "required", node);
+  const stage = f.string(`${field}.stage`, stageNode);
+  const commands = f.stringList(`${field}.commands`, f.get(node, "commands"));
+  const artifacts = readPassthroughs(f, `${field}.artifacts`, f.get(node, "artifacts"), `"path => name" or "path"`);
+  // A job may only run commands, or only collect what earlier jobs left (as in Djinn); not neither.
+  if (commands.length === 0 && artifacts.length === 0) {
+    const named = f.get(node, "name");
+    const who = isScalar(named) && named.value !== null ? `job ${JSON.stringify(String(named.value))}` : `the job in stage ${JSON.stringify(stage)}`;
+    f.fail(field, `${who} has neither commands nor artifacts: give it a list of commands, of artifacts, or both`, node);
+  }
+  return { stage, commands, artifacts };
+}
+
+function readJobs(f: Fields, root: YAMLMap, stages: string[]): ManifestJob[] {
+  const jobsNode = f.get(root, "jobs");
+  if (jobsNode === undefined || (isScalar(jobsNode) && jobsNode.value === null)) f.fail("jobs", "required: a list of jobs, each with a stage and commands and/or artifacts", root);
+  if (!isSeq(jobsNode)) return f.fail("jobs", "expected a list of jobs", jobsNode);
   const jobs: ManifestJob[] = [];
   const perStage = new Map<string, number>();
   const names = new Set<string>();
-  (jobsNode as { items: unknown[] }).items.forEach((item, i) => {
+  jobsNode.items.forEach((item, i) => {
     const node = item as Node;
     const field = `jobs[${i}]`;
-    if (!isMap(node)) fail(field, "expected a map with stage, commands and/or artifacts, and optionally name", node);
-    for (const pair of (node as { items: { key: unknown }[] }).items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
-      if (!["stage", "name", "commands", "artifacts"].includes(key)) warnings.push(`line ${lineOf(pair.key as Node) ?? "?"}: ${field}: unknown field "${key}" ignored`);
-    }
-    const stageNode = get(node, "stage");
-    if (stageNode === undefined) fail(`${field}.stage`, "required", node);
-    const stage = scalarString(`${field}.stage`, stageNode);
-    const commands = stringList(`${field}.commands`, get(node, "commands"));
-    const artifacts = stringList(`${field}.artifacts`, get(node, "artifacts")).map((entry, j) => {
-      const p = parsePassthrough(entry);
-      if (!p.source || !p.dest) fail(`${field}.artifacts[${j}]`, `expected "path => name" or "path", got ${JSON.stringify(entry)}`, get(node, "artifacts"));
-      return p;
-    });
-    // A job may only run commands, or only collect what earlier jobs left (as in Djinn); not neither.
-    if (commands.length === 0 && artifacts.length === 0) {
-      const named = get(node, "name");
-      const who = isScalar(named) && named.value !== null ? `job ${JSON.stringify(String(named.value))}` : `the job in stage ${JSON.stringify(stage)}`;
-      fail(field, `${who} has neither commands nor artifacts: give it a list of commands, of artifacts, or both`, node);
-    }
-    if (!seen.has(stage)) {
-      warnings.push(`line ${lineOf(node) ?? "?"}: ${field} is in stage "${stage}", which is not in stages: ignored`);
+    const job = readJob(f, node, field);
+    if (!stages.includes(job.stage)) {
+      f.warn(node, `${field} is in stage "${job.stage}", which is not in stages: ignored`);
       return;
     }
-    const n = (perStage.get(stage) ?? 0) + 1;
-    perStage.set(stage, n);
-    const nameNode = get(node, "name");
-    const name = nameNode === undefined ? `${stage}.${n}` : scalarString(`${field}.name`, nameNode);
-    if (names.has(`${stage}/${name}`)) fail(`${field}.name`, `stage "${stage}" already has a job named "${name}"`, nameNode ?? node);
-    names.add(`${stage}/${name}`);
-    jobs.push({ stage, name, commands, artifacts });
+    const n = (perStage.get(job.stage) ?? 0) + 1;
+    perStage.set(job.stage, n);
+    const nameNode = f.get(node, "name");
+    const name = nameNode === undefined ? `${job.stage}.${n}` : f.string(`${field}.name`, nameNode);
+    if (names.has(`${job.stage}/${name}`)) f.fail(`${field}.name`, `stage "${job.stage}" already has a job named "${name}"`, nameNode ?? node);
+    names.add(`${job.stage}/${name}`);
+    jobs.push({ stage: job.stage, name, commands: job.commands, artifacts: job.artifacts });
   });
-  if (jobs.length === 0) fail("jobs", "no job belongs to a listed stage: nothing to run", jobsNode);
+  if (jobs.length === 0) f.fail("jobs", "no job belongs to a listed stage: nothing to run", jobsNode);
+  return jobs;
+}
 
-  return {
-    manifest: { namespace, driver: driver as Manifest["driver"], env, objects, sources, stages, allowFailures, jobs },
-    warnings,
-  };
+export function parseManifest(text: string): ParsedManifest {
+  const { root, lines } = parseYaml(text);
+  const f = new Fields(lines);
+  f.unknownKeys(root, ["namespace", "driver", "env", "objects", "sources", "stages", "allow_failures", "jobs"]);
+  const namespaceNode = f.get(root, "namespace");
+  const namespace = namespaceNode === undefined ? undefined : f.string("namespace", namespaceNode);
+  const driver = readDriver(f, root);
+  const env = readEnv(f, root);
+  const objects = readPassthroughs(f, "objects", f.get(root, "objects"), `"name => /destination" or "name"`);
+  const sources = readSources(f, root);
+  const stages = readStages(f, root);
+  const allowFailures = readAllowFailures(f, root, stages);
+  const jobs = readJobs(f, root, stages);
+  return { manifest: { namespace, driver, env, objects, sources, stages, allowFailures, jobs }, warnings: f.warnings };
 }
