@@ -149,104 +149,127 @@ function readProblem(err: unknown): string {
   return code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String((err as Error).message);
 }
 
+/** What checking one file carries along: its name, where each key is, and the warnings so far. */
+interface SchemaWalk {
+  file: string;
+  map: SourceMap;
+  warnings: string[];
+}
+
 /** Checks parsed TOML against a schema; returns the typed values (durations in ms) and the warnings. */
 export function applySchema(file: string, text: string, data: Parsed, schema: SectionSpec): LoadedToml {
-  const map = new SourceMap(text);
-  const warnings: string[] = [];
+  const w: SchemaWalk = { file, map: new SourceMap(text), warnings: [] };
+  return { file, values: walk(w, "", schema, data), warnings: w.warnings };
+}
 
-  const walk = (table: string, spec: SectionSpec, input: Parsed): Parsed => {
-    const out: Parsed = {};
-    const qualified = (k: string) => (table ? `${table}.${k}` : k);
-    for (const [name, value] of Object.entries(input)) {
-      const keySpec = spec.keys[name];
-      const sub = spec.sections?.[name];
-      const secretKey = secretFileKey(spec, name);
-      if (keySpec?.kind === "ignored") {
-        const line = map.lineOf(table, name) ?? map.lineOf(qualified(name));
-        warnings.push(`${file}${line ? `:${line}` : ""}: ${typeName(value) === "array" && typeName((value as unknown[])[0]) === "table" ? `[[${qualified(name)}]]` : qualified(name)} is ignored: ${keySpec.why}`);
-      } else if (secretKey) {
-        const secretSpec = spec.keys[secretKey] as KeySpec;
-        const line = map.lineOf(table, name);
-        if (secretKey in input) throw new ConfigError(file, qualified(name), line, `${qualified(secretKey)} is set too: give the secret one way only`);
-        const secret = readSecretFile(file, qualified(name), value, line);
-        out[secretKey] = checkValue(qualified(name), secretSpec, secret, line);
-      } else if (keySpec) {
-        out[name] = checkValue(qualified(name), keySpec, value, map.lineOf(table, name));
-      } else if (sub) {
-        if (typeName(value) !== "table") {
-          throw new ConfigError(file, qualified(name), map.lineOf(table, name), `expected a table [${qualified(name)}], got ${typeName(value)}`);
-        }
-        out[name] = walk(qualified(name), sub, value as Parsed);
-      } else {
-        const known = [...Object.keys(spec.keys), ...Object.keys(spec.sections ?? {})];
-        const isTable = typeName(value) === "table";
-        const line = isTable ? map.lineOf(qualified(name)) : map.lineOf(table, name);
-        const what = isTable ? `unknown section [${qualified(name)}]` : `unknown key "${qualified(name)}"`;
-        const hint = suggestion(name, known);
-        warnings.push(`${file}${line ? `:${line}` : ""}: ${what}${hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : ""}`);
+/** The typed values of `input`, the table named `table`, checked against `spec`. */
+function walk(w: SchemaWalk, table: string, spec: SectionSpec, input: Parsed): Parsed {
+  const { file, map, warnings } = w;
+  const out: Parsed = {};
+  const qualified = (k: string) => (table ? `${table}.${k}` : k);
+  for (const [name, value] of Object.entries(input)) {
+    const keySpec = spec.keys[name];
+    const sub = spec.sections?.[name];
+    const secretKey = secretFileKey(spec, name);
+    if (keySpec?.kind === "ignored") {
+      const line = map.lineOf(table, name) ?? map.lineOf(qualified(name));
+      warnings.push(`${file}${line ? `:${line}` : ""}: ${typeName(value) === "array" && typeName((value as unknown[])[0]) === "table" ? `[[${qualified(name)}]]` : qualified(name)} is ignored: ${keySpec.why}`);
+    } else if (secretKey) {
+      const secretSpec = spec.keys[secretKey] as KeySpec;
+      const line = map.lineOf(table, name);
+      if (secretKey in input) throw new ConfigError(file, qualified(name), line, `${qualified(secretKey)} is set too: give the secret one way only`);
+      const secret = readSecretFile(file, qualified(name), value, line);
+      out[secretKey] = checkValue(file, qualified(name), secretSpec, secret, line);
+    } else if (keySpec) {
+      out[name] = checkValue(file, qualified(name), keySpec, value, map.lineOf(table, name));
+    } else if (sub) {
+      if (typeName(value) !== "table") {
+        throw new ConfigError(file, qualified(name), map.lineOf(table, name), `expected a table [${qualified(name)}], got ${typeName(value)}`);
       }
+      out[name] = walk(w, qualified(name), sub, value as Parsed);
+    } else {
+      warnings.push(unknownWarning(w, table, spec, name, typeName(value) === "table"));
     }
-    for (const [name, keySpec] of Object.entries(spec.keys)) {
-      if (name in out) continue;
-      if ("required" in keySpec && keySpec.required) {
-        throw new ConfigError(file, qualified(name), table ? map.lineOf(table) : undefined, table ? `required in [${table}] but missing` : "required but missing");
-      }
-      if ("default" in keySpec && keySpec.default !== undefined) {
-        out[name] = keySpec.kind === "duration" ? parseDuration(keySpec.default) : keySpec.default;
-      }
+  }
+  fillDefaults(w, table, spec, out);
+  return out;
+}
+
+/** The warning for `name`, a key or section `spec` does not know, with a suggestion when one is close. */
+function unknownWarning(w: SchemaWalk, table: string, spec: SectionSpec, name: string, isTable: boolean): string {
+  const qualified = table ? `${table}.${name}` : name;
+  const known = [...Object.keys(spec.keys), ...Object.keys(spec.sections ?? {})];
+  const line = isTable ? w.map.lineOf(qualified) : w.map.lineOf(table, name);
+  const what = isTable ? `unknown section [${qualified}]` : `unknown key "${qualified}"`;
+  const hint = suggestion(name, known);
+  return `${w.file}${line ? `:${line}` : ""}: ${what}${hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : ""}`;
+}
+
+/** Refuses a required key `out` lacks; gives the others their defaults. */
+function fillDefaults(w: SchemaWalk, table: string, spec: SectionSpec, out: Parsed): void {
+  for (const [name, keySpec] of Object.entries(spec.keys)) {
+    if (name in out) continue;
+    if ("required" in keySpec && keySpec.required) {
+      const key = table ? `${table}.${name}` : name;
+      throw new ConfigError(w.file, key, table ? w.map.lineOf(table) : undefined, table ? `required in [${table}] but missing` : "required but missing");
     }
-    return out;
+    if ("default" in keySpec && keySpec.default !== undefined) {
+      out[name] = keySpec.kind === "duration" ? parseDuration(keySpec.default) : keySpec.default;
+    }
+  }
+}
+
+/** `value` of `key` as `spec` wants it, or a ConfigError naming file, key and line. */
+function checkValue(file: string, key: string, spec: KeySpec, value: unknown, line: number | undefined): unknown {
+  const fail = (reason: string): never => {
+    throw new ConfigError(file, key, line, reason);
   };
-
-  const checkValue = (key: string, spec: KeySpec, value: unknown, line: number | undefined): unknown => {
-    const fail = (reason: string): never => {
-      throw new ConfigError(file, key, line, reason);
-    };
-    const got = typeName(value);
-    switch (spec.kind) {
-      case "string": {
-        if (typeof value !== "string") fail(`expected a string, got ${got} ${show(value)}`);
-        const s = spec.caseInsensitive ? (value as string).toLowerCase() : (value as string);
-        if (spec.oneOf && !spec.oneOf.includes(s)) fail(`must be one of ${spec.oneOf.map((o) => `"${o}"`).join(", ")}, got ${JSON.stringify(s)}`);
-        const problem = spec.check?.(s);
-        if (problem) fail(problem);
-        return s;
-      }
-      case "integer": {
-        if (got !== "integer") fail(`expected an integer, got ${got} ${show(value)}`);
-        const n = value as number;
-        if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
-        if (spec.max !== undefined && n > spec.max) fail(`must be ${spec.max} or less, got ${n}`);
-        return n;
-      }
-      case "number": {
-        if (typeof value !== "number") fail(`expected a number, got ${got} ${show(value)}`);
-        const n = value as number;
-        if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
-        return n;
-      }
-      case "ignored":
-        return undefined;
-      case "boolean":
-        if (typeof value !== "boolean") fail(`expected true or false, got ${got} ${show(value)}`);
-        return value;
-      case "duration": {
-        if (spec.integerSeconds && got === "integer") {
-          if ((value as number) < 0) fail(`must not be negative, got ${value}`);
-          return (value as number) * 1000;
-        }
-        if (typeof value !== "string") fail(`expected a duration string such as "30m"${spec.integerSeconds ? " or a whole number of seconds" : ""}, got ${got} ${show(value)}`);
-        let ms = 0;
-        try {
-          ms = parseDuration(value as string);
-        } catch (err) {
-          fail((err as Error).message);
-        }
-        if (ms < (spec.min ?? 0)) fail(`must not be negative, got ${JSON.stringify(value)}`);
-        return ms;
-      }
+  const got = typeName(value);
+  switch (spec.kind) {
+    case "string": {
+      if (typeof value !== "string") fail(`expected a string, got ${got} ${show(value)}`);
+      const s = spec.caseInsensitive ? (value as string).toLowerCase() : (value as string);
+      if (spec.oneOf && !spec.oneOf.includes(s)) fail(`must be one of ${spec.oneOf.map((o) => `"${o}"`).join(", ")}, got ${JSON.stringify(s)}`);
+      const problem = spec.check?.(s);
+      if (problem) fail(problem);
+      return s;
     }
-  };
+    case "integer": {
+      if (got !== "integer") fail(`expected an integer, got ${got} ${show(value)}`);
+      const n = value as number;
+      if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
+      if (spec.max !== undefined && n > spec.max) fail(`must be ${spec.max} or less, got ${n}`);
+      return n;
+    }
+    case "number": {
+      if (typeof value !== "number") fail(`expected a number, got ${got} ${show(value)}`);
+      const n = value as number;
+      if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
+      return n;
+    }
+    case "ignored":
+      return undefined;
+    case "boolean":
+      if (typeof value !== "boolean") fail(`expected true or false, got ${got} ${show(value)}`);
+      return value;
+    case "duration":
+      return checkDuration(spec, value, fail);
+  }
+}
 
-  return { file, values: walk("", schema, data), warnings };
+function checkDuration(spec: Extract<KeySpec, { kind: "duration" }>, value: unknown, fail: (reason: string) => never): number {
+  const got = typeName(value);
+  if (spec.integerSeconds && got === "integer") {
+    if ((value as number) < 0) fail(`must not be negative, got ${value}`);
+    return (value as number) * 1000;
+  }
+  if (typeof value !== "string") fail(`expected a duration string such as "30m"${spec.integerSeconds ? " or a whole number of seconds" : ""}, got ${got} ${show(value)}`);
+  let ms = 0;
+  try {
+    ms = parseDuration(value as string);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (ms < (spec.min ?? 0)) fail(`must not be negative, got ${JSON.stringify(value)}`);
+  return ms;
 }
