@@ -15,7 +15,7 @@ export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "ver
 /** The flags that take a value, so that the command word is found after them. */
 export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
 
-export const configFlags = {
+const configFlags = {
   config: { type: "string", default: "djinn-worker.toml", describe: "worker configuration file" },
   driver: { type: "string", default: "djinn-driver.toml", describe: "driver configuration file" },
 } as const;
