@@ -1,6 +1,7 @@
 // `djinn-worker logs`: a build's stored output, optionally followed until the build ends.
 import { loadWorkerConfig } from "../config/config.js";
-import { buildSummary, readOutput } from "../store/builds.js";
+import { buildSummary } from "../store/builds.js";
+import { readOutput } from "../store/output.js";
 import { TERMINAL_STATUSES } from "../runner/status.js";
 import { InputError } from "../errors/errors.js";
 import { parseBuildId } from "./input.js";

@@ -183,7 +183,6 @@ export interface LoadedBuild {
   notify: string[];
   variables: StoredVariable[];
   keys: { name: string; encrypted: Buffer }[];
-  jobs: StoredJob[];
 }
 
 export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild> {
@@ -201,7 +200,6 @@ export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild>
     notify: row.notify ?? [],
     variables: vars.rows.map((v) => ({ key: v.key, value: v.value, masked: v.masked, valueEncrypted: v.value_encrypted })),
     keys: keys.rows.map((k) => ({ name: k.name, encrypted: k.private_key_encrypted })),
-    jobs: await storedJobs(pool, id),
   };
 }
 
@@ -385,40 +383,6 @@ export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSumm
     driver: r.driver,
     jobs: jobs.rows.map((j) => ({ stage: j.stage, name: j.name, status: j.status, exitCode: j.exit_code, startedAt: j.started_at, finishedAt: j.finished_at })),
   };
-}
-
-export interface OutputChunk {
-  id: number;
-  jobId: number;
-  stage: string;
-  job: string;
-  data: string;
-}
-
-/** Stored output after chunk `afterId`, in order, at most `limit` chunks. */
-export async function readOutput(pool: pg.Pool, buildId: number, afterId: number, limit = 100): Promise<OutputChunk[]> {
-  const r = await pool.query(
-    `SELECT o.id, o.job_id, s.name AS stage, j.name AS job, o.data FROM job_output o JOIN jobs j ON j.id = o.job_id JOIN stages s ON s.id = j.stage_id
-     WHERE o.build_id = $1 AND o.id > $2 ORDER BY o.id LIMIT $3`,
-    [buildId, afterId, limit],
-  );
-  return r.rows.map((row) => ({ id: Number(row.id), jobId: Number(row.job_id), stage: row.stage, job: row.job, data: row.data }));
-}
-
-/** The last `n` lines of a build's stored output, read backwards a few chunks at a time. */
-export async function outputTail(pool: pg.Pool, buildId: number, n: number, maxLineChars = 1000): Promise<string[]> {
-  let text = "";
-  let before = Number.MAX_SAFE_INTEGER;
-  for (;;) {
-    const r = await pool.query(`SELECT id, data FROM job_output WHERE build_id = $1 AND id < $2 ORDER BY id DESC LIMIT 8`, [buildId, before]);
-    for (const row of r.rows) text = row.data + text;
-    if (r.rowCount === 0 || text.split("\n").length > n + 1) break;
-    before = Number(r.rows[r.rows.length - 1].id);
-    // Enough context for the tail: a job that printed megabytes without newlines is cut here.
-    if (text.length > n * maxLineChars * 2) break;
-  }
-  const lines = text.replace(/\n$/, "").split("\n").slice(-n);
-  return lines.map((l) => (l.length > maxLineChars ? `${l.slice(0, maxLineChars)}…` : l));
 }
 
 /** A build that should be on its queue: waiting, or claimed by a worker whose lease is over. */

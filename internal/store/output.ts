@@ -1,9 +1,11 @@
 // A job's output on its way into PostgreSQL: appended in chunks as it comes (a reader sees it
 // within about a second), never held whole, cut at the per-job limit, and made storable: text
 // columns refuse NUL and invalid UTF-8, so NUL becomes U+FFFD and bad bytes are decoded with
-// replacement (a StringDecoder keeps characters split across chunks whole).
+// replacement (a StringDecoder keeps characters split across chunks whole). And its way back
+// out: in order for `logs`, the last lines for a failure mail.
 import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
+import type pg from "pg";
 
 export const FLUSH_BYTES = 64 * 1024;
 export const FLUSH_MS = 250;
@@ -122,4 +124,38 @@ export class JobOutputSink extends Writable {
     });
     return this.chain;
   }
+}
+
+export interface OutputChunk {
+  id: number;
+  jobId: number;
+  stage: string;
+  job: string;
+  data: string;
+}
+
+/** Stored output after chunk `afterId`, in order, at most `limit` chunks. */
+export async function readOutput(pool: pg.Pool, buildId: number, afterId: number, limit = 100): Promise<OutputChunk[]> {
+  const r = await pool.query(
+    `SELECT o.id, o.job_id, s.name AS stage, j.name AS job, o.data FROM job_output o JOIN jobs j ON j.id = o.job_id JOIN stages s ON s.id = j.stage_id
+     WHERE o.build_id = $1 AND o.id > $2 ORDER BY o.id LIMIT $3`,
+    [buildId, afterId, limit],
+  );
+  return r.rows.map((row) => ({ id: Number(row.id), jobId: Number(row.job_id), stage: row.stage, job: row.job, data: row.data }));
+}
+
+/** The last `n` lines of a build's stored output, read backwards a few chunks at a time. */
+export async function outputTail(pool: pg.Pool, buildId: number, n: number, maxLineChars = 1000): Promise<string[]> {
+  let text = "";
+  let before = Number.MAX_SAFE_INTEGER;
+  for (;;) {
+    const r = await pool.query(`SELECT id, data FROM job_output WHERE build_id = $1 AND id < $2 ORDER BY id DESC LIMIT 8`, [buildId, before]);
+    for (const row of r.rows) text = row.data + text;
+    if (r.rowCount === 0 || text.split("\n").length > n + 1) break;
+    before = Number(r.rows[r.rows.length - 1].id);
+    // Enough context for the tail: a job that printed megabytes without newlines is cut here.
+    if (text.length > n * maxLineChars * 2) break;
+  }
+  const lines = text.replace(/\n$/, "").split("\n").slice(-n);
+  return lines.map((l) => (l.length > maxLineChars ? `${l.slice(0, maxLineChars)}…` : l));
 }
