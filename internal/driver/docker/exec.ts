@@ -4,6 +4,7 @@ import type { Readable, Writable } from "node:stream";
 import type Docker from "dockerode";
 import { DriverError } from "../driver.js";
 import { capture, Demux, pumpInto } from "./streams.js";
+import { sleep } from "../../timers/timers.js";
 
 export interface ExecOptions {
   env?: string[];
@@ -44,7 +45,7 @@ async function exitCodeOf(exec: Docker.Exec, what: string): Promise<number> {
     const info = await exec.inspect();
     if (!info.Running && info.ExitCode !== null && info.ExitCode !== undefined) return info.ExitCode;
     if (tries >= 200) throw new DriverError(`the engine did not report how ${what} ended`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 

@@ -16,6 +16,7 @@ import { freshRunToken, runName } from "../run.js";
 import { SessionDriver, SshSession } from "../ssh/session.js";
 import { kvmUsable } from "./accel.js";
 import { freeLocalPort } from "../../net/port.js";
+import { sleep } from "../../timers/timers.js";
 
 /** Where each build's qemu keeps its pidfile and serial log: one directory per run of a build. */
 export const STATE_ROOT = path.join(os.tmpdir(), "djinn-qemu");
@@ -147,7 +148,7 @@ async function untilListening(machine: Machine, ms: number): Promise<void> {
   while (!machine.exited.signal.aborted && Date.now() < deadline) {
     const inode = listeningInode(machine.port);
     if (inode && holdsSocket(machine.child.pid, inode)) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
   }
 }
 
@@ -358,7 +359,7 @@ async function reapStateDir(stateDir: string): Promise<boolean> {
       }
       // Not our child, so there is no exit event: poll /proc until it is gone.
       const deadline = Date.now() + waitMs;
-      while (Date.now() < deadline && machinePid(stateDir) === pid) await new Promise((r) => setTimeout(r, 50));
+      while (Date.now() < deadline && machinePid(stateDir) === pid) await sleep(50);
       if (machinePid(stateDir) !== pid) break;
     }
   }
