@@ -8,6 +8,7 @@ import { parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
 import { terminalSafe } from "./terminal.js";
 import { writeDrained } from "../stream/write.js";
+import { sleep } from "../timers/timers.js";
 
 export async function logsCommand(configFile: string, idText: string, follow: boolean, out: Out): Promise<void> {
   const id = parseBuildId(idText);
@@ -35,7 +36,7 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
       const status = follow ? (await buildSummary(pool, id))?.status : undefined;
       await drain();
       if (!follow || (status && TERMINAL_STATUSES.includes(status))) break;
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     }
   });
 }

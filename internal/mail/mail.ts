@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { WorkerConfig } from "../config/config.js";
 import { isPort, splitHostPort } from "../net/address.js";
 import { EnvironmentError } from "../errors/errors.js";
+import { sleep } from "../timers/timers.js";
 
 export type SmtpConfig = NonNullable<WorkerConfig["smtp"]>;
 
@@ -191,7 +192,7 @@ export class Mailer {
           last ? "failure mail not sent" : "failure mail attempt failed, retrying",
         );
         if (last) return false;
-        await new Promise((r) => setTimeout(r, this.#retryDelayMs * 2 ** (attempt - 1)));
+        await sleep(this.#retryDelayMs * 2 ** (attempt - 1));
       }
     }
     return false;
