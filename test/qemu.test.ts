@@ -343,13 +343,18 @@ jobs:
     await fs.writeFile(toml, `[qemu]\ndisks = "${FIXTURE_DISKS}"\nkey = "${FIXTURE_KEY}"\nmemory = 256\ndisk_interface = "ide"\nnet_device = "e1000"\nboot_timeout = "2m"\n`);
     const manifest = path.join(dir, "build.yml");
     await fs.writeFile(manifest, `driver: {type: qemu, image: tiny}\nstages: [s]\njobs:\n  - {stage: s, name: j, commands: ["echo token=$TOKEN", "readlink /sys/class/net/eth0/device/driver"]}\n`);
-    const r = spawnSync(process.execPath, [cliPath, "run", manifest, "--driver", toml, "--artifacts", path.join(dir, "art"), "--secret", "TOKEN=s3cr3t-value"], { encoding: "utf8", timeout: 180_000 });
+    // A temporary directory of its own, so its machines' state root is its own: other suites' machines are never taken for its leftovers.
+    const tmp = path.join(dir, "tmp");
+    await fs.mkdir(tmp);
+    const r = spawnSync(process.execPath, [cliPath, "run", manifest, "--driver", toml, "--artifacts", path.join(dir, "art"), "--secret", "TOKEN=s3cr3t-value"], { encoding: "utf8", timeout: 180_000, env: { ...process.env, TMPDIR: tmp } });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /Booting tiny with qemu-system-x86_64/);
     assert.match(r.stdout, /token=xxxxxx/);
     assert.doesNotMatch(r.stdout + r.stderr, /s3cr3t-value/);
     assert.match(r.stdout, /\/drivers\/e1000\n/);
-    assert.deepEqual(qemuProcesses(STATE_ROOT), [], "run left a machine behind");
+    const stateRoot = path.join(tmp, path.basename(STATE_ROOT));
+    assert.deepEqual(qemuProcesses(stateRoot), [], "run left a machine behind");
+    assert.deepEqual(await fs.readdir(stateRoot).catch(() => []), [], "run left a machine's state behind");
   });
 
   test("a missing image names every place looked; names cannot leave the image directory", async () => {
