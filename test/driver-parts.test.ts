@@ -10,6 +10,7 @@ import type { DriverConfig } from "../internal/config/config.js";
 import { baseTarPath } from "../internal/driver/docker/images.js";
 import { DriverError } from "../internal/driver/driver.js";
 import { buildBaseEnv, envList } from "../internal/driver/env.js";
+import { cgroupSource, RunProcesses } from "../internal/driver/os/processes.js";
 import { archOf, imageCandidates, imagesRoot, resolveImage } from "../internal/driver/qemu/qemu.js";
 import { exitCodeOf } from "../internal/driver/ssh/channels.js";
 import { loginMethod } from "../internal/driver/ssh/connect.js";
@@ -32,6 +33,30 @@ describe("the base environment", () => {
     assert.deepEqual(buildBaseEnv("42"), { CI: "true", DJINN_BUILD: "42" });
     assert.deepEqual(envList(buildBaseEnv("42")), ["CI=true", "DJINN_BUILD=42"]);
     assert.deepEqual(envList({ A: "x=y", B: "" }), ["A=x=y", "B="]);
+  });
+});
+
+describe("os driver parts", () => {
+  test("a job's shell joins the run's cgroup, wherever it is, before it becomes the job's shell", async () => {
+    // A plain directory stands in for the cgroup hierarchy: joining is writing one's pid to cgroup.procs.
+    const root = path.join(await tempDir(), `it's $(a) "cgroup" root`);
+    await fs.mkdir(root);
+    const saved = cgroupSource.root;
+    cgroupSource.root = () => root;
+    try {
+      const run = await RunProcesses.open("7-0123456789abcdef", "0123456789abcdef", root);
+      assert.equal(run.cgroup, path.join(root, "djinn-7-0123456789abcdef"));
+      const script = path.join(root, "job.sh");
+      await fs.writeFile(script, 'echo "shell $$"; echo oops >&2\n');
+      const [shell, ...args] = run.command(script);
+      const out = execFileSync(shell, args, { encoding: "utf8" });
+      const pid = /^shell (\d+)$/m.exec(out)?.[1];
+      assert.ok(pid, out);
+      assert.equal(out, `shell ${pid}\noops\n`, "stderr joins stdout");
+      assert.equal(await fs.readFile(path.join(run.cgroup!, "cgroup.procs"), "utf8"), `${pid}\n`);
+    } finally {
+      cgroupSource.root = saved;
+    }
   });
 });
 
