@@ -108,7 +108,9 @@ return 1`;
 
 // Gives a dead worker's builds back: when its heartbeat key is gone, every processing list it
 // had goes back onto its queue, at the end consumers take from, oldest first. ARGV[2] is what
-// names.ts's processingList appends to a list's name for this worker.
+// names.ts's processingList appends to a list's name for this worker. The worker is forgotten
+// only on a pass that finds nothing: a frozen (not dead) worker's BLMOVE still waiting in Redis
+// is served the build just pushed back, into that worker's processing list again.
 const RECOVER = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local lists = redis.call('HGET', KEYS[1], ARGV[1])
@@ -119,7 +121,7 @@ if lists then
     while redis.call('LMOVE', p, q, 'LEFT', 'RIGHT') do n = n + 1 end
   end
 end
-redis.call('HDEL', KEYS[1], ARGV[1])
+if n == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return n`;
 
 export interface Taken {
@@ -204,7 +206,7 @@ export class WorkerQueue {
     for (const w of workers) {
       if (w === this.workerId) continue;
       const n = await this.recover(w);
-      if (n >= 0) out.push({ worker: w, builds: n });
+      if (n > 0) out.push({ worker: w, builds: n });
     }
     return out;
   }
