@@ -11,7 +11,8 @@ import { ConfineError, confinedPath, isInside, resolveInside } from "../internal
 import { ArtifactStore, ObjectStore, StoreError } from "../internal/fs/store.js";
 import { engineAddress, isPort, serverAddress, splitHostPort } from "../internal/net/address.js";
 import { hostQemuArch } from "../internal/config/config.js";
-import { buildIdOfKillChannel, deadList, driverTypeOfQueue, killChannel, processingList, queueDriverOf, queueList } from "../internal/queue/names.js";
+import { buildIdOfKillChannel, configuredDrivers, deadList, driverTypeOfQueue, killChannel, processingList, queueDriverOf, queueList } from "../internal/queue/names.js";
+import type { DriverConfig } from "../internal/config/config.js";
 import { isShellName, shellQuote, singleQuote } from "../internal/shell/quote.js";
 
 const temps: string[] = [];
@@ -127,5 +128,7 @@ describe("queue names", () => {
     assert.equal(queueDriverOf("qemu"), `qemu-${hostQemuArch()}`);
     assert.equal(driverTypeOfQueue(queueDriverOf("qemu")), "qemu");
     for (const type of ["docker", "ssh", "os"]) assert.equal(driverTypeOfQueue(queueDriverOf(type)), type);
+    const drivers = { os: {}, qemu: {}, docker: {}, warnings: [] } as unknown as DriverConfig;
+    assert.deepEqual(configuredDrivers(drivers), ["docker", `qemu-${hostQemuArch()}`, "os"]);
   });
 });

@@ -1,8 +1,8 @@
 // `djinn-worker check`: the effective configuration, then whether each configured part can work.
-import { configuredDrivers, servedDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import type { DriverConfig, WorkerConfig } from "../config/config.js";
 import { summarizeDrivers, summarizeWorker } from "../config/summary.js";
 import { getDriver } from "../driver/driver.js";
-import { driverTypeOfQueue, queueList } from "../queue/names.js";
+import { configuredDrivers, driverTypeOfQueue, queueList, servedDrivers } from "../queue/names.js";
 import "../driver/all.js";
 import { createLogger } from "../log/log.js";
 import { Mailer } from "../mail/mail.js";

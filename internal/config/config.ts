@@ -247,30 +247,6 @@ export function defaultDriverConfig(): DriverConfig {
   return { os: {}, warnings: [] };
 }
 
-/** Driver sections present in driver.toml, by queue name (qemu → qemu-<arch>). */
-export function configuredDrivers(drivers: DriverConfig): string[] {
-  const names: string[] = [];
-  if (drivers.docker) names.push("docker");
-  if (drivers.qemu) names.push(`qemu-${hostQemuArch()}`);
-  if (drivers.ssh) names.push("ssh");
-  if (drivers.os) names.push("os");
-  return names;
-}
-
-/** The queue names a worker serves: its `driver` key resolved against driver.toml. */
-export function servedDrivers(worker: WorkerConfig, drivers: DriverConfig): string[] {
-  const configured = configuredDrivers(drivers);
-  if (worker.driver === "*") {
-    if (configured.length === 0) throw new ConfigError(drivers.file ?? "driver.toml", undefined, undefined, 'driver = "*" but no driver section ([docker], [qemu], [ssh], [os]) is configured');
-    return configured;
-  }
-  if (!configured.includes(worker.driver)) {
-    const section = worker.driver.startsWith("qemu") ? "qemu" : worker.driver;
-    throw new ConfigError(worker.file, "driver", undefined, `driver ${JSON.stringify(worker.driver)} is not configured: add a [${section}] section to ${drivers.file ?? "the driver file"}`);
-  }
-  return [worker.driver];
-}
-
 /** Fails with one clear line when a section the daemon needs is absent. */
 export function requireSections(worker: WorkerConfig, ...names: ("crypto" | "database" | "redis" | "artifacts" | "objects" | "images")[]): void {
   for (const name of names) {

@@ -1,6 +1,6 @@
 // The names of the queue protocol (docs/queue.md), in one place: the Redis keys and channels built
 // from the installation's prefix ([redis] queue in worker.toml), and which queue serves which driver.
-import { hostQemuArch } from "../config/config.js";
+import { ConfigError, hostQemuArch, type DriverConfig, type WorkerConfig } from "../config/config.js";
 
 /** The list a driver's builds wait on: `<prefix>_<queue driver>`, e.g. djinn_docker, djinn_qemu-x86_64. */
 export const queueList = (prefix: string, queueDriver: string) => `${prefix}_${queueDriver}`;
@@ -31,4 +31,22 @@ export function queueDriverOf(type: string): string {
 /** The manifest driver type of a queue name: qemu-x86_64 → qemu. */
 export function driverTypeOfQueue(queueDriver: string): string {
   return queueDriver.startsWith("qemu") ? "qemu" : queueDriver;
+}
+
+/** Driver sections present in driver.toml, by queue name (qemu → qemu-<arch>). */
+export function configuredDrivers(drivers: DriverConfig): string[] {
+  return (["docker", "qemu", "ssh", "os"] as const).filter((type) => drivers[type]).map(queueDriverOf);
+}
+
+/** The queue names a worker serves: its `driver` key resolved against driver.toml. */
+export function servedDrivers(worker: WorkerConfig, drivers: DriverConfig): string[] {
+  const configured = configuredDrivers(drivers);
+  if (worker.driver === "*") {
+    if (configured.length === 0) throw new ConfigError(drivers.file ?? "driver.toml", undefined, undefined, 'driver = "*" but no driver section ([docker], [qemu], [ssh], [os]) is configured');
+    return configured;
+  }
+  if (!configured.includes(worker.driver)) {
+    throw new ConfigError(worker.file, "driver", undefined, `driver ${JSON.stringify(worker.driver)} is not configured: add a [${driverTypeOfQueue(worker.driver)}] section to ${drivers.file ?? "the driver file"}`);
+  }
+  return [worker.driver];
 }

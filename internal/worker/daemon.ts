@@ -2,12 +2,12 @@
 import fs from "node:fs";
 import { Redis } from "ioredis";
 import type pg from "pg";
-import { loadDriverConfig, loadWorkerConfig, requireSections, servedDrivers, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import { loadDriverConfig, loadWorkerConfig, requireSections, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import { Crypto } from "../crypto/crypto.js";
 import { createLogger, reopenLog, type Logger } from "../log/log.js";
 import { Mailer } from "../mail/mail.js";
 import { Metrics } from "../metrics/metrics.js";
-import { queueList } from "../queue/names.js";
+import { queueList, servedDrivers } from "../queue/names.js";
 import { newWorkerId, probeRedis, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
 import { sleep } from "../timers/timers.js";

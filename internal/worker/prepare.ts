@@ -4,9 +4,9 @@
 // given back to be tried forever: it fails in setup with the reason (docs/queue.md).
 import type pg from "pg";
 import { specifyBuild, type BuildSpec, type Variable } from "../assembly/assembly.js";
-import { configuredDrivers, type DriverConfig } from "../config/config.js";
+import type { DriverConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
-import { driverTypeOfQueue } from "../queue/names.js";
+import { configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
 import { parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
 import { maskedValueProblem } from "../runner/mask.js";
 import { CREATE_DRIVER_JOB, type BuildPlan, type PlannedStage } from "../runner/plan.js";

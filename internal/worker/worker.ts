@@ -3,11 +3,10 @@
 // passes on kills, heals the queue, sweeps the host, and at shutdown gives back what still runs.
 // See docs/daemon.md for the guarantees.
 import { timingSafeEqual } from "node:crypto";
-import { configuredDrivers } from "../config/config.js";
 import { getDriver } from "../driver/driver.js";
 import "../driver/all.js";
 import type { Logger } from "../log/log.js";
-import { buildIdOfKillChannel, driverTypeOfQueue } from "../queue/names.js";
+import { buildIdOfKillChannel, configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
 import { parsePayload, type Taken } from "../queue/queue.js";
 import { BuildGoneError, ClaimLostError, claimBuild, renewLeases } from "../store/builds.js";
 import { permanentDatabaseError } from "../store/db.js";
