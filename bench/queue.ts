@@ -16,9 +16,8 @@ import { Redis } from "ioredis";
 import { Crypto } from "../internal/crypto/crypto.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
-import { insertBuild } from "../internal/store/builds.js";
 import { migrate } from "../internal/store/db.js";
-import { CRYPTO_BLOCK, startDaemon, startPostgres, startRedis, testPool, writeConfigs, type DaemonProcess } from "../test/helpers/services.js";
+import { CRYPTO_BLOCK, startDaemon, startPostgres, startRedis, testPool, writeConfigs, type DaemonProcess, insertManifestBuild } from "../test/helpers/services.js";
 import { numberArg } from "./lib/args.js";
 
 const samples = numberArg("samples", 30);
@@ -70,7 +69,7 @@ async function main(): Promise<void> {
       const manifest = parseManifest(text).manifest;
       const lat: number[] = [];
       for (let i = 0; i < samples; i++) {
-        const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env: [], secrets: [], notify: [] });
+        const id = await insertManifestBuild(pool, text);
         const t0 = Date.now() * 1e6;
         await enqueue(redis, "lat", "os", id);
         await d.waitForMsg("build finished", { build: id });
@@ -95,7 +94,7 @@ async function main(): Promise<void> {
       const text = manifestText(["true"]);
       const manifest = parseManifest(text).manifest;
       for (let i = 0; i < builds; i++) {
-        const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env: [], secrets: [], notify: [] });
+        const id = await insertManifestBuild(pool, text);
         await enqueue(redis, "tput", "os", id);
       }
       const t0 = performance.now();
@@ -153,7 +152,7 @@ async function main(): Promise<void> {
       const d = await startDaemon(cfg);
       daemons.push(d);
       const text = manifestText([`yes "a line of build output, as a compiler might print it" | head -c ${printMib}M`]);
-      const id = await insertBuild(pool, crypto, { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [], notify: [] });
+      const id = await insertManifestBuild(pool, text);
       const before = rssMiB(d.pid);
       let peak = before;
       const t0 = performance.now();

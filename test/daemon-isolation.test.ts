@@ -9,10 +9,10 @@ import { Redis } from "ioredis";
 import { Crypto } from "../internal/crypto/crypto.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
-import { claimBuild, insertBuild } from "../internal/store/builds.js";
+import { claimBuild } from "../internal/store/builds.js";
 import { TERMINAL_STATUSES } from "../internal/runner/status.js";
 import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
-import { CRYPTO_BLOCK, until, waitForStatus } from "./helpers/services.js";
+import { CRYPTO_BLOCK, until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -174,7 +174,7 @@ async function insertBuilds(t: TestEnv, redisPort: number, n: number, text: stri
   try {
     const ids: number[] = [];
     for (let i = 0; i < n; i++) {
-      const id = await insertBuild(t.pool, crypto, { manifestText: text, manifest, env: [], secrets: [], notify: [] });
+      const id = await insertManifestBuild(t.pool, text);
       await enqueue(redis, t.queue, "os", id);
       ids.push(id);
     }

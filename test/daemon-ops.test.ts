@@ -7,13 +7,10 @@ import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { SMTPServer } from "smtp-server";
-import { Crypto } from "../internal/crypto/crypto.js";
-import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
-import { insertBuild } from "../internal/store/builds.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
-import { CRYPTO_BLOCK, freePort, runCli, until, waitForStatus, writeConfigs } from "./helpers/services.js";
+import { freePort, runCli, until, waitForStatus, writeConfigs, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -261,7 +258,7 @@ describe("worker daemon: operations", { skip }, () => {
     const t = await suite.env();
     const d = await t.daemon();
     const text = osManifest([["echo ran"]]);
-    const id = await insertBuild(t.pool, new Crypto(CRYPTO_BLOCK), { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [], notify: [] });
+    const id = await insertManifestBuild(t.pool, text);
     await suite.postgres.halt();
     const redis = new Redis(suite.redis.port, "127.0.0.1");
     try {

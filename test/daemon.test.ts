@@ -6,11 +6,9 @@ import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { Crypto } from "../internal/crypto/crypto.js";
-import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
-import { insertBuild } from "../internal/store/builds.js";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
-import { CRYPTO_BLOCK, until, waitForStatus } from "./helpers/services.js";
+import { CRYPTO_BLOCK, until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -128,7 +126,7 @@ describe("worker daemon", { skip }, () => {
     try {
       for (let i = 0; i < 30; i++) {
         const text = osManifest([[`echo "$DJINN_BUILD" >> ${shared}`]]);
-        const id = await insertBuild(t.pool, crypto, { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [], notify: [] });
+        const id = await insertManifestBuild(t.pool, text);
         await enqueue(redis, t.queue, "os", id);
         ids.push(id);
       }

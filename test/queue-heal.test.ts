@@ -3,13 +3,11 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { Crypto } from "../internal/crypto/crypto.js";
-import { parseManifest } from "../internal/manifest/manifest.js";
 import { pushMissing, takeHealLock } from "../internal/queue/heal.js";
 import { deadList, processingList, queueList } from "../internal/queue/names.js";
-import { insertBuild, waitingBuilds } from "../internal/store/builds.js";
+import { waitingBuilds } from "../internal/store/builds.js";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
-import { CRYPTO_BLOCK } from "./helpers/services.js";
+import { insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -62,10 +60,8 @@ describe("queue healing", { skip }, () => {
   it("waiting builds: queued past the grace, or running under a lease over for longer than the grace", async () => {
     const t = await suite.env();
     const text = osManifest([["true"]]);
-    const { manifest } = parseManifest(text);
-    const crypto = new Crypto(CRYPTO_BLOCK);
     const add = async (sql: string) => {
-      const id = await insertBuild(t.pool, crypto, { manifestText: text, manifest, env: [], secrets: [], notify: [] });
+      const id = await insertManifestBuild(t.pool, text);
       await t.pool.query(`UPDATE builds SET ${sql} WHERE id = $1`, [id]);
       return id;
     };

@@ -6,13 +6,10 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { Crypto } from "../internal/crypto/crypto.js";
-import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
-import { insertBuild } from "../internal/store/builds.js";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
 import { cliPath } from "./helpers/env.js";
-import { CRYPTO_BLOCK, waitForStatus } from "./helpers/services.js";
+import { waitForStatus, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -54,7 +51,7 @@ describe("masked values", { skip }, () => {
     const d = await t.daemon();
     const text = osManifest([["echo ran-the-job", 'echo "pin=$PIN"']]);
     // A producer other than submit wrote it: the worker is the last line of defence.
-    const id = await insertBuild(t.pool, new Crypto(CRYPTO_BLOCK), { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [["PIN", "q7"]], notify: [] });
+    const id = await insertManifestBuild(t.pool, text, { secrets: [["PIN", "q7"]] });
     const redis = new Redis(suite.redis.port, "127.0.0.1");
     try {
       await enqueue(redis, t.queue, "os", id);

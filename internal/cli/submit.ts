@@ -4,6 +4,7 @@ import { Crypto } from "../crypto/crypto.js";
 import { queueDriverOf } from "../queue/names.js";
 import { enqueue } from "../queue/queue.js";
 import { insertBuild } from "../store/builds.js";
+import { planBuild } from "../runner/plan.js";
 import { InputError } from "../errors/errors.js";
 import { parseAssignments, parseSecrets, readKeys, readManifestFile } from "./input.js";
 import { withPool, withRedis, type Out } from "./services.js";
@@ -30,7 +31,7 @@ export async function submitCommand(opts: SubmitOptions, out: Out): Promise<numb
   requireSections(cfg, "crypto", "database", "redis");
   const crypto = new Crypto(cfg.crypto!.block);
   return withPool(cfg, async (pool) => {
-    const id = await insertBuild(pool, crypto, { manifestText: text, manifest, env, secrets, keys, notify: opts.notify });
+    const id = await insertBuild(pool, crypto, { manifestText: text, manifest, plan: (id) => planBuild(manifest, String(id)), env, secrets, keys, notify: opts.notify });
     await withRedis(cfg, (redis) => enqueue(redis, cfg.queue, queueDriverOf(manifest.driver.type), id));
     out.write(`${id}\n`);
     return id;

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Crypto } from "../crypto/crypto.js";
 import type { Manifest } from "../manifest/manifest.js";
-import { planBuild, type BuildPlan } from "../runner/plan.js";
+import type { BuildPlan } from "../runner/plan.js";
 import { freshRunToken, isRunToken } from "../driver/run.js";
 import { maskText } from "../runner/mask.js";
 import { TERMINAL_STATUSES } from "../runner/status.js";
@@ -18,6 +18,8 @@ export class ClaimLostError extends Error {
 export interface NewBuild {
   manifestText: string;
   manifest: Manifest;
+  /** The manifest's plan for the new build's id (the setup stage is named after it): written as its stage and job rows. */
+  plan: (id: number) => BuildPlan;
   env: [string, string][];
   secrets: [string, string][];
   notify: string[];
@@ -38,7 +40,7 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
       [secret, JSON.stringify(maskValues(b.manifest.driver, masked)), manifest.text, manifest.encrypted, b.manifest.namespace === undefined ? null : maskText(b.manifest.namespace, masked), b.notify],
     );
     const id = Number(r.rows[0].id);
-    await insertPlanRows(client, id, planBuild(b.manifest, String(id)), masked);
+    await insertPlanRows(client, id, b.plan(id), masked);
     for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, maskText(o.source, masked), maskText(o.dest, masked)]);
     // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
     let position = 0;

@@ -5,13 +5,10 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from "n
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Redis } from "ioredis";
-import { Crypto } from "../../internal/crypto/crypto.js";
-import { parseManifest } from "../../internal/manifest/manifest.js";
 import { enqueue } from "../../internal/queue/queue.js";
-import { insertBuild } from "../../internal/store/builds.js";
 import { TERMINAL_STATUSES } from "../../internal/runner/status.js";
 import { migrate } from "../../internal/store/db.js";
-import { CRYPTO_BLOCK, startDaemon, testPool, writeConfigs, type DaemonProcess, type PostgresServer, type RedisServer } from "./services.js";
+import { startDaemon, testPool, writeConfigs, type DaemonProcess, type PostgresServer, type RedisServer, insertManifestBuild } from "./services.js";
 
 export interface ChaosOptions {
   builds: number;
@@ -66,7 +63,6 @@ export async function chaosRun(redisServer: RedisServer, pgServer: PostgresServe
   await fs.mkdir(tmp);
   const marks = path.join(cfg.dir, "marks");
   const redis = new Redis(redisServer.port, "127.0.0.1");
-  const crypto = new Crypto(CRYPTO_BLOCK);
   const workers: DaemonProcess[] = [];
   const start = () => startDaemon(cfg, { env: { TMPDIR: tmp } });
   const t0 = Date.now();
@@ -76,7 +72,7 @@ export async function chaosRun(redisServer: RedisServer, pgServer: PostgresServe
     for (let i = 0; i < o.builds; i++) {
       const seconds = ((o.minJobMs + Math.random() * (o.maxJobMs - o.minJobMs)) / 1000).toFixed(2);
       const text = `driver: {type: os}\nstages: [run]\njobs:\n- stage: run\n  commands:\n  - echo "start $DJINN_BUILD $(date +%s%3N)" >> ${marks}\n  - sleep ${seconds}\n  - echo "$DJINN_BUILD" > out.txt\n  - echo "end $DJINN_BUILD $(date +%s%3N)" >> ${marks}\n  artifacts:\n  - out.txt\n`;
-      const id = await insertBuild(pool, crypto, { manifestText: text, manifest: parseManifest(text).manifest, env: [], secrets: [], notify: [] });
+      const id = await insertManifestBuild(pool, text);
       ids.push(id);
       await enqueue(redis, queue, "os", id);
     }

@@ -8,6 +8,10 @@ import { createInterface } from "node:readline";
 import pg from "pg";
 import { cliPath, which } from "./env.js";
 import { freeLocalPort as freePort } from "../../internal/net/port.js";
+import { Crypto } from "../../internal/crypto/crypto.js";
+import { parseManifest } from "../../internal/manifest/manifest.js";
+import { planBuild } from "../../internal/runner/plan.js";
+import { insertBuild, type NewBuild } from "../../internal/store/builds.js";
 
 
 /** Resolves when `child` prints a line matching `pattern` on stdout or stderr; rejects if it exits first. */
@@ -194,6 +198,12 @@ export interface ConfigOptions {
 }
 
 export const CRYPTO_BLOCK = "0123456789abcdef0123456789abcdef";
+
+/** Stores a build of manifest `text` as submit does (its rows planned from the manifest), without queueing it. */
+export function insertManifestBuild(pool: pg.Pool, text: string, more: Partial<Pick<NewBuild, "env" | "secrets" | "notify" | "keys">> = {}): Promise<number> {
+  const { manifest } = parseManifest(text);
+  return insertBuild(pool, new Crypto(CRYPTO_BLOCK), { manifestText: text, manifest, plan: (id) => planBuild(manifest, String(id)), env: [], secrets: [], notify: [], ...more });
+}
 
 /** Writes worker.toml and driver.toml (os driver) for a test into a fresh directory. */
 export async function writeConfigs(o: ConfigOptions): Promise<TestConfig> {
