@@ -2,16 +2,14 @@
 // replaced while builds run. Nothing is lost or stuck, no finished build runs again, and nothing
 // is left behind: no workspace, no job process, no payload.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { chaosReport, chaosRun } from "./helpers/chaos.js";
-import { servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 
 const skip = servicesSkip();
 
 describe("kill -9 chaos (os driver)", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
+  const suite = daemonSuite();
 
   it("3 workers, one killed every 1.5 s and replaced, 40 builds: none lost, stuck or re-run, nothing left behind", async () => {
     const r = await chaosRun(suite.redis, suite.postgres, {

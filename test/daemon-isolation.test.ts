@@ -4,14 +4,14 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { Crypto } from "../internal/crypto/crypto.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
 import { claimBuild } from "../internal/store/builds.js";
 import { TERMINAL_STATUSES } from "../internal/runner/status.js";
-import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
 import { CRYPTO_BLOCK, until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
@@ -42,10 +42,7 @@ function running(pid: number): boolean {
 }
 
 describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(() => suite.cleanup());
+  const suite = daemonSuite();
 
   it("two installations on one host with the same build id: recovering one after kill -9 never touches the other's build", async () => {
     const a = await suite.env({ lease: "2s" });

@@ -5,20 +5,12 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
-import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
-import { startDaemon, until, waitForStatus } from "./helpers/services.js";
+import { describe, it } from "node:test";
+import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
+import { startDaemon, until, waitForStatus, isAlive } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** A job that records its shell's pid, starts a background process, and waits for `go`. */
 async function gated(t: TestEnv, name: string): Promise<{ id: number; pid: () => number | undefined; go: () => Promise<void> }> {
@@ -29,10 +21,7 @@ async function gated(t: TestEnv, name: string): Promise<{ id: number; pid: () =>
 }
 
 describe("worker daemon: leftovers of a killed worker", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(() => suite.cleanup());
+  const suite = daemonSuite();
 
   it("the next worker on the host removes a dead worker's workspace and kills its processes, and leaves a live one's", async () => {
     const dead = await suite.env();
@@ -50,12 +39,12 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
 
     killed.kill("SIGKILL");
     await killed.exit;
-    assert.ok(alive(xPid), "a killed worker's job outlives it");
+    assert.ok(isAlive(xPid), "a killed worker's job outlives it");
     const next = await onHost(live);
     try {
       await next.waitForMsg("removed a workspace whose worker died");
       assert.equal((await fs.readdir(dead.tmp)).length, 1, "the live worker's workspace is kept");
-      await until("x's job killed", () => !alive(xPid) || undefined, 5000);
+      await until("x's job killed", () => !isAlive(xPid) || undefined, 5000);
       await y.go();
       assert.equal(await waitForStatus(live.pool, y.id, ["passed", "failed"]), "passed");
       await until("y's workspace removed at its end", async () => (await fs.readdir(dead.tmp)).length === 0 || undefined, 5000);

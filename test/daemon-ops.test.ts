@@ -4,12 +4,12 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { SMTPServer } from "smtp-server";
 import { enqueue } from "../internal/queue/queue.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { freePort, runCli, until, waitForStatus, writeConfigs, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
@@ -43,10 +43,7 @@ async function startSmtp(): Promise<{ addr: string; messages: string[]; next(): 
 }
 
 describe("worker daemon: operations", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(() => suite.cleanup());
+  const suite = daemonSuite();
 
   it("migrate is idempotent and safe when several run at once", async () => {
     const t = await suite.env({ migrate: false });

@@ -2,11 +2,11 @@
 // or on the dead list) instead of going round the queue forever; rows a producer left out are
 // written by the worker from the manifest.
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import type pg from "pg";
 import { MAX_DELIVERIES } from "../internal/worker/prepare.js";
-import { osManifest, servicesSkip, Suite, type TestEnv } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
 import { until, waitForStatus } from "./helpers/services.js";
 
 const skip = servicesSkip();
@@ -29,17 +29,11 @@ async function produce(t: TestEnv, redis: Redis, manifest: string, extra?: (db: 
 }
 
 describe("worker daemon: poison builds", { skip }, () => {
-  const suite = new Suite();
+  const suite = daemonSuite();
   let redis: Redis;
-  before(async () => {
-    await suite.start();
-    redis = new Redis(suite.redis.port, "127.0.0.1");
+  before(() => {
+    redis = suite.redisClient();
   });
-  after(async () => {
-    redis?.disconnect();
-    await suite.stop();
-  });
-  afterEach(() => suite.cleanup());
 
   it("a build with no stage or job rows runs: the worker writes them from the manifest", async () => {
     const t = await suite.env();

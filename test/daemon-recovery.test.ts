@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { until, waitForStatus } from "./helpers/services.js";
 
 const skip = servicesSkip();
@@ -20,10 +20,7 @@ function gatedJob(dir: string): string {
 const runLines = (dir: string) => (existsSync(path.join(dir, "runs")) ? readFileSync(path.join(dir, "runs"), "utf8").trim().split("\n") : []);
 
 describe("worker daemon: shutdown, crashes and outages", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(() => suite.cleanup());
+  const suite = daemonSuite();
 
   it("SIGTERM lets a running build finish within shutdown_timeout, removes the pidfile and exits 0", async () => {
     const t = await suite.env({ shutdownTimeout: "30s", pidfile: "" });

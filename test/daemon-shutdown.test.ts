@@ -6,38 +6,21 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { FORCED_EXIT_MS, SHUTDOWN_MARGIN_MS } from "../internal/worker/daemon.js";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
-import { Relay } from "./helpers/proxy.js";
-import { until, waitForStatus } from "./helpers/services.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
+import { until, waitForStatus, isAlive } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("worker daemon: shutdown with the servers gone", { skip }, () => {
-  const suite = new Suite();
-  const relays: Relay[] = [];
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(async () => {
-    for (const r of relays.splice(0)) await r.stop();
-    await suite.cleanup();
-  });
+  const suite = daemonSuite();
 
   /** A daemon reaching both servers through relays, running a job that waits for a file; the job's pid. */
   async function running(shutdownTimeout: string) {
-    const pg = await Relay.create(suite.postgres.port);
-    const redis = await Relay.create(suite.redis.port);
-    relays.push(pg, redis);
+    const pg = await suite.relay(suite.postgres.port);
+    const redis = await suite.relay(suite.redis.port);
     const t = await suite.env({ postgres: pg.addr, redis: redis.addr, shutdownTimeout, lease: "2s" });
     const d = await t.daemon();
     const marks = path.join(t.dir, "runs");
@@ -57,7 +40,7 @@ describe("worker daemon: shutdown with the servers gone", { skip }, () => {
     assert.equal(exit.code, 1, "not a clean stop");
     assert.ok(took < 2000 + SHUTDOWN_MARGIN_MS + 3000, `ended ${took} ms after SIGTERM`);
     assert.ok(d.lines.some((l) => /^shutdown not done \d+s after SIGTERM: exiting now/.test(String(l.msg))));
-    await until("the job killed", () => !alive(pid) || undefined, 5000);
+    await until("the job killed", () => !isAlive(pid) || undefined, 5000);
     assert.deepEqual(await fs.readdir(t.tmp), [], "its workspace removed");
 
     await pg.set("open");
@@ -79,7 +62,7 @@ describe("worker daemon: shutdown with the servers gone", { skip }, () => {
     const took = Date.now() - sent;
     assert.equal(exit.code, 1);
     assert.ok(took < FORCED_EXIT_MS + 3000, `ended ${took} ms after the second signal`);
-    await until("the job killed", () => !alive(pid) || undefined, 5000);
+    await until("the job killed", () => !isAlive(pid) || undefined, 5000);
     assert.deepEqual(await fs.readdir(t.tmp), []);
   });
 });

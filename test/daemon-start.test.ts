@@ -9,29 +9,17 @@ import fs from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { EXIT_TRY_AGAIN, START_WAIT_MS } from "../internal/worker/startup.js";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { cliPath, repoRoot } from "./helpers/env.js";
-import { Relay } from "./helpers/proxy.js";
 import { freePort, until, waitForStatus } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
 describe("worker daemon: start-up", { skip }, () => {
-  const suite = new Suite();
-  const relays: Relay[] = [];
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(async () => {
-    for (const r of relays.splice(0)) await r.stop();
-    await suite.cleanup();
-  });
-  const relay = async (port: number) => {
-    const r = await Relay.create(port, "closed");
-    relays.push(r);
-    return r;
-  };
+  const suite = daemonSuite();
+  const relay = (port: number) => suite.relay(port, "closed");
 
   it("waits for PostgreSQL and then Redis to answer, logging each try, then starts and runs builds", async () => {
     const pg = await relay(suite.postgres.port);

@@ -4,20 +4,17 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { DEAD_PAYLOAD_BYTES, deadPayload } from "../internal/queue/queue.js";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { cliPath } from "./helpers/env.js";
 import { until, waitForStatus } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
 describe("hostile input", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(() => suite.cleanup());
+  const suite = daemonSuite();
 
   it("submit and run refuse hostile manifests in one line naming the field, exit 2, nothing stored", async () => {
     const t = await suite.env();

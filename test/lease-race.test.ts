@@ -4,20 +4,17 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import fs from "node:fs/promises";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { heartbeatKey } from "../internal/queue/names.js";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { until, waitForStatus } from "./helpers/services.js";
 
 const skip = servicesSkip();
 const GATE = 4711;
 
 describe("lease renewal racing a build's final status", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(() => suite.cleanup());
+  const suite = daemonSuite();
 
   it("a renewal queued behind the final status write is no lost lease", async () => {
     const t = await suite.env({ lease: "1s" });

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { describe, it } from "node:test";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { fixtures, requireService } from "./helpers/env.js";
 import { CRYPTO_BLOCK, waitForStatus } from "./helpers/services.js";
 
@@ -20,9 +20,7 @@ const skip =
 const SECRET = "s3cret-value-123";
 
 describe("a producer written from docs/queue.md", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
+  const suite = daemonSuite();
 
   it("submits a build with a masked variable, a key and an object, and the worker runs it", async () => {
     const t = await suite.env();

@@ -1,28 +1,22 @@
 // Healing the queue, part by part against real servers: which builds PostgreSQL says should be
 // waiting, and which of them Redis has lost.
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { pushMissing, takeHealLock } from "../internal/queue/heal.js";
 import { deadList, processingList, queueList } from "../internal/queue/names.js";
 import { waitingBuilds } from "../internal/store/builds.js";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
 describe("queue healing", { skip }, () => {
-  const suite = new Suite();
+  const suite = daemonSuite();
   let redis: Redis;
-  before(async () => {
-    await suite.start();
-    redis = new Redis(suite.redis.port, "127.0.0.1");
+  before(() => {
+    redis = suite.redisClient();
   });
-  after(async () => {
-    redis?.disconnect();
-    await suite.stop();
-  });
-  afterEach(() => suite.cleanup());
 
   it("pushes back exactly the builds whose payload is on none of the list, its processing lists and the dead list", async () => {
     // Glob characters in the prefix must match themselves only.

@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { enqueue } from "../internal/queue/queue.js";
-import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
+import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { cliPath } from "./helpers/env.js";
 import { waitForStatus, insertManifestBuild } from "./helpers/services.js";
 
@@ -25,10 +25,7 @@ async function everyRow(pool: import("pg").Pool): Promise<string> {
 }
 
 describe("masked values", { skip }, () => {
-  const suite = new Suite();
-  before(() => suite.start());
-  after(() => suite.stop());
-  afterEach(() => suite.cleanup());
+  const suite = daemonSuite();
 
   it("a value shorter than 6 characters is refused by submit and run, one line, exit 2, nothing stored", async () => {
     const t = await suite.env();

@@ -2,12 +2,15 @@
 // and configuration per test, and submitting builds through the real CLI.
 import fs from "node:fs/promises";
 import path from "node:path";
+import { after, afterEach, before } from "node:test";
+import { Redis } from "ioredis";
 import type pg from "pg";
 import { reapRun } from "../../internal/driver/os/processes.js";
 import { runName } from "../../internal/driver/run.js";
 import { TERMINAL_STATUSES } from "../../internal/runner/status.js";
 import { migrate } from "../../internal/store/db.js";
 import { requireService } from "./env.js";
+import { Relay, type RelayMode } from "./proxy.js";
 import {
   postgresMissing,
   redisMissing,
@@ -49,11 +52,36 @@ async function reapRunsOf(pool: pg.Pool): Promise<void> {
   }
 }
 
+/** A Suite for the enclosing describe: its servers start before the first test and stop after the last; each test's environments go after it. */
+export function daemonSuite(): Suite {
+  const suite = new Suite();
+  before(() => suite.start());
+  after(() => suite.stop());
+  afterEach(() => suite.cleanup());
+  return suite;
+}
+
 export class Suite {
   redis!: RedisServer;
   postgres!: PostgresServer;
   private n = 0;
   private cleanups: (() => Promise<unknown>)[] = [];
+  private clients: Redis[] = [];
+  private relays: Relay[] = [];
+
+  /** A relay in front of one of the suite's servers (./proxy.ts), stopped after each test before anything else. */
+  async relay(port: number, mode: RelayMode = "open"): Promise<Relay> {
+    const r = await Relay.create(port, mode);
+    this.relays.push(r);
+    return r;
+  }
+
+  /** A client of the suite's Redis, disconnected when the suite stops. */
+  redisClient(): Redis {
+    const client = new Redis(this.redis.port, "127.0.0.1");
+    this.clients.push(client);
+    return client;
+  }
 
   async start(): Promise<void> {
     [this.redis, this.postgres] = await Promise.all([startRedis(), startPostgres()]);
@@ -61,10 +89,12 @@ export class Suite {
 
   async stop(): Promise<void> {
     await this.cleanup();
+    for (const c of this.clients.splice(0)) c.disconnect();
     await Promise.all([this.redis?.stop(), this.postgres?.stop()]);
   }
 
   async cleanup(): Promise<void> {
+    for (const r of this.relays.splice(0)) await r.stop();
     for (const c of this.cleanups.splice(0).reverse()) await c().catch(() => undefined);
   }
 

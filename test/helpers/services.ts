@@ -197,6 +197,16 @@ export interface ConfigOptions {
   extra?: string;
 }
 
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const CRYPTO_BLOCK = "0123456789abcdef0123456789abcdef";
 
 /** Stores a build of manifest `text` as submit does (its rows planned from the manifest), without queueing it. */
