@@ -34,8 +34,13 @@ interface CliResult {
 
 /** Runs the CLI without blocking the event loop (the servers under test live in this process). */
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return spawnCollecting(process.execPath, [cliPath, ...args], env);
+}
+
+/** Runs `command`, collecting its output; DJINN_DEBUG is cleared, so a stack trace is never asked for. */
+function spawnCollecting(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, DJINN_DEBUG: "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { env: { ...process.env, DJINN_DEBUG: "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -348,16 +353,7 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     const open = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-compat-perm-"));
     temps.push(open);
     await fs.chmod(open, 0o755);
-    const asNobody = (args: string[]) =>
-      new Promise<CliResult>((resolve, reject) => {
-        const child = spawn("runuser", ["-u", "nobody", "--", process.execPath, cliPath, ...args], { env: { ...process.env, DJINN_DEBUG: "" }, stdio: ["ignore", "pipe", "pipe"] });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d) => (stdout += d));
-        child.stderr.on("data", (d) => (stderr += d));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-      });
+    const asNobody = (args: string[]) => spawnCollecting("runuser", ["-u", "nobody", "--", process.execPath, cliPath, ...args]);
     const secret = path.join(open, "worker.toml");
     await fs.copyFile(await config(await postgres.createDatabase()), secret);
     await fs.chmod(secret, 0o600);
