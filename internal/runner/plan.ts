@@ -30,9 +30,14 @@ export interface BuildPlan {
   stages: PlannedStage[];
 }
 
+/** The setup stage's first job: it creates the environment and places the objects. */
+export function createDriverJob(setupStage: string): PlannedJob {
+  return { stage: setupStage, name: CREATE_DRIVER_JOB, commands: [], artifacts: [], createsDriver: true };
+}
+
 export function planBuild(manifest: Manifest, label: string): BuildPlan {
   const setup = setupStageName(label);
-  const setupJobs: PlannedJob[] = [{ stage: setup, name: CREATE_DRIVER_JOB, commands: [], artifacts: [], createsDriver: true }];
+  const setupJobs: PlannedJob[] = [createDriverJob(setup)];
   manifest.sources.forEach((src, i) => {
     const commands = [`git clone -q ${shellQuote(src.url)} ${shellQuote(src.dir)}`];
     if (src.ref) commands.push(`cd ${shellQuote(src.dir)}`, `git checkout -q ${shellQuote(src.ref)}`);

@@ -9,7 +9,7 @@ import type { Crypto } from "../crypto/crypto.js";
 import { configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
 import { parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
 import { maskedValueProblem } from "../runner/mask.js";
-import { CREATE_DRIVER_JOB, type BuildPlan, type PlannedStage } from "../runner/plan.js";
+import { createDriverJob, type BuildPlan, type PlannedStage } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";
 
 /** Claims of one build after which it is failed instead of run again: a build that keeps its workers from finishing it. */
@@ -105,7 +105,8 @@ function readBuild(build: LoadedBuild, ctx: PrepareContext): ReadBuild | string 
 
 /** Just the setup stage's first job: where a build that cannot be planned says why. */
 function setupOnlyPlan(id: number): BuildPlan {
-  return { stages: [{ name: setupStageName(String(id)), canFail: false, jobs: [{ stage: setupStageName(String(id)), name: CREATE_DRIVER_JOB, commands: [], artifacts: [], createsDriver: true }] }] };
+  const setup = setupStageName(String(id));
+  return { stages: [{ name: setup, canFail: false, jobs: [createDriverJob(setup)] }] };
 }
 
 /** A build's rows as a plan that runs nothing: what a build that cannot run records its failure on. */
