@@ -44,6 +44,15 @@ describe("writeDrained", () => {
     await writing;
     assert.equal(slow.stream.listenerCount("drain"), 0);
   });
+
+  test("a stream destroyed before the write does not keep the writer waiting", async () => {
+    const gone = new PassThrough();
+    gone.on("error", () => undefined);
+    gone.destroy();
+    await new Promise((r) => gone.once("close", r));
+    await writeDrained(gone, "late line");
+    assert.equal(gone.listenerCount("drain"), 0);
+  });
 });
 
 describe("sharedSink", () => {

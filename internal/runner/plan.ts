@@ -2,7 +2,7 @@
 import { setupStageName, type Manifest, type Passthrough } from "../manifest/manifest.js";
 import { shellQuote } from "../shell/quote.js";
 
-export const CREATE_DRIVER_JOB = "create-driver";
+const CREATE_DRIVER_JOB = "create-driver";
 
 export interface PlannedJob {
   stage: string;

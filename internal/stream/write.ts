@@ -1,14 +1,15 @@
 // Writing into a stream with backpressure: a fast producer waits for room rather than filling memory.
 import { Writable } from "node:stream";
 
-type Target = Pick<NodeJS.WritableStream, "write" | "on" | "off">;
+type Target = Pick<NodeJS.WritableStream, "write" | "on" | "off"> & { destroyed?: boolean };
 
 /**
  * Writes `chunk`; when `out`'s buffer is full, waits until it drains. A stream that closes or
- * fails meanwhile ends the wait too (its own error listeners hear the error): never hangs.
+ * fails meanwhile, or was destroyed before, ends the wait too (its own error listeners hear the error): never hangs.
  */
 export async function writeDrained(out: Target, chunk: string | Uint8Array): Promise<void> {
-  if (out.write(chunk)) return;
+  // A stream already destroyed has closed: no drain or close is coming.
+  if (out.write(chunk) || out.destroyed) return;
   await new Promise<void>((resolve) => {
     const done = () => {
       out.off("drain", done);
