@@ -13,11 +13,9 @@ import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Redis } from "ioredis";
-import { Crypto } from "../internal/crypto/crypto.js";
-import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
 import { migrate } from "../internal/store/db.js";
-import { CRYPTO_BLOCK, startDaemon, startPostgres, startRedis, testPool, writeConfigs, type DaemonProcess, insertManifestBuild } from "../test/helpers/services.js";
+import { startDaemon, startPostgres, startRedis, testPool, writeConfigs, type DaemonProcess, insertManifestBuild } from "../test/helpers/services.js";
 import { numberArg } from "./lib/args.js";
 
 const samples = numberArg("samples", 30);
@@ -37,7 +35,6 @@ async function main(): Promise<void> {
   const [redisServer, pgServer] = await Promise.all([startRedis(), startPostgres()]);
   const daemons: DaemonProcess[] = [];
   const dirs: string[] = [];
-  const crypto = new Crypto(CRYPTO_BLOCK);
   const redis = new Redis(redisServer.port, "127.0.0.1");
   try {
     const env = async (queue: string, parallelism: number) => {
@@ -66,7 +63,6 @@ async function main(): Promise<void> {
       const idleRss = rssMiB(d.pid);
       const stamp = path.join(cfg.dir, "stamp");
       const text = manifestText([`date +%s%N > ${stamp}`]);
-      const manifest = parseManifest(text).manifest;
       const lat: number[] = [];
       for (let i = 0; i < samples; i++) {
         const id = await insertManifestBuild(pool, text);
@@ -92,7 +88,6 @@ async function main(): Promise<void> {
     {
       const { pool, cfg } = await env("tput", 4);
       const text = manifestText(["true"]);
-      const manifest = parseManifest(text).manifest;
       for (let i = 0; i < builds; i++) {
         const id = await insertManifestBuild(pool, text);
         await enqueue(redis, "tput", "os", id);

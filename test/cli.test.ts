@@ -58,7 +58,7 @@ describe("djinn-worker command line", () => {
   test("Go-style flags: -flag VALUE and -flag=VALUE are --flag, other single-dash words are left alone", () => {
     assert.deepEqual(goStyleFlags(["-config", "w.toml", "-driver=d.toml", "-f", "-x", "--env", "A=1", "-"], LONG_FLAGS), ["--config", "w.toml", "--driver=d.toml", "-f", "-x", "--env", "A=1", "-"]);
     assert.equal(commandWord(["--config", "w.toml", "--follow", "logs", "3"], VALUE_FLAGS), "logs");
-    const missing = path.join(os.tmpdir(), "djinn-no-such-dir", "w.toml");
+    const missing = path.join(os.tmpdir(), `djinn-no-such-dir-${process.pid}-${Date.now()}`, "w.toml");
     for (const args of [["-config=" + missing], ["-config", missing], ["status", "1", "-config=" + missing]]) {
       const r = cli(args);
       assert.equal(r.status, 1, args.join(" "));
@@ -69,9 +69,14 @@ describe("djinn-worker command line", () => {
   test("every flag a command's help lists can be typed Go-style, and the command word is found after its value", () => {
     for (const command of [[], ...COMMANDS.map((c) => [c.name])]) {
       const help = cli([...command, "--help"]).stdout;
-      for (const [, name, rest] of help.matchAll(/^\s+(?:-\w, )?--(\w[\w-]*)\s+(.*(?:\n\s{10,}.*)*)/gm)) {
-        assert.ok(LONG_FLAGS.has(name), `${command[0] ?? "daemon"} --${name} is missing from LONG_FLAGS`);
-        if (/\[(string|array)\]/.test(rest)) assert.ok(VALUE_FLAGS.has(name), `${command[0] ?? "daemon"} --${name} takes a value: missing from VALUE_FLAGS`);
+      const flags = [...help.matchAll(/^\s+(?:-\w, )?--(\w[\w-]*)\s+(.*(?:\n\s{10,}.*)*)/gm)];
+      assert.ok(flags.length >= 2, `the help of ${command[0] ?? "the daemon"} lists its flags:\n${help}`);
+      for (const [, name, rest] of flags) {
+        const where = `${command[0] ?? "daemon"} --${name}`;
+        assert.ok(LONG_FLAGS.has(name), `${where} is missing from LONG_FLAGS`);
+        assert.deepEqual(goStyleFlags([`-${name}`], LONG_FLAGS), [`--${name}`], where);
+        if (/\[(string|array)\]/.test(rest)) assert.ok(VALUE_FLAGS.has(name), `${where} takes a value: missing from VALUE_FLAGS`);
+        else assert.ok(!VALUE_FLAGS.has(name), `${where} takes no value: it must not be in VALUE_FLAGS`);
       }
     }
   });

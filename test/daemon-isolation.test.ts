@@ -6,13 +6,11 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { Crypto } from "../internal/crypto/crypto.js";
-import { parseManifest } from "../internal/manifest/manifest.js";
 import { enqueue } from "../internal/queue/queue.js";
 import { claimBuild } from "../internal/store/builds.js";
 import { TERMINAL_STATUSES } from "../internal/runner/status.js";
 import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
-import { CRYPTO_BLOCK, until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
+import { until, waitForStatus, insertManifestBuild, isAlive } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -31,15 +29,6 @@ function escapingGatedJob(dir: string): string {
 
 const runLines = (dir: string) => (existsSync(path.join(dir, "runs")) ? readFileSync(path.join(dir, "runs"), "utf8").trim().split("\n") : []);
 const startPids = (line: string) => line.split(" ").slice(1).map(Number);
-
-/** A process that still runs: neither gone nor a zombie waiting to be reaped. */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
   const suite = daemonSuite();
@@ -62,7 +51,7 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     // of SIGPIPE, as it traces each command into the dead worker's pipe).
     aFirst.kill("SIGKILL");
     await aFirst.exit;
-    assert.ok(running(aEscaped));
+    assert.ok(isAlive(aEscaped));
     const aSecond = await a.daemon({ tmp });
     // Cleaned up by the sweep of the host at start, or else by the reap before the build runs again.
     await aSecond.waitFor(
@@ -71,9 +60,9 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
       15_000,
     );
     await until("a's second run started", () => runLines(a.dir).length === 2 || undefined, 15_000);
-    await until("a's first run is gone, setsid sleeper included", () => (!running(aShell) && !running(aEscaped)) || undefined, 5000);
-    assert.ok(running(bShell), "b's build 1 still runs");
-    assert.ok(running(bEscaped), "b's build 1's own processes are untouched");
+    await until("a's first run is gone, setsid sleeper included", () => (!isAlive(aShell) && !isAlive(aEscaped)) || undefined, 5000);
+    assert.ok(isAlive(bShell), "b's build 1 still runs");
+    assert.ok(isAlive(bEscaped), "b's build 1's own processes are untouched");
     assert.equal((await b.build(idB)).status, "running");
 
     await fs.writeFile(path.join(a.dir, "go"), "");
@@ -84,7 +73,7 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     assert.deepEqual(runLines(b.dir), [`start ${bShell} ${bEscaped}`, `end ${bShell}`]);
     assert.doesNotMatch(await b.output(idB), /attempt/);
     assert.equal((await a.build(idA)).attempt, 2);
-    await until("every escaped sleeper ended with its build", () => startPids(runLines(a.dir)[1]).concat(bEscaped).every((p) => !running(p)) || undefined, 5000);
+    await until("every escaped sleeper ended with its build", () => startPids(runLines(a.dir)[1]).concat(bEscaped).every((p) => !isAlive(p)) || undefined, 5000);
     assert.deepEqual(await fs.readdir(tmp), [], "no workspace is left on the host");
   });
 
@@ -107,10 +96,10 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     assert.equal(second.earlierRuns.length, 1);
     // A value of another shape in the column names nothing on the host: it is never used.
     await t.pool.query(`UPDATE builds SET runs = array_append(runs, '../..') WHERE id = $1`, [id]);
-    assert.ok(running(escaped), "the first run's sleeper is still there");
+    assert.ok(isAlive(escaped), "the first run's sleeper is still there");
     const third = await t.daemon();
     await until("the third run started", () => runLines(t.dir).length === 2 || undefined, 20_000);
-    await until("the first run's sleeper was reaped", () => !running(escaped) || undefined, 5000);
+    await until("the first run's sleeper was reaped", () => !isAlive(escaped) || undefined, 5000);
     await fs.writeFile(path.join(t.dir, "go"), "");
     await third.waitForMsg("build finished", { build: id }, 30_000);
     const build = await t.build(id);
@@ -131,7 +120,7 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     assert.equal((await t.build(id)).status, "passed");
     const pid = Number(readFileSync(pidFile, "utf8"));
     assert.ok(pid > 1);
-    await until("the setsid sleeper ended", () => !running(pid) || undefined, 5000);
+    await until("the setsid sleeper ended", () => !isAlive(pid) || undefined, 5000);
   });
 
   it("Redis restarting without its data mid-load: every build still finishes, the healed ones are logged and counted", async () => {
@@ -165,8 +154,6 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
 
 /** Inserts `n` builds as a producer does (rows, then payloads); their ids. */
 async function insertBuilds(t: TestEnv, redisPort: number, n: number, text: string): Promise<number[]> {
-  const crypto = new Crypto(CRYPTO_BLOCK);
-  const { manifest } = parseManifest(text);
   const redis = new Redis(redisPort, "127.0.0.1");
   try {
     const ids: number[] = [];

@@ -5,10 +5,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { Crypto } from "../internal/crypto/crypto.js";
 import { enqueue } from "../internal/queue/queue.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
-import { CRYPTO_BLOCK, until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
+import { until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -117,7 +116,6 @@ describe("worker daemon", { skip }, () => {
     const t = await suite.env({ parallelism: 3 });
     const shared = path.join(t.dir, "ran");
     await Promise.all([t.daemon(), t.daemon()]);
-    const crypto = new Crypto(CRYPTO_BLOCK);
     const redis = new Redis(suite.redis.port, "127.0.0.1");
     const ids: number[] = [];
     try {

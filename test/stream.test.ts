@@ -20,7 +20,7 @@ function slowStream(): { stream: Writable; release: () => void; got: () => strin
 
 const turn = () => new Promise((r) => setImmediate(r));
 
-describe("writeDrained", () => {
+describe("writeDrained", { timeout: 10_000 }, () => {
   test("resolves at once while there is room, and only after the drain when the buffer is full", async () => {
     const roomy = new PassThrough();
     await writeDrained(roomy, "ok");
@@ -55,7 +55,7 @@ describe("writeDrained", () => {
   });
 });
 
-describe("sharedSink", () => {
+describe("sharedSink", { timeout: 10_000 }, () => {
   test("passes backpressure through and never ends the shared stream", async () => {
     const slow = slowStream();
     const first = sharedSink(slow.stream);

@@ -197,11 +197,10 @@ export interface ConfigOptions {
   extra?: string;
 }
 
-/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+/** Whether a process still runs: neither gone nor a zombie waiting for its parent to reap it. */
 export function isAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return false;
   }
