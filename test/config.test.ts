@@ -132,6 +132,18 @@ describe("worker.toml", () => {
     assert.match(workerError(`[redis]\naddr = "r:1"\npassword_file = 3\n`).message, /:3: redis\.password_file: expected the path of a file holding the secret, got integer 3$/);
   });
 
+  test("a secret written with the wrong type is refused without repeating its value", () => {
+    for (const [text, key, line] of [
+      [`[redis]\naddr = "r:1"\npassword = 98765432\n`, "redis.password", 3],
+      [`[database]\naddr = "d:1"\nname = "d"\nusername = "u"\npassword = 98765432.5\n`, "database.password", 5],
+      [`[crypto]\nblock = [98765432]\n`, "crypto.block", 2],
+    ] as const) {
+      const err = workerError(text);
+      assert.match(err.message, new RegExp(`:${line}: ${key.replace(".", "\\.")}: expected a string, got \\w+$`));
+      assert.doesNotMatch(err.message, /98765432/);
+    }
+  });
+
   test("a secret given both inline and as a file is refused", () => {
     const block = file("0123456789abcdef", "block2.secret");
     const err = workerError(`[crypto]\nblock = "0123456789abcdef"\nblock_file = "${block}"\n`);

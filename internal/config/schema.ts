@@ -227,7 +227,8 @@ function checkValue(file: string, key: string, spec: KeySpec, value: unknown, li
   const got = typeName(value);
   switch (spec.kind) {
     case "string": {
-      if (typeof value !== "string") fail(`expected a string, got ${got} ${show(value)}`);
+      // A secret's value is never repeated, even a mistyped one: the line goes to terminals and logs.
+      if (typeof value !== "string") fail(`expected a string, got ${got}${spec.secret ? "" : ` ${show(value)}`}`);
       const s = spec.caseInsensitive ? (value as string).toLowerCase() : (value as string);
       if (spec.oneOf && !spec.oneOf.includes(s)) fail(`must be one of ${spec.oneOf.map((o) => `"${o}"`).join(", ")}, got ${JSON.stringify(s)}`);
       const problem = spec.check?.(s);
