@@ -87,6 +87,36 @@ describe("runner", () => {
     assert.deepEqual(r.events.slice(-2), ["killed a.1", "skipped a.2"]);
     assert.match(r.output.get("a.1")!, /build killed\n$/);
   });
+
+  test("a job's output sink that fails (the database gone) and the kill that follows end the build: the writer is never left waiting", { timeout: 60_000 }, async () => {
+    // As the daemon does: a write of output that keeps failing stops the build.
+    const abort = new AbortController();
+    const { manifest } = parseManifest("driver: {type: os}\nstages: [a]\njobs:\n- {stage: a, commands: ['yes output-that-fills-every-buffer']}\n");
+    const events: string[] = [];
+    const reporter: BuildReporter = {
+      jobStarted(job) {
+        events.push(`start ${job.name}`);
+        let writes = 0;
+        const sink = new Writable({
+          highWaterMark: 1024,
+          write(_c, _e, done) {
+            if (job.createsDriver || ++writes < 50) return done();
+            abort.abort();
+            done(new Error("database gone"));
+          },
+        });
+        sink.on("error", () => undefined);
+        return sink;
+      },
+      jobFinished(job, result) {
+        events.push(`${result.status} ${job.name}`);
+      },
+    };
+    const driver = (await getDriver("os")).create({ buildId: "t", manifest: manifest.driver, config: defaultDriverConfig(), log: pino({ level: "silent" }) });
+    const status = await runBuild({ plan: planBuild(manifest, "t"), driver, env: {}, masks: [], reporter, signal: abort.signal });
+    assert.equal(status, "killed");
+    assert.deepEqual(events.slice(-1), ["killed a.1"]);
+  });
 });
 
 /** A process that still runs: neither gone nor a zombie waiting to be reaped. */

@@ -2,7 +2,7 @@
 // job stops the build unless its stage may fail, timeout and kill stop it at once, and the
 // driver is destroyed whatever happens.
 import type { Writable } from "node:stream";
-import { finished } from "node:stream/promises";
+import { pipeline } from "node:stream/promises";
 import { formatDuration } from "../config/duration.js";
 import { CollectError, DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
@@ -90,7 +90,9 @@ export async function runBuild(opts: RunOptions): Promise<Status> {
 async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, ending: () => "killed" | "timed_out" | undefined): Promise<JobResult> {
   const sink = await opts.reporter.jobStarted(job);
   const output = new MaskStream(opts.masks);
-  output.pipe(sink);
+  // Not pipe(): a sink that fails (its database gone) must end `output` too, or whoever writes
+  // into it waits for a drain that never comes.
+  const delivered = pipeline(output, sink).catch(() => undefined);
   const note = async (line: string) => {
     await writeDrained(output, `${line}\n`);
   };
@@ -122,7 +124,7 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
     result = { status: signal.aborted ? ending() ?? "killed" : "failed" };
   } finally {
     output.end();
-    await finished(sink).catch(() => undefined);
+    await delivered;
   }
   return result!;
 }
