@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import type { DriverConfig } from "../internal/config/config.js";
@@ -207,6 +208,23 @@ jobs: [{stage: s, name: j, commands: ["echo password login as $(id -un)"]}]
     assert.equal(wrong.status, "failed");
     assert.match(wrong.reporter.jobs.get("create-driver")!.output, /refused to log in with the configured password/);
     assert.ok(!wrong.reporter.all().includes("wrong\n"), "the password is never printed");
+  });
+
+  test("a pattern whose list of matches runs far past 64 KiB gives every match, not a list cut short", async () => {
+    // 800 names of 120 characters: over 100 KB of paths.
+    const stem = "m".repeat(116);
+    assert.equal((await sshRun(vm.port, `mkdir -p /root/many && cd /root/many && i=0; while [ $i -lt 800 ]; do : > ${stem}$(printf %04d $i); i=$((i + 1)); done`)).code, 0);
+    const { manifest } = parseManifest(`driver: {type: ssh, address: "127.0.0.1:${vm.port}"}\nstages: [s]\njobs: [{stage: s, commands: [true]}]\n`);
+    const driver = (await getDriver("ssh")).create({ buildId: "ssh-test-glob", manifest: manifest.driver, config: sshConfig(), log });
+    try {
+      await driver.create(new PassThrough().resume(), new AbortController().signal);
+      const matches = await driver.glob!("many/*");
+      assert.equal(matches.length, 800);
+      assert.equal(matches[799], `/root/many/${stem}0799`);
+    } finally {
+      await driver.destroy();
+      await sshRun(vm.port, "rm -rf /root/many");
+    }
   });
 
   test("a server without SFTP: scripts, objects and artifacts go over exec channels", async () => {

@@ -28,6 +28,9 @@ export const GLOB_SCRIPT = [
   "done",
 ].join("\n");
 
+/** Most bytes of GLOB_SCRIPT's output a driver reads: far more than any real pattern's matches, and a bound on memory. */
+export const GLOB_OUTPUT_LIMIT = 16 * 1024 * 1024;
+
 /** The paths GLOB_SCRIPT printed. */
 export function parseGlobOutput(text: string): string[] {
   return text.split("\0").filter((p) => p !== "").map((p) => path.posix.normalize(p));

@@ -14,35 +14,44 @@ export function exitCodeOf(code: number | null | undefined, signalName?: string)
   return 128 + (os.constants.signals[name] ?? 9);
 }
 
-/** Runs `command` and returns its stdout (small outputs only: setup and cleanup commands). Settles within `timeoutMs` even on a dead connection. */
-export function runQuiet(client: Client, command: string, timeoutMs = 30_000): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
+/**
+ * Runs `command` and returns its output; settles within `timeoutMs` even on a dead connection.
+ * For setup and cleanup commands and lists of paths: more than `maxBytes` of stdout is an error,
+ * never a list cut short.
+ */
+export function runQuiet(client: Client, command: string, timeoutMs = 30_000, maxBytes = 64 * 1024): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let stdoutBytes = 0;
+    let stderrBytes = 0;
     let code: number | undefined;
     let channel: ClientChannel | undefined;
-    const timer = setTimeout(() => {
+    const fail = (err: Error) => {
+      clearTimeout(timer);
       channel?.close();
-      reject(new DriverError(`no answer within ${formatDuration(timeoutMs)} to: ${command.split("\n")[0]}`));
-    }, timeoutMs);
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new DriverError(`no answer within ${formatDuration(timeoutMs)} to: ${command.split("\n")[0]}`)), timeoutMs);
     client.exec(command, (err, ch) => {
-      if (err) {
-        clearTimeout(timer);
-        return reject(err);
-      }
+      if (err) return fail(err);
       channel = ch;
       ch.on("data", (d: Buffer) => {
-        if (stdout.length < 65536) stdout += d.toString("utf8");
+        stdoutBytes += d.length;
+        if (stdoutBytes > maxBytes) return fail(new DriverError(`more than ${maxBytes} bytes of output from: ${command.split("\n")[0]}`));
+        stdout.push(d);
       });
+      // Only for messages: the start of it is enough.
       ch.stderr.on("data", (d: Buffer) => {
-        if (stderr.length < 65536) stderr += d.toString("utf8");
+        if (stderrBytes < 4096) stderr.push(d);
+        stderrBytes += d.length;
       });
       ch.on("exit", (c: number | null, sig?: string) => {
         code = exitCodeOf(c, sig);
       });
       ch.on("close", () => {
         clearTimeout(timer);
-        resolve({ code, stdout, stderr });
+        resolve({ code, stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8") });
       });
     });
   });

@@ -5,7 +5,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { ClientChannel } from "ssh2";
 import { isShellName, singleQuote } from "../../shell/quote.js";
-import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
+import { GLOB_OUTPUT_LIMIT, GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, type ExecResult, type JobRun } from "../driver.js";
 import { exitCodeOf, runQuiet } from "./channels.js";
 import { connectWithRetry, type Client, type ConnectOptions, type SshTarget } from "./connect.js";
@@ -170,7 +170,7 @@ export class SshSession {
 
   /** The paths a shell pattern matches on the machine (see artifacts.ts). */
   async glob(pattern: string): Promise<string[]> {
-    const r = await runQuiet(this.client, `sh -c ${singleQuote(GLOB_SCRIPT)} sh ${singleQuote(this.workspace)} ${singleQuote(pattern)}`, 60_000).catch((err: Error) => {
+    const r = await runQuiet(this.client, `sh -c ${singleQuote(GLOB_SCRIPT)} sh ${singleQuote(this.workspace)} ${singleQuote(pattern)}`, 60_000, GLOB_OUTPUT_LIMIT).catch((err: Error) => {
       throw new CollectError("failed", `cannot expand ${pattern}: ${err.message}`);
     });
     if (r.code !== 0) throw new CollectError("failed", `cannot expand ${pattern}: ${r.stderr.trim() || `exit status ${r.code}`}`);
