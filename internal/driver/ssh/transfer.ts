@@ -118,13 +118,13 @@ class ExecTransfer implements FileTransfer {
   }
 
   async read(target: string, shown: string): Promise<Readable> {
-    const r = await runQuiet(this.client, `if [ ! -e ${singleQuote(target)} ]; then exit 4; elif [ ! -f ${singleQuote(target)} ]; then exit 6; fi`, 30_000).catch((err: Error) => {
+    const r = await runQuiet(this.client, `if [ ! -e ${singleQuote(target)} ]; then exit 4; elif [ ! -f ${singleQuote(target)} ]; then exit 6; fi; wc -c <${singleQuote(target)}`, 30_000).catch((err: Error) => {
       throw new CollectError("failed", `cannot look at ${shown}: ${err.message}`);
     });
     if (r.code === 4) throw new CollectError("missing", `${shown} does not exist`);
     if (r.code === 6) throw new CollectError("not-a-file", `${shown} is not a regular file`);
     if (r.code !== 0) throw new CollectError("failed", `cannot look at ${shown}: ${r.stderr.trim() || `exit status ${r.code}`}`);
-    return execRead(this.client, target, shown);
+    return execRead(this.client, target, shown, Number(r.stdout.trim()));
   }
 }
 
@@ -132,7 +132,7 @@ class ExecTransfer implements FileTransfer {
  * Writes `source` to `target` over an exec channel (`cat`), for servers without SFTP: missing
  * directories are made (0755), the file is created private and then given `mode`.
  */
-export function execWrite(client: Client, target: string, source: Readable, mode: number): Promise<void> {
+function execWrite(client: Client, target: string, source: Readable, mode: number): Promise<void> {
   const script = '(umask 022 && mkdir -p "$(dirname "$1")") && umask 077 && cat >"$1" && chmod "$2" "$1"';
   return new Promise((resolve, reject) => {
     client.exec(`sh -c ${singleQuote(script)} sh ${singleQuote(target)} ${mode.toString(8)}`, (err, ch) => {
@@ -155,11 +155,11 @@ export function execWrite(client: Client, target: string, source: Readable, mode
 }
 
 /**
- * Streams `target` out over an exec channel (`cat`), for servers without SFTP. The stream ends
- * only once the command has exited well, so a read that fails half-way is an error, never a
- * short artifact.
+ * Streams `target` (`size` bytes) out over an exec channel (`cat`), for servers without SFTP. The
+ * stream ends only once the command has exited well, so a read that fails half-way is an error,
+ * never a short artifact.
  */
-function execRead(client: Client, target: string, shown: string): Promise<Readable> {
+function execRead(client: Client, target: string, shown: string, size: number): Promise<Readable> {
   return new Promise((resolve, reject) => {
     client.exec(`exec cat <${singleQuote(target)}`, (err, ch) => {
       if (err) return reject(new CollectError("failed", `cannot read ${shown}: ${err.message}`));
@@ -167,15 +167,24 @@ function execRead(client: Client, target: string, shown: string): Promise<Readab
       ch.stderr.on("data", (d: Buffer) => {
         if (stderr.length < 4096) stderr += d.toString("utf8");
       });
-      // A server that closes without an exit status (dropbear can) is taken at its word.
+      // A channel may close without an exit status: dropbear can after a good read, and every
+      // channel of a connection that drops does. Then the byte count decides.
       const exited = new Promise<number | undefined>((done) => {
         ch.on("exit", (c: number | null, sig?: string) => done(exitCodeOf(c, sig)));
         ch.on("close", () => done(undefined));
       });
+      let got = 0;
       const out = new Transform({
-        transform: (chunk, _enc, cb) => cb(null, chunk),
+        transform: (chunk: Buffer, _enc, cb) => {
+          got += chunk.length;
+          cb(null, chunk);
+        },
         flush: (cb) => {
-          void exited.then((code) => (code === undefined || code === 0 ? cb() : cb(new CollectError("failed", `cannot read ${shown}: ${stderr.trim() || `cat exited ${code}`}`))));
+          void exited.then((code) => {
+            if (code === 0 || (code === undefined && got === size)) return cb();
+            const why = code === undefined ? `the connection closed after ${got} of ${size} bytes` : stderr.trim() || `cat exited ${code}`;
+            cb(new CollectError("failed", `cannot read ${shown}: ${why}`));
+          });
         },
       });
       out.on("close", () => ch.close());
