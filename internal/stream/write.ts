@@ -5,12 +5,18 @@ type Target = Pick<NodeJS.WritableStream, "write" | "on" | "off"> & { destroyed?
 
 /**
  * Writes `chunk`; when `out`'s buffer is full, waits until it drains. A stream that closes or
- * fails meanwhile, or was destroyed before, ends the wait too (its own error listeners hear the error): never hangs.
+ * fails meanwhile, or was destroyed before, ends the wait too: never hangs. The failure itself
+ * is for whoever owns the stream (a pipeline, an error listener); this only stops waiting.
  */
 export async function writeDrained(out: Target, chunk: string | Uint8Array): Promise<void> {
+  if (!out.write(chunk)) await drained(out);
+}
+
+/** Resolves when a full `out` has room again, closes or fails. */
+function drained(out: Target): Promise<void> {
   // A stream already destroyed has closed: no drain or close is coming.
-  if (out.write(chunk) || out.destroyed) return;
-  await new Promise<void>((resolve) => {
+  if (out.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
     const done = () => {
       out.off("drain", done);
       out.off("close", done);
@@ -27,7 +33,8 @@ export async function writeDrained(out: Target, chunk: string | Uint8Array): Pro
 export function sharedSink(out: Target): Writable {
   return new Writable({
     write(chunk: Buffer, _enc, done) {
-      void writeDrained(out, chunk).then(() => done());
+      if (out.write(chunk)) done();
+      else void drained(out).then(() => done());
     },
   });
 }
