@@ -132,6 +132,16 @@ describe("worker.toml", () => {
     assert.match(workerError(`[redis]\naddr = "r:1"\npassword_file = 3\n`).message, /:3: redis\.password_file: expected the path of a file holding the secret, got integer 3$/);
   });
 
+  test("smtp.addr and metrics.addr are checked when the file is read, naming file, key and line", () => {
+    let err = workerError(`[smtp]\naddr = "mail.example"\nadmin = "a@b"\n`);
+    assert.equal(err.message, `${err.file}:2: smtp.addr: must be host:port, e.g. "127.0.0.1:25", got "mail.example"`);
+    err = workerError(`[metrics]\naddr = "127.0.0.1:99999"\n`);
+    assert.equal(err.message, `${err.file}:2: metrics.addr: must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:9110", got "127.0.0.1:99999"`);
+    const ok = loadWorkerConfig(file(`[smtp]\naddr = "[::1]:25"\nadmin = "a@b"\n[metrics]\naddr = ":0"\n`, "addrs-ok.toml"));
+    assert.equal(ok.smtp?.addr, "[::1]:25");
+    assert.equal(ok.metrics?.addr, ":0");
+  });
+
   test("a secret written with the wrong type is refused without repeating its value", () => {
     for (const [text, key, line] of [
       [`[redis]\naddr = "r:1"\npassword = 98765432\n`, "redis.password", 3],

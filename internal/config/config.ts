@@ -1,6 +1,6 @@
 // worker.toml and driver.toml: the only place in the worker that reads TOML.
 import os from "node:os";
-import { engineAddress } from "../net/address.js";
+import { engineAddress, hostAndPort, listenAddress } from "../net/address.js";
 import { parallelismWarning } from "./sanity.js";
 import { ConfigError, applySchema, readToml, type SectionSpec } from "./schema.js";
 
@@ -52,7 +52,7 @@ export const workerSchema: SectionSpec = {
     },
     smtp: {
       keys: {
-        addr: { kind: "string", required: true, doc: "SMTP server host:port." },
+        addr: { kind: "string", required: true, check: (v) => (hostAndPort(v) ? undefined : `must be host:port, e.g. "127.0.0.1:25", got ${JSON.stringify(v)}`), doc: "SMTP server host:port." },
         ca: { kind: "string", doc: "CA bundle; when set, STARTTLS is required and verified against it." },
         admin: { kind: "string", required: true, doc: "From address of failure mail." },
         username: { kind: "string", doc: "SMTP AUTH user." },
@@ -92,7 +92,7 @@ export const workerSchema: SectionSpec = {
         file: { kind: "string", doc: "Log file; standard output when unset." },
       },
     },
-    metrics: { keys: { addr: { kind: "string", required: true, doc: "host:port for /metrics and /healthz." } } },
+    metrics: { keys: { addr: { kind: "string", required: true, check: (v) => (listenAddress(v) ? undefined : `must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:9110", got ${JSON.stringify(v)}`), doc: "host:port for /metrics and /healthz." } } },
   },
 };
 

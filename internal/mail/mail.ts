@@ -4,7 +4,7 @@ import nodemailer, { type Transporter } from "nodemailer";
 import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config/config.js";
-import { isPort, splitHostPort } from "../net/address.js";
+import { hostAndPort } from "../net/address.js";
 import { EnvironmentError } from "../errors/errors.js";
 import { sleep } from "../timers/timers.js";
 
@@ -64,9 +64,9 @@ export class MailError extends EnvironmentError {
 
 /** "host:port" or "[v6]:port" → host and port, or a clear error naming smtp.addr. */
 function parseSmtpAddr(addr: string): { host: string; port: number } {
-  const a = splitHostPort(addr.trim());
-  if (!a?.host || a.port === undefined || !isPort(a.port)) throw new MailError(`smtp.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:25")`);
-  return { host: a.host, port: a.port };
+  const a = hostAndPort(addr);
+  if (!a) throw new MailError(`smtp.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:25")`);
+  return a;
 }
 
 interface SmtpError extends Error {

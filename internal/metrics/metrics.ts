@@ -2,7 +2,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { isPort, splitHostPort } from "../net/address.js";
+import { listenAddress } from "../net/address.js";
 
 /** Resolves when the dependency is reachable, rejects with the reason when not. */
 export type Probe = () => Promise<void>;
@@ -26,10 +26,9 @@ const DEFAULT_PROBE_TIMEOUT_MS = 2000;
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces); port 0 picks a free one. */
 export function parseListenAddr(addr: string): { host: string | undefined; port: number } {
-  const a = splitHostPort(addr.trim());
-  if (a?.port === undefined) throw new Error(`metrics.addr ${JSON.stringify(addr)} is not host:port (e.g. "127.0.0.1:9110")`);
-  if (!isPort(a.port, true)) throw new Error(`metrics.addr ${JSON.stringify(addr)}: port ${a.port} is out of range 0-65535`);
-  return { host: a.host === "" ? undefined : a.host, port: a.port };
+  const a = listenAddress(addr);
+  if (!a) throw new Error(`metrics.addr ${JSON.stringify(addr)} is not host:port with a port of 0-65535 (e.g. "127.0.0.1:9110")`);
+  return a;
 }
 
 export class Metrics {

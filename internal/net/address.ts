@@ -19,6 +19,18 @@ export function isPort(port: number, zero = false): boolean {
   return Number.isInteger(port) && port >= (zero ? 0 : 1) && port <= 65535;
 }
 
+/** "host:port" with both parts (a server a client must be told exactly, e.g. smtp.addr); undefined otherwise. */
+export function hostAndPort(addr: string): { host: string; port: number } | undefined {
+  const a = splitHostPort(addr.trim());
+  return a?.host && a.port !== undefined && isPort(a.port) ? { host: a.host, port: a.port } : undefined;
+}
+
+/** Where a listener binds: "host:port", "[v6]:port" or ":port" (every interface); port 0 picks a free one. Undefined otherwise. */
+export function listenAddress(addr: string): { host: string | undefined; port: number } | undefined {
+  const a = splitHostPort(addr.trim());
+  return a?.port !== undefined && isPort(a.port, true) ? { host: a.host === "" ? undefined : a.host, port: a.port } : undefined;
+}
+
 /**
  * Where a client connects for a server's address (`[database] addr`, `[redis] addr`): the host,
  * 127.0.0.1 when left out, and the port, `defaultPort` when left out. Anything else is taken
