@@ -7,6 +7,8 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, describe, test } from "node:test";
+import { getEventListeners } from "node:events";
+import { sleep } from "../internal/timers/timers.js";
 import { ConfineError, confinedPath, isInside, resolveInside } from "../internal/fs/confine.js";
 import { ArtifactStore, ObjectStore, StoreError } from "../internal/fs/store.js";
 import { engineAddress, isPort, serverAddress, splitHostPort } from "../internal/net/address.js";
@@ -130,5 +132,16 @@ describe("queue names", () => {
     for (const type of ["docker", "ssh", "os"]) assert.equal(driverTypeOfQueue(queueDriverOf(type)), type);
     const drivers = { os: {}, qemu: {}, docker: {}, warnings: [] } as unknown as DriverConfig;
     assert.deepEqual(configuredDrivers(drivers), ["docker", `qemu-${hostQemuArch()}`, "os"]);
+  });
+});
+
+describe("timers", { timeout: 10_000 }, () => {
+  test("sleep ends at once when its signal aborts, and at once for a signal aborted before", async () => {
+    const abort = new AbortController();
+    const waiting = sleep(60_000, { signal: abort.signal });
+    abort.abort();
+    await waiting;
+    await sleep(60_000, { signal: abort.signal });
+    assert.equal(getEventListeners(abort.signal, "abort").length, 0, "the wait leaves no listener behind");
   });
 });

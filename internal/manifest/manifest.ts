@@ -160,7 +160,7 @@ function parseYaml(text: string): { root: YAMLMap; lines: LineCounter } {
     throw new ManifestError("", `not valid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}${pos ? ` (column ${pos.col})` : ""}`, pos?.line);
   }
   const root = doc.contents;
-  const lineOf = (node: Node | null | undefined) => (node?.range ? lines.linePos(node.range[0]).line : undefined);
+  const lineOf = (node: Node | null | undefined) => nodeLine(lines, node);
   if (!isMap(root)) throw new ManifestError("", "a manifest must be a YAML mapping with driver, stages and jobs", lineOf(root));
   const deep = tooDeep(root);
   if (deep) {
@@ -170,13 +170,18 @@ function parseYaml(text: string): { root: YAMLMap; lines: LineCounter } {
   return { root: root as YAMLMap, lines };
 }
 
+/** The line a node starts on, when it has a place in the text. */
+function nodeLine(lines: LineCounter, node: Node | null | undefined): number | undefined {
+  return node?.range ? lines.linePos(node.range[0]).line : undefined;
+}
+
 /** Reads typed values out of the parsed document: every problem names its field and line. */
 class Fields {
   readonly warnings: string[] = [];
   constructor(private readonly lines: LineCounter) {}
 
   lineOf(node: Node | null | undefined): number | undefined {
-    return node?.range ? this.lines.linePos(node.range[0]).line : undefined;
+    return nodeLine(this.lines, node);
   }
 
   get(map: Node | undefined, key: string): Node | undefined {

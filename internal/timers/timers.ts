@@ -1,13 +1,22 @@
 // Timers: waiting, and bounding a wait, in one place.
 
 /**
- * Resolves after `ms`. With `unref`, the timer does not keep the process alive: for a backoff
- * that must not delay an exit (the daemon's retries).
+ * Resolves after `ms`, or at once when `signal` aborts (a wait the caller may cut short). With
+ * `unref`, the timer does not keep the process alive: for a backoff that must not delay an exit
+ * (the daemon's retries).
  */
-export function sleep(ms: number, opts: { unref?: boolean } = {}): Promise<void> {
+export function sleep(ms: number, opts: { unref?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+  const { signal } = opts;
   return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    const finish = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", finish);
+      resolve();
+    };
+    const timer = setTimeout(finish, ms);
     if (opts.unref) timer.unref();
+    if (signal?.aborted) finish();
+    else signal?.addEventListener("abort", finish, { once: true });
   });
 }
 

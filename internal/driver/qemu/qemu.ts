@@ -243,7 +243,7 @@ export class QemuDriver extends SessionDriver implements Driver {
           { host: "127.0.0.1", port: machine.port, user: "root", keyFile: cfg.key },
           { timeoutMs: Math.max(left, 1), signal: giveUp.signal, baseEnv: buildBaseEnv(this.options.buildId) },
         );
-        output.write(`SSH up after ${((Date.now() - started) / 1000).toFixed(1)}s (port ${machine.port})${this.session.overExec ? "; no SFTP on the machine: files go over exec channels" : ""}\n`);
+        output.write(`SSH up after ${((Date.now() - started) / 1000).toFixed(1)}s (port ${machine.port})${this.session.transferNote}\n`);
         return;
       } catch (err) {
         if (signal.aborted) throw new DriverError("aborted while booting");

@@ -5,6 +5,7 @@ import net from "node:net";
 import ssh2, { type ConnectConfig } from "ssh2";
 import { formatDuration } from "../../config/duration.js";
 import { DriverError } from "../driver.js";
+import { sleep } from "../../timers/timers.js";
 
 export interface SshTarget {
   host: string;
@@ -140,18 +141,6 @@ function attempt(config: ConnectConfig, bannerTimeoutMs: number, signal?: AbortS
   });
 }
 
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(finish, ms);
-    function finish() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", finish);
-      resolve();
-    }
-    signal?.addEventListener("abort", finish, { once: true });
-  });
-}
-
 /** Connects, retrying refused, reset and failed handshakes until `timeoutMs`; authentication failures are final. */
 export async function connectWithRetry(target: SshTarget, opts: ConnectOptions): Promise<Client> {
   const key = target.keyFile ? await loadKey(target.keyFile) : undefined;
@@ -178,7 +167,7 @@ export async function connectWithRetry(target: SshTarget, opts: ConnectOptions):
         throw new DriverError(`${where} refused to log in with ${loginMethod(target)}: ${last.message}`);
       }
     }
-    await pause(Math.min(opts.retryDelayMs ?? 250, Math.max(0, deadline - Date.now())), opts.signal);
+    await sleep(Math.min(opts.retryDelayMs ?? 250, Math.max(0, deadline - Date.now())), { signal: opts.signal });
   }
   throw new DriverError(`could not connect to ${where} within ${formatDuration(opts.timeoutMs)}${last ? `: ${last.message}` : ""}`);
 }

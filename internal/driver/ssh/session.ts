@@ -88,9 +88,9 @@ export class SshSession {
     }
   }
 
-  /** True when the server offers no SFTP: files move over exec channels. */
-  get overExec(): boolean {
-    return this.files.over === "exec";
+  /** What the connected line adds about moving files: a server without SFTP gets exec channels. */
+  get transferNote(): string {
+    return this.files.over === "exec" ? "; no SFTP on the machine: files go over exec channels" : "";
   }
 
   /** Runs one job: its script (exports first) is uploaded to the private directory and run by `sh` with stdin closed. */

@@ -43,7 +43,7 @@ export class SshDriver extends SessionDriver implements Driver {
       { host, port, user: cfg.user, keyFile: cfg.key, password: cfg.password },
       { timeoutMs: cfg.timeoutMs, signal, baseEnv: buildBaseEnv(this.options.buildId) },
     );
-    output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}${this.session.overExec ? "; no SFTP on the machine: files go over exec channels" : ""}\n`);
+    output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}${this.session.transferNote}\n`);
   }
 
   async destroy(): Promise<void> {
