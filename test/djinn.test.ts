@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
+import { Redis } from "ioredis";
 import { SMTPServer } from "smtp-server";
 import { classify, describe as describeError, exitCodeFor, failureText } from "../internal/cli/failure.js";
 import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
@@ -20,7 +21,7 @@ import { ManifestError, parseManifest, parsePassthrough } from "../internal/mani
 import { artifactName, isPattern, parseGlobOutput } from "../internal/driver/artifacts.js";
 import { freeLocalPort } from "../internal/net/port.js";
 import { cliPath, fixtures, requireService, which } from "./helpers/env.js";
-import { postgresMissing, redisMissing, startPostgres, startRedis, type PostgresServer, type RedisServer } from "./helpers/services.js";
+import { postgresMissing, redisMissing, startPostgres, startRedis, testPool, type PostgresServer, type RedisServer } from "./helpers/services.js";
 
 const DJINN_WORKER = path.join(fixtures, "djinn", "worker.toml");
 const DJINN_DRIVER = path.join(fixtures, "djinn", "driver.toml");
@@ -289,6 +290,21 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     await fs.writeFile(file, "[os]\n");
     return file;
   };
+
+  test("what the PostgreSQL and Redis clients really throw is a server problem: exit 1, one line", async () => {
+    const pool = testPool(postgres, await postgres.createDatabase());
+    const client = new Redis(redis.port, "127.0.0.1");
+    try {
+      const fromPostgres = await pool.query("SELECT 1 FROM builds").then(() => assert.fail("the query should fail"), (err: unknown) => err);
+      assert.deepEqual([exitCodeFor(fromPostgres), describeError(fromPostgres)], [1, 'PostgreSQL: relation "builds" does not exist']);
+      const fromRedis = await client.call("AUTH", "not-the-password").then(() => assert.fail("AUTH should be refused"), (err: unknown) => err);
+      assert.equal(exitCodeFor(fromRedis), 1);
+      assert.match(describeError(fromRedis), /^Redis: ERR .*AUTH/);
+    } finally {
+      client.disconnect();
+      await pool.end();
+    }
+  });
 
   test("status, logs and kill against a database that was never migrated", async () => {
     const worker = await config(await postgres.createDatabase());

@@ -32,6 +32,7 @@ describe("logrotate: the SysVinit script's output file", { skip }, () => {
     const conf = path.join(dir, "logrotate.conf");
     fs.writeFileSync(conf, stanza(OUTPUT, output));
     // As the init script's `>>`: one descriptor opened for appending, never reopened.
+    assert.match(fs.readFileSync(path.join(repoRoot, "dist", "djinn-worker"), "utf8"), />>"\$OUTPUT" 2>&1/, "the SysVinit script appends to OUTPUT");
     const fd = fs.openSync(output, "a");
     try {
       fs.writeSync(fd, "started\n");
