@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { after, describe, test } from "node:test";
 import { confinedPath } from "../internal/fs/confine.js";
-import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
+import { ArtifactStore, ObjectStore, StoreError } from "../internal/fs/store.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-store-test-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -53,7 +53,7 @@ describe("stores", () => {
     fs.mkdirSync(root, { recursive: true });
     fs.mkdirSync(path.join(dir, "elsewhere"), { recursive: true });
     fs.symlinkSync(path.join(dir, "elsewhere"), path.join(root, "link"));
-    await assert.rejects(new ArtifactStore(root).put("link/x.txt", Readable.from(["x"])), /outside the store/);
+    await assert.rejects(new ArtifactStore(root).put("link/x.txt", Readable.from(["x"])), (err: Error) => err instanceof StoreError && /outside the store/.test(err.message));
     assert.deepEqual(fs.readdirSync(path.join(dir, "elsewhere")), []);
   });
 
@@ -67,7 +67,7 @@ describe("stores", () => {
     assert.equal(size, 12);
     assert.equal(await text(stream), "object bytes");
     await assert.rejects(store.open("passwd"), /links outside the store/);
-    await assert.rejects(store.open("../etc/passwd"), /outside the store/);
+    await assert.rejects(store.open("../etc/passwd"), (err: Error) => err instanceof StoreError && /outside the store/.test(err.message));
     await assert.rejects(store.open("/etc/passwd"), /absolute/);
     await assert.rejects(store.open("missing"), /not found/);
   });
