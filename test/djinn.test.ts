@@ -306,6 +306,24 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     }
   });
 
+  test("migrate as a role granted ALL on the database but not its owner says what to grant, then works once it is the owner", async () => {
+    const name = await postgres.createDatabase();
+    const admin = new pg.Client({ host: "127.0.0.1", port: postgres.port, user: "postgres", database: "postgres" });
+    await admin.connect();
+    try {
+      const role = `djinn-worker-${name}`;
+      // The steps an operator takes first on PostgreSQL 15, and the role name needs quoting.
+      await admin.query(`CREATE ROLE "${role}" LOGIN; GRANT ALL PRIVILEGES ON DATABASE ${name} TO "${role}"`);
+      const worker = await config(name, [["database", "username", `"${role}"`]]);
+      assertOneLine(await cli(["migrate", "-config", worker]), 1,
+        new RegExp(`^djinn-worker: PostgreSQL: permission denied for schema public: role "${role}" may not create tables in database "${name}"; make it the database's owner \\(as a superuser: ALTER DATABASE "${name}" OWNER TO "${role}";\\) and run migrate again$`));
+      await admin.query(`ALTER DATABASE "${name}" OWNER TO "${role}"`);
+      assert.equal((await cli(["migrate", "-config", worker])).code, 0);
+    } finally {
+      await admin.end();
+    }
+  });
+
   test("status, logs and kill against a database that was never migrated", async () => {
     const worker = await config(await postgres.createDatabase());
     for (const args of [["status", "1"], ["logs", "1"], ["kill", "1"], ["submit", path.join(dir, "none.yml")]]) {

@@ -97,6 +97,27 @@ export async function requireCurrentSchema(pool: pg.Pool, configFile: string): P
 }
 
 /**
+ * PostgreSQL 15 no longer lets every role create tables in the public schema: a role granted ALL
+ * on the database but not its owner fails the first CREATE TABLE with "permission denied for
+ * schema public". Said before anything is tried, with what to run (docs/install.md).
+ */
+async function requireCreatePrivilege(client: pg.PoolClient): Promise<void> {
+  const r = await client.query(
+    `SELECT current_user AS role, current_database() AS db, current_schema() AS schema,
+            current_schema() IS NOT NULL AND has_schema_privilege(current_schema(), 'CREATE') AS may_create`,
+  );
+  const { role, db, schema, may_create: mayCreate } = r.rows[0] as { role: string; db: string; schema: string | null; may_create: boolean };
+  if (mayCreate) return;
+  // Double-quoted, so that a role such as djinn-worker can be pasted as it is.
+  const quoteIdent = pg.escapeIdentifier;
+  const where = schema ? `schema ${schema}` : "any schema on its search_path";
+  throw new DatabaseError(
+    `PostgreSQL: permission denied for ${where}: role ${quoteIdent(role)} may not create tables in database ${quoteIdent(db)}; ` +
+      `make it the database's owner (as a superuser: ALTER DATABASE ${quoteIdent(db)} OWNER TO ${quoteIdent(role)};) and run migrate again`,
+  );
+}
+
+/**
  * Applies the missing migrations, each in its own transaction, under an advisory lock so that
  * workers migrating at once apply each step exactly once. Returns the versions applied.
  */
@@ -104,6 +125,7 @@ export async function migrate(pool: pg.Pool): Promise<number[]> {
   const client = await pool.connect();
   const applied: number[] = [];
   try {
+    await requireCreatePrivilege(client);
     await client.query(`SELECT pg_advisory_lock($1)`, [MIGRATION_LOCK]);
     try {
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
