@@ -266,10 +266,17 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
         'file = "/var/log/djinn/worker.log"',
       ];
       fs.writeFileSync("/etc/djinn/worker.toml", worker.join("\n") + "\n");
-      fs.writeFileSync("/etc/djinn/driver.toml", "[os]\n");
       const config = ["-config", "/etc/djinn/worker.toml", "-driver", "/etc/djinn/driver.toml"];
       const migrated = asDjinn(["djinn-worker", "migrate", "-config", "/etc/djinn/worker.toml"]);
       assert.equal(migrated.status, 0, migrated.stderr);
+      // The driver.toml the package ships (docker, qemu, ssh, os) passes check as installed, every driver served.
+      fs.writeFileSync("/etc/djinn/worker.toml", worker.join("\n").replace('driver = "os"', 'driver = "*"') + "\n");
+      const shipped = asDjinn(["djinn-worker", "check", ...config]);
+      assert.equal(shipped.status, 0, shipped.stdout + shipped.stderr);
+      assert.match(shipped.stdout, /^ok {3}qemu: /m);
+      assert.match(shipped.stdout, /^ok {3}docker: /m);
+      fs.writeFileSync("/etc/djinn/worker.toml", worker.join("\n") + "\n");
+      fs.writeFileSync("/etc/djinn/driver.toml", "[os]\n");
       const check = asDjinn(["djinn-worker", "check", ...config]);
       assert.equal(check.status, 0, check.stdout + check.stderr);
       assert.match(check.stdout, /database\.password = \*\*\*/);
