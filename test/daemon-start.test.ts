@@ -56,7 +56,7 @@ describe("worker daemon: start-up", { skip }, () => {
     assert.match(d.stderr, line);
     assert.equal(d.stderr.split("\n").length, 2, d.stderr);
     const logged = readFileSync(t.cfg.logFile!, "utf8").trim().split("\n").map((l) => JSON.parse(l));
-    assert.ok(logged.some((l) => l.level === 50 && line.test(l.msg)), "the reason is in the log file");
+    assert.ok(logged.some((l) => l.level === "error" && line.test(l.msg)), "the reason is in the log file");
     assert.ok(logged.filter((l) => /waiting for it to start/.test(l.msg)).length >= 3);
     assert.equal(existsSync(path.join(t.dir, "worker.pid")), false, "the pidfile is removed");
   });
@@ -81,7 +81,7 @@ describe("worker daemon: start-up", { skip }, () => {
       assert.match(r.stderr, /did not start:/);
       assert.match(r.stderr, reason, "the script shows why");
       assert.match(readFileSync(output, "utf8"), reason, "the daemon's stderr is kept");
-      await until("the reason in the log file", () => readFileSync(t.cfg.logFile!, "utf8").split("\n").some((l) => reason.test(l) && /"level":50/.test(l)) || undefined, 5000);
+      await until("the reason in the log file", () => readFileSync(t.cfg.logFile!, "utf8").split("\n").some((l) => reason.test(l) && /"level":"error"/.test(l)) || undefined, 5000);
       assert.equal(existsSync(pidfile), false);
     } finally {
       await new Promise<void>((r) => taken.close(() => r()));

@@ -49,8 +49,9 @@ describe("logging", () => {
     assert.equal(lines.length, 2);
     assert.equal(lines[0].msg, "build started");
     assert.equal(lines[0].build, 7);
-    assert.equal(lines[0].level, 30);
-    assert.equal(lines[1].level, 50);
+    assert.equal(lines[0].level, "info");
+    assert.equal(lines[1].level, "error");
+    assert.match(lines[0].time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, "an ISO time, not epoch milliseconds");
     const raw = fs.readFileSync(file, "utf8");
     assert.ok(!raw.includes("smtp-pass-123") && !raw.includes("pg-pass-456"), raw);
   });

@@ -58,11 +58,20 @@ function reopenOrKeep(dest: ReturnType<typeof pino.destination>, logger: Logger,
   }
 }
 
+/**
+ * JSON lines an operator can read and grep: `"level":"warn"`, `"time":"2026-12-04T20:09:31.123Z"`,
+ * rather than pino's numbers and epoch milliseconds.
+ */
+const READABLE_JSON = {
+  formatters: { level: (label: string) => ({ level: label }) },
+  timestamp: pino.stdTimeFunctions.isoTime,
+};
+
 export function createLogger(cfg: Pick<WorkerConfig, "log"> & { file?: string }, opts: LoggerOptions = {}): Logger {
   const base = { level: cfg.log.level, redact: { paths: REDACT, censor: "***" } };
   if (cfg.log.file) {
     const dest = openLogFile(cfg.log.file, cfg.file);
-    const logger = pino(base, dest);
+    const logger = pino({ ...base, ...READABLE_JSON }, dest);
     reopeners.set(logger, () => reopenOrKeep(dest, logger, cfg.log.file!));
     return logger;
   }
@@ -71,5 +80,5 @@ export function createLogger(cfg: Pick<WorkerConfig, "log"> & { file?: string },
   if (opts.pretty ?? tty) {
     return pino(base, prettyStream({ destination: fd, sync: true, colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname" }));
   }
-  return pino(base, pino.destination({ dest: fd, sync: true }));
+  return pino({ ...base, ...READABLE_JSON }, pino.destination({ dest: fd, sync: true }));
 }

@@ -257,7 +257,7 @@ export async function writeConfigs(o: ConfigOptions): Promise<TestConfig> {
 
 export interface LogLine {
   msg?: string;
-  level?: number;
+  level?: string;
   [key: string]: unknown;
 }
 
