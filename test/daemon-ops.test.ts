@@ -145,6 +145,9 @@ describe("worker daemon: operations", { skip }, () => {
       d.kill("SIGTERM");
       await d.exit;
       const log = readFileSync(t.cfg.logFile!, "utf8");
+      const mailLines = log.split("\n").filter((l) => l.includes("failure mail"));
+      assert.equal(mailLines.length, 1, `one log line per mail:\n${mailLines.join("\n")}`);
+      assert.equal(JSON.parse(mailLines[0]).build, id, "the mail's line names the build as every other line does");
       assert.ok(log.includes(`"build":${id}`));
       assert.ok(!log.includes(secret), "the secret is in the log");
     } finally {

@@ -162,18 +162,23 @@ export class Mailer {
     return { message, code: e.code, responseCode: e.responseCode, command: e.command === undefined ? undefined : this.#scrub(e.command) };
   }
 
-  /** Sends the failure mail for `build`. Never throws: on failure logs why and resolves false. */
-  async sendBuildFailure(build: FailedBuild): Promise<boolean> {
+  /**
+   * Sends the failure mail for `build`. Never throws: on failure logs why and resolves false.
+   * Each mail is one log line (sent, or not and why), on `buildLog` when the caller has a logger
+   * for the build already.
+   */
+  async sendBuildFailure(build: FailedBuild, buildLog?: Logger): Promise<boolean> {
+    const log = buildLog ?? this.#log.child({ build: build?.id });
     let message: MailMessage;
     try {
       message = failureMessage(this.#cfg.admin, build);
     } catch (err) {
-      this.#log.error({ build: build?.id, error: this.#describe(err) }, "failure mail not sent: bad build record");
+      log.error({ error: this.#describe(err) }, "failure mail not sent: bad build record");
       return false;
     }
     if (message.to.length === 0) return false;
     if (this.#closed) {
-      this.#log.error({ build: build.id }, "failure mail not sent: mailer is closed");
+      log.error("failure mail not sent: mailer is closed");
       return false;
     }
     const attempts = this.#retries + 1;
@@ -181,14 +186,14 @@ export class Mailer {
       try {
         const info = await this.#transport.sendMail(message);
         const rejected = (info.rejected ?? []).map(String);
-        if (rejected.length > 0) this.#log.warn({ build: build.id, rejected }, "failure mail: some recipients were refused");
-        this.#log.info({ build: build.id, to: info.accepted?.map(String) ?? message.to }, "failure mail sent");
+        if (rejected.length > 0) log.warn({ rejected }, "failure mail: some recipients were refused");
+        log.info({ to: info.accepted?.map(String) ?? message.to }, "failure mail sent");
         return true;
       } catch (err) {
         const permanent = isPermanent(err as SmtpError);
         const last = permanent || attempt === attempts;
-        this.#log.error(
-          { build: build.id, smtp: `${this.#cfg.addr} (${this.#mode()})`, attempt, attempts, error: this.#describe(err) },
+        log.error(
+          { smtp: `${this.#cfg.addr} (${this.#mode()})`, attempt, attempts, error: this.#describe(err) },
           last ? "failure mail not sent" : "failure mail attempt failed, retrying",
         );
         if (last) return false;

@@ -256,8 +256,8 @@ export class ClaimedBuild {
     this.w.track(
       (async () => {
         const tail = await outputTail(pool, build.id, 15);
-        const sent = await mailer!.sendBuildFailure({ id: String(build.id), status, namespace: build.namespace ?? undefined, notify: build.notify, outputTail: tail });
-        this.log.info({ sent, to: build.notify.length }, sent ? "failure mail sent" : "failure mail not sent");
+        // The mailer logs the one line each mail gets, sent or not.
+        await mailer!.sendBuildFailure({ id: String(build.id), status, namespace: build.namespace ?? undefined, notify: build.notify, outputTail: tail }, this.log);
       })().catch((err) => this.log.warn({ err: (err as Error).message }, "failure mail not sent")),
     );
   }

@@ -8,7 +8,8 @@ import type { WorkerQueue } from "../queue/queue.js";
 
 /** What the worker needs of the mailer (internal/mail). */
 export interface FailureMailer {
-  sendBuildFailure(m: { id: string; status: string; namespace?: string; notify: string[]; outputTail: string[] }): Promise<boolean>;
+  /** Logs one line per mail, on `buildLog`. */
+  sendBuildFailure(m: { id: string; status: string; namespace?: string; notify: string[]; outputTail: string[] }, buildLog: Logger): Promise<boolean>;
 }
 
 /** What the worker needs of the metrics (internal/metrics). */
