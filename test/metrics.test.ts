@@ -145,7 +145,7 @@ describe("metrics", () => {
     assert.deepEqual(parseListenAddr(":9110"), { host: undefined, port: 9110 });
     const taken = await new Metrics().serve("127.0.0.1:0", {});
     servers.push(taken);
-    await assert.rejects(new Metrics().serve(`127.0.0.1:${taken.port}`, {}), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.port}: EADDRINUSE`));
+    await assert.rejects(new Metrics().serve(`127.0.0.1:${taken.port}`, {}), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.port}: address already in use$`));
   });
 });
 

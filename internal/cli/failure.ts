@@ -7,7 +7,7 @@ import os from "node:os";
 import { DatabaseError as PostgresError } from "pg-protocol/dist/messages.js";
 import redisErrors from "redis-errors";
 import { ConfigError } from "../config/schema.js";
-import { EnvironmentError, InputError } from "../errors/errors.js";
+import { EnvironmentError, InputError, systemReason } from "../errors/errors.js";
 import { BUILD_EXIT } from "../runner/status.js";
 
 // redis-errors is CommonJS without named exports Node.js can see.
@@ -39,24 +39,6 @@ export function classify(err: unknown): FailureKind {
   return "internal";
 }
 
-const SYSTEM_REASONS: Record<string, string> = {
-  ENOENT: "no such file or directory",
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-  EISDIR: "is a directory",
-  ENOTDIR: "not a directory",
-  EROFS: "read-only file system",
-  ENOSPC: "no space left on device",
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  ETIMEDOUT: "timed out",
-  EHOSTUNREACH: "host unreachable",
-  ENOTFOUND: "host not found",
-  EAI_AGAIN: "host not found",
-  EADDRINUSE: "address already in use",
-  EEXIST: "a file is in the way",
-};
-
 /** The one line an error is reported as (without the program name). */
 export function describe(err: unknown): string {
   if (!(err instanceof Error)) return `internal error: ${String(err).split("\n")[0]} (set DJINN_DEBUG=1 for details)`;
@@ -64,7 +46,7 @@ export function describe(err: unknown): string {
   if (err instanceof PostgresError) return `PostgreSQL: ${first(err.message)}`;
   if (err instanceof RedisError) return `Redis: ${first(err.message)}`;
   if (isSystemError(err) && !(err instanceof EnvironmentError)) {
-    const reason = SYSTEM_REASONS[err.code] ?? first(err.message);
+    const reason = systemReason(err.code) ?? first(err.message);
     const what = err.path ?? (err.address ? `${err.address}${err.port ? `:${err.port}` : ""}` : undefined);
     return what ? `${err.syscall ? `${err.syscall} ` : ""}${what}: ${reason}` : first(err.message) || reason;
   }

@@ -5,7 +5,7 @@ import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config/config.js";
 import { hostAndPort } from "../net/address.js";
-import { EnvironmentError } from "../errors/errors.js";
+import { EnvironmentError, systemReasonOf } from "../errors/errors.js";
 import { sleep } from "../timers/timers.js";
 
 export type SmtpConfig = NonNullable<WorkerConfig["smtp"]>;
@@ -208,8 +208,8 @@ export class Mailer {
     try {
       await this.#transport.verify();
     } catch (err) {
-      const d = this.#describe(err);
-      throw new MailError(`smtp: ${this.#cfg.addr} (${this.#mode()}) failed: ${d.message}`);
+      const reason = systemReasonOf(err) ?? this.#describe(err).message;
+      throw new MailError(`smtp: ${this.#cfg.addr} (${this.#mode()}) failed: ${reason}`);
     }
     return `smtp: ${this.#cfg.addr} ok (${this.#mode()})`;
   }

@@ -2,6 +2,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { EnvironmentError, systemReason } from "../errors/errors.js";
 import { listenAddress } from "../net/address.js";
 
 /** Resolves when the dependency is reachable, rejects with the reason when not. */
@@ -109,7 +110,7 @@ export class Metrics {
       });
     });
     return new Promise((resolve, reject) => {
-      server.once("error", (err: NodeJS.ErrnoException) => reject(new Error(`metrics: cannot listen on ${addr}: ${err.code ?? err.message}`)));
+      server.once("error", (err: NodeJS.ErrnoException) => reject(new EnvironmentError(`metrics: cannot listen on ${addr}: ${systemReason(err.code) ?? err.message}`)));
       server.listen(port, host, () => {
         resolve({
           port: (server.address() as AddressInfo).port,

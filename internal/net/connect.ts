@@ -1,5 +1,6 @@
 // Why a connection to a server (PostgreSQL, Redis) failed, as an operator would say it, and
 // whether waiting may cure it.
+import { systemReason } from "../errors/errors.js";
 
 const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "EPIPE"]);
 
@@ -22,20 +23,8 @@ export function serverUnavailable(err: unknown): boolean {
 export function connectReason(err: unknown): string {
   const e = err as NodeJS.ErrnoException & { code?: string };
   const nested = (e as { errors?: NodeJS.ErrnoException[] }).errors?.[0];
-  const code = e.code ?? nested?.code;
-  switch (code) {
-    case "ECONNREFUSED":
-      return "connection refused";
-    case "ENOTFOUND":
-    case "EAI_AGAIN":
-      return "host not found";
-    case "ETIMEDOUT":
-      return "timed out";
-    case "ECONNRESET":
-      return "connection reset";
-    case "EHOSTUNREACH":
-      return "host unreachable";
-  }
+  const reason = systemReason(e.code ?? nested?.code);
+  if (reason) return reason;
   const msg = (e.message || nested?.message || String(err)).split("\n")[0];
   return msg.replace(/^connect /, "");
 }

@@ -3,6 +3,7 @@
 import Docker from "dockerode";
 import type { DockerConfig, DriverConfig } from "../../config/config.js";
 import { DriverError } from "../driver.js";
+import { systemReason } from "../../errors/errors.js";
 import { engineAddress } from "../../net/address.js";
 import { deadline } from "../../timers/timers.js";
 
@@ -32,9 +33,11 @@ export function statusCode(err: unknown): number | undefined {
   return (err as { statusCode?: number }).statusCode;
 }
 
-/** Docker's error text without dockerode's "(HTTP code 404) no such container - " prefix. */
+/** Docker's error text without dockerode's "(HTTP code 404) no such container - " prefix; a failed connection in the shared words. */
 export function dockerMessage(err: unknown): string {
-  const e = err as { json?: { message?: string }; message?: string };
+  const e = err as { json?: { message?: string }; message?: string; code?: string };
+  const reason = systemReason(e.code);
+  if (reason && !e.json) return reason;
   return (e.json?.message ?? e.message ?? String(err)).replace(/^\(HTTP code \d+\)\s*/, "").trim();
 }
 
@@ -59,7 +62,8 @@ export async function checkEngine(config: DriverConfig): Promise<string[]> {
     const version = await (client as unknown as Abortable).version({ abortSignal: bound.signal });
     return [`docker: engine ${version.Version} at ${docker.host}, API ${version.ApiVersion}`];
   } catch (err) {
-    throw new DriverError(`docker: the engine at ${docker.host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
+    // check prefixes the driver's name: "FAIL docker: the engine at ...".
+    throw new DriverError(`the engine at ${docker.host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
   } finally {
     bound.clear();
   }
