@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { spawnSync } from "node:child_process";
-import { Metrics, parseListenAddr, type MetricsServer } from "../internal/metrics/metrics.js";
+import net from "node:net";
+import { checkListen, Metrics, parseListenAddr, type MetricsServer } from "../internal/metrics/metrics.js";
 import { requireService, which } from "./helpers/env.js";
 
 const servers: MetricsServer[] = [];
@@ -146,6 +147,22 @@ describe("metrics", () => {
     const taken = await new Metrics().serve("127.0.0.1:0", {});
     servers.push(taken);
     await assert.rejects(new Metrics().serve(`127.0.0.1:${taken.port}`, {}), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.port}: address already in use$`));
+  });
+
+  it("check tells a free port and a running worker's port from a port another program holds", async () => {
+    assert.equal(await checkListen("127.0.0.1:0"), "metrics: 127.0.0.1:0 is free to listen on");
+    const worker = await new Metrics().serve("127.0.0.1:0", {});
+    servers.push(worker);
+    assert.equal(await checkListen(`127.0.0.1:${worker.port}`), `metrics: 127.0.0.1:${worker.port} is served by a running djinn-worker`);
+    // Another program's HTTP server on the port; it hangs up after each answer, so closing it waits for nobody.
+    const other = net.createServer((socket) => socket.end("HTTP/1.1 200 OK\r\nserver: nginx\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", () => socket.destroy()));
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (other.address() as net.AddressInfo).port;
+      await assert.rejects(checkListen(`127.0.0.1:${port}`), new RegExp(`^EnvironmentError: metrics: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use$`));
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import { configuredDrivers, driverTypeOfQueue, queueList, servedDrivers } from "
 import "../driver/all.js";
 import { createLogger } from "../log/log.js";
 import { Mailer } from "../mail/mail.js";
+import { checkListen } from "../metrics/metrics.js";
 import { probeRedis, redisOptions } from "../queue/queue.js";
 import { createPool, probePool, schemaVersion, SCHEMA_VERSION } from "../store/db.js";
 import { Redis } from "ioredis";
@@ -47,6 +48,13 @@ export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean
       }
     } catch (err) {
       failed(`redis: ${(err as Error).message}`);
+    }
+  }
+  if (worker.metrics) {
+    try {
+      lines.push(`ok   ${await checkListen(worker.metrics.addr)}`);
+    } catch (err) {
+      failed((err as Error).message);
     }
   }
   if (worker.smtp) {
