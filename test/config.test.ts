@@ -222,6 +222,25 @@ describe("driver.toml", () => {
     const p = file('[qemu]\ncpus = 2\naccel = "fast"\n', "drivers-b.toml");
     assert.throws(() => loadDriverConfig(p), (err: Error) => err.message === `${p}:3: qemu.accel: must be one of "auto", "kvm", "tcg", got "fast"`);
   });
+
+  test("docker.version is an API version (1.NN); anything else, a path that would send requests elsewhere above all, names file, key and line", () => {
+    assert.equal(loadDriverConfig(file('[docker]\nversion = "1.41"\n', "drivers-v1.toml")).docker?.version, "1.41");
+    for (const bad of ["../../127.0.0.1:18777/steal", "v1.41", "1.41/x", "2.0", "1.", "1.41 "]) {
+      const p = file(`[docker]\npull = "never"\nversion = ${JSON.stringify(bad)}\n`, "drivers-v2.toml");
+      assert.throws(() => loadDriverConfig(p), (err: Error) => err instanceof ConfigError && err.message === `${p}:3: docker.version: must be a Docker API version such as "1.41", got ${JSON.stringify(bad)}`, bad);
+    }
+  });
+
+  test("docker cpus below the engine's floor are refused (they would reach it as no limit); pids defaults to a limit", () => {
+    for (const key of ["cpus", "max_cpus"]) {
+      const p = file(`[docker]\n${key} = 0.0000000001\n`, "drivers-c1.toml");
+      assert.throws(() => loadDriverConfig(p), (err: Error) => err instanceof ConfigError && err.message === `${p}:2: docker.${key}: must be 0 (no limit) or at least 0.01 CPUs, got 1e-10`, key);
+    }
+    const cfg = loadDriverConfig(file("[docker]\ncpus = 0\nmax_cpus = 0.01\nmax_pids = 4096\n", "drivers-c2.toml")).docker!;
+    assert.deepEqual([cfg.cpus, cfg.max_cpus, cfg.pids, cfg.max_pids], [0, 0.01, 1024, 4096]);
+    const p = file("[docker]\npids = 0\n", "drivers-c3.toml");
+    assert.throws(() => loadDriverConfig(p), (err: Error) => err.message === `${p}:2: docker.pids: must be 1 or more, got 0`);
+  });
 });
 
 describe("djinn-worker check", () => {

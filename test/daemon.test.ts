@@ -245,4 +245,26 @@ describe("worker daemon", { skip }, () => {
     const { createHash } = await import("node:crypto");
     assert.equal(row.sha256, createHash("sha256").update("OBJECT CONTENT\n").digest("hex"));
   });
+
+  it("two jobs collecting to one artifact name keep both: each row's file has the row's digest", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const job = (name: string, text: string) => [`  - stage: build`, `    name: ${name}`, `    commands: ["echo ${text} > out.txt"]`, `    artifacts: [out.txt => app.txt]`];
+    const manifest = ["driver: {type: os}", "stages: [build]", "jobs:", ...job("one", "first"), ...job("two", "second run"), ""].join("\n");
+    const id = await t.submit(manifest);
+    await d.waitForMsg("build finished", { build: id });
+    assert.equal((await t.build(id)).status, "passed");
+    const a = await t.pool.query(`SELECT a.name, a.size, a.sha256, a.path, j.name AS job FROM artifacts a JOIN jobs j ON j.id = a.job_id WHERE a.build_id = $1 ORDER BY a.id`, [id]);
+    const { createHash } = await import("node:crypto");
+    const rows = await Promise.all(a.rows.map(async (r) => {
+      const bytes = await fs.readFile(r.path);
+      return { job: r.job, name: r.name, size: Number(r.size), content: bytes.toString(), digestMatches: createHash("sha256").update(bytes).digest("hex") === r.sha256 };
+    }));
+    assert.deepEqual(rows, [
+      { job: "one", name: "app.txt", size: 6, content: "first\n", digestMatches: true },
+      { job: "two", name: "app-2.txt", size: 11, content: "second run\n", digestMatches: true },
+    ]);
+    assert.equal(a.rows[1].path, path.join(t.dir, "artifacts", String(id), "app-2.txt"));
+    assert.match(await t.output(id), /Collected artifact out\.txt => app-2\.txt \(11 bytes\): app\.txt was collected earlier in this build, so this one is kept as app-2\.txt/);
+  });
 });

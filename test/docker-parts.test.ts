@@ -11,6 +11,7 @@ import { buffer } from "node:stream/consumers";
 import { describe, test } from "node:test";
 import type { DockerConfig } from "../internal/config/config.js";
 import { DriverError } from "../internal/driver/driver.js";
+import { dockerClient } from "../internal/driver/docker/engine.js";
 import { buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, MAX_INLINE_SCRIPT, repositoryAndTag, resourceName } from "../internal/driver/docker/settings.js";
 import { capture, Demux, followProgress } from "../internal/driver/docker/streams.js";
 import { openFirstEntry, singleFileTar } from "../internal/driver/docker/tar.js";
@@ -23,7 +24,7 @@ const config = (overrides: Partial<DockerConfig> = {}): DockerConfig => ({ host:
 
 describe("docker container settings", () => {
   test("defaults: the /workspace, no limits, the bridge network", () => {
-    assert.deepEqual(containerSettings({ image: " debian:bookworm " }, config()), { image: "debian:bookworm", workspace: "/workspace", cpus: 0, memoryMb: 0, network: "bridge" });
+    assert.deepEqual(containerSettings({ image: " debian:bookworm " }, config()), { image: "debian:bookworm", workspace: "/workspace", cpus: 0, memoryMb: 0, pids: 1024, network: "bridge" });
     assert.equal(containerSettings({ image: "a", workspace: "/src/app" }, config()).workspace, "/src/app");
   });
 
@@ -57,6 +58,31 @@ describe("docker container settings", () => {
     for (const bad of ["0", "1t", "lots", "-5m"]) assert.throws(() => settings({ memory: bad }, {}), /driver.memory: expected megabytes/, bad);
   });
 
+  test("a CPU request below the engine's floor is refused, not turned into no limit", () => {
+    const settings = (cpus: string) => containerSettings({ image: "a", cpus }, config({ max_cpus: 2 }));
+    assert.throws(() => settings("0.0000000001"), /^DriverError: driver.cpus: 0.0000000001 is less than the least a container can be given \(0.01\)$/);
+    assert.throws(() => settings("0.009"), /is less than the least a container can be given/);
+    const floor = containerOptions(settings("0.01"), { name: "n", volume: "v", labels: {}, env: [] }).HostConfig!;
+    assert.equal(floor.NanoCpus, 10_000_000);
+  });
+
+  test("pids: every container has a limit, defaulted from driver.toml and held to max_pids", () => {
+    const settings = (manifest: Record<string, string>, c: Partial<DockerConfig>) => containerSettings({ image: "a", ...manifest }, config(c));
+    const pidsLimit = (s: ReturnType<typeof settings>) => containerOptions(s, { name: "n", volume: "v", labels: {}, env: [] }).HostConfig!.PidsLimit;
+    assert.equal(pidsLimit(settings({}, {})), 1024);
+    assert.equal(pidsLimit(settings({}, { pids: 64 })), 64);
+    assert.equal(pidsLimit(settings({}, { pids: 4096, max_pids: 512 })), 512);
+    assert.equal(pidsLimit(settings({ pids: "200" }, { pids: 64, max_pids: 256 })), 200);
+    assert.throws(() => settings({ pids: "5000" }, { max_pids: 256 }), /^DriverError: driver.pids: 5000 processes is more than this worker allows \(max_pids = 256 processes\)$/);
+    for (const bad of ["0", "-1", "1.5", "many", ""]) assert.throws(() => settings({ pids: bad }, {}), /driver.pids: expected a number of processes/, bad);
+    assert.equal(describeLimits(settings({}, { pids: 64 })), "no CPU limit, no memory limit, 64 processes, network bridge");
+  });
+
+  test("the API version reaches requests only as v1.NN", () => {
+    assert.equal((dockerClient(config({ version: "1.41" })).modem as unknown as { version: string }).version, "v1.41");
+    assert.throws(() => dockerClient(config({ version: "../../127.0.0.1:18777/steal" })), /^DriverError: \[docker\] version "..\/..\/127.0.0.1:18777\/steal": must be a Docker API version such as "1.41"$/);
+  });
+
   test("the container asked for: limited, swapless, unprivileged, with only the build's volume", () => {
     const settings = containerSettings({ image: "team/app:1", cpus: "1.5", memory: "64", workspace: "/src" }, config({ network: "none" }));
     const labels = buildLabels({ buildId: "b-1", run: "0123456789abcdef" });
@@ -76,8 +102,8 @@ describe("docker container settings", () => {
     assert.equal(host.Privileged, false);
     assert.deepEqual(host.Binds, []);
     assert.equal(containerOptions(containerSettings({ image: "a" }, config()), { name: "n", volume: "v", labels, env: [] }).HostConfig!.MemorySwap, 0);
-    assert.equal(describeLimits(settings), "1.5 CPUs, 64 MB memory, network none");
-    assert.equal(describeLimits(containerSettings({ image: "a" }, config())), "no CPU limit, no memory limit, network bridge");
+    assert.equal(describeLimits(settings), "1.5 CPUs, 64 MB memory, 1024 processes, network none");
+    assert.equal(describeLimits(containerSettings({ image: "a" }, config())), "no CPU limit, no memory limit, 1024 processes, network bridge");
   });
 
   test("names, tags and job commands", () => {

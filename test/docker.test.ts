@@ -467,8 +467,8 @@ jobs:
   test("limits: defaults, per-build overrides up to the maxima, never privileged, no host mounts", async () => {
     let hostConfig: Record<string, unknown> | undefined;
     let mounts: { Type: string; Source: string }[] = [];
-    const r = await build(`driver: {type: docker, image: "{{image}}", memory: "256", cpus: "0.5"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, {
-      config: { cpus: 1, memory: 128, max_cpus: 1, max_memory: 256, network: "none" },
+    const r = await build(`driver: {type: docker, image: "{{image}}", memory: "256", cpus: "0.5", pids: "300"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, {
+      config: { cpus: 1, memory: 128, max_cpus: 1, max_memory: 256, pids: 100, max_pids: 300, network: "none" },
       onJobStarted: async (job, buildId) => {
         if (job !== "s/s.1") return;
         const [id] = (await leftovers(buildId)).containers;
@@ -481,6 +481,7 @@ jobs:
     assert.equal(hostConfig?.Memory, 256 * 1024 * 1024);
     assert.equal(hostConfig?.MemorySwap, 256 * 1024 * 1024);
     assert.equal(hostConfig?.NanoCpus, 0.5e9);
+    assert.equal(hostConfig?.PidsLimit, 300);
     assert.equal(hostConfig?.Privileged, false);
     assert.equal(hostConfig?.NetworkMode, "none");
     assert.deepEqual(hostConfig?.Binds ?? [], []);
@@ -490,6 +491,29 @@ jobs:
     assert.equal(tooMuch.status, "failed");
     assert.match(tooMuch.output.get(SETUP)!, /^driver: driver.memory: 2048 MB is more than this worker allows \(max_memory = 256 MB\)$/m);
     assert.deepEqual(tooMuch.left, { containers: [], volumes: [] });
+  });
+
+  test("a job that forks past the pids limit fails to fork, and the limit holds without any configuration", async () => {
+    // 40 background sleeps against a limit of 16: the shell cannot fork and the job fails.
+    const bomb = "for i in $(seq 1 40); do sleep 300 </dev/null >/dev/null 2>&1 & done; echo all-started";
+    const r = await build(`driver: {type: docker, image: "{{image}}"}\nstages: [s]\njobs:\n- {stage: s, commands: ['${bomb}']}\n`, { config: { pids: 16 } });
+    assert.equal(r.status, "failed");
+    const out = r.output.get("s/s.1")!;
+    assert.match(out, /can't fork/);
+    assert.doesNotMatch(out, /^all-started$/m);
+    assert.deepEqual(r.left, { containers: [], volumes: [] });
+
+    // With no pids in driver.toml, the container still has the default limit.
+    let pidsLimit: unknown;
+    const plain = await build(`driver: {type: docker, image: "{{image}}"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, {
+      onJobStarted: async (job, buildId) => {
+        if (job !== "s/s.1") return;
+        const [id] = (await leftovers(buildId)).containers;
+        pidsLimit = (await docker.getContainer(id!).inspect()).HostConfig.PidsLimit;
+      },
+    });
+    assert.equal(plain.status, "passed");
+    assert.equal(pidsLimit, 1024);
   });
 
   test("a job past its memory limit is reported as out of memory", async () => {

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { cliPath, repoRoot } from "./helpers/env.js";
+import { cliPath, repoRoot, requireService } from "./helpers/env.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-run-test-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -28,7 +28,9 @@ function run(manifest: string, args: string[] = [], env: Record<string, string> 
   fs.mkdirSync(tmp, { recursive: true });
   const file = path.join(case_, "manifest.yml");
   fs.writeFileSync(file, manifest);
-  const artifacts = path.join(case_, "artifacts");
+  // A case may name its own artifact store.
+  const own = args.indexOf("--artifacts");
+  const artifacts = own === -1 ? path.join(case_, "artifacts") : args.splice(own, 2)[1];
   const r = spawnSync(process.execPath, [cliPath, "run", file, "--artifacts", artifacts, ...args], { cwd: case_, env: { ...process.env, TMPDIR: tmp, ...env } });
   return { status: r.status, stdout: r.stdout, out: r.stdout.toString("latin1"), stderr: r.stderr.toString(), artifacts, tmp };
 }
@@ -151,6 +153,41 @@ describe("djinn-worker run (os driver)", () => {
     assert.match(r.out, /artifact d not collected: d is not a regular file/);
     assert.match(r.out, /artifact ok\.txt not collected: name "\.\.\/outside" reaches outside the store/);
     assert.deepEqual(fs.readdirSync(r.artifacts), ["ok.txt"]);
+  });
+
+  test("artifacts: a name two jobs collect to is kept apart, the second under name-2, and the output says so", () => {
+    const collect = (text: string) => `- stage: build\n  commands: ["echo ${text} > out.txt"]\n  artifacts: [out.txt => app.txt, out.txt => app.txt]\n`;
+    const r = run(`driver: {type: os}\nstages: [build]\njobs:\n${collect("first")}${collect("second")}`);
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /Collected artifact out\.txt => app\.txt \(6 bytes\)\n/);
+    assert.match(r.out, /Collected artifact out\.txt => app-2\.txt \(6 bytes\): app\.txt was collected earlier in this build, so this one is kept as app-2\.txt/);
+    assert.match(r.out, /Collected artifact out\.txt => app-3\.txt \(7 bytes\): app\.txt was collected earlier in this build, so this one is kept as app-3\.txt/);
+    assert.deepEqual(fs.readdirSync(r.artifacts).sort(), ["app-2.txt", "app-3.txt", "app-4.txt", "app.txt"]);
+    assert.deepEqual(["app.txt", "app-2.txt", "app-3.txt", "app-4.txt"].map((f) => fs.readFileSync(path.join(r.artifacts, f), "utf8")), ["first\n", "first\n", "second\n", "second\n"]);
+  });
+
+  test("artifacts: a store that is full (a 1 MiB tmpfs) fails the job that collected, with the reason, and the build", (t) => {
+    if (process.getuid?.() !== 0) {
+      const skip = requireService("root", "mounting a tmpfs needs root");
+      if (skip) return t.skip(skip);
+    }
+    const store = path.join(dir, "full-store");
+    fs.mkdirSync(store, { recursive: true });
+    const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", store], { encoding: "utf8" });
+    assert.equal(mount.status, 0, mount.stderr);
+    try {
+      const r = run(job(["echo small > small.txt", "head -c 3000000 /dev/zero > big.bin"], "  artifacts:\n  - small.txt\n  - big.bin\n"), ["--artifacts", store]);
+      assert.equal(r.status, 1, r.out);
+      assert.match(r.out, /Collected artifact small\.txt => small\.txt \(6 bytes\)/);
+      assert.match(r.out, /artifact big\.bin not collected: the artifact store cannot write big\.bin: ENOSPC: no space left on device/);
+      assert.match(r.out, /job build\.1 failed: an artifact could not be written to the artifact store/);
+      assert.match(r.out, /Done\. Build failed/);
+      // Nothing half written is left behind.
+      assert.deepEqual(fs.readdirSync(store), ["small.txt"]);
+    } finally {
+      const umount = spawnSync("umount", [store], { encoding: "utf8" });
+      assert.equal(umount.status, 0, umount.stderr);
+    }
   });
 
   test("objects: placed in the workspace; escaping names refused in the output", () => {

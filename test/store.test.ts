@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { after, describe, test } from "node:test";
 import { confinedPath } from "../internal/fs/confine.js";
-import { ArtifactStore, ObjectStore, StoreError } from "../internal/fs/store.js";
+import { ArtifactStore, ArtifactWriteError, ObjectStore, StoreError } from "../internal/fs/store.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-store-test-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -46,6 +46,32 @@ describe("stores", () => {
     });
     await assert.rejects(store.put("broken.txt", failing), /connection lost/);
     assert.deepEqual(fs.readdirSync(store.root).sort(), ["sub"]);
+  });
+
+  test("a name stored twice by one store (one build) is kept apart, never overwritten; a failed write frees its name", async () => {
+    const store = new ArtifactStore(path.join(dir, "art-dup"));
+    fs.mkdirSync(store.root, { recursive: true });
+    const put = async (name: string, data: string) => {
+      const a = await store.put(name, Readable.from([Buffer.from(data)]));
+      assert.equal(fs.readFileSync(a.path, "utf8"), data);
+      return [a.name, a.requested];
+    };
+    assert.deepEqual(await put("dist/app.tar.gz", "1"), ["dist/app.tar.gz", undefined]);
+    assert.deepEqual(await put("dist/app.tar.gz", "2"), ["dist/app-2.tar.gz", "dist/app.tar.gz"]);
+    // The same file however the name is written.
+    assert.deepEqual(await put("dist/.//app.tar.gz", "3"), ["dist/app-3.tar.gz", "dist/.//app.tar.gz"]);
+    assert.deepEqual(await put(".env", "a"), [".env", undefined]);
+    assert.deepEqual(await put(".env", "b"), [".env-2", ".env"]);
+    const broken = new Readable({
+      read() {
+        this.destroy(new Error("connection lost"));
+      },
+    });
+    await assert.rejects(store.put("log", broken), (err: Error) => !(err instanceof ArtifactWriteError) && /connection lost/.test(err.message));
+    assert.deepEqual(await put("log", "kept"), ["log", undefined]);
+    // A name that clashes with a stored file is the name's fault, not the disk's.
+    await assert.rejects(store.put("log/inner", Readable.from(["x"])), (err: Error) => err instanceof StoreError && !(err instanceof ArtifactWriteError) && /clashes with what the store holds \((ENOTDIR|EEXIST)\)/.test(err.message));
+    assert.deepEqual(fs.readdirSync(path.join(store.root, "dist")).sort(), ["app-2.tar.gz", "app-3.tar.gz", "app.tar.gz"]);
   });
 
   test("an artifact name cannot follow a symlink out of the store", async () => {

@@ -22,7 +22,7 @@ export class ConfigError extends EnvironmentError {
 export type KeySpec =
   | { kind: "string"; required?: boolean; default?: string; oneOf?: readonly string[]; caseInsensitive?: boolean; secret?: boolean; check?: (v: string) => string | undefined; doc: string }
   | { kind: "integer"; required?: boolean; default?: number; min?: number; max?: number; doc: string }
-  | { kind: "number"; required?: boolean; default?: number; min?: number; doc: string }
+  | { kind: "number"; required?: boolean; default?: number; min?: number; check?: (v: number) => string | undefined; doc: string }
   | { kind: "boolean"; default?: boolean; doc: string }
   | { kind: "duration"; required?: boolean; default?: string; min?: number; integerSeconds?: boolean; doc: string }
   /** A key of Djinn's files that does nothing in this worker: accepted whatever its value, with one warning saying why. */
@@ -246,6 +246,8 @@ function checkValue(file: string, key: string, spec: KeySpec, value: unknown, li
       if (typeof value !== "number") fail(`expected a number, got ${got} ${show(value)}`);
       const n = value as number;
       if (spec.min !== undefined && n < spec.min) fail(`must be ${spec.min} or more, got ${n}`);
+      const problem = spec.check?.(n);
+      if (problem) fail(problem);
       return n;
     }
     case "ignored":

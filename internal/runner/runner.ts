@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { formatDuration } from "../config/duration.js";
 import { CollectError, DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
-import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
+import { ArtifactStore, ArtifactWriteError, ObjectStore, type StoredArtifact } from "../fs/store.js";
 import { artifactName, isPattern } from "../driver/artifacts.js";
 import { writeDrained } from "../stream/write.js";
 import { MaskStream } from "./mask.js";
@@ -114,7 +114,12 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
       result = { status: why };
       await note(why === "timed_out" ? `build timed out after ${formatDuration(opts.timeoutMs ?? 0)}` : "build killed");
     } else if (job.artifacts.length && opts.artifacts) {
-      await collectArtifacts(opts, job, note);
+      const unstored = await collectArtifacts(opts, job, note);
+      // An artifact the store could not write is lost: the job fails rather than pass without it.
+      if (unstored && !isFailure(result.status)) {
+        result = { ...result, status: "failed" };
+        await note(`job ${job.name} failed: ${unstored === 1 ? "an artifact" : `${unstored} artifacts`} could not be written to the artifact store`);
+      }
     } else if (job.artifacts.length) {
       await note(`artifacts not collected: no artifact store is configured here ([artifacts] path)`);
     }
@@ -153,7 +158,9 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
   return { status: "passed", exitCode: 0 };
 }
 
-async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<void> {
+/** Collects a job's artifacts; returns how many the store failed to write (the others' failures are lines of output). */
+async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<number> {
+  let unstored = 0;
   for (const art of job.artifacts) {
     let sources = [art.source];
     if (isPattern(art.source)) {
@@ -179,23 +186,30 @@ async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: str
         noted = true;
         await note(why);
       }
-      await collectOne(opts, job, source, name, note);
+      if (!(await collectOne(opts, job, source, name, note))) unstored++;
     }
   }
+  return unstored;
 }
 
-/** Streams one file of the environment into the store under `name`; a failure is a line of the job's output. */
-async function collectOne(opts: RunOptions, job: PlannedJob, source: string, name: string, note: (l: string) => Promise<void>): Promise<void> {
+/**
+ * Streams one file of the environment into the store under `name`; a failure is a line of the
+ * job's output. False when the store failed to write it (the job fails for that).
+ */
+async function collectOne(opts: RunOptions, job: PlannedJob, source: string, name: string, note: (l: string) => Promise<void>): Promise<boolean> {
   try {
     const stream = await opts.driver.collect(source);
     const stored = await opts.artifacts!.put(name, stream);
     await opts.reporter.artifactStored?.(job, { ...stored, source });
-    if (stored.truncated) await note(`artifact ${source} => ${name}: cut to ${stored.size} bytes (the artifact limit)`);
-    else await note(`Collected artifact ${source} => ${name} (${stored.size} bytes)`);
+    const renamed = stored.requested === undefined ? "" : `: ${stored.requested} was collected earlier in this build, so this one is kept as ${stored.name}`;
+    if (stored.truncated) await note(`artifact ${source} => ${stored.name}: cut to ${stored.size} bytes (the artifact limit)${renamed}`);
+    else await note(`Collected artifact ${source} => ${stored.name} (${stored.size} bytes)${renamed}`);
   } catch (err) {
     const why = err instanceof CollectError ? err.message : (err as Error).message;
     await note(`artifact ${source} not collected: ${why}`);
+    return !(err instanceof ArtifactWriteError);
   }
+  return true;
 }
 
 /** Waits for a job; after an abort, gives the driver `graceMs` to stop it, then gives up on it (destroy follows). */

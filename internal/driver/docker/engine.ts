@@ -1,7 +1,7 @@
 // The Docker engine as the driver reaches it: a client for driver.toml's `host`, calls bounded in
 // time, and the engine's errors as one line.
 import Docker from "dockerode";
-import type { DockerConfig, DriverConfig } from "../../config/config.js";
+import { isDockerApiVersion, type DockerConfig, type DriverConfig } from "../../config/config.js";
 import { DriverError } from "../driver.js";
 import { systemReason } from "../../errors/errors.js";
 import { engineAddress } from "../../net/address.js";
@@ -14,7 +14,9 @@ export const CHECK_TIMEOUT_MS = 5000;
 export function dockerClient(config: DockerConfig): Docker {
   const address = engineAddress(config.host);
   if (!address) throw new DriverError(`[docker] host ${JSON.stringify(config.host)}: must be unix:///path or tcp://host:port`);
-  const version = config.version ? (config.version.startsWith("v") ? config.version : `v${config.version}`) : undefined;
+  // driver.toml's reader checks it too; the version becomes a path segment of every request, so nothing else may pass.
+  if (config.version !== undefined && !isDockerApiVersion(config.version)) throw new DriverError(`[docker] version ${JSON.stringify(config.version)}: must be a Docker API version such as "1.41"`);
+  const version = config.version ? `v${config.version}` : undefined;
   return new Docker({ ...address, version });
 }
 

@@ -3,7 +3,7 @@
 // for. Nothing here talks to an engine.
 import path from "node:path";
 import type Docker from "dockerode";
-import type { DockerConfig } from "../../config/config.js";
+import { DEFAULT_PIDS, MIN_CPUS, type DockerConfig } from "../../config/config.js";
 import type { RunRef } from "../run.js";
 import { DriverError } from "../driver.js";
 
@@ -21,6 +21,8 @@ export interface ContainerSettings {
   cpus: number;
   /** MB; 0 = no limit. */
   memoryMb: number;
+  /** Processes the container may have at once; always a limit. */
+  pids: number;
   network: string;
 }
 
@@ -43,6 +45,13 @@ export function repositoryAndTag(image: string): { repo: string; tag: string } {
 
 function parseCpus(value: string): number {
   if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(Number(value) > 0)) throw new DriverError(`driver.cpus: expected a number of CPUs such as "2" or "0.5", got ${JSON.stringify(value)}`);
+  // Refused, not raised: below the engine's floor the request would reach it as no limit at all.
+  if (Number(value) < MIN_CPUS) throw new DriverError(`driver.cpus: ${value.trim()} is less than the least a container can be given (${MIN_CPUS})`);
+  return Number(value);
+}
+
+function parsePids(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || !(Number(value) > 0)) throw new DriverError(`driver.pids: expected a number of processes such as "512", got ${JSON.stringify(value)}`);
   return Number(value);
 }
 
@@ -81,15 +90,17 @@ export function containerSettings(manifest: Record<string, string>, config: Dock
     workspace: workspaceOf(manifest),
     cpus: limit(manifest.cpus !== undefined ? parseCpus(manifest.cpus) : undefined, config.cpus, config.max_cpus, "cpus", "max_cpus", ""),
     memoryMb: limit(manifest.memory !== undefined ? parseMemoryMb(manifest.memory) : undefined, config.memory, config.max_memory, "memory", "max_memory", " MB"),
+    pids: limit(manifest.pids !== undefined ? parsePids(manifest.pids) : undefined, config.pids ?? DEFAULT_PIDS, config.max_pids, "pids", "max_pids", " processes"),
     network: config.network || "bridge",
   };
 }
 
-/** "2 CPUs, 512 MB memory, network bridge", for the build's output. */
+/** "2 CPUs, 512 MB memory, 1024 processes, network bridge", for the build's output. */
 export function describeLimits(settings: ContainerSettings): string {
   return [
     settings.cpus ? `${settings.cpus} CPUs` : "no CPU limit",
     settings.memoryMb ? `${settings.memoryMb} MB memory` : "no memory limit",
+    `${settings.pids} processes`,
     `network ${settings.network}`,
   ].join(", ");
 }
@@ -135,6 +146,8 @@ export function containerOptions(settings: ContainerSettings, names: ContainerNa
       Memory: memory,
       // No swap beyond the limit, so a limit is a limit.
       MemorySwap: memory ? memory : 0,
+      // Every container has one, so a fork bomb stops inside it.
+      PidsLimit: settings.pids,
       NetworkMode: settings.network,
       Privileged: false,
       Binds: [],
