@@ -45,6 +45,19 @@ describe("djinn-worker command line", () => {
     assert.equal(unknown.stderr.split("\n").length, 2, "one line");
   });
 
+  test("a single-value flag given twice is refused in one line, exit 2; repeatable ones add up", () => {
+    const twice = cli(["run", "examples/hello.yml", "--artifacts", "a", "--artifacts", "b"]);
+    assert.equal(twice.status, 2);
+    assert.equal(twice.stderr, "djinn-worker: -artifacts is given 2 times: give it once\n");
+    const goStyle = cli(["status", "1", "-config", "a.toml", "-config=b.toml"]);
+    assert.equal(goStyle.status, 2);
+    assert.equal(goStyle.stderr, "djinn-worker: -config is given 2 times: give it once\n");
+    // Two --env are two variables: the run gets past the flags to the missing manifest.
+    const env = cli(["run", "no-such-manifest.yml", "--env", "A=1", "--env", "B=2"]);
+    assert.equal(env.status, 2);
+    assert.match(env.stderr, /no-such-manifest\.yml/);
+  });
+
   test("a command without its manifest or id says what is missing in one line, exit 2", () => {
     const run = cli(["run"]);
     assert.equal(run.status, 2);

@@ -14,6 +14,8 @@ export interface Command extends CommandSpec {
 export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key"]);
 /** The flags that take a value, so that the command word is found after them. */
 export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
+/** The value flags that may be given more than once; any other given twice is a mistake. */
+export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(["env", "secret", "notify", "key"]);
 
 const configFlags = {
   config: { type: "string", default: "djinn-worker.toml", describe: "worker configuration file" },

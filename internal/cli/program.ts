@@ -1,7 +1,7 @@
 // The command line: yargs with djinn-worker's commands, help and version, and every mistake on it
 // reported as one line.
 import { commandWord, goStyleFlags, helpAsFlag, missingPositional, unknownCommand } from "./args.js";
-import { COMMANDS, DAEMON, LONG_FLAGS, VALUE_FLAGS } from "./commands.js";
+import { COMMANDS, DAEMON, LONG_FLAGS, REPEATABLE_FLAGS, VALUE_FLAGS } from "./commands.js";
 import { EXIT, die } from "./failure.js";
 import { InputError } from "../errors/errors.js";
 import yargs from "./yargs.cjs";
@@ -26,6 +26,7 @@ export function program(args: string[], versionLine: string): Promise<unknown> {
     .help("help")
     .alias("h", "help")
     .strict()
+    .check(onceEach)
     .locale("en")
     .wrap(Math.min(110, process.stdout.columns || Number(process.env.COLUMNS) || 100))
     .fail((msg, err, y) => {
@@ -41,4 +42,13 @@ export function program(args: string[], versionLine: string): Promise<unknown> {
     })
     .parseAsync()
     .catch((err: unknown) => die(err));
+}
+
+/** A single-value flag given twice (`--artifacts A --artifacts B`) is refused rather than guessed at. */
+function onceEach(argv: Record<string, unknown>): true {
+  for (const flag of VALUE_FLAGS) {
+    const value = argv[flag];
+    if (!REPEATABLE_FLAGS.has(flag) && Array.isArray(value)) throw new InputError(`-${flag} is given ${value.length} times: give it once`);
+  }
+  return true;
 }
