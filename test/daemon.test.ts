@@ -65,7 +65,7 @@ describe("worker daemon", { skip }, () => {
     assert.ok(!seen.includes("after"));
     await fs.writeFile(go, "");
     assert.equal(await exit, 0);
-    assert.match(seen, /before\n[\s\S]*\+ echo after\nafter\n/);
+    assert.match(seen, /before\n[\s\S]*\+ echo after\nafter\n\nDone\. Build passed\n$/);
   });
 
   it("caps a job's stored output at output_limit with a note", async () => {

@@ -35,7 +35,12 @@ export async function logsCommand(configFile: string, idText: string, follow: bo
     for (;;) {
       const status = follow ? (await buildSummary(pool, id))?.status : undefined;
       await drain();
-      if (!follow || (status && TERMINAL_STATUSES.includes(status))) break;
+      if (!follow) break;
+      if (status && TERMINAL_STATUSES.includes(status)) {
+        // How it ended, as `run` says it: following stops for a reason the reader should see.
+        await writeDrained(out, `\nDone. Build ${status}\n`);
+        break;
+      }
       await sleep(500);
     }
   });
