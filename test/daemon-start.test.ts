@@ -31,6 +31,8 @@ describe("worker daemon: start-up", { skip }, () => {
     await d.waitFor((l) => /^cannot connect to Redis at .*: connection refused: waiting for it to start$/.test(String(l.msg)) && Number(l.attempt) >= 2, "a try at Redis");
     await redis.set("open");
     await d.waitForMsg("worker started");
+    const asRoot = d.lines.filter((l) => /^running as root: /.test(String(l.msg)));
+    assert.deepEqual(asRoot.map((l) => l.level), process.getuid?.() === 0 ? ["warn"] : [], "one warning when the daemon runs as root, none otherwise");
     const tries = d.lines.filter((l) => /waiting for it to start/.test(String(l.msg)));
     assert.deepEqual(tries.map((l) => l.attempt), tries.map((_, i) => i + 1), "every try logged, numbered");
     const id = await t.submit(osManifest([["echo booted"]]));

@@ -84,6 +84,9 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
 
 async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: string[], configFile: string, log: Logger): Promise<DaemonHandle> {
   for (const w of [...cfg.warnings, ...drivers.warnings]) log.warn(w);
+  if (process.getuid?.() === 0) {
+    log.warn(`running as root: jobs of the os driver run as root on this host, and every file the worker writes is root's; run the daemon as its own user (djinn), see docs/daemon.md "Running as djinn"`);
+  }
   const crypto = new Crypto(cfg.crypto!.block);
   // Written before the servers answer, so an init script sees the daemon started while it waits for them.
   if (cfg.pidfile) writePidfile(cfg.pidfile);
