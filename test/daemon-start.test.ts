@@ -63,6 +63,40 @@ describe("worker daemon: start-up", { skip }, () => {
     assert.equal(existsSync(path.join(t.dir, "worker.pid")), false, "the pidfile is removed");
   });
 
+  it("the SysVinit script: start waits until the daemon serves or says what it waits for, status tells the two apart, force-stop re-queues running builds", async () => {
+    const redis = await relay(suite.redis.port);
+    const t = await suite.env({ redis: redis.addr, logFile: true });
+    const pidfile = path.join(t.dir, "worker.pid");
+    await fs.writeFile(t.cfg.worker, `pidfile = "${pidfile}"\n${await fs.readFile(t.cfg.worker, "utf8")}`);
+    const script = (command: string) =>
+      spawnSync("sh", [path.join(repoRoot, "dist", "djinn-worker"), command], {
+        env: { ...process.env, DAEMON: cliPath, CONFIG: t.cfg.worker, DRIVER: t.cfg.driver, PIDFILE: pidfile, OUTPUT: path.join(t.dir, "out"), DAEMON_USER: os.userInfo().username, START_TIMEOUT: "3" },
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+    try {
+      const start = script("start");
+      assert.equal(start.status, 1, start.stdout + start.stderr);
+      assert.match(start.stderr, /^djinn-worker is not serving after 3s, still waiting for its servers: cannot connect to Redis at 127\.0\.0\.1:\d+: connection refused$/m);
+      const waiting = script("status");
+      assert.equal(waiting.status, 4, waiting.stdout);
+      assert.match(waiting.stdout, /^djinn-worker is running \(pid \d+\) but waiting for its servers: cannot connect to Redis at .*: connection refused$/m);
+      await redis.set("open");
+      await until("status to say serving", () => (script("status").status === 0 ? true : undefined), 60_000);
+      assert.match(script("status").stdout, /^djinn-worker is running \(pid \d+\)\n$/);
+      const id = await t.submit(osManifest([["echo started", "sleep 600"]]));
+      await until("the build to run", async () => ((await t.build(id)).status === "running" ? true : undefined));
+      const stopped = script("force-stop");
+      assert.equal(stopped.status, 0, stopped.stdout + stopped.stderr);
+      assert.match(stopped.stdout, /^Force-stopping djinn-worker \(pid \d+\): running builds are killed and put back on the queue$/m);
+      assert.equal((await t.build(id)).status, "queued", "the running build is put back on the queue");
+      assert.equal(existsSync(pidfile), false);
+      assert.equal(script("status").status, 3);
+    } finally {
+      script("force-stop");
+    }
+  });
+
   it("a start-up error (metrics port in use) reaches the log file, and the SysVinit script shows it", async () => {
     const taken = net.createServer();
     const port = await freePort();

@@ -1,5 +1,4 @@
 // The daemon's life: configuration, connections, pidfile, signals, and a clean exit.
-import fs from "node:fs";
 import { Redis } from "ioredis";
 import type pg from "pg";
 import { loadDriverConfig, loadWorkerConfig, requireSections, type DriverConfig, type WorkerConfig } from "../config/config.js";
@@ -11,44 +10,12 @@ import { queueList, servedDrivers } from "../queue/names.js";
 import { newWorkerId, probeRedis, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
 import { sleep } from "../timers/timers.js";
+import { removePidfile, writePidfile, writeState } from "./pidfile.js";
 import { StartupError, waitForServers } from "./startup.js";
 import { Worker } from "./worker.js";
 
 export { EXIT_TRY_AGAIN, StartupError } from "./startup.js";
-
-/** Refuses to start when the pidfile names a live process; otherwise writes ours. */
-export function writePidfile(file: string): void {
-  let text: string | undefined;
-  try {
-    text = fs.readFileSync(file, "utf8").trim();
-  } catch {
-    // None yet.
-  }
-  const pid = text ? Number(text) : NaN;
-  if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      alive = (err as NodeJS.ErrnoException).code === "EPERM";
-    }
-    if (alive) throw new StartupError(`pidfile ${file} names process ${pid}, which is running: is another worker using this configuration?`);
-  }
-  try {
-    fs.writeFileSync(file, `${process.pid}\n`);
-  } catch (err) {
-    throw new StartupError(`cannot write pidfile ${file}: ${(err as Error).message}`);
-  }
-}
-
-function removePidfile(file: string | undefined): void {
-  if (!file) return;
-  try {
-    if (fs.readFileSync(file, "utf8").trim() === String(process.pid)) fs.unlinkSync(file);
-  } catch {
-    // Already gone.
-  }
-}
+export { writePidfile } from "./pidfile.js";
 
 /** How long past shutdown_timeout a stop may take to hand builds back before the daemon exits regardless. */
 export const SHUTDOWN_MARGIN_MS = 10_000;
@@ -77,6 +44,7 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
   } catch (err) {
     // The caller prints it on stderr; an operator reading only the log file sees it there too.
     if (cfg.log.file) log.error({ err: err instanceof StartupError ? undefined : (err as Error).stack }, `cannot start: ${(err as Error).message}`);
+    writeState(cfg.pidfile, `stopped: ${(err as Error).message}`);
     removePidfile(cfg.pidfile);
     throw err;
   }
@@ -90,7 +58,8 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
   const crypto = new Crypto(cfg.crypto!.block);
   // Written before the servers answer, so an init script sees the daemon started while it waits for them.
   if (cfg.pidfile) writePidfile(cfg.pidfile);
-  const pool = await openDatabase(cfg, configFile, log);
+  writeState(cfg.pidfile, "starting");
+  const pool = await openDatabase(cfg, configFile, log, (reason) => writeState(cfg.pidfile, `waiting: ${reason}`));
   const id = newWorkerId();
   const conns = await openRedis(cfg, id, log);
   const services = await startServices(cfg, log, conns.redis, pool).catch(async (err) => {
@@ -101,6 +70,7 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
   const queue = new WorkerQueue(conns.redis, conns.blocking, cfg.queue, id, queues, cfg.leaseMs);
   const worker = new Worker({ id, config: cfg, drivers, pool, queue, subscriber: conns.subscriber, crypto, mailer: services.mailer, metrics: services.metrics, log });
   await worker.start();
+  writeState(cfg.pidfile, "serving");
   const done = stopOnSignals(cfg, log, worker, async () => {
     await services.server?.close().catch(() => undefined);
     services.mailer?.close();
@@ -114,7 +84,7 @@ async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: str
 }
 
 /** A pool on a PostgreSQL that answers, with the current schema; Redis answering too. */
-async function openDatabase(cfg: WorkerConfig, configFile: string, log: Logger): Promise<pg.Pool> {
+async function openDatabase(cfg: WorkerConfig, configFile: string, log: Logger, onWait: (reason: string) => void): Promise<pg.Pool> {
   const pool = createPool(cfg.database!, Math.max(4, cfg.parallelism * 2 + 2));
   // An idle client losing its server must not crash the daemon; the next query reconnects.
   pool.on("error", (err) => log.warn({ err: err.message }, "PostgreSQL connection lost"));
@@ -123,7 +93,7 @@ async function openDatabase(cfg: WorkerConfig, configFile: string, log: Logger):
       await probePool(pool, cfg.database!.addr);
       await requireCurrentSchema(pool, configFile);
       await probeRedis(cfg.redis!);
-    }, log);
+    }, log, { onWait });
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw err;
@@ -195,6 +165,7 @@ function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: ()
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
+      writeState(cfg.pidfile, "stopping");
       log.info({ signal: sig }, `${sig}: finishing running builds (up to shutdown_timeout), then exiting; send it again to stop now`);
       exitBy(cfg.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS, `shutdown not done ${(cfg.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS) / 1000}s after ${sig}`);
       void stop();

@@ -25,7 +25,8 @@ function unavailable(err: unknown): boolean {
 }
 
 /** Runs `probe` until it succeeds; retries only while the servers are not answering, for up to `waitMs`. */
-export async function waitForServers(probe: () => Promise<void>, log: Logger, waitMs = START_WAIT_MS): Promise<void> {
+export async function waitForServers(probe: () => Promise<void>, log: Logger, opts: { waitMs?: number; onWait?: (reason: string) => void } = {}): Promise<void> {
+  const waitMs = opts.waitMs ?? START_WAIT_MS;
   const started = Date.now();
   let delay = 250;
   for (let attempt = 1; ; attempt++) {
@@ -41,6 +42,7 @@ export async function waitForServers(probe: () => Promise<void>, log: Logger, wa
         throw new StartupError(`${msg} (still not answering after ${Math.round(waited / 1000)}s: exiting with status ${EXIT_TRY_AGAIN} to be started again)`, EXIT_TRY_AGAIN);
       }
       log.warn({ attempt, retryInMs: delay }, `${msg}: waiting for it to start`);
+      opts.onWait?.(msg);
       await sleep(delay);
       delay = Math.min(delay * 2, 5000);
     }
