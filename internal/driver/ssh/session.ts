@@ -115,7 +115,8 @@ export class SshSession {
     await this.files.writeScript(script, body);
     const opened = await this.gate.exec(`exec sh -c ${singleQuote(jobWrapper(this.workspace, script, pidfile, statusFile))}`).catch((err: Error) => {
       if (job.signal.aborted) return undefined;
-      throw new DriverError(`cannot start job ${job.name}: ${err.message}`);
+      // The gate's own errors name the machine already.
+      throw new DriverError(`cannot start job ${job.name}${err instanceof DriverError ? "" : ` on ${this.where}`}: ${err.message}`);
     });
     if (!opened) return { exitCode: 137 };
     const { channel } = opened;

@@ -202,7 +202,8 @@ export function noSftpSubsystem(err: Error): boolean {
 
 function openSftp(gate: ChannelGate, retryIf: (err: Error) => boolean): Promise<SFTPWrapper> {
   return gate.sftp(retryIf).catch((err: Error) => {
-    throw new DriverError(`SFTP is not available on ${gate.where}: ${err.message}`);
+    // The gate's own errors (refused every time, aborted) name the machine already.
+    throw new DriverError(err instanceof DriverError ? `no SFTP channel: ${err.message}` : `SFTP is not available on ${gate.where}: ${err.message}`);
   });
 }
 
