@@ -14,6 +14,7 @@ import { cgroupSource, RunProcesses } from "../internal/driver/os/processes.js";
 import { archOf, imageCandidates, imagesRoot, resolveImage } from "../internal/driver/qemu/qemu.js";
 import { exitCodeOf } from "../internal/driver/ssh/channels.js";
 import { loginMethod } from "../internal/driver/ssh/connect.js";
+import { DEFAULT_CHANNEL_RETRY, isChannelRefusal, retryDelay } from "../internal/driver/ssh/gate.js";
 import { exportLines, jobWrapper } from "../internal/driver/ssh/session.js";
 import { parseAddress } from "../internal/driver/ssh/ssh.js";
 import { noSftpSubsystem } from "../internal/driver/ssh/transfer.js";
@@ -113,6 +114,20 @@ describe("ssh driver parts", () => {
     assert.equal(noSftpSubsystem(new Error("Unable to start subsystem: sftp")), true);
     assert.equal(noSftpSubsystem(new Error("Channel open failure: while establishing SFTP session")), true);
     assert.equal(noSftpSubsystem(new Error("No response from server")), false);
+  });
+
+  test("only a server's refusal to open a channel or start its command is asked again, with pauses that grow to a bound", () => {
+    // The messages ssh2 gives: a refused open, a refused exec or subsystem request.
+    assert.equal(isChannelRefusal(new Error("(SSH) Channel open failure: open failed")), true);
+    assert.equal(isChannelRefusal(new Error("Unable to exec")), true);
+    assert.equal(isChannelRefusal(new Error("Unable to start subsystem: sftp")), true);
+    // A connection that is gone, or a command that ran, is final.
+    assert.equal(isChannelRefusal(new Error("Not connected")), false);
+    assert.equal(isChannelRefusal(new Error("No response from server")), false);
+    assert.equal(isChannelRefusal(new Error("exit status 1")), false);
+    assert.equal(isChannelRefusal(new Error("cannot expand x: Unable to exec")), false);
+    const pauses = Array.from({ length: DEFAULT_CHANNEL_RETRY.attempts - 1 }, (_, i) => retryDelay(DEFAULT_CHANNEL_RETRY, i + 1));
+    assert.deepEqual(pauses, [200, 400, 800, 1600, 3200, 5000, 5000]);
   });
 });
 

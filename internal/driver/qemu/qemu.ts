@@ -241,7 +241,7 @@ export class QemuDriver extends SessionDriver implements Driver {
         await untilListening(machine, 10_000);
         this.session = await SshSession.open(
           { host: "127.0.0.1", port: machine.port, user: "root", keyFile: cfg.key },
-          { timeoutMs: Math.max(left, 1), signal: giveUp.signal, baseEnv: buildBaseEnv(this.options.buildId) },
+          { timeoutMs: Math.max(left, 1), signal: giveUp.signal, buildSignal: signal, baseEnv: buildBaseEnv(this.options.buildId) },
         );
         output.write(`SSH up after ${((Date.now() - started) / 1000).toFixed(1)}s (port ${machine.port})${this.session.transferNote}\n`);
         return;

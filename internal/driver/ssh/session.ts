@@ -3,17 +3,26 @@
 // groups of their own, and files in and out (transfer.ts).
 import path from "node:path";
 import type { Readable } from "node:stream";
-import type { ClientChannel } from "ssh2";
 import { isShellName, singleQuote } from "../../shell/quote.js";
 import { GLOB_OUTPUT_LIMIT, GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, type ExecResult, type JobRun } from "../driver.js";
-import { exitCodeOf, runQuiet } from "./channels.js";
+import { runQuiet } from "./channels.js";
 import { connectWithRetry, type Client, type ConnectOptions, type SshTarget } from "./connect.js";
+import { ChannelGate, type ChannelRetry } from "./gate.js";
 import { openTransfer, type FileTransfer } from "./transfer.js";
 
 export interface SessionOptions extends ConnectOptions {
   /** Added to every job's environment, under the build's own variables. */
   baseEnv?: Record<string, string>;
+  /**
+   * Aborted when the build is: a channel the server refuses is no longer asked for again, nor one
+   * waited for. (`signal` only bounds connecting.) Killing jobs and cleaning up go on regardless.
+   */
+  buildSignal?: AbortSignal;
+  /** Channels open at once on the connection (gate.ts). */
+  maxChannels?: number;
+  /** How a refused channel is asked for again (gate.ts). */
+  channelRetry?: ChannelRetry;
 }
 
 /** The lines that set a job's variables; they go before the script, so `set -x` never traces them. */
@@ -55,6 +64,7 @@ export class SshSession {
 
   private constructor(
     readonly client: Client,
+    private readonly gate: ChannelGate,
     /** Absolute, symlinks resolved: relative paths of objects and artifacts are under it, and jobs start in it. */
     readonly workspace: string,
     /** Private (0700) directory for job scripts and pid files, removed on close. */
@@ -72,15 +82,16 @@ export class SshSession {
   static async open(target: SshTarget, opts: SessionOptions): Promise<SshSession> {
     const client = await connectWithRetry(target, opts);
     const where = `${target.user}@${target.host}:${target.port}`;
+    const gate = new ChannelGate(client, where, { maxOpen: opts.maxChannels, retry: opts.channelRetry, signal: opts.buildSignal });
     try {
       // Both at once: every round trip counts while a build waits for its machine.
       const [made, files] = await Promise.all([
-        runQuiet(client, `umask 077 && d=$(mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX") && cd && echo "$d" && pwd -P`),
-        openTransfer(client, where),
+        runQuiet(gate, `umask 077 && d=$(mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX") && cd && echo "$d" && pwd -P`),
+        openTransfer(gate),
       ]);
       const [scripts, home] = made.stdout.trim().split("\n");
       if (made.code !== 0 || !scripts?.startsWith("/") || !home?.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
-      return new SshSession(client, home, scripts, opts.baseEnv ?? {}, where, files);
+      return new SshSession(client, gate, home, scripts, opts.baseEnv ?? {}, where, files);
     } catch (err) {
       client.end();
       if (err instanceof DriverError) throw err;
@@ -102,9 +113,13 @@ export class SshSession {
     const statusFile = `${this.scripts}/job-${n}.status`;
     const body = exportLines({ ...this.baseEnv, ...job.env }) + job.script;
     await this.files.writeScript(script, body);
-    const channel = await new Promise<ClientChannel>((resolve, reject) => {
-      this.client.exec(`exec sh -c ${singleQuote(jobWrapper(this.workspace, script, pidfile, statusFile))}`, (err, ch) => (err ? reject(new DriverError(`cannot start job ${job.name} on ${this.where}: ${err.message}`)) : resolve(ch)));
+    const opened = await this.gate.exec(`exec sh -c ${singleQuote(jobWrapper(this.workspace, script, pidfile, statusFile))}`).catch((err: Error) => {
+      if (job.signal.aborted) return undefined;
+      // The gate's own errors name the machine already.
+      throw new DriverError(`cannot start job ${job.name}${err instanceof DriverError ? "" : ` on ${this.where}`}: ${err.message}`);
     });
+    if (!opened) return { exitCode: 137 };
+    const { channel } = opened;
     this.running.add(pidfile);
     channel.pipe(job.output, { end: false });
     channel.stderr.pipe(job.output, { end: false });
@@ -118,12 +133,14 @@ export class SshSession {
     try {
       await new Promise<void>((resolve) => {
         let drainTimer: NodeJS.Timeout | undefined;
-        channel.on("exit", (code: number | null, sig?: string) => {
-          exit = exitCodeOf(code, sig);
+        let closed = false;
+        void opened.exit.then((code) => {
+          exit = code;
           // A process that escaped the job's group may hold the output open: cut it off.
-          drainTimer = setTimeout(() => channel.close(), 2000);
+          if (!closed) drainTimer = setTimeout(() => channel.close(), 2000);
         });
         channel.on("close", () => {
+          closed = true;
           clearTimeout(drainTimer);
           resolve();
         });
@@ -142,7 +159,7 @@ export class SshSession {
 
   /** The exit code the job's wrapper recorded, when the channel closed without reporting one. */
   private async readStatus(file: string): Promise<number | undefined> {
-    const r = await runQuiet(this.client, `cat ${singleQuote(file)} && rm -f ${singleQuote(file)}`, 5000).catch(() => undefined);
+    const r = await runQuiet(this.gate, `cat ${singleQuote(file)} && rm -f ${singleQuote(file)}`, { timeoutMs: 5000 }).catch(() => undefined);
     const code = r?.code === 0 ? Number(r.stdout.trim()) : NaN;
     return Number.isInteger(code) ? code : undefined;
   }
@@ -150,7 +167,7 @@ export class SshSession {
   /** Kills a job's process group (or, when it has none, the process) from a second channel. */
   private async killJob(pidfile: string): Promise<void> {
     const cmd = `pid=$(cat ${singleQuote(pidfile)} 2>/dev/null) && [ -n "$pid" ] && { kill -KILL -$pid 2>/dev/null || kill -KILL $pid 2>/dev/null; }; true`;
-    await runQuiet(this.client, cmd, 5000).catch(() => undefined);
+    await runQuiet(this.gate, cmd, { timeoutMs: 5000, cleanup: true }).catch(() => undefined);
   }
 
   /** Absolute remote path of `dest`: relative paths (and `~/...`: the workspace is the login's home) are under the workspace. */
@@ -170,7 +187,7 @@ export class SshSession {
 
   /** The paths a shell pattern matches on the machine (see artifacts.ts). */
   async glob(pattern: string): Promise<string[]> {
-    const r = await runQuiet(this.client, `sh -c ${singleQuote(GLOB_SCRIPT)} sh ${singleQuote(this.workspace)} ${singleQuote(pattern)}`, 60_000, GLOB_OUTPUT_LIMIT).catch((err: Error) => {
+    const r = await runQuiet(this.gate, `sh -c ${singleQuote(GLOB_SCRIPT)} sh ${singleQuote(this.workspace)} ${singleQuote(pattern)}`, { timeoutMs: 60_000, maxBytes: GLOB_OUTPUT_LIMIT }).catch((err: Error) => {
       throw new CollectError("failed", `cannot expand ${pattern}: ${err.message}`);
     });
     if (r.code !== 0) throw new CollectError("failed", `cannot expand ${pattern}: ${r.stderr.trim() || `exit status ${r.code}`}`);
@@ -188,7 +205,7 @@ export class SshSession {
     if (this.closed) return;
     this.closed = true;
     for (const pidfile of this.running) await this.killJob(pidfile);
-    await runQuiet(this.client, `rm -rf ${singleQuote(this.scripts)}`, 5000).catch(() => undefined);
+    await runQuiet(this.gate, `rm -rf ${singleQuote(this.scripts)}`, { timeoutMs: 5000, cleanup: true }).catch(() => undefined);
     this.client.end();
   }
 

@@ -41,7 +41,7 @@ export class SshDriver extends SessionDriver implements Driver {
     const started = Date.now();
     this.session = await SshSession.open(
       { host, port, user: cfg.user, keyFile: cfg.key, password: cfg.password },
-      { timeoutMs: cfg.timeoutMs, signal, baseEnv: buildBaseEnv(this.options.buildId) },
+      { timeoutMs: cfg.timeoutMs, signal, buildSignal: signal, baseEnv: buildBaseEnv(this.options.buildId) },
     );
     output.write(`Connected after ${((Date.now() - started) / 1000).toFixed(1)}s, workspace ${this.session.workspace}${this.session.transferNote}\n`);
   }

@@ -6,8 +6,8 @@ import { pipeline } from "node:stream/promises";
 import type { SFTPWrapper } from "ssh2";
 import { singleQuote } from "../../shell/quote.js";
 import { CollectError, DriverError } from "../driver.js";
-import { exitCodeOf, runQuiet } from "./channels.js";
-import type { Client } from "./connect.js";
+import { runQuiet } from "./channels.js";
+import { isChannelRefusal, type ChannelGate } from "./gate.js";
 
 /** Moves files between this worker and the machine; paths are absolute on the machine. */
 export interface FileTransfer {
@@ -21,14 +21,15 @@ export interface FileTransfer {
 }
 
 /** SFTP when the server offers it, exec channels when it has none; any other failure to open SFTP is thrown. */
-export async function openTransfer(client: Client, where: string): Promise<FileTransfer> {
-  const sftp = await openSftp(client, where).catch((err: Error) => {
+export async function openTransfer(gate: ChannelGate): Promise<FileTransfer> {
+  // A refused channel is asked for again; a refused subsystem is the answer "no SFTP here".
+  const sftp = await openSftp(gate, (err) => isChannelRefusal(err) && !noSftpSubsystem(err)).catch((err: Error) => {
     // Only a server that has no SFTP (no subsystem, or no sftp-server to run) means exec
     // channels; anything else (a connection going down) fails here, not half-way later.
     if (noSftpSubsystem(err)) return undefined;
     throw err;
   });
-  return sftp ? new SftpTransfer(client, where, sftp) : new ExecTransfer(client, where);
+  return sftp ? new SftpTransfer(gate, sftp) : new ExecTransfer(gate);
 }
 
 class SftpTransfer implements FileTransfer {
@@ -36,16 +37,19 @@ class SftpTransfer implements FileTransfer {
   private channel?: Promise<SFTPWrapper>;
 
   constructor(
-    private readonly client: Client,
-    private readonly where: string,
+    private readonly gate: ChannelGate,
     sftp: SFTPWrapper,
   ) {
     this.channel = Promise.resolve(sftp);
   }
 
-  /** The SFTP channel, opened again when an earlier one failed. */
+  private get where(): string {
+    return this.gate.where;
+  }
+
+  /** The SFTP channel, opened again when an earlier one failed (the server had SFTP: any refusal is asked again). */
   private sftp(): Promise<SFTPWrapper> {
-    this.channel ??= openSftp(this.client, this.where);
+    this.channel ??= openSftp(this.gate, isChannelRefusal);
     this.channel.catch(() => {
       this.channel = undefined;
     });
@@ -98,33 +102,34 @@ class SftpTransfer implements FileTransfer {
 class ExecTransfer implements FileTransfer {
   readonly over = "exec";
 
-  constructor(
-    private readonly client: Client,
-    private readonly where: string,
-  ) {}
+  constructor(private readonly gate: ChannelGate) {}
+
+  private get where(): string {
+    return this.gate.where;
+  }
 
   async write(target: string, source: Readable, mode: number): Promise<void> {
     try {
-      await execWrite(this.client, target, source, mode);
+      await execWrite(this.gate, target, source, mode);
     } catch (err) {
       throw new DriverError(`cannot write ${target} on ${this.where}: ${(err as Error).message}`);
     }
   }
 
   async writeScript(target: string, text: string): Promise<void> {
-    await execWrite(this.client, target, Readable.from([text]), 0o600).catch((err: Error) => {
+    await execWrite(this.gate, target, Readable.from([text]), 0o600).catch((err: Error) => {
       throw new DriverError(`cannot upload the job script to ${target}: ${err.message}`);
     });
   }
 
   async read(target: string, shown: string): Promise<Readable> {
-    const r = await runQuiet(this.client, `if [ ! -e ${singleQuote(target)} ]; then exit 4; elif [ ! -f ${singleQuote(target)} ]; then exit 6; fi; wc -c <${singleQuote(target)}`, 30_000).catch((err: Error) => {
+    const r = await runQuiet(this.gate, `if [ ! -e ${singleQuote(target)} ]; then exit 4; elif [ ! -f ${singleQuote(target)} ]; then exit 6; fi; wc -c <${singleQuote(target)}`).catch((err: Error) => {
       throw new CollectError("failed", `cannot look at ${shown}: ${err.message}`);
     });
     if (r.code === 4) throw new CollectError("missing", `${shown} does not exist`);
     if (r.code === 6) throw new CollectError("not-a-file", `${shown} is not a regular file`);
     if (r.code !== 0) throw new CollectError("failed", `cannot look at ${shown}: ${r.stderr.trim() || `exit status ${r.code}`}`);
-    return execRead(this.client, target, shown, Number(r.stdout.trim()));
+    return execRead(this.gate, target, shown, Number(r.stdout.trim()));
   }
 }
 
@@ -132,25 +137,21 @@ class ExecTransfer implements FileTransfer {
  * Writes `source` to `target` over an exec channel (`cat`), for servers without SFTP: missing
  * directories are made (0755), the file is created private and then given `mode`.
  */
-function execWrite(client: Client, target: string, source: Readable, mode: number): Promise<void> {
+async function execWrite(gate: ChannelGate, target: string, source: Readable, mode: number): Promise<void> {
   const script = '(umask 022 && mkdir -p "$(dirname "$1")") && umask 077 && cat >"$1" && chmod "$2" "$1"';
+  const { channel: ch, exit } = await gate.exec(`sh -c ${singleQuote(script)} sh ${singleQuote(target)} ${mode.toString(8)}`);
   return new Promise((resolve, reject) => {
-    client.exec(`sh -c ${singleQuote(script)} sh ${singleQuote(target)} ${mode.toString(8)}`, (err, ch) => {
-      if (err) return reject(err);
-      let stderr = "";
-      let code: number | undefined;
-      ch.stderr.on("data", (d: Buffer) => {
-        if (stderr.length < 4096) stderr += d.toString("utf8");
-      });
-      ch.on("exit", (c: number | null, sig?: string) => (code = exitCodeOf(c, sig)));
-      ch.on("close", () => (code === 0 ? resolve() : reject(new Error(stderr.trim() || `exit status ${code ?? "unknown"}`))));
-      ch.resume();
-      source.on("error", (e) => {
-        ch.close();
-        reject(e);
-      });
-      source.pipe(ch);
+    let stderr = "";
+    ch.stderr.on("data", (d: Buffer) => {
+      if (stderr.length < 4096) stderr += d.toString("utf8");
     });
+    ch.on("close", () => void exit.then((code) => (code === 0 ? resolve() : reject(new Error(stderr.trim() || `exit status ${code ?? "unknown"}`)))));
+    ch.resume();
+    source.on("error", (e) => {
+      ch.close();
+      reject(e);
+    });
+    source.pipe(ch);
   });
 }
 
@@ -159,40 +160,39 @@ function execWrite(client: Client, target: string, source: Readable, mode: numbe
  * stream ends only once the command has exited well, so a read that fails half-way is an error,
  * never a short artifact.
  */
-function execRead(client: Client, target: string, shown: string, size: number): Promise<Readable> {
-  return new Promise((resolve, reject) => {
-    client.exec(`exec cat <${singleQuote(target)}`, (err, ch) => {
-      if (err) return reject(new CollectError("failed", `cannot read ${shown}: ${err.message}`));
-      let stderr = "";
-      ch.stderr.on("data", (d: Buffer) => {
-        if (stderr.length < 4096) stderr += d.toString("utf8");
-      });
-      // A channel may close without an exit status: dropbear can after a good read, and every
-      // channel of a connection that drops does. Then the byte count decides.
-      const exited = new Promise<number | undefined>((done) => {
-        ch.on("exit", (c: number | null, sig?: string) => done(exitCodeOf(c, sig)));
-        ch.on("close", () => done(undefined));
-      });
-      let got = 0;
-      const out = new Transform({
-        transform: (chunk: Buffer, _enc, cb) => {
-          got += chunk.length;
-          cb(null, chunk);
-        },
-        flush: (cb) => {
-          void exited.then((code) => {
-            if (code === 0 || (code === undefined && got === size)) return cb();
-            const why = code === undefined ? `the connection closed after ${got} of ${size} bytes` : stderr.trim() || `cat exited ${code}`;
-            cb(new CollectError("failed", `cannot read ${shown}: ${why}`));
-          });
-        },
-      });
-      out.on("close", () => ch.close());
-      ch.end();
-      ch.pipe(out);
-      resolve(out);
-    });
+async function execRead(gate: ChannelGate, target: string, shown: string, size: number): Promise<Readable> {
+  const { channel: ch, exit: exited } = await gate.exec(`exec cat <${singleQuote(target)}`).catch((err: Error) => {
+    throw new CollectError("failed", `cannot read ${shown}: ${err.message}`);
   });
+  let stderr = "";
+  ch.stderr.on("data", (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString("utf8");
+  });
+  // A channel may close without an exit status: dropbear can after a good read, and every
+  // channel of a connection that drops does. Then the byte count decides.
+  let got = 0;
+  const out = new Transform({
+    transform: (chunk: Buffer, _enc, cb) => {
+      got += chunk.length;
+      cb(null, chunk);
+    },
+    flush: (cb) => {
+      void exited.then((code) => {
+        if (code === 0 || (code === undefined && got === size)) return cb();
+        const why = code === undefined ? `the connection closed after ${got} of ${size} bytes` : stderr.trim() || `cat exited ${code}`;
+        cb(new CollectError("failed", `cannot read ${shown}: ${why}`));
+      });
+    },
+  });
+  out.on("close", () => {
+    // Whatever is left unread is let go, so that the channel ends and its place is freed.
+    ch.unpipe(out);
+    ch.resume();
+    ch.close();
+  });
+  ch.end();
+  ch.pipe(out);
+  return out;
 }
 
 /** True when the server answered an SFTP request by having none: OpenSSH without a Subsystem line, dropbear without its sftp-server. */
@@ -200,12 +200,10 @@ export function noSftpSubsystem(err: Error): boolean {
   return /Unable to start subsystem|while establishing SFTP session/i.test(err.message);
 }
 
-function openSftp(client: Client, where: string): Promise<SFTPWrapper> {
-  return new Promise<SFTPWrapper>((resolve, reject) => {
-    client.sftp((err, sftp) => {
-      if (err) reject(new DriverError(`SFTP is not available on ${where}: ${err.message}`));
-      else resolve(sftp);
-    });
+function openSftp(gate: ChannelGate, retryIf: (err: Error) => boolean): Promise<SFTPWrapper> {
+  return gate.sftp(retryIf).catch((err: Error) => {
+    // The gate's own errors (refused every time, aborted) name the machine already.
+    throw new DriverError(err instanceof DriverError ? `no SFTP channel: ${err.message}` : `SFTP is not available on ${gate.where}: ${err.message}`);
   });
 }
 
