@@ -180,7 +180,7 @@ describe("djinn-worker run (os driver)", () => {
       assert.equal(r.status, 1, r.out);
       assert.match(r.out, /Collected artifact small\.txt => small\.txt \(6 bytes\)/);
       assert.match(r.out, /artifact big\.bin not collected: the artifact store cannot write big\.bin: ENOSPC: no space left on device/);
-      assert.match(r.out, /job build\.1 failed: an artifact could not be written to the artifact store/);
+      assert.match(r.out, /job build\.1 failed: an artifact could not be collected \(see above\)/);
       assert.match(r.out, /Done\. Build failed/);
       // Nothing half written is left behind.
       assert.deepEqual(fs.readdirSync(store), ["small.txt"]);

@@ -105,6 +105,7 @@ describe("ssh channels a server refuses", { skip, timeout: 3 * 60_000 }, () => {
     const { manifest } = parseManifest(`
 driver: {type: ssh, address: "127.0.0.1:${server.port}"}
 stages: [s, t]
+allow_failures: [s]
 jobs:
   - {stage: s, name: gather, artifacts: ["*.log"]}
   - {stage: t, name: work, commands: ["echo never"]}
@@ -115,8 +116,11 @@ jobs:
       const driver = (await getDriver("ssh")).create({ buildId: "ssh-channels", manifest: manifest.driver, config, log });
       const reporter = collectingReporter();
       const status = await runBuild({ plan: planBuild(manifest, "t"), driver, env: {}, masks: [], artifacts: new ArtifactStore(temp), reporter });
-      assert.equal(status, "failed", reporter.all());
+      assert.equal(status, "failed", reporter.all() + JSON.stringify([...reporter.jobs.values()].map((j) => [j.name, j.status])));
       assert.match(reporter.jobs.get("gather")!.output, /artifact \*\.log not collected: cannot expand \*\.log: djinn@127\.0\.0\.1:\d+ refused a channel \(8 tries in [\d.]+s\): Unable to exec\n/);
+      // The pattern's files were lost, not absent: the job fails rather than pass without them.
+      assert.match(reporter.jobs.get("gather")!.output, /job gather failed: an artifact could not be collected \(see above\)\n/);
+      assert.equal(reporter.jobs.get("gather")!.status, "passed_with_failures", "failed, in a stage allowed to fail");
       assert.match(reporter.jobs.get("work")!.output, /cannot start job t\/work: djinn@127\.0\.0\.1:\d+ refused a channel \(8 tries in [\d.]+s\): Unable to exec\n/);
       assert.ok(!server.counts.ran.some((c) => c.startsWith("exec sh -c")), "a refused job ran after all");
     } finally {

@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { formatDuration } from "../config/duration.js";
 import { CollectError, DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
-import { ArtifactStore, ArtifactWriteError, ObjectStore, type StoredArtifact } from "../fs/store.js";
+import { ArtifactStore, ArtifactWriteError, ObjectStore, StoreError, type StoredArtifact } from "../fs/store.js";
 import { artifactName, isPattern } from "../driver/artifacts.js";
 import { writeDrained } from "../stream/write.js";
 import { MaskStream } from "./mask.js";
@@ -114,11 +114,11 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
       result = { status: why };
       await note(why === "timed_out" ? `build timed out after ${formatDuration(opts.timeoutMs ?? 0)}` : "build killed");
     } else if (job.artifacts.length && opts.artifacts) {
-      const unstored = await collectArtifacts(opts, job, note);
-      // An artifact the store could not write is lost: the job fails rather than pass without it.
-      if (unstored && !isFailure(result.status)) {
+      const lost = await collectArtifacts(opts, job, note);
+      // An artifact that exists but could not be brought out or stored is lost: the job fails rather than pass without it.
+      if (lost && !isFailure(result.status)) {
         result = { ...result, status: "failed" };
-        await note(`job ${job.name} failed: ${unstored === 1 ? "an artifact" : `${unstored} artifacts`} could not be written to the artifact store`);
+        await note(`job ${job.name} failed: ${lost === 1 ? "an artifact" : `${lost} artifacts`} could not be collected (see above)`);
       }
     } else if (job.artifacts.length) {
       await note(`artifacts not collected: no artifact store is configured here ([artifacts] path)`);
@@ -158,9 +158,21 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
   return { status: "passed", exitCode: 0 };
 }
 
-/** Collects a job's artifacts; returns how many the store failed to write (the others' failures are lines of output). */
+/**
+ * Whether a failed collection lost something that was there: the transfer (a refused channel, a
+ * dropped connection) or the store failed. A file that is missing, outside or not a file is the
+ * build's own doing, a line of output as in Djinn.
+ */
+function lostArtifact(err: unknown): boolean {
+  if (err instanceof ArtifactWriteError) return true;
+  if (err instanceof CollectError) return err.reason === "failed";
+  // The store refusing a name the build chose is the build's doing; any other error broke the transfer.
+  return !(err instanceof StoreError);
+}
+
+/** Collects a job's artifacts; returns how many were lost (see lostArtifact); every failure is a line of output. */
 async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<number> {
-  let unstored = 0;
+  let lost = 0;
   for (const art of job.artifacts) {
     let sources = [art.source];
     if (isPattern(art.source)) {
@@ -172,6 +184,7 @@ async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: str
         sources = await opts.driver.glob(art.source);
       } catch (err) {
         await note(`artifact ${art.source} not collected: ${(err as Error).message}`);
+        if (lostArtifact(err)) lost++;
         continue;
       }
       if (sources.length === 0) {
@@ -186,15 +199,15 @@ async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: str
         noted = true;
         await note(why);
       }
-      if (!(await collectOne(opts, job, source, name, note))) unstored++;
+      if (!(await collectOne(opts, job, source, name, note))) lost++;
     }
   }
-  return unstored;
+  return lost;
 }
 
 /**
  * Streams one file of the environment into the store under `name`; a failure is a line of the
- * job's output. False when the store failed to write it (the job fails for that).
+ * job's output. False when the artifact was lost (the job fails for that).
  */
 async function collectOne(opts: RunOptions, job: PlannedJob, source: string, name: string, note: (l: string) => Promise<void>): Promise<boolean> {
   try {
@@ -207,7 +220,7 @@ async function collectOne(opts: RunOptions, job: PlannedJob, source: string, nam
   } catch (err) {
     const why = err instanceof CollectError ? err.message : (err as Error).message;
     await note(`artifact ${source} not collected: ${why}`);
-    return !(err instanceof ArtifactWriteError);
+    return !lostArtifact(err);
   }
   return true;
 }
