@@ -7,7 +7,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
-import { startDaemon, until, waitForStatus, isAlive } from "./helpers/services.js";
+import { startDaemon, until, waitForStatus, isAlive, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -35,7 +35,7 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
     const y = await gated(live, "y");
     const xPid = await until("x running", x.pid);
     await until("y running", y.pid);
-    assert.equal((await fs.readdir(dead.tmp)).length, 2);
+    assert.equal((await hostState(dead.tmp)).length, 2);
 
     killed.kill("SIGKILL");
     await killed.exit;
@@ -43,11 +43,11 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
     const next = await onHost(live);
     try {
       await next.waitForMsg("removed a workspace whose worker died");
-      assert.equal((await fs.readdir(dead.tmp)).length, 1, "the live worker's workspace is kept");
+      assert.equal((await hostState(dead.tmp)).length, 1, "the live worker's workspace is kept");
       await until("x's job killed", () => !isAlive(xPid) || undefined, 5000);
       await y.go();
       assert.equal(await waitForStatus(live.pool, y.id, ["passed", "failed"]), "passed");
-      await until("y's workspace removed at its end", async () => (await fs.readdir(dead.tmp)).length === 0 || undefined, 5000);
+      await until("y's workspace removed at its end", async () => (await hostState(dead.tmp)).length === 0 || undefined, 5000);
     } finally {
       await next.stop();
       await survivor.stop();
@@ -80,6 +80,6 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
     const starts = readFileSync(runs, "utf8").trim().split("\n").map((l) => Number(l.split(" ")[1]));
     assert.equal(starts.length, 2);
     assert.ok(starts.every((at) => at < done.finished_at!.getTime()), "nothing ran after the build finished");
-    await until("no workspace left", async () => (await fs.readdir(t.tmp)).length === 0 || undefined, 5000);
+    await until("no workspace left", async () => (await hostState(t.tmp)).length === 0 || undefined, 5000);
   });
 });
