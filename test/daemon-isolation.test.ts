@@ -10,7 +10,7 @@ import { enqueue } from "../internal/queue/queue.js";
 import { claimBuild } from "../internal/store/builds.js";
 import { TERMINAL_STATUSES } from "../internal/runner/status.js";
 import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
-import { until, waitForStatus, insertManifestBuild, isAlive } from "./helpers/services.js";
+import { until, waitForStatus, insertManifestBuild, isAlive, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -74,7 +74,7 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     assert.doesNotMatch(await b.output(idB), /attempt/);
     assert.equal((await a.build(idA)).attempt, 2);
     await until("every escaped sleeper ended with its build", () => startPids(runLines(a.dir)[1]).concat(bEscaped).every((p) => !isAlive(p)) || undefined, 5000);
-    assert.deepEqual(await fs.readdir(tmp), [], "no workspace is left on the host");
+    assert.deepEqual(await hostState(tmp), [], "no workspace is left on the host");
   });
 
   it("a run that died before it could reap the one before it: the next run reaps both", async () => {
@@ -108,7 +108,7 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     const runs = (await t.pool.query(`SELECT runs FROM builds WHERE id = $1`, [id])).rows[0].runs as string[];
     assert.equal(runs.length, 4);
     assert.equal(new Set(runs.filter((r) => /^[0-9a-f]{16}$/.test(r))).size, 3, "three runs, three tokens");
-    assert.deepEqual(await fs.readdir(t.tmp), [], "no workspace is left");
+    assert.deepEqual(await hostState(t.tmp), [], "no workspace is left");
   });
 
   it("a process a job started with setsid ends with the job", async () => {

@@ -7,7 +7,10 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
-import { startDaemon, until, waitForStatus, isAlive } from "./helpers/services.js";
+import { startDaemon, until, waitForStatus, isAlive, hostState } from "./helpers/services.js";
+import { hostStatePath } from "../internal/driver/run.js";
+import { asNobody, otherUserSkip } from "./helpers/env.js";
+import { sharedTmp, sweepHost } from "./helpers/host.js";
 
 const skip = servicesSkip();
 
@@ -35,7 +38,7 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
     const y = await gated(live, "y");
     const xPid = await until("x running", x.pid);
     await until("y running", y.pid);
-    assert.equal((await fs.readdir(dead.tmp)).length, 2);
+    assert.equal((await hostState(dead.tmp)).length, 2);
 
     killed.kill("SIGKILL");
     await killed.exit;
@@ -43,14 +46,42 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
     const next = await onHost(live);
     try {
       await next.waitForMsg("removed a workspace whose worker died");
-      assert.equal((await fs.readdir(dead.tmp)).length, 1, "the live worker's workspace is kept");
+      assert.equal((await hostState(dead.tmp)).length, 1, "the live worker's workspace is kept");
       await until("x's job killed", () => !isAlive(xPid) || undefined, 5000);
       await y.go();
       assert.equal(await waitForStatus(live.pool, y.id, ["passed", "failed"]), "passed");
-      await until("y's workspace removed at its end", async () => (await fs.readdir(dead.tmp)).length === 0 || undefined, 5000);
+      await until("y's workspace removed at its end", async () => (await hostState(dead.tmp)).length === 0 || undefined, 5000);
     } finally {
       await next.stop();
       await survivor.stop();
+    }
+  });
+
+  it("another local user planting an owner record that names a live build's run kills nothing", { skip: otherUserSkip() }, async () => {
+    const t = await suite.env();
+    // The workers' TMPDIR is a directory every user may write to, as /tmp is.
+    const tmp = await sharedTmp();
+    try {
+      const d = await t.daemon({ tmp });
+      const x = await gated(t, "x");
+      const xPid = await until("x running", x.pid);
+      const run = ((await t.pool.query(`SELECT runs FROM builds WHERE id = $1`, [x.id])).rows[0].runs as string[]).at(-1)!;
+      const name = `${x.id}-${run}`;
+      // Another user may learn the run's name and token (run cgroups' names are world-readable).
+      const record = JSON.stringify({ pid: 999999, started: "x", name, run });
+      const planted = asNobody(`mkdir "$1/djinn-build-x" && printf %s "$2" > "$1/djinn-build-x/owner.json"`, tmp, record);
+      assert.equal(planted.status, 0, planted.stderr);
+      const intoWorkers = asNobody(`mkdir "$1/djinn-build-$2-aaaaaa"`, hostStatePath(tmp), name);
+      assert.notEqual(intoWorkers.status, 0, "nobody else may write into the worker's own directory");
+
+      await sweepHost(tmp);
+      assert.ok(isAlive(xPid), "the live build's job still runs");
+      await x.go();
+      assert.equal(await waitForStatus(t.pool, x.id, ["passed", "failed"]), "passed");
+      assert.equal((await t.build(x.id)).attempt, 1);
+      await d.stop();
+    } finally {
+      await fs.rm(tmp, { recursive: true, force: true });
     }
   });
 
@@ -80,6 +111,6 @@ describe("worker daemon: leftovers of a killed worker", { skip }, () => {
     const starts = readFileSync(runs, "utf8").trim().split("\n").map((l) => Number(l.split(" ")[1]));
     assert.equal(starts.length, 2);
     assert.ok(starts.every((at) => at < done.finished_at!.getTime()), "nothing ran after the build finished");
-    await until("no workspace left", async () => (await fs.readdir(t.tmp)).length === 0 || undefined, 5000);
+    await until("no workspace left", async () => (await hostState(t.tmp)).length === 0 || undefined, 5000);
   });
 });

@@ -10,7 +10,7 @@ import { SMTPServer } from "smtp-server";
 import { enqueue } from "../internal/queue/queue.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
-import { freePort, runCli, until, waitForStatus, writeConfigs, insertManifestBuild } from "./helpers/services.js";
+import { freePort, runCli, until, waitForStatus, writeConfigs, insertManifestBuild, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -251,7 +251,7 @@ describe("worker daemon: operations", { skip }, () => {
     assert.equal(build.status, "passed");
     assert.equal(build.attempt, 2);
     assert.match(await t.output(id), /^--- attempt 2: an earlier run/);
-    assert.deepEqual(await fs.readdir(t.tmp), [], "the dead worker's workspace was reaped, the new run's removed");
+    assert.deepEqual(await hostState(t.tmp), [], "the dead worker's workspace was reaped, the new run's removed");
   });
 
   it("a build taken while PostgreSQL is away is put back and runs once it returns", async () => {

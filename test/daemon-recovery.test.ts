@@ -6,7 +6,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
-import { until, waitForStatus } from "./helpers/services.js";
+import { until, waitForStatus, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -131,7 +131,7 @@ describe("worker daemon: shutdown, crashes and outages", { skip }, () => {
     assert.match(await t.output(id), new RegExp(`^--- attempt 2: an earlier run \\(worker ${aWorker}\\) did not finish`));
     const jobs = await t.jobs(id);
     assert.deepEqual(jobs.map((j) => j.status), ["passed", "passed"]);
-    assert.deepEqual(await fs.readdir(t.tmp), [], "the dead worker's workspace was reaped, the new run's removed");
+    assert.deepEqual(await hostState(t.tmp), [], "the dead worker's workspace was reaped, the new run's removed");
   });
 
   it("a build survives Redis restarting mid-run, and the worker goes on taking builds", async () => {

@@ -9,7 +9,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { FORCED_EXIT_MS, SHUTDOWN_MARGIN_MS } from "../internal/worker/daemon.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
-import { until, waitForStatus, isAlive } from "./helpers/services.js";
+import { until, waitForStatus, isAlive, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -41,7 +41,7 @@ describe("worker daemon: shutdown with the servers gone", { skip }, () => {
     assert.ok(took < 2000 + SHUTDOWN_MARGIN_MS + 3000, `ended ${took} ms after SIGTERM`);
     assert.ok(d.lines.some((l) => /^shutdown not done \d+s after SIGTERM: exiting now/.test(String(l.msg))));
     await until("the job killed", () => !isAlive(pid) || undefined, 5000);
-    assert.deepEqual(await fs.readdir(t.tmp), [], "its workspace removed");
+    assert.deepEqual(await hostState(t.tmp), [], "its workspace removed");
 
     await pg.set("open");
     await redis.set("open");
@@ -63,6 +63,6 @@ describe("worker daemon: shutdown with the servers gone", { skip }, () => {
     assert.equal(exit.code, 1);
     assert.ok(took < FORCED_EXIT_MS + 3000, `ended ${took} ms after the second signal`);
     await until("the job killed", () => !isAlive(pid) || undefined, 5000);
-    assert.deepEqual(await fs.readdir(t.tmp), []);
+    assert.deepEqual(await hostState(t.tmp), []);
   });
 });

@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { enqueue } from "../internal/queue/queue.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
-import { until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
+import { until, waitForStatus, insertManifestBuild, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -162,7 +162,7 @@ describe("worker daemon", { skip }, () => {
   it("a build past worker.toml timeout is timed_out and its driver released", async () => {
     const t = await suite.env({ timeout: "2s" });
     const d = await t.daemon();
-    const workspaces = async () => (await fs.readdir(t.tmp)).filter((f) => f.startsWith("djinn-build-"));
+    const workspaces = async () => (await hostState(t.tmp)).filter((f) => f.startsWith("djinn-build-"));
     const id = await t.submit(osManifest([["echo $$ > pid", "sleep 60"], ["echo never"]]));
     await d.waitForMsg("build finished", { build: id }, 20_000);
     assert.equal((await t.build(id)).status, "timed_out");

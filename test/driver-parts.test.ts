@@ -10,7 +10,12 @@ import { hostQemuArch, type DriverConfig } from "../internal/config/config.js";
 import { baseTarPath } from "../internal/driver/docker/images.js";
 import { DriverError } from "../internal/driver/driver.js";
 import { buildBaseEnv, envList } from "../internal/driver/env.js";
-import { cgroupSource, RunProcesses } from "../internal/driver/os/processes.js";
+import { runNameOfWorkspace, validOwner } from "../internal/driver/os/owner.js";
+import { cgroupOf, cgroupSource, reapRun, RunProcesses } from "../internal/driver/os/processes.js";
+import { freshRunToken, parseRunName, runName } from "../internal/driver/run.js";
+import { ConfineError } from "../internal/fs/confine.js";
+import { ensurePrivateDir, PrivateDirError, readOwnFile } from "../internal/fs/private.js";
+import { otherUserSkip } from "./helpers/env.js";
 import { archOf, imageCandidates, imagesRoot, resolveImage } from "../internal/driver/qemu/qemu.js";
 import { exitCodeOf } from "../internal/driver/ssh/channels.js";
 import { loginMethod } from "../internal/driver/ssh/connect.js";
@@ -58,6 +63,99 @@ describe("os driver parts", () => {
     } finally {
       cgroupSource.root = saved;
     }
+  });
+});
+
+describe("host state: what a worker reads back from the host", () => {
+  const token = "0123456789abcdef";
+
+  test("a run name is believed only in the exact shape runName gives it", () => {
+    assert.deepEqual(parseRunName(`27-${token}`), { build: "27", run: token });
+    assert.deepEqual(parseRunName(`local-1733-${token}`), { build: "local-1733", run: token });
+    assert.deepEqual(parseRunName(runName({ buildId: "a/../b", run: token })), { build: "a____b", run: token });
+    for (const bad of ["x/../victim", `x/../victim-${token}`, `27-${token}0`, `27-${token.toUpperCase()}`, `-${token}`, token, `${"1".repeat(65)}-${token}`, "", `27-${token}\n`, 27, undefined]) {
+      assert.equal(parseRunName(bad), undefined, JSON.stringify(bad));
+    }
+  });
+
+  test("a workspace directory gives its run name only when this driver can have made it", () => {
+    assert.equal(runNameOfWorkspace(`djinn-build-27-${token}-Ab12Cd`), `27-${token}`);
+    for (const bad of ["djinn-build-x", `djinn-build-27-${token}`, `djinn-build-x-${token}-..-abcdef`, `djinn-build-27-${token}-abc`, `other-27-${token}-Ab12Cd`]) {
+      assert.equal(runNameOfWorkspace(bad), undefined, bad);
+    }
+  });
+
+  test("an owner record counts only with every field in shape and naming its own directory's run", () => {
+    const name = `27-${token}`;
+    const good = { pid: 4242, started: "123456", name, run: token };
+    assert.deepEqual(validOwner(good, name), good);
+    assert.deepEqual(validOwner({ ...good, started: "", extra: 1 }, name), { ...good, started: "" });
+    const bad: unknown[] = [
+      { ...good, name: "x/../victim" },
+      { ...good, name: `28-${token}` },
+      { ...good, run: "fedcba9876543210" },
+      { ...good, run: "../.." },
+      { ...good, pid: "4242" },
+      { ...good, pid: 0 },
+      { ...good, pid: 1.5 },
+      { ...good, started: "x" },
+      null,
+      "text",
+    ];
+    for (const record of bad) assert.equal(validOwner(record, name), undefined, JSON.stringify(record));
+  });
+
+  test("a run cgroup is one directory of the worker's cgroup; a name reaching elsewhere is refused and reaps nothing", async () => {
+    // A plain directory stands in for the cgroup hierarchy, with a foreign "cgroup" beside the runs'.
+    const root = await tempDir();
+    assert.equal(cgroupOf(root, `27-${token}`), path.join(root, `djinn-27-${token}`));
+    for (const name of ["x/../victim", "../x", "a/b", "x\0"]) assert.throws(() => cgroupOf(root, name), ConfineError, name);
+    await fs.mkdir(path.join(root, "victim"));
+    const saved = cgroupSource.root;
+    cgroupSource.root = () => root;
+    try {
+      const run = freshRunToken();
+      assert.equal(await reapRun("x/../victim", run, []), 0);
+      assert.equal(await reapRun(`1-${token}`, run, []), 0, "a name of another run than the token's");
+      assert.ok((await fs.stat(path.join(root, "victim"))).isDirectory(), "the foreign cgroup is still there");
+    } finally {
+      cgroupSource.root = saved;
+    }
+  });
+
+  test("the private directory is made 0700, a loose mode is repaired, a symlink or a directory under an unsafe parent is refused", async () => {
+    const parent = await tempDir();
+    const dir = path.join(parent, "mine");
+    assert.equal(await ensurePrivateDir(dir), dir);
+    assert.equal((await fs.lstat(dir)).mode & 0o7777, 0o700);
+    await fs.chmod(dir, 0o777);
+    await ensurePrivateDir(dir);
+    assert.equal((await fs.lstat(dir)).mode & 0o7777, 0o700);
+    const link = path.join(parent, "link");
+    await fs.symlink(dir, link);
+    await assert.rejects(ensurePrivateDir(link), (err: Error) => err instanceof PrivateDirError && /is a symlink/.test(err.message));
+    const open = path.join(parent, "open");
+    await fs.mkdir(open);
+    await fs.chmod(open, 0o777);
+    await assert.rejects(ensurePrivateDir(path.join(open, "mine")), /writable by other users and not sticky/);
+    await fs.chmod(open, 0o1777);
+    await ensurePrivateDir(path.join(open, "mine"));
+  });
+
+  test("a directory or a record of another user is never taken for this user's", { skip: otherUserSkip() }, async () => {
+    const parent = await tempDir();
+    const theirs = path.join(parent, "theirs");
+    await fs.mkdir(theirs, { mode: 0o700 });
+    await fs.chown(theirs, 65534, 65534);
+    await assert.rejects(ensurePrivateDir(theirs), (err: Error) => err instanceof PrivateDirError && /belongs to uid 65534/.test(err.message));
+    const record = path.join(parent, "owner.json");
+    await fs.writeFile(record, "{}");
+    assert.equal(await readOwnFile(record), "{}");
+    const link = path.join(parent, "link.json");
+    await fs.symlink(record, link);
+    assert.equal(await readOwnFile(link), undefined, "never through a symlink");
+    await fs.chown(record, 65534, 65534);
+    assert.equal(await readOwnFile(record), undefined);
   });
 });
 

@@ -14,7 +14,7 @@ import { DriverError, getDriver, type RunRef } from "../internal/driver/driver.j
 import { freshRunToken } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
 import { kvmUsable } from "../internal/driver/qemu/accel.js";
-import { portSource, resolveImage, STATE_ROOT, stateDirOf } from "../internal/driver/qemu/qemu.js";
+import { portSource, resolveImage, stateRoot, stateDirOf } from "../internal/driver/qemu/qemu.js";
 import { ArtifactStore, ObjectStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild } from "../internal/runner/plan.js";
@@ -93,7 +93,7 @@ describe("qemu driver", { skip, timeout: 10 * 60_000 }, () => {
     // Anything left despite the assertions above still must not outlive the suite.
     for (const id of buildIds) for (const pid of qemuProcesses(stateDirOf(refOf(id)))) process.kill(pid, "SIGKILL");
     // The drivers' shared state root goes too when no other build is using it (rmdir refuses otherwise).
-    await fs.rmdir(STATE_ROOT).catch(() => undefined);
+    await fs.rmdir(stateRoot()).catch(() => undefined);
   });
 
   test("runs a two-job build with env, objects and artifacts, from inside the workspace or anywhere in the machine", async () => {
@@ -352,9 +352,9 @@ jobs:
     assert.match(r.stdout, /token=xxxxxx/);
     assert.doesNotMatch(r.stdout + r.stderr, /s3cr3t-value/);
     assert.match(r.stdout, /\/drivers\/e1000\n/);
-    const stateRoot = path.join(tmp, path.basename(STATE_ROOT));
-    assert.deepEqual(qemuProcesses(stateRoot), [], "run left a machine behind");
-    assert.deepEqual(await fs.readdir(stateRoot).catch(() => []), [], "run left a machine's state behind");
+    const runStateRoot = path.join(tmp, path.relative(os.tmpdir(), stateRoot()));
+    assert.deepEqual(qemuProcesses(runStateRoot), [], "run left a machine behind");
+    assert.deepEqual(await fs.readdir(runStateRoot).catch(() => []), [], "run left a machine's state behind");
   });
 
   test("a missing image names every place looked; names cannot leave the image directory", async () => {
@@ -418,7 +418,9 @@ jobs:
     await fs.writeFile(path.join(stateDirOf(refOf(other)), "qemu.pid"), `${process.pid}\n`);
     await (await getDriver("qemu")).reap!(refOf(other), qemuConfig(), log);
     assert.equal(existsSync(stateDirOf(refOf(other))), false);
-    assert.ok(STATE_ROOT.startsWith(os.tmpdir()));
+    // The state lives in this user's own directory, which nobody else may write to.
+    const root = await fs.lstat(path.dirname(stateRoot()));
+    assert.deepEqual([root.isDirectory(), root.uid, root.mode & 0o7777], [true, process.getuid!(), 0o700]);
   });
 
   test("check names the binary, its version and the accelerator auto picks; accel = kvm fails clearly when KVM is unusable", async () => {

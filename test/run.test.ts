@@ -6,6 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
+import { hostStatePath } from "../internal/driver/run.js";
 import { cliPath, repoRoot, requireService } from "./helpers/env.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-run-test-"));
@@ -72,7 +73,7 @@ describe("djinn-worker run (os driver)", () => {
     assert.ok(!r.out.includes("never"), "nothing after the failing command ran");
     assert.match(r.out, /one \/ one\.2\s+skipped\n\s+two \/ two\.1\s+skipped\n/);
     assert.match(r.out, /Done\. Build failed/);
-    assert.deepEqual(fs.readdirSync(r.tmp), [], "the workspace is removed");
+    assert.deepEqual(fs.readdirSync(hostStatePath(r.tmp)), [], "the workspace is removed");
   });
 
   test("jobs share the workspace; output keeps its order with stderr merged", () => {
@@ -91,7 +92,7 @@ describe("djinn-worker run (os driver)", () => {
     assert.match(r.out, /build timed out after 1s/);
     assert.match(r.out, /Done\. Build timed_out/);
     assert.equal(spawnSync("pgrep", ["-f", marker]).status, 1, "no process of the job is left");
-    assert.deepEqual(fs.readdirSync(r.tmp), []);
+    assert.deepEqual(fs.readdirSync(hostStatePath(r.tmp)), []);
   });
 
   test("Ctrl-C kills the build cleanly: status killed, exit 3, nothing left", async () => {
@@ -114,7 +115,7 @@ describe("djinn-worker run (os driver)", () => {
     assert.match(out, /build killed/);
     assert.match(out, /Done\. Build killed/);
     assert.equal(spawnSync("pgrep", ["-f", marker]).status, 1, "the job's processes are gone");
-    assert.deepEqual(fs.readdirSync(tmp), [], "the workspace is removed");
+    assert.deepEqual(fs.readdirSync(hostStatePath(tmp)), [], "the workspace is removed");
   });
 
   test("NUL bytes and invalid UTF-8 pass through untouched", () => {

@@ -9,7 +9,7 @@ import pino from "pino";
 import { defaultDriverConfig } from "../internal/config/config.js";
 import { getDriver, type RunRef } from "../internal/driver/driver.js";
 import { cgroupSource, detectCgroupRoot } from "../internal/driver/os/processes.js";
-import { freshRunToken } from "../internal/driver/run.js";
+import { freshRunToken, hostStatePath } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
 import { ArtifactStore } from "../internal/fs/store.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
@@ -186,11 +186,11 @@ for (const tracking of trackings) {
         assert.deepEqual(await a.job, { exitCode: 137 }, "the dead run's job was killed");
         await until("the dead run's escaped process ended", () => !running(a.escaped));
         assert.ok(running(b.shell) && running(b.escaped), "the other run's processes are untouched");
-        assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith("djinn-build-")).length, 1, "only the other run's workspace is left");
+        assert.deepEqual(fs.readdirSync(hostStatePath(tmp)).filter((f) => f.startsWith("djinn-build-")).length, 1, "only the other run's workspace is left");
         await b.driver.destroy();
         assert.deepEqual(await b.job, { exitCode: 137 });
         await until("the other run's escaped process ended with its build", () => !running(b.escaped));
-        assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith("djinn-build-")), []);
+        assert.deepEqual(fs.readdirSync(hostStatePath(tmp)).filter((f) => f.startsWith("djinn-build-")), []);
       } finally {
         if (saved === undefined) delete process.env.TMPDIR;
         else process.env.TMPDIR = saved;

@@ -3,6 +3,9 @@
 // the claim (builds.runs), and carried by everything a driver creates, so reaping a dead run finds
 // what that run left and nothing else.
 import { randomBytes } from "node:crypto";
+import os from "node:os";
+import path from "node:path";
+import { ensurePrivateDir } from "../fs/private.js";
 
 /** A build and one run of it. */
 export interface RunRef {
@@ -30,4 +33,31 @@ export function runName(ref: RunRef): string {
 
 function safeBuildId(buildId: string): string {
   return buildId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64) || "_";
+}
+
+/** Exactly what runName makes: a build id part, a dash, a token. */
+const RUN_NAME = /^([A-Za-z0-9_-]{1,64})-([0-9a-f]{16})$/;
+
+/**
+ * The build id part and run token of a name read back from the host (a directory, a record), or
+ * undefined when runName cannot have made it: such a name is never used to find or kill anything.
+ */
+export function parseRunName(name: unknown): { build: string; run: string } | undefined {
+  if (typeof name !== "string") return undefined;
+  const m = RUN_NAME.exec(name);
+  return m ? { build: m[1], run: m[2] } : undefined;
+}
+
+/**
+ * Where drivers keep what they leave on this host (os workspaces, qemu state): one directory per
+ * user, `<tmpdir>/djinn-worker-<uid>`, that only this user may write to, so that what a worker
+ * reads back there (and then kills or removes by) cannot have been planted by another user.
+ */
+export function hostStatePath(tmp = os.tmpdir()): string {
+  return path.join(tmp, `djinn-worker-${process.getuid?.() ?? "user"}`);
+}
+
+/** hostStatePath, made 0700 if missing and checked to be this user's alone (../fs/private.ts); throws PrivateDirError otherwise. */
+export function hostStateRoot(): Promise<string> {
+  return ensurePrivateDir(hostStatePath());
 }

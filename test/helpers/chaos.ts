@@ -8,6 +8,7 @@ import { Redis } from "ioredis";
 import { enqueue } from "../../internal/queue/queue.js";
 import { TERMINAL_STATUSES } from "../../internal/runner/status.js";
 import { migrate } from "../../internal/store/db.js";
+import { hostStatePath } from "../../internal/driver/run.js";
 import { startDaemon, testPool, writeConfigs, type DaemonProcess, type PostgresServer, type RedisServer, insertManifestBuild } from "./services.js";
 
 export interface ChaosOptions {
@@ -121,10 +122,11 @@ export async function chaosRun(redisServer: RedisServer, pgServer: PostgresServe
     const queued = new Set(payloads.map((p) => JSON.parse(p).id as number));
     const lost = stuck.filter((id) => !queued.has(id));
     const reRun = rows.filter((r) => r.finished !== null && (starts.get(Number(r.id)) ?? []).some((at) => at > Number(r.finished))).map((r) => Number(r.id));
-    const workspaces = readdirSync(tmp).map((name) => {
+    const root = hostStatePath(tmp);
+    const workspaces = (existsSync(root) ? readdirSync(root) : []).map((name) => {
       const id = Number(/^djinn-build-(\d+)-/.exec(name)?.[1]);
       const done = finished.get(id);
-      const st = statSync(path.join(tmp, name));
+      const st = statSync(path.join(root, name));
       return { name, afterFinishMs: done ? Math.round((st.birthtimeMs || st.ctimeMs) - done) : null };
     });
     let processes = 0;

@@ -33,3 +33,14 @@ export function which(cmd: string): string | undefined {
   const r = spawnSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" });
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
+
+/** Why a test that acts as another local user cannot run here (it needs root and runuser), or false. */
+export function otherUserSkip(): string | false {
+  return process.getuid?.() === 0 && which("runuser") ? false : "needs root and runuser to act as nobody";
+}
+
+/** Runs a shell script as `nobody`, a local user with no rights of its own; `args` are $1, $2, … */
+export function asNobody(script: string, ...args: string[]): { status: number | null; stderr: string } {
+  const r = spawnSync("runuser", ["-u", "nobody", "--", "/bin/sh", "-c", script, "sh", ...args], { encoding: "utf8", timeout: 30_000 });
+  return { status: r.status, stderr: r.stderr };
+}

@@ -12,6 +12,12 @@ import { Crypto } from "../../internal/crypto/crypto.js";
 import { parseManifest } from "../../internal/manifest/manifest.js";
 import { planBuild } from "../../internal/runner/plan.js";
 import { insertBuild, type NewBuild } from "../../internal/store/builds.js";
+import { hostStatePath } from "../../internal/driver/run.js";
+
+/** What drivers left in the host state root of a worker whose TMPDIR is `tmp` (os workspaces, qemu/). */
+export async function hostState(tmp: string): Promise<string[]> {
+  return fs.readdir(hostStatePath(tmp)).catch(() => []);
+}
 
 
 /** Resolves when `child` prints a line matching `pattern` on stdout or stderr; rejects if it exits first. */

@@ -1,4 +1,5 @@
-// The os driver: jobs run straight on this host, in a fresh temporary workspace per build.
+// The os driver: jobs run straight on this host, in a fresh workspace per build in the host state
+// root (../run.ts hostStateRoot), which only the worker's user may write to.
 // For offline, trusted builds only: there is no isolation beyond the workspace directory.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -11,7 +12,8 @@ import { isInside, resolveInside } from "../../fs/confine.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { buildBaseEnv } from "../env.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
-import { freshRunToken, runName } from "../run.js";
+import { PrivateDirError } from "../../fs/private.js";
+import { freshRunToken, hostStateRoot, isRunToken, runName } from "../run.js";
 import { sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
 import { cgroupSupport, reapRun, RunProcesses } from "./processes.js";
 
@@ -30,7 +32,7 @@ export class OsDriver implements Driver {
   }
 
   async create(output: Writable, _signal: AbortSignal): Promise<void> {
-    this.dir = await fs.mkdtemp(workspacePrefix(this.ref));
+    this.dir = await fs.mkdtemp(workspacePrefix(await stateRoot(), this.ref));
     await writeOwner(this.dir, this.ref);
     this.workspace = path.join(this.dir, "workspace");
     await fs.mkdir(this.workspace, { mode: 0o700 });
@@ -193,8 +195,18 @@ function killGroup(child: ChildProcess): void {
 }
 
 /** Every workspace of a run starts with this, so a recovering worker can find exactly that run's. */
-function workspacePrefix(ref: RunRef): string {
-  return path.join(os.tmpdir(), `${WORKSPACE_PREFIX}${runName(ref)}-`);
+function workspacePrefix(root: string, ref: RunRef): string {
+  return path.join(root, `${WORKSPACE_PREFIX}${runName(ref)}-`);
+}
+
+/** The host state root, checked; a root that is not this user's alone is a DriverError saying why. */
+async function stateRoot(): Promise<string> {
+  try {
+    return await hostStateRoot();
+  } catch (err) {
+    if (err instanceof PrivateDirError) throw new DriverError(`the os driver keeps its workspaces in a directory only its user may write to: ${err.message}`);
+    throw err;
+  }
 }
 
 /**
@@ -203,7 +215,8 @@ function workspacePrefix(ref: RunRef): string {
  * installation's, with the same build id or not, are never touched: the run token names them.
  */
 async function reap(dead: RunRef, log: DriverOptions["log"]): Promise<void> {
-  const prefix = workspacePrefix(dead);
+  if (!isRunToken(dead.run)) return;
+  const prefix = workspacePrefix(await stateRoot(), dead);
   const parent = path.dirname(prefix);
   const dirs = (await fs.readdir(parent).catch(() => [] as string[])).map((f) => path.join(parent, f)).filter((f) => f.startsWith(prefix));
   const killed = await reapRun(runName(dead), dead.run, dirs);
@@ -215,6 +228,6 @@ registerDriver({
   name: "os",
   create: (options) => new OsDriver(options),
   reap: (dead, _config, log) => reap(dead, log),
-  sweep: async (_config, log) => void (await sweepOrphans(os.tmpdir(), log)),
-  check: async () => [`os: jobs run on this host with /bin/sh, in a temporary workspace under ${os.tmpdir()}`, `os: ${await cgroupSupport()}`],
+  sweep: async (_config, log) => void (await sweepOrphans(await stateRoot(), log)),
+  check: async () => [`os: jobs run on this host with /bin/sh, in a workspace under ${await stateRoot()}`, `os: ${await cgroupSupport()}`],
 });

@@ -1,15 +1,18 @@
 // Which process a run's workspace belongs to, so that what a killed worker left on this host is
 // found even when its builds were run again on another machine (whose reap cannot see this one).
+// Everything read back is checked: the directory and record are this user's (in the host state
+// root only this user may write to), and every name has the exact shape this code gives it.
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "../../log/log.js";
 import type { RunRef } from "../driver.js";
-import { runName } from "../run.js";
+import { ownedByMe, readOwnFile } from "../../fs/private.js";
+import { isRunToken, parseRunName, runName } from "../run.js";
 import { reapRun } from "./processes.js";
 
 const OWNER_FILE = "owner.json";
-/** Every os-driver workspace directory starts with this, in os.tmpdir(). */
+/** Every os-driver workspace directory starts with this, in the host state root (../run.ts hostStateRoot). */
 export const WORKSPACE_PREFIX = "djinn-build-";
 
 interface Owner {
@@ -36,26 +39,53 @@ export async function writeOwner(dir: string, ref: RunRef): Promise<void> {
   await fs.writeFile(path.join(dir, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 });
 }
 
-async function readOwner(dir: string): Promise<Owner | undefined> {
+/**
+ * The run name in a workspace directory's name, `djinn-build-<run name>-XXXXXX` (mkdtemp's six
+ * letters and digits), or undefined when this driver cannot have made the directory.
+ */
+export function runNameOfWorkspace(entry: string): string | undefined {
+  if (!entry.startsWith(WORKSPACE_PREFIX)) return undefined;
+  const m = /^(.+)-[A-Za-z0-9]{6}$/.exec(entry.slice(WORKSPACE_PREFIX.length));
+  return m && parseRunName(m[1]) ? m[1] : undefined;
+}
+
+/**
+ * An owner record as read back, when it has exactly the shape writeOwner gives it and names the
+ * run of the directory it is in (`runNameOfDir`); anything else is no record at all.
+ */
+export function validOwner(value: unknown, runNameOfDir: string): Owner | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const o = value as Record<string, unknown>;
+  if (!Number.isInteger(o.pid) || (o.pid as number) <= 0) return undefined;
+  if (typeof o.started !== "string" || !/^\d*$/.test(o.started)) return undefined;
+  if (!isRunToken(o.run) || o.name !== runNameOfDir || parseRunName(o.name)?.run !== o.run) return undefined;
+  return { pid: o.pid as number, started: o.started, name: o.name, run: o.run };
+}
+
+async function readOwner(dir: string, name: string): Promise<Owner | undefined> {
+  const text = await readOwnFile(path.join(dir, OWNER_FILE));
+  if (text === undefined) return undefined;
   try {
-    const o = JSON.parse(await fs.readFile(path.join(dir, OWNER_FILE), "utf8")) as Owner;
-    return typeof o.pid === "number" && typeof o.run === "string" && typeof o.name === "string" ? o : undefined;
+    return validOwner(JSON.parse(text), name);
   } catch {
     return undefined;
   }
 }
 
 /**
- * Kills the processes of, and removes, every workspace in `tmp` whose owning process has died
+ * Kills the processes of, and removes, every workspace in `root` whose owning process has died
  * (a worker killed with -9). Workspaces of live processes (this worker's, other workers' or
- * `djinn-worker run`s on this host) and directories without an owner record are left alone.
+ * `djinn-worker run`s of this user on this host) are left alone, and so is anything without a
+ * valid owner record of this user's: a name of another shape, another user's file or directory.
  */
-export async function sweepOrphans(tmp: string, log: Logger): Promise<number> {
+export async function sweepOrphans(root: string, log: Logger): Promise<number> {
   let removed = 0;
-  for (const entry of await fs.readdir(tmp).catch(() => [] as string[])) {
-    if (!entry.startsWith(WORKSPACE_PREFIX)) continue;
-    const dir = path.join(tmp, entry);
-    const owner = await readOwner(dir);
+  for (const entry of await fs.readdir(root).catch(() => [] as string[])) {
+    const name = runNameOfWorkspace(entry);
+    if (!name) continue;
+    const dir = path.join(root, entry);
+    if (!(await ownedByMe(dir, "directory"))) continue;
+    const owner = await readOwner(dir, name);
     if (!owner || (owner.pid === process.pid ? true : startTime(owner.pid) === owner.started)) continue;
     const killed = await reapRun(owner.name, owner.run, [dir]);
     await fs.rm(dir, { recursive: true, force: true, maxRetries: 3 });

@@ -5,8 +5,10 @@
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { ConfineError, confinedPath } from "../../fs/confine.js";
 import { sleep } from "../../timers/timers.js";
 import { singleQuote } from "../../shell/quote.js";
+import { isRunToken, parseRunName } from "../run.js";
 
 /** The variable every job process starts with; its value is the run token. */
 export const RUN_MARKER = "DJINN_RUN";
@@ -57,11 +59,12 @@ export class RunProcesses {
   static async open(name: string, token: string, dir: string): Promise<RunProcesses> {
     const root = cgroupSource.root();
     if (!root) return new RunProcesses(token, dir, undefined, "no cgroup v2 hierarchy is mounted");
-    const cgroup = cgroupOf(root, name);
     try {
+      const cgroup = cgroupOf(root, name);
       await fs.mkdir(cgroup);
       return new RunProcesses(token, dir, cgroup, undefined);
     } catch (err) {
+      if (err instanceof ConfineError) return new RunProcesses(token, dir, undefined, err.message);
       return new RunProcesses(token, dir, undefined, `cannot make a cgroup in ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
@@ -105,12 +108,20 @@ export async function cgroupSupport(): Promise<string> {
   return `a cgroup per build under ${path.dirname(probe.cgroup)}`;
 }
 
-function cgroupOf(root: string, name: string): string {
-  return path.join(root, `djinn-${name}`);
+/** A run's cgroup: a child of `root` (the worker's own cgroup) and nothing else; throws ConfineError otherwise. */
+export function cgroupOf(root: string, name: string): string {
+  const cgroup = confinedPath(root, `djinn-${name}`, "the worker's cgroup");
+  if (path.dirname(cgroup) !== path.resolve(root)) throw new ConfineError(`cgroup name ${JSON.stringify(name)} is not one directory of ${root}`);
+  return cgroup;
 }
 
-/** After its worker died: kills what a run left (its cgroup, its marker, its directories) and removes the cgroup. */
+/**
+ * After its worker died: kills what a run left (its cgroup, its marker, its directories) and
+ * removes the cgroup. A name or token read back from the host that this code cannot have made
+ * (runName, run tokens) names nothing: nothing is killed.
+ */
 export async function reapRun(name: string, token: string, dirs: string[]): Promise<number> {
+  if (!isRunToken(token) || parseRunName(name)?.run !== token) return 0;
   const root = cgroupSource.root();
   const cgroup = root ? cgroupOf(root, name) : undefined;
   let killed = 0;

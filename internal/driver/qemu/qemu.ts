@@ -4,26 +4,45 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import type { Writable } from "node:stream";
 import { hostQemuArch, type DriverConfig, type QemuConfig } from "../../config/config.js";
 import { formatDuration } from "../../config/duration.js";
 import { confinedPath } from "../../fs/confine.js";
+import { PrivateDirError, readOwnFile } from "../../fs/private.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions, type RunRef } from "../driver.js";
 import { buildBaseEnv } from "../env.js";
-import { freshRunToken, runName } from "../run.js";
+import { freshRunToken, hostStatePath, hostStateRoot, isRunToken, runName } from "../run.js";
 import { SessionDriver, SshSession } from "../ssh/session.js";
 import { kvmUsable } from "./accel.js";
 import { freeLocalPort } from "../../net/port.js";
 import { sleep } from "../../timers/timers.js";
 
-/** Where each build's qemu keeps its pidfile and serial log: one directory per run of a build. */
-export const STATE_ROOT = path.join(os.tmpdir(), "djinn-qemu");
+/**
+ * Where each build's qemu keeps its pidfile and serial log, one directory per run of a build:
+ * `qemu/` in the host state root (../run.ts), which only the worker's user may write to.
+ */
+export function stateRoot(): string {
+  return path.join(hostStatePath(), "qemu");
+}
 
 /** The run's state directory: named by the run token too, as build ids repeat across installations. */
 export function stateDirOf(ref: RunRef): string {
-  return path.join(STATE_ROOT, runName(ref));
+  return path.join(stateRoot(), runName(ref));
+}
+
+/** Checks the host state root (this user's alone) and makes the qemu directory in it. */
+async function openStateRoot(): Promise<string> {
+  try {
+    await hostStateRoot();
+  } catch (err) {
+    if (err instanceof PrivateDirError) throw new DriverError(`the qemu driver keeps its machines' state in a directory only its user may write to: ${err.message}`);
+    throw err;
+  }
+  await fs.mkdir(stateRoot(), { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EEXIST") throw new DriverError(`cannot make ${stateRoot()}: ${err.message}`);
+  });
+  return stateRoot();
 }
 
 const PORT_ATTEMPTS = 5;
@@ -217,10 +236,11 @@ export class QemuDriver extends SessionDriver implements Driver {
     const binary = `qemu-system-${arch}`;
     const image = await resolveImage(this.options);
     const { accel, why } = await chooseAccel(cfg, binary, arch);
+    await openStateRoot();
     const stateDir = stateDirOf(this.ref);
     // A directory left for this same run (it cannot be another's): its machine must go first.
     if (existsSync(stateDir)) await reapStateDir(stateDir);
-    await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(stateDir, { mode: 0o700 });
     this.stateDir = stateDir;
     const name = this.options.manifest.image;
     output.write(`Booting ${name} with ${binary} (${accel.toUpperCase()}${why ? `; ${why}` : ""})…\n`);
@@ -330,18 +350,19 @@ export class QemuDriver extends SessionDriver implements Driver {
   }
 }
 
-/** The pid in a state dir's pidfile when that process is still a qemu of this build (its command line names the dir). */
-export function machinePid(stateDir: string): number | undefined {
-  let pid: number;
+/**
+ * The pid in a state dir's pidfile (a file of this user's, digits only) when that process is
+ * still this run's qemu: its command line has exactly this pidfile as an argument.
+ */
+export async function machinePid(stateDir: string): Promise<number | undefined> {
+  const pidfile = path.join(stateDir, "qemu.pid");
+  const text = (await readOwnFile(pidfile))?.trim();
+  if (!text || !/^\d{1,10}$/.test(text)) return undefined;
+  const pid = Number(text);
+  if (pid <= 1) return undefined;
   try {
-    pid = Number(readFileSync(path.join(stateDir, "qemu.pid"), "utf8").trim());
-  } catch {
-    return undefined;
-  }
-  if (!Number.isInteger(pid) || pid <= 1) return undefined;
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    return cmdline.includes(stateDir) ? pid : undefined;
+    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return args.includes(pidfile) ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -349,7 +370,7 @@ export function machinePid(stateDir: string): number | undefined {
 
 /** Kills a machine left by a dead worker and removes its state directory. */
 async function reapStateDir(stateDir: string): Promise<boolean> {
-  const pid = machinePid(stateDir);
+  const pid = await machinePid(stateDir);
   if (pid !== undefined) {
     for (const [sig, waitMs] of [["SIGTERM", 3000], ["SIGKILL", 5000]] as const) {
       try {
@@ -359,8 +380,8 @@ async function reapStateDir(stateDir: string): Promise<boolean> {
       }
       // Not our child, so there is no exit event: poll /proc until it is gone.
       const deadline = Date.now() + waitMs;
-      while (Date.now() < deadline && machinePid(stateDir) === pid) await sleep(50);
-      if (machinePid(stateDir) !== pid) break;
+      while (Date.now() < deadline && (await machinePid(stateDir)) === pid) await sleep(50);
+      if ((await machinePid(stateDir)) !== pid) break;
     }
   }
   await fs.rm(stateDir, { recursive: true, force: true });
@@ -379,6 +400,9 @@ registerDriver({
   name: "qemu",
   create: (options) => new QemuDriver(options),
   reap: async (dead, _config: DriverConfig, log) => {
+    // A token of another shape names nothing; the root is checked before anything in it is believed.
+    if (!isRunToken(dead.run)) return;
+    await openStateRoot();
     const stateDir = stateDirOf(dead);
     if (!existsSync(stateDir)) return;
     const killed = await reapStateDir(stateDir);
