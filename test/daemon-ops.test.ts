@@ -57,6 +57,20 @@ describe("worker daemon: operations", { skip }, () => {
     assert.equal(again.stdout, `schema already at version ${SCHEMA_VERSION}\n`);
   });
 
+  it("status columns take only known statuses; an unknown word read back is an error naming its row", async () => {
+    const t = await suite.env();
+    const id = await insertManifestBuild(t.pool, osManifest([["true"]]));
+    const refused = await t.pool.query(`UPDATE builds SET status = 'frobbed' WHERE id = $1`, [id]).then(() => undefined, (err: { code?: string; constraint?: string }) => err);
+    assert.deepEqual({ code: refused?.code, constraint: refused?.constraint }, { code: "23514", constraint: "builds_status_known" });
+    const job = await t.pool.query(`UPDATE jobs SET status = 'succeeded' WHERE build_id = $1`, [id]).then(() => undefined, (err: { constraint?: string }) => err);
+    assert.equal(job?.constraint, "jobs_status_known");
+    // A database whose constraint was dropped by hand: the word is still refused, where it is read.
+    await t.pool.query(`ALTER TABLE builds DROP CONSTRAINT builds_status_known; UPDATE builds SET status = 'frobbed' WHERE id = ${id}`);
+    const status = await t.cli(["status", String(id)]);
+    assert.equal(status.code, 1, status.stderr);
+    assert.match(status.stderr, new RegExp(`^djinn-worker: builds row ${id}: unknown status "frobbed" \\(this worker knows queued, running, passed, passed_with_failures, failed, killed, timed_out, skipped\\)`));
+  });
+
   it("the daemon refuses an outdated schema and says to run migrate", async () => {
     const t = await suite.env({ migrate: false });
     const d = await t.daemon({ ready: false });

@@ -6,13 +6,14 @@ import type { Logger } from "pino";
 import type { WorkerConfig } from "../config/config.js";
 import { hostAndPort } from "../net/address.js";
 import { EnvironmentError, systemReasonOf } from "../errors/errors.js";
+import type { Status } from "../runner/status.js";
 import { sleep } from "../timers/timers.js";
 
 export type SmtpConfig = NonNullable<WorkerConfig["smtp"]>;
 
 export interface FailedBuild {
   id: string;
-  status: string;
+  status: Status;
   namespace?: string;
   notify: string[];
   /** Last lines of the build's output, already masked by the caller. */

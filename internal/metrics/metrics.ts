@@ -4,6 +4,7 @@ import net, { type AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { EnvironmentError, systemReason } from "../errors/errors.js";
 import { listenAddress } from "../net/address.js";
+import type { Status } from "../runner/status.js";
 import { deadline } from "../timers/timers.js";
 
 /** Resolves when the dependency is reachable, rejects with the reason when not. */
@@ -105,7 +106,7 @@ export class Metrics {
     });
   }
 
-  buildFinished(status: string, durationSeconds: number): void {
+  buildFinished(status: Status, durationSeconds: number): void {
     this.#builds.inc({ status });
     this.#buildDuration.observe({ status }, Math.max(0, durationSeconds));
   }

@@ -1,5 +1,6 @@
 // Djinn's build statuses: their order, which end a build, which are failures (mailed), and the
 // exit code `run` ends with for each.
+import { EnvironmentError } from "../errors/errors.js";
 
 export const BUILD_STATUSES = ["queued", "running", "passed", "passed_with_failures", "failed", "killed", "timed_out"] as const;
 /** Djinn's seven statuses; a job that was never run because the build stopped first is `skipped`. */
@@ -12,14 +13,28 @@ export function worse(a: Status, b: Status): Status {
   return rank[b] > rank[a] ? b : a;
 }
 
-/** A build with one of these is over: never claimed again. */
-export const TERMINAL_STATUSES: readonly string[] = ["passed", "passed_with_failures", "failed", "killed", "timed_out"];
+/** Every status a build, stage or job row may hold. */
+export const STATUSES: readonly Status[] = [...BUILD_STATUSES, "skipped"];
 
-const FAILURES: ReadonlySet<string> = new Set(["failed", "killed", "timed_out"]);
+/** A build with one of these is over: never claimed again. */
+export const TERMINAL_STATUSES: readonly Status[] = ["passed", "passed_with_failures", "failed", "killed", "timed_out"];
+
+const FAILURES: ReadonlySet<Status> = new Set(["failed", "killed", "timed_out"]);
 
 /** A job that ended so stops its build; a build that ended so is mailed about. */
-export function isFailure(status: string): boolean {
+export function isFailure(status: Status): boolean {
   return FAILURES.has(status);
+}
+
+/** A status word read back (from the database) that this worker does not know: the records are not in a shape it can trust. */
+export class UnknownStatusError extends EnvironmentError {
+  override name = "UnknownStatusError";
+}
+
+/** `word` as a Status; anything else is an error naming where it was read (`builds row 7`). */
+export function parseStatus(word: unknown, where: string): Status {
+  if (typeof word === "string" && (STATUSES as readonly string[]).includes(word)) return word as Status;
+  throw new UnknownStatusError(`${where}: unknown status ${JSON.stringify(word)} (this worker knows ${STATUSES.join(", ")})`);
 }
 
 /** Exit codes of `run` for how its build ended. */

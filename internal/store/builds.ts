@@ -8,7 +8,7 @@ import type { Manifest } from "../manifest/manifest.js";
 import type { BuildPlan } from "../runner/plan.js";
 import { freshRunToken, isRunToken } from "../driver/run.js";
 import { maskText } from "../runner/mask.js";
-import { TERMINAL_STATUSES } from "../runner/status.js";
+import { parseStatus, TERMINAL_STATUSES, type Status } from "../runner/status.js";
 
 /** The worker's claim on a build was taken over: it must stop and write nothing more. */
 export class ClaimLostError extends Error {
@@ -94,8 +94,8 @@ function storedManifest(crypto: Crypto, text: string, masked: string[]): { text:
 async function resetRun(client: pg.PoolClient, id: number): Promise<void> {
   await client.query(`DELETE FROM job_output WHERE build_id = $1`, [id]);
   await client.query(`DELETE FROM artifacts WHERE build_id = $1`, [id]);
-  await client.query(`UPDATE jobs SET status = 'queued', exit_code = NULL, output_bytes = 0, started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
-  await client.query(`UPDATE stages SET status = 'queued', started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id]);
+  await client.query(`UPDATE jobs SET status = $2, exit_code = NULL, output_bytes = 0, started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id, "queued" satisfies Status]);
+  await client.query(`UPDATE stages SET status = $2, started_at = NULL, finished_at = NULL WHERE build_id = $1`, [id, "queued" satisfies Status]);
 }
 
 export type ClaimResult =
@@ -109,8 +109,11 @@ export type ClaimResult =
       earlierRuns: string[];
     }
   | { outcome: "missing" }
-  | { outcome: "finished"; status: string }
+  | { outcome: "finished"; status: Status }
   | { outcome: "held"; worker: string };
+
+/** The status a claimed build holds while its worker runs it: every claim-guarded statement names it. */
+const RUNNING: Status = "running";
 
 const leaseInterval = (ms: number) => `${Math.max(1, Math.round(ms))} milliseconds`;
 
@@ -129,9 +132,10 @@ export async function claimBuild(pool: pg.Pool, id: number, worker: string, leas
       return { outcome: "missing" };
     }
     const row = cur.rows[0];
-    if (TERMINAL_STATUSES.includes(row.status)) {
+    const status = parseStatus(row.status, `builds row ${id}`);
+    if (TERMINAL_STATUSES.includes(status)) {
       await client.query("ROLLBACK");
-      return { outcome: "finished", status: row.status };
+      return { outcome: "finished", status };
     }
     if (row.worker && row.worker !== worker && row.live) {
       await client.query("ROLLBACK");
@@ -139,9 +143,9 @@ export async function claimBuild(pool: pg.Pool, id: number, worker: string, leas
     }
     const run = freshRunToken();
     const upd = await client.query(
-      `UPDATE builds SET status = 'running', worker = $2, attempt = attempt + 1, started_at = now(), finished_at = NULL,
+      `UPDATE builds SET status = $5, worker = $2, attempt = attempt + 1, started_at = now(), finished_at = NULL,
          lease_expires_at = now() + $3::interval, runs = array_append(runs, $4) WHERE id = $1 RETURNING attempt`,
-      [id, worker, leaseInterval(leaseMs), run],
+      [id, worker, leaseInterval(leaseMs), run, RUNNING],
     );
     if (row.attempt > 0) await resetRun(client, id);
     await client.query("COMMIT");
@@ -242,7 +246,7 @@ export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: 
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
-    const held = await client.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running' FOR UPDATE`, [claim.id, claim.worker, claim.attempt]);
+    const held = await client.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4 FOR UPDATE`, [claim.id, claim.worker, claim.attempt, RUNNING]);
     if (held.rowCount === 0) throw new ClaimLostError(`build ${claim.id}: claim lost (another worker took it over)`);
     let stored = await storedJobs(client, claim.id);
     let mismatch: string | undefined;
@@ -271,54 +275,56 @@ export class BuildRecorder {
     readonly attempt: number,
   ) {}
 
-  private readonly guard = `EXISTS (SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running')`;
+  /** $1–$4 of every guarded statement: the build, its claim (worker, attempt) and `running`; a statement's own parameters are $5 on. */
+  private readonly guard = `EXISTS (SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4)`;
 
   private async guarded(sql: string, params: unknown[]): Promise<void> {
-    const r = await this.pool.query(sql, [this.buildId, this.worker, this.attempt, ...params]);
+    const r = await this.pool.query(sql, [this.buildId, this.worker, this.attempt, RUNNING, ...params]);
     if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
   }
 
   /** Throws ClaimLostError unless this run still holds the build. */
   async assertHeld(): Promise<void> {
-    const r = await this.pool.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running'`, [this.buildId, this.worker, this.attempt]);
+    const r = await this.pool.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4`, [this.buildId, this.worker, this.attempt, RUNNING]);
     if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over, or it is finished)`);
   }
 
   jobStarted(jobId: number, stageId: number): Promise<void> {
     return this.guarded(
-      `WITH s AS (UPDATE stages SET status = 'running', started_at = coalesce(started_at, now()) WHERE id = $5 AND ${this.guard})
-       UPDATE jobs SET status = 'running', started_at = now() WHERE id = $4 AND ${this.guard}`,
+      `WITH s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $6 AND ${this.guard})
+       UPDATE jobs SET status = $4, started_at = now() WHERE id = $5 AND ${this.guard}`,
       [jobId, stageId],
     );
   }
 
-  jobFinished(jobId: number, status: string, exitCode: number | undefined, outputBytes: number): Promise<void> {
-    const started = status === "skipped" ? "started_at" : "coalesce(started_at, now())";
+  jobFinished(jobId: number, status: Status, exitCode: number | undefined, outputBytes: number): Promise<void> {
+    // A skipped job never ran: it has no end.
+    const times = status === "skipped" ? ", finished_at = NULL" : ", started_at = coalesce(started_at, now()), finished_at = now()";
     return this.guarded(
-      `UPDATE jobs SET status = $5, exit_code = $6, output_bytes = $7, started_at = ${started}, finished_at = CASE WHEN $5 = 'skipped' THEN NULL ELSE now() END
-       WHERE id = $4 AND ${this.guard}`,
+      `UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8${times}
+       WHERE id = $5 AND ${this.guard}`,
       [jobId, status, exitCode ?? null, outputBytes],
     );
   }
 
-  stageFinished(stageId: number, status: string): Promise<void> {
-    return this.guarded(`UPDATE stages SET status = $5, finished_at = now() WHERE id = $4 AND ${this.guard}`, [stageId, status]);
+  stageFinished(stageId: number, status: Status): Promise<void> {
+    return this.guarded(`UPDATE stages SET status = $6, finished_at = now() WHERE id = $5 AND ${this.guard}`, [stageId, status]);
   }
 
   appendOutput(jobId: number, text: string): Promise<void> {
-    return this.guarded(`INSERT INTO job_output (build_id, job_id, data) SELECT $1, $4, $5 WHERE ${this.guard}`, [jobId, text]);
+    return this.guarded(`INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $6 WHERE ${this.guard}`, [jobId, text]);
   }
 
   artifactStored(jobId: number, a: { source: string; name: string; size: number; sha256: string; path: string }): Promise<void> {
     return this.guarded(
-      `INSERT INTO artifacts (build_id, job_id, source, name, size, sha256, path) SELECT $1, $4, $5, $6, $7, $8, $9 WHERE ${this.guard}`,
+      `INSERT INTO artifacts (build_id, job_id, source, name, size, sha256, path) SELECT $1, $5, $6, $7, $8, $9, $10 WHERE ${this.guard}`,
       [jobId, a.source, a.name, a.size, a.sha256, a.path],
     );
   }
 
-  finish(status: string): Promise<void> {
+  finish(status: Status): Promise<void> {
     // A retry of a write whose reply was lost finds the status already written: that is success too.
-    return this.guarded(`UPDATE builds SET status = $4, finished_at = coalesce(CASE WHEN status = $4 THEN finished_at END, now()), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status IN ('running', $4)`, [status]);
+    return this.guarded(`UPDATE builds SET status = $5, finished_at = coalesce(CASE WHEN status = $5 THEN finished_at END, now()), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status IN ($4, $5)`, [status]);
   }
 
   /** Gives the build back (shutdown, unwritable result): queued again, this run's rows reset, the claim free. */
@@ -327,7 +333,7 @@ export class BuildRecorder {
     try {
       await client.query("BEGIN");
       // Never a finished build: its result stands.
-      const r = await client.query(`UPDATE builds SET status = 'queued', lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running'`, [this.buildId, this.worker, this.attempt]);
+      const r = await client.query(`UPDATE builds SET status = $5, lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4`, [this.buildId, this.worker, this.attempt, RUNNING, "queued" satisfies Status]);
       if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
       await resetRun(client, this.buildId);
       await client.query("COMMIT");
@@ -344,15 +350,15 @@ export class BuildRecorder {
 export async function renewLeases(pool: pg.Pool, worker: string, ids: number[], leaseMs: number): Promise<Set<number>> {
   if (ids.length === 0) return new Set();
   const r = await pool.query(
-    `UPDATE builds SET lease_expires_at = now() + $3::interval WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'running' RETURNING id`,
-    [ids, worker, leaseInterval(leaseMs)],
+    `UPDATE builds SET lease_expires_at = now() + $3::interval WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = $4 RETURNING id`,
+    [ids, worker, leaseInterval(leaseMs), RUNNING],
   );
   return new Set(r.rows.map((row) => Number(row.id)));
 }
 
 export interface BuildSummary {
   id: number;
-  status: string;
+  status: Status;
   secret: string;
   namespace: string | null;
   createdAt: Date;
@@ -361,20 +367,20 @@ export interface BuildSummary {
   worker: string | null;
   attempt: number;
   driver: Record<string, string>;
-  jobs: { stage: string; name: string; status: string; exitCode: number | null; startedAt: Date | null; finishedAt: Date | null }[];
+  jobs: { stage: string; name: string; status: Status; exitCode: number | null; startedAt: Date | null; finishedAt: Date | null }[];
 }
 
 export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSummary | undefined> {
   const b = await pool.query(`SELECT id, status, secret, namespace, created_at, started_at, finished_at, worker, attempt, driver FROM builds WHERE id = $1`, [id]);
   if (b.rowCount === 0) return undefined;
   const jobs = await pool.query(
-    `SELECT s.name AS stage, j.name, j.status, j.exit_code, j.started_at, j.finished_at FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position`,
+    `SELECT j.id, s.name AS stage, j.name, j.status, j.exit_code, j.started_at, j.finished_at FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position`,
     [id],
   );
   const r = b.rows[0];
   return {
     id: Number(r.id),
-    status: r.status,
+    status: parseStatus(r.status, `builds row ${r.id}`),
     secret: r.secret,
     namespace: r.namespace,
     createdAt: r.created_at,
@@ -383,7 +389,7 @@ export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSumm
     worker: r.worker,
     attempt: r.attempt,
     driver: r.driver,
-    jobs: jobs.rows.map((j) => ({ stage: j.stage, name: j.name, status: j.status, exitCode: j.exit_code, startedAt: j.started_at, finishedAt: j.finished_at })),
+    jobs: jobs.rows.map((j) => ({ stage: j.stage, name: j.name, status: parseStatus(j.status, `jobs row ${j.id}`), exitCode: j.exit_code, startedAt: j.started_at, finishedAt: j.finished_at })),
   };
 }
 
@@ -404,10 +410,10 @@ export interface WaitingBuild {
 export async function waitingBuilds(pool: pg.Pool, graceMs: number, limit: number): Promise<WaitingBuild[]> {
   const r = await pool.query(
     `SELECT id, driver->>'type' AS type, (extract(epoch FROM created_at) * 1000)::bigint AS created FROM builds
-     WHERE (status = 'queued' AND created_at < now() - $1::interval AND (lease_expires_at IS NULL OR lease_expires_at < now() - $1::interval))
-        OR (status = 'running' AND lease_expires_at < now() - $1::interval)
+     WHERE (status = $3 AND created_at < now() - $1::interval AND (lease_expires_at IS NULL OR lease_expires_at < now() - $1::interval))
+        OR (status = $4 AND lease_expires_at < now() - $1::interval)
      ORDER BY id LIMIT $2`,
-    [leaseInterval(graceMs), limit],
+    [leaseInterval(graceMs), limit, "queued" satisfies Status, RUNNING],
   );
   return r.rows.map((row) => ({ id: Number(row.id), driverType: row.type ?? "", createdAt: Number(row.created) }));
 }

@@ -251,7 +251,7 @@ export class ClaimedBuild {
     }
   }
 
-  private mail(build: LoadedBuild, status: string): void {
+  private mail(build: LoadedBuild, status: Status): void {
     const { pool, mailer } = this.w.deps;
     this.w.track(
       (async () => {

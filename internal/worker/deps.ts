@@ -4,17 +4,18 @@ import type pg from "pg";
 import type { DriverConfig, WorkerConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import type { Logger } from "../log/log.js";
+import type { Status } from "../runner/status.js";
 import type { WorkerQueue } from "../queue/queue.js";
 
 /** What the worker needs of the mailer (internal/mail). */
 export interface FailureMailer {
   /** Logs one line per mail, on `buildLog`. */
-  sendBuildFailure(m: { id: string; status: string; namespace?: string; notify: string[]; outputTail: string[] }, buildLog: Logger): Promise<boolean>;
+  sendBuildFailure(m: { id: string; status: Status; namespace?: string; notify: string[]; outputTail: string[] }, buildLog: Logger): Promise<boolean>;
 }
 
 /** What the worker needs of the metrics (internal/metrics). */
 export interface WorkerMetrics {
-  buildFinished(status: string, durationSeconds: number): void;
+  buildFinished(status: Status, durationSeconds: number): void;
   queueWait(seconds: number): void;
   setRunning(n: number): void;
   setQueueDepth(queue: string, depth: number): void;

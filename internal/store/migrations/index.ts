@@ -126,6 +126,21 @@ ALTER TABLE builds ADD COLUMN manifest_encrypted bytea;
 ALTER TABLE builds ADD COLUMN runs text[] NOT NULL DEFAULT '{}';
 `,
   },
+  {
+    version: 4,
+    name: "status columns hold only the statuses this worker knows",
+    sql: `
+-- Djinn's seven build statuses; a stage or job that never ran because its build stopped first
+-- is skipped. A word outside these (a typo in a producer, another program's status) is refused
+-- when it is written rather than found when it is read.
+ALTER TABLE builds ADD CONSTRAINT builds_status_known
+  CHECK (status IN ('queued', 'running', 'passed', 'passed_with_failures', 'failed', 'killed', 'timed_out'));
+ALTER TABLE stages ADD CONSTRAINT stages_status_known
+  CHECK (status IN ('queued', 'running', 'passed', 'passed_with_failures', 'failed', 'killed', 'timed_out', 'skipped'));
+ALTER TABLE jobs ADD CONSTRAINT jobs_status_known
+  CHECK (status IN ('queued', 'running', 'passed', 'passed_with_failures', 'failed', 'killed', 'timed_out', 'skipped'));
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
