@@ -45,6 +45,35 @@ describe("djinn-worker command line", () => {
     assert.equal(unknown.stderr.split("\n").length, 2, "one line");
   });
 
+  test("without -config, operator commands read djinn-worker.toml here, else /etc/djinn/worker.toml", () => {
+    const here = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-cli-defaults-"));
+    const inDir = (args: string[]) => spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8", cwd: here });
+    try {
+      fs.writeFileSync(path.join(here, "djinn-worker.toml"), "parallelism = \"two\"\n");
+      const local = inDir(["status", "1"]);
+      assert.equal(local.status, 1);
+      assert.equal(local.stderr, 'djinn-worker: djinn-worker.toml:1: parallelism: expected an integer, got string "two"\n');
+      fs.rmSync(path.join(here, "djinn-worker.toml"));
+      // The installed file, when there is one and no installation is in the way.
+      if (fs.existsSync("/etc/djinn/worker.toml") || process.getuid?.() !== 0) {
+        assert.match(inDir(["status", "1"]).stderr, /^djinn-worker: (\/etc\/djinn\/worker\.toml|djinn-worker\.toml)/);
+        return;
+      }
+      const made = !fs.existsSync("/etc/djinn");
+      fs.mkdirSync("/etc/djinn", { recursive: true });
+      fs.writeFileSync("/etc/djinn/worker.toml", "queue = 7\n");
+      try {
+        assert.equal(inDir(["check"]).stderr, "djinn-worker: /etc/djinn/worker.toml:1: queue: expected a string, got integer 7\n");
+      } finally {
+        fs.rmSync("/etc/djinn/worker.toml");
+        if (made) fs.rmdirSync("/etc/djinn");
+      }
+      assert.equal(inDir(["status", "1"]).stderr, "djinn-worker: djinn-worker.toml: cannot read configuration: no such file\n");
+    } finally {
+      fs.rmSync(here, { recursive: true, force: true });
+    }
+  });
+
   test("a single-value flag given twice is refused in one line, exit 2; repeatable ones add up", () => {
     const twice = cli(["run", "examples/hello.yml", "--artifacts", "a", "--artifacts", "b"]);
     assert.equal(twice.status, 2);

@@ -2,6 +2,7 @@
 // The daemon, the operator commands and check load the database, Redis and mail libraries, `run`
 // the drivers: each is imported only when its command runs, so `-version` and `--help` start quickly.
 import type { Argv } from "yargs";
+import { CONFIG_SEARCH, defaultConfigFile } from "../config/paths.js";
 import type { CommandSpec } from "./args.js";
 import { EXIT, guard } from "./failure.js";
 
@@ -18,8 +19,8 @@ export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "ar
 export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(["env", "secret", "notify", "key"]);
 
 const configFlags = {
-  config: { type: "string", default: "djinn-worker.toml", describe: "worker configuration file" },
-  driver: { type: "string", default: "djinn-driver.toml", describe: "driver configuration file" },
+  config: { type: "string", default: defaultConfigFile("worker"), defaultDescription: CONFIG_SEARCH.worker.join(", else "), describe: "worker configuration file" },
+  driver: { type: "string", default: defaultConfigFile("driver"), defaultDescription: CONFIG_SEARCH.driver.join(", else "), describe: "driver configuration file" },
 } as const;
 
 const manifest = { name: "manifest", what: "the build manifest file (YAML)" };
