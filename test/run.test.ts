@@ -191,16 +191,23 @@ describe("djinn-worker run (os driver)", () => {
     }
   });
 
-  test("objects: placed in the workspace; escaping names refused in the output", () => {
+  test("objects: placed in the workspace; one that cannot be placed (missing, escaping) fails the build in setup, every reason said", () => {
     const objects = path.join(dir, "objs");
     fs.mkdirSync(objects, { recursive: true });
     fs.writeFileSync(path.join(objects, "config.json"), '{"a":1}');
     fs.writeFileSync(path.join(dir, "private"), "not an object");
-    const r = run(job(["cat conf/config.json", "test ! -e x"], "objects:\n- config.json => conf/config.json\n- ../private => x\n- config.json => /etc/djinn-should-not-exist\n"), ["--objects", objects]);
-    assert.equal(r.status, 0, r.out);
+    const placed = run(job(["cat conf/config.json"], "objects:\n- config.json => conf/config.json\n"), ["--objects", objects]);
+    assert.equal(placed.status, 0, placed.out);
+    assert.match(placed.out, /Placed object config\.json => conf\/config\.json\n[\s\S]*\{"a":1\}/);
+    const r = run(job(["echo never"], "objects:\n- config.json => conf/config.json\n- ../private => x\n- config.json => /etc/djinn-should-not-exist\n- nothing.bin => n\n"), ["--objects", objects]);
+    assert.equal(r.status, 1, r.out);
     assert.match(r.out, /Placed object config\.json => conf\/config\.json/);
     assert.match(r.out, /object \.\.\/private not placed: name "\.\.\/private" reaches outside the store/);
     assert.match(r.out, /object config\.json not placed: the os driver places objects inside the workspace only/);
+    assert.match(r.out, /object nothing\.bin not placed: object "nothing\.bin" not found in /);
+    assert.match(r.out, /3 objects were not placed: the build does not run without them\n/);
+    assert.match(r.out, /create-driver: failed/);
+    assert.ok(!r.out.includes("+ echo never"));
     assert.ok(!fs.existsSync("/etc/djinn-should-not-exist"));
   });
 

@@ -141,6 +141,7 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
     await note(`driver: ${(err as Error).message}`);
     return { status: "failed" };
   }
+  let missing = 0;
   for (const obj of opts.objects?.list ?? []) {
     if (signal.aborted) break;
     if (!opts.objects!.store) {
@@ -153,7 +154,13 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
       await note(`Placed object ${obj.source} => ${obj.dest}`);
     } catch (err) {
       await note(`object ${obj.source} not placed: ${(err as Error).message}`);
+      missing++;
     }
+  }
+  // As in Djinn: a build whose objects are not all there does not run (each was tried, to say every reason at once).
+  if (missing) {
+    await note(`${missing === 1 ? "an object was" : `${missing} objects were`} not placed: the build does not run without ${missing === 1 ? "it" : "them"}`);
+    return { status: "failed" };
   }
   return { status: "passed", exitCode: 0 };
 }
