@@ -6,41 +6,13 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { SMTPServer } from "smtp-server";
 import { enqueue } from "../internal/queue/queue.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
+import { startSmtp } from "./helpers/smtp.js";
 import { freePort, runCli, until, waitForStatus, writeConfigs, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
-
-/** An SMTP server in this process that keeps every message it receives. */
-async function startSmtp(): Promise<{ addr: string; messages: string[]; next(): Promise<string>; stop(): Promise<void> }> {
-  const messages: string[] = [];
-  const waiting: ((m: string) => void)[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    logger: false,
-    onData(stream, _session, done) {
-      let data = "";
-      stream.on("data", (c) => (data += c));
-      stream.on("end", () => {
-        messages.push(data);
-        waiting.shift()?.(data);
-        done();
-      });
-    },
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
-  return {
-    addr: `127.0.0.1:${port}`,
-    messages,
-    next: () => (messages.length ? Promise.resolve(messages[messages.length - 1]) : new Promise((r) => waiting.push(r))),
-    stop: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
 
 describe("worker daemon: operations", { skip }, () => {
   const suite = daemonSuite();

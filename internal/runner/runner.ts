@@ -9,7 +9,7 @@ import type { Passthrough } from "../manifest/manifest.js";
 import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
 import { artifactName, isPattern } from "../driver/artifacts.js";
 import { writeDrained } from "../stream/write.js";
-import { MaskStream } from "./mask.js";
+import { holdsMasked, MaskStream } from "./mask.js";
 import { outcomeLines } from "./outcome.js";
 import { jobScript, type BuildPlan, type PlannedJob } from "./plan.js";
 import { isFailure, worse, type Status } from "./status.js";
@@ -87,6 +87,23 @@ export async function runBuild(opts: RunOptions): Promise<Status> {
   return ending ? worse(status, ending) : status;
 }
 
+/**
+ * A build that cannot start: `reason` goes into its first job's output, through the masking
+ * filter like every other byte of output (a manifest error may quote a masked value), and the
+ * other jobs are skipped.
+ */
+export async function reportSetupFailure(plan: BuildPlan, reason: string, masks: string[], reporter: BuildReporter): Promise<Status> {
+  const [first, ...rest] = plan.stages.flatMap((s) => s.jobs);
+  const sink = await reporter.jobStarted(first);
+  const output = new MaskStream(masks);
+  const delivered = pipeline(output, sink);
+  output.end(`${reason}\n`);
+  await delivered;
+  await reporter.jobFinished(first, { status: "failed" });
+  for (const job of rest) await reporter.jobFinished(job, { status: "skipped" });
+  return "failed";
+}
+
 async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, ending: () => "killed" | "timed_out" | undefined): Promise<JobResult> {
   const sink = await opts.reporter.jobStarted(job);
   const output = new MaskStream(opts.masks);
@@ -114,7 +131,7 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
       result = { status: why };
       await note(why === "timed_out" ? `build timed out after ${formatDuration(opts.timeoutMs ?? 0)}` : "build killed");
     } else if (job.artifacts.length && opts.artifacts) {
-      await collectArtifacts(opts, job, note);
+      if (!(await collectArtifacts(opts, job, note))) result = { ...result, status: "failed" };
     } else if (job.artifacts.length) {
       await note(`artifacts not collected: no artifact store is configured here ([artifacts] path)`);
     }
@@ -153,7 +170,9 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
   return { status: "passed", exitCode: 0 };
 }
 
-async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<void> {
+/** Collects a job's artifacts; false when one was refused (a matched file's name holds a masked value), which fails the job. */
+async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<boolean> {
+  let refused = false;
   for (const art of job.artifacts) {
     let sources = [art.source];
     if (isPattern(art.source)) {
@@ -175,6 +194,12 @@ async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: str
     let noted = false;
     for (const source of sources) {
       const { name, note: why } = artifactName(art, source, sources.length);
+      // An artifact's source and name are stored and used for files as they are (secretInNames).
+      if (holdsMasked(source, opts.masks) || holdsMasked(name, opts.masks)) {
+        refused = true;
+        await note(`artifact ${art.source}: a matching file's name holds a masked value: not collected (artifact names are stored as they are); the job fails`);
+        continue;
+      }
       if (why && !noted) {
         noted = true;
         await note(why);
@@ -182,6 +207,7 @@ async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: str
       await collectOne(opts, job, source, name, note);
     }
   }
+  return !refused;
 }
 
 /** Streams one file of the environment into the store under `name`; a failure is a line of the job's output. */
