@@ -131,8 +131,8 @@ describe("masking what the shells show", () => {
 
     test(`${name}: a job script shows each command as written, never expanded`, async () => {
       for (const value of AWKWARD) {
-        const out = await throughMask(shell, jobScript(['echo "$V" >/dev/null', ': "$V"', "printf '%s\\n' done"]), value);
-        assert.equal(out, `+ echo "$V" >/dev/null\n+ : "$V"\n+ printf '%s\\n' done\ndone\n`);
+        const out = await throughMask(shell, jobScript(['echo "$V" >/dev/null', "  # a comment", ': "$V"', "printf '%s\\n' done"]), value);
+        assert.equal(out, `+ echo "$V" >/dev/null\n+ : "$V"\n+ printf '%s\\n' done\ndone\n`, "a comment runs nothing and shows nothing");
       }
     });
   }

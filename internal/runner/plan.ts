@@ -59,5 +59,11 @@ export function planBuild(manifest: Manifest, label: string): BuildPlan {
  * know; a command as written holds a masked value only if its text does, and then the mask finds it.
  */
 export function jobScript(commands: string[]): string {
-  return `set -e\n${commands.map((c) => `command printf '+ %s\\n' ${singleQuote(c)} >&2\n${c}\n`).join("")}`;
+  return `set -e\n${commands.map((c) => `${shownCommand(c)}${c}\n`).join("")}`;
+}
+
+/** The line that shows `command` before it runs; none for a comment or a blank line, which run nothing. */
+function shownCommand(command: string): string {
+  if (/^\s*(#|$)/.test(command)) return "";
+  return `command printf '+ %s\\n' ${singleQuote(command)} >&2\n`;
 }
