@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { numberArg } from "./lib/args.js";
+import { jobScript } from "../internal/runner/plan.js";
 
 const cli = fileURLToPath(new URL("../cmd/djinn-worker.js", import.meta.url));
 const gib = numberArg("gib", 1);
@@ -56,7 +57,7 @@ async function main() {
   const commands = ["echo hello", "ls -la >/dev/null", "true"];
   const m = manifest(commands);
   const script = path.join(dir, "same.sh");
-  fs.writeFileSync(script, `set -ex\n${commands.join("\n")}\n`);
+  fs.writeFileSync(script, jobScript(commands));
   timed(process.execPath, [cli, "run", m, "--artifacts", path.join(dir, "a")]);
   const worker = median(Array.from({ length: repeat }, () => timed(process.execPath, [cli, "run", m, "--artifacts", path.join(dir, "a")])));
   const sh = median(Array.from({ length: repeat }, () => timed("sh", [script])));

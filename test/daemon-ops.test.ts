@@ -6,41 +6,13 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { SMTPServer } from "smtp-server";
 import { enqueue } from "../internal/queue/queue.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
+import { startSmtp } from "./helpers/smtp.js";
 import { freePort, runCli, until, waitForStatus, writeConfigs, insertManifestBuild, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
-
-/** An SMTP server in this process that keeps every message it receives. */
-async function startSmtp(): Promise<{ addr: string; messages: string[]; next(): Promise<string>; stop(): Promise<void> }> {
-  const messages: string[] = [];
-  const waiting: ((m: string) => void)[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    logger: false,
-    onData(stream, _session, done) {
-      let data = "";
-      stream.on("data", (c) => (data += c));
-      stream.on("end", () => {
-        messages.push(data);
-        waiting.shift()?.(data);
-        done();
-      });
-    },
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
-  return {
-    addr: `127.0.0.1:${port}`,
-    messages,
-    next: () => (messages.length ? Promise.resolve(messages[messages.length - 1]) : new Promise((r) => waiting.push(r))),
-    stop: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
 
 describe("worker daemon: operations", { skip }, () => {
   const suite = daemonSuite();
@@ -88,7 +60,9 @@ describe("worker daemon: operations", { skip }, () => {
       [["submit", bad], new RegExp(`^djinn-worker: ${bad.replace(/[.]/g, "\\.")}: line 5: jobs: .*\\n$`)],
       [["submit", path.join(t.dir, "missing.yml")], /^djinn-worker: .*missing\.yml: cannot read manifest: no such file\n$/],
       [["submit", good, "--secret", "DJINN_TEST_UNSET_VARIABLE"], /^djinn-worker: --secret "DJINN_TEST_UNSET_VARIABLE": expected KEY=value, or KEY naming a variable set in this environment\n$/],
-      [["submit", good, "--secret", "no key"], /^djinn-worker: --secret "no key": expected KEY=value\n$/],
+      // A --secret argument may be the value: the error shows the key at most.
+      [["submit", good, "--secret", "no key"], /^djinn-worker: --secret: expected KEY=value, or KEY naming a variable set in this environment \(the argument is not shown: it may be a value\)\n$/],
+      [["submit", good, "--secret", "API-TOKEN=val-Pb74-secret"], /^djinn-worker: --secret "API-TOKEN"=\.\.\.: expected KEY=value with KEY a shell variable name \(letters, digits and _, not starting with a digit\)\n$/],
       [["submit", good, "--notify", "not-an-address"], /^djinn-worker: --notify "not-an-address": not an email address\n$/],
       [["status", "424242"], /^djinn-worker: build 424242 not found\n$/],
       [["logs", "424242"], /^djinn-worker: build 424242 not found\n$/],

@@ -142,8 +142,8 @@ jobs:
     assert.equal(r.jobs.get("one/write"), "passed");
     assert.equal(r.jobs.get("two/read"), "passed");
     const first = r.output.get("one/write")!;
-    // stderr (the trace, err1) and stdout keep the order they were written in.
-    assert.match(first, /\+ echo out1\nout1\n\+ echo err1\nerr1\n\+ echo out2\nout2\n/);
+    // stderr (the shown command, err1) and stdout keep the order they were written in.
+    assert.match(first, /\+ echo out1; echo err1 >&2; echo out2\nout1\nerr1\nout2\n/);
     assert.match(first, /token=xxxxxx/);
     assert.doesNotMatch(first, /s3cr3t/);
     const second = r.output.get("two/read")!;
@@ -192,7 +192,7 @@ jobs:
 `,
     );
     assert.equal(r.status, "passed", r.output.get("s/s.1"));
-    assert.match(r.output.get("s/s.1")!, /^first\n\+ echo last\nlast\n\+ pwd\n\/src\/app\n$/m);
+    assert.match(r.output.get("s/s.1")!, /^first\n\+ echo last; pwd\nlast\n\/src\/app\n$/m);
   });
 
   test("objects are streamed into the workspace and to absolute paths before the first job", async () => {

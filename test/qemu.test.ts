@@ -144,7 +144,7 @@ jobs:
     assert.match(produce, /hello from the object store\nhello from the object store/);
     assert.match(produce, /after cat, stdin was closed/);
     assert.match(produce, /to-stderr/);
-    assert.doesNotMatch(produce, /export /, "variables are set before set -x starts tracing");
+    assert.doesNotMatch(produce, /export /, "variables are set before the commands, which alone are shown");
     assert.equal(await fs.readFile(path.join(artifacts, "quoted.txt"), "utf8"), `it's "quoted" $HOME \`x\`\n`);
     assert.equal(await fs.readFile(path.join(artifacts, "ids.txt"), "utf8"), `${buildId} true\n`);
     assert.equal((await fs.stat(path.join(artifacts, "big.bin"))).size, 1024);

@@ -79,7 +79,7 @@ describe("djinn-worker run (os driver)", () => {
   test("jobs share the workspace; output keeps its order with stderr merged", () => {
     const r = run("driver: {type: os}\nstages: [a, b]\njobs:\n- {stage: a, commands: ['echo state > f', 'echo out; echo err >&2; echo out2']}\n- {stage: b, commands: [cat f]}\n");
     assert.equal(r.status, 0, r.out);
-    assert.match(r.out, /\+ echo out\nout\n\+ echo err\nerr\n\+ echo out2\nout2\n/);
+    assert.match(r.out, /\+ echo out; echo err >&2; echo out2\nout\nerr\nout2\n/, "a command is shown as written, then its output in order");
     assert.match(r.out, /\+ cat f\nstate\n/);
   });
 
@@ -130,7 +130,57 @@ describe("djinn-worker run (os driver)", () => {
     assert.equal(r.status, 0);
     assert.ok(!r.out.includes("hunter2-xyz"), r.out);
     assert.match(r.out, /value: xxxxxx\n/);
-    assert.match(r.out, /\+ echo xxxxxx\nxxxxxx\n/);
+    assert.match(r.out, /\+ echo "\$PASSWORD"\nxxxxxx\n/);
+  });
+
+  test("a secret quoted by a shell's own trace (bash, busybox ash) or shown by a job's command is masked; commands show as written", () => {
+    const secret = `Tr0ub4dor'3-horse-staple "dq" \\bs $dollar`;
+    const r = run(job(['bash -xc \': "$PASSWORD"\'', 'busybox sh -xc \': "pre$PASSWORD"\'', 'printf "%s\\n" "$PASSWORD"']), ["--secret", `PASSWORD=${secret}`]);
+    assert.equal(r.status, 0, r.out + r.stderr);
+    for (const fragment of ["Tr0ub4dor", "horse-staple", "dollar"]) assert.ok(!r.out.includes(fragment), `${fragment} shows:\n${r.out}`);
+    assert.match(r.out, /\+ printf "%s\\n" "\$PASSWORD"\nxxxxxx\n/, "the command as written, then its output masked");
+    assert.equal(r.out.match(/xxxxxx/g)?.length, 3, r.out);
+  });
+
+  test("a file whose name holds a secret is not collected by a pattern: the job fails with a line that shows it masked, the others are collected", () => {
+    const r = run(job(['mkdir out && echo hi > "out/$TOKEN.txt" && echo ok > out/plain.txt'], "  artifacts:\n  - out/* => out/*\n"), ["--secret", "TOKEN=tok-Vq83-secret"]);
+    assert.equal(r.status, 1, r.out + r.stderr);
+    assert.ok(!r.out.includes("tok-Vq83-secret"), r.out);
+    assert.match(r.out, /artifact out\/\*: a matching file's name holds a masked value: not collected/);
+    assert.match(r.out, /Collected artifact .*out\/plain\.txt => out\/plain\.txt/);
+    assert.match(r.out, /build \/ build\.1: failed/);
+    const stored = fs.readdirSync(r.artifacts, { recursive: true }).map(String);
+    assert.deepEqual(stored.sort(), ["out", "out/plain.txt"]);
+  });
+
+  test("a stage, job or artifact name holding a secret is refused before anything runs, the name shown masked", () => {
+    const cases: [string, RegExp][] = [
+      [`driver: {type: os}\nstages: [deploy-nm-Kx41-secret]\njobs:\n- {stage: deploy-nm-Kx41-secret, commands: [echo never]}\n`, /stage "deploy-xxxxxx" holds a masked value/],
+      [`driver: {type: os}\nstages: [build]\njobs:\n- {stage: build, name: "to nm-Kx41-secret", commands: [echo never]}\n`, /job "to xxxxxx" holds a masked value/],
+      [job(["echo never"], "  artifacts:\n  - out.txt => nm-Kx41-secret.txt\n"), /artifact "xxxxxx\.txt" holds a masked value/],
+    ];
+    for (const [manifest, expected] of cases) {
+      const r = run(manifest, ["--secret", "NAME=nm-Kx41-secret"]);
+      assert.equal(r.status, 2, r.out + r.stderr);
+      assert.match(r.stderr, expected);
+      assert.equal(r.stderr.split("\n").length, 2, "one line");
+      assert.ok(!(r.out + r.stderr).includes("nm-Kx41-secret"), r.stderr);
+      assert.ok(!r.out.includes("never"));
+    }
+  });
+
+  test("an error never repeats a secret: a bad --secret name, a bare value, a manifest error quoting it", () => {
+    const secret = "val-Mz52-secret";
+    const bad = run(job(["true"]), ["--secret", `API-TOKEN=${secret}`]);
+    assert.equal(bad.status, 2);
+    assert.equal(bad.stderr, `djinn-worker: --secret "API-TOKEN"=...: expected KEY=value with KEY a shell variable name (letters, digits and _, not starting with a digit)\n`);
+    const bare = run(job(["true"]), ["--secret", `${secret}!`]);
+    assert.equal(bare.status, 2);
+    assert.ok(!bare.stderr.includes(secret), bare.stderr);
+    const quoted = run(`driver: {type: os}\nenv: ["${secret}"]\nstages: [build]\njobs:\n- {stage: build, commands: [true]}\n`, ["--secret", `TOKEN=${secret}`]);
+    assert.equal(quoted.status, 2);
+    assert.match(quoted.stderr, /env\[0\]: expected KEY=value with KEY a shell variable name, got "xxxxxx"/);
+    assert.ok(!quoted.stderr.includes(secret), quoted.stderr);
   });
 
   test("--secret KEY takes the value from the environment, off the command line", () => {

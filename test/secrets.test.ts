@@ -5,11 +5,14 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
+import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
+import { Crypto } from "../internal/crypto/crypto.js";
 import { enqueue } from "../internal/queue/queue.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { cliPath } from "./helpers/env.js";
-import { waitForStatus, insertManifestBuild } from "./helpers/services.js";
+import { startSmtp } from "./helpers/smtp.js";
+import { CRYPTO_BLOCK, until, waitForStatus, insertManifestBuild } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
@@ -122,5 +125,71 @@ describe("masked values", { skip }, () => {
     const id = await t.submit(text, ["--secret", "TOKEN=not-in-the-manifest"]);
     const b = await t.pool.query(`SELECT manifest, manifest_encrypted FROM builds WHERE id = $1`, [id]);
     assert.deepEqual(b.rows[0], { manifest: text, manifest_encrypted: null });
+  });
+
+  it("a setup error quoting a masked value (a manifest error) is masked in job_output, logs, the failure mail and the log", async () => {
+    const smtp = await startSmtp();
+    const secret = "setup-Rk27-secret";
+    try {
+      const t = await suite.env({ smtp: smtp.addr, logFile: true });
+      await t.daemon({ ready: false }); // it logs to the file, not to its stdout
+      // Stored as a producer would: the manifest holds the value, so it is kept encrypted as written.
+      const id = await insertManifestBuild(t.pool, `driver: {type: os}\nenv: ["COPY=${secret}"]\nstages: [test]\njobs:\n- {stage: test, commands: [echo ran-the-job]}\n`, { secrets: [["API_TOKEN", secret]], notify: ["dev@example.test"] });
+      // ... and written wrong: the manifest's parser quotes the entry that holds the value.
+      const broken = `driver: {type: os}\nenv: ["${secret}"]\nstages: [test]\njobs:\n- {stage: test, commands: [echo ran-the-job]}\n`;
+      await t.pool.query(`UPDATE builds SET manifest_encrypted = $2 WHERE id = $1`, [id, new Crypto(CRYPTO_BLOCK).encrypt(Buffer.from(broken))]);
+      await enqueue(suite.redisClient(), t.queue, "os", id);
+      assert.equal(await waitForStatus(t.pool, id, ["failed", "passed"]), "failed");
+      const out = await t.output(id);
+      assert.match(out, /manifest: .*env\[0\]: expected KEY=value with KEY a shell variable name, got "xxxxxx"/);
+      assert.ok(!(await everyRow(t.pool)).includes(secret), `the value is in a row:\n${out}`);
+      const logs = await t.cli(["logs", String(id)]);
+      assert.match(logs.stdout, /got "xxxxxx"/);
+      assert.ok(!logs.stdout.includes(secret));
+      const mail = await smtp.next();
+      assert.match(mail, /got "xxxxxx"/);
+      assert.ok(!mail.includes(secret), mail);
+      await until("the log says the mail went", () => readFileSync(t.cfg.logFile!, "utf8").includes("failure mail sent") || undefined);
+      const log = readFileSync(t.cfg.logFile!, "utf8");
+      assert.match(log, /failed in setup/);
+      assert.match(log, /got \\"xxxxxx\\"/);
+      assert.ok(!log.includes(secret), "the value is in the log");
+    } finally {
+      await smtp.stop();
+    }
+  });
+
+  it("a file collected by a pattern whose name holds a masked value is refused: no row, no file, the job fails", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const secret = "file-Hn52-secret";
+    const id = await t.submit(osManifest([['mkdir out && echo hi > "out/$TOKEN.txt" && echo ok > out/plain.txt']]).replace("    commands:", "    artifacts: ['out/* => out/*']\n    commands:"), ["--secret", `TOKEN=${secret}`]);
+    assert.equal(await waitForStatus(t.pool, id, ["failed", "passed"]), "failed", await t.output(id));
+    await d.waitForMsg("build finished", { build: id });
+    assert.match(await t.output(id), /artifact out\/\*: a matching file's name holds a masked value: not collected/);
+    assert.ok(!(await everyRow(t.pool)).includes(secret), "the value is in a row");
+    const names = await t.pool.query(`SELECT name FROM artifacts WHERE build_id = $1`, [id]);
+    assert.deepEqual(names.rows.map((r) => r.name), ["out/plain.txt"]);
+    const files = await fs.readdir(path.join(t.dir, "artifacts"), { recursive: true });
+    assert.ok(!files.some((f) => String(f).includes(secret)), files.join(", "));
+  });
+
+  it("a name holding a masked value is refused: by submit (nothing stored), and by the worker before it runs anything", async () => {
+    const t = await suite.env();
+    const secret = "name-Wd63-secret";
+    const manifest = path.join(t.dir, "named.yml");
+    await fs.writeFile(manifest, `driver: {type: os}\nstages: [test]\njobs:\n- {stage: test, name: "deploy ${secret}", commands: [echo ran-the-job]}\n`);
+    const r = await t.cli(["submit", manifest, "--secret", `TOKEN=${secret}`]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, `djinn-worker: ${manifest}: job "deploy xxxxxx" holds a masked value: names are stored and shown as they are, so none may hold one\n`);
+    assert.equal((await t.pool.query(`SELECT count(*)::int AS n FROM builds`)).rows[0].n, 0);
+    // A producer other than submit stored one (its rows are its own): the worker runs none of it.
+    await t.daemon();
+    const id = await insertManifestBuild(t.pool, `driver: {type: os}\nstages: ["s ${secret}"]\njobs:\n- {stage: "s ${secret}", commands: [echo ran-the-job]}\n`, { secrets: [["TOKEN", secret]] });
+    await enqueue(suite.redisClient(), t.queue, "os", id);
+    assert.equal(await waitForStatus(t.pool, id, ["failed", "passed"]), "failed");
+    const out = await t.output(id);
+    assert.match(out, /cannot prepare the build: stage "s xxxxxx" holds a masked value/);
+    assert.ok(!out.includes("ran-the-job") && !out.includes(secret), out);
   });
 });

@@ -3,7 +3,8 @@
 import fs from "node:fs/promises";
 import { InputError } from "../errors/errors.js";
 import { decodeManifest, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
-import { maskedValueProblem } from "../runner/mask.js";
+import { maskedValueProblem, maskText, secretInNames } from "../runner/mask.js";
+import { planBuild } from "../runner/plan.js";
 import { isShellName } from "../shell/quote.js";
 
 /**
@@ -17,7 +18,12 @@ export function parseSecrets(items: string[]): [string, string][] {
       if (value === undefined) throw new InputError(`--secret ${JSON.stringify(item)}: expected KEY=value, or KEY naming a variable set in this environment`);
       return [item, value];
     }
-    return parseAssignments("--secret", [item])[0];
+    // The error names the key at most: what follows "=", or an item without one, may be the value.
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new InputError(`--secret: expected KEY=value, or KEY naming a variable set in this environment (the argument is not shown: it may be a value)`);
+    const key = item.slice(0, eq);
+    if (!isShellName(key)) throw new InputError(`--secret ${JSON.stringify(key)}=...: expected KEY=value with KEY a shell variable name (letters, digits and _, not starting with a digit)`);
+    return [key, item.slice(eq + 1)];
   });
   for (const [key, value] of secrets) {
     const problem = maskedValueProblem(key, value);
@@ -26,10 +32,11 @@ export function parseSecrets(items: string[]): [string, string][] {
   return secrets;
 }
 
-export function parseAssignments(flag: string, items: string[]): [string, string][] {
+/** `KEY=value` items; an error shows the item with `masks` (the secrets' values) replaced. */
+export function parseAssignments(flag: string, items: string[], masks: string[] = []): [string, string][] {
   return items.map((item) => {
     const eq = item.indexOf("=");
-    if (eq <= 0 || !isShellName(item.slice(0, eq))) throw new InputError(`${flag} ${JSON.stringify(item)}: expected KEY=value`);
+    if (eq <= 0 || !isShellName(item.slice(0, eq))) throw new InputError(`${flag} ${JSON.stringify(maskText(item, masks))}: expected KEY=value`);
     return [item.slice(0, eq), item.slice(eq + 1)];
   });
 }
@@ -56,18 +63,27 @@ export async function readKeys(items: string[]): Promise<[string, string][]> {
   return keys;
 }
 
-/** Reads and parses a manifest file; any problem is an InputError naming the file. */
-export async function readManifestFile(file: string): Promise<ParsedManifest & { text: string }> {
+/**
+ * Reads and parses a manifest file; any problem is an InputError naming the file, with the
+ * secrets' values (`masks`) replaced, as in its warnings: a manifest error may quote one. A
+ * manifest whose stage, job or artifact names hold a secret is refused (secretInNames).
+ */
+export async function readManifestFile(file: string, masks: string[] = []): Promise<ParsedManifest & { text: string }> {
   let bytes: Buffer;
   try {
     bytes = await fs.readFile(file);
   } catch (err) {
     throw new InputError(`${file}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
   }
+  let text: string;
+  let parsed: ParsedManifest;
   try {
-    const text = decodeManifest(bytes);
-    return { ...parseManifest(text), text };
+    text = decodeManifest(bytes);
+    parsed = parseManifest(text);
   } catch (err) {
-    throw new InputError(`${file}: ${(err as Error).message}`);
+    throw new InputError(`${file}: ${maskText((err as Error).message, masks)}`);
   }
+  const named = secretInNames(planBuild(parsed.manifest, "local"), masks);
+  if (named) throw new InputError(`${file}: ${named}`);
+  return { ...parsed, warnings: parsed.warnings.map((w) => maskText(w, masks)), text };
 }

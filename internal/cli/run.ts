@@ -34,7 +34,10 @@ export async function loadRunDriverConfig(driverFile: string | undefined, type: 
 }
 
 export async function runManifest(opts: RunOptions): Promise<number> {
-  const { manifest, warnings } = await readManifestFile(opts.manifest);
+  // The secrets first: an error about the manifest or --env shows none of their values.
+  const secrets = parseSecrets(opts.secrets);
+  const secretValues = secrets.map(([, value]) => value);
+  const { manifest, warnings } = await readManifestFile(opts.manifest, secretValues);
   for (const w of warnings) opts.log.warn(`${opts.manifest}: ${w}`);
   let timeoutMs = 0;
   if (opts.timeout !== undefined) {
@@ -45,8 +48,8 @@ export async function runManifest(opts: RunOptions): Promise<number> {
     }
   }
   const variables: Variable[] = [
-    ...parseAssignments("--env", opts.env).map(([key, value]) => ({ key, value })),
-    ...parseSecrets(opts.secrets).map(([key, value]) => ({ key, value, masked: true })),
+    ...parseAssignments("--env", opts.env, secretValues).map(([key, value]) => ({ key, value })),
+    ...secrets.map(([key, value]) => ({ key, value, masked: true })),
   ];
   const spec = specifyBuild(manifest, "local", variables);
   const drivers = await loadRunDriverConfig(opts.driverFile, manifest.driver.type);

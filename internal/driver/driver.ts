@@ -10,7 +10,7 @@ export type { RunRef } from "./run.js";
 export interface JobRun {
   /** Full job name, for messages. */
   name: string;
-  /** A POSIX shell script; it begins with `set -ex`, so it stops at the first failure and traces commands. */
+  /** A POSIX shell script (../runner/plan.ts jobScript): it stops at the first failure and shows each command as written. */
   script: string;
   /** The build's variables (manifest env, submitted and masked ones); the driver adds its own base env underneath. */
   env: Record<string, string>;

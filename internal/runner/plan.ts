@@ -1,6 +1,6 @@
 // A manifest turned into the stages and jobs a runner executes, with Djinn's setup stage first.
 import { setupStageName, type Manifest, type Passthrough } from "../manifest/manifest.js";
-import { shellQuote } from "../shell/quote.js";
+import { shellQuote, singleQuote } from "../shell/quote.js";
 
 const CREATE_DRIVER_JOB = "create-driver";
 
@@ -51,7 +51,19 @@ export function planBuild(manifest: Manifest, label: string): BuildPlan {
   return { stages };
 }
 
-/** The script a driver runs for a job: stop at the first failure, show each command as `+ command`. */
+/**
+ * The script a driver runs for a job: it stops at the first failure (`set -e`) and shows each
+ * command as written, `+ command` on stderr, before running it. Not the shell's own trace
+ * (`set -x`): that prints every word expanded and quoted in its own way (which differs between
+ * dash, bash and busybox), so a masked value would reach the output in forms the mask may not
+ * know; a command as written holds a masked value only if its text does, and then the mask finds it.
+ */
 export function jobScript(commands: string[]): string {
-  return `set -ex\n${commands.join("\n")}\n`;
+  return `set -e\n${commands.map((c) => `${shownCommand(c)}${c}\n`).join("")}`;
+}
+
+/** The line that shows `command` before it runs; none for a comment or a blank line, which run nothing. */
+function shownCommand(command: string): string {
+  if (/^\s*(#|$)/.test(command)) return "";
+  return `command printf '+ %s\\n' ${singleQuote(command)} >&2\n`;
 }

@@ -9,7 +9,7 @@ import type { Passthrough } from "../manifest/manifest.js";
 import { ArtifactStore, ArtifactWriteError, ObjectStore, StoreError, type StoredArtifact } from "../fs/store.js";
 import { artifactName, isPattern } from "../driver/artifacts.js";
 import { writeDrained } from "../stream/write.js";
-import { MaskStream } from "./mask.js";
+import { holdsMasked, MaskStream } from "./mask.js";
 import { outcomeLines } from "./outcome.js";
 import { jobScript, type BuildPlan, type PlannedJob } from "./plan.js";
 import { isFailure, worse, type Status } from "./status.js";
@@ -85,6 +85,23 @@ export async function runBuild(opts: RunOptions): Promise<Status> {
     await opts.driver.destroy().catch(() => undefined);
   }
   return ending ? worse(status, ending) : status;
+}
+
+/**
+ * A build that cannot start: `reason` goes into its first job's output, through the masking
+ * filter like every other byte of output (a manifest error may quote a masked value), and the
+ * other jobs are skipped.
+ */
+export async function reportSetupFailure(plan: BuildPlan, reason: string, masks: string[], reporter: BuildReporter): Promise<Status> {
+  const [first, ...rest] = plan.stages.flatMap((s) => s.jobs);
+  const sink = await reporter.jobStarted(first);
+  const output = new MaskStream(masks);
+  const delivered = pipeline(output, sink);
+  output.end(`${reason}\n`);
+  await delivered;
+  await reporter.jobFinished(first, { status: "failed" });
+  for (const job of rest) await reporter.jobFinished(job, { status: "skipped" });
+  return "failed";
 }
 
 async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, ending: () => "killed" | "timed_out" | undefined): Promise<JobResult> {
@@ -177,7 +194,10 @@ function lostArtifact(err: unknown): boolean {
   return !(err instanceof StoreError);
 }
 
-/** Collects a job's artifacts; returns how many were lost (see lostArtifact); every failure is a line of output. */
+/**
+ * Collects a job's artifacts; returns how many were lost (see lostArtifact) or refused (a matched
+ * file's name holds a masked value), each of which fails the job; every failure is a line of output.
+ */
 async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<number> {
   let lost = 0;
   for (const art of job.artifacts) {
@@ -202,6 +222,12 @@ async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: str
     let noted = false;
     for (const source of sources) {
       const { name, note: why } = artifactName(art, source, sources.length);
+      // An artifact's source and name are stored and used for files as they are (secretInNames).
+      if (holdsMasked(source, opts.masks) || holdsMasked(name, opts.masks)) {
+        lost++;
+        await note(`artifact ${art.source}: a matching file's name holds a masked value: not collected (artifact names are stored as they are); the job fails`);
+        continue;
+      }
       if (why && !noted) {
         noted = true;
         await note(why);

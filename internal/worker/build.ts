@@ -8,8 +8,8 @@ import { getDriver, type Driver } from "../driver/driver.js";
 import type { Logger } from "../log/log.js";
 import { killChannel } from "../queue/names.js";
 import type { Taken } from "../queue/queue.js";
-import type { BuildPlan } from "../runner/plan.js";
-import { runBuild, type BuildReporter } from "../runner/runner.js";
+import { maskText } from "../runner/mask.js";
+import { reportSetupFailure, runBuild, type BuildReporter } from "../runner/runner.js";
 import { isFailure, type Status } from "../runner/status.js";
 import { BuildGoneError, BuildRecorder, ClaimLostError, loadBuild, type LoadedBuild } from "../store/builds.js";
 import { outputTail } from "../store/output.js";
@@ -106,8 +106,9 @@ export class ClaimedBuild {
     try {
       const reporter = new DatabaseReporter(prepared.plan, this.recorder, (what, fn) => this.write(what, fn), { outputLimit: config.outputLimit, log: this.log, firstNote: this.attemptNote() });
       if (!prepared.spec) {
-        this.log.warn({ reason: prepared.setupError }, "build cannot run: failed in setup");
-        return await failSetup(prepared.plan, prepared.setupError ?? "no manifest", reporter);
+        const reason = prepared.setupError ?? "no manifest";
+        this.log.warn({ reason: maskText(reason, prepared.masks) }, "build cannot run: failed in setup");
+        return await reportSetupFailure(prepared.plan, reason, prepared.masks, reporter);
       }
       return await this.runSpec(prepared.spec, prepared.keys, reporter);
     } catch (err) {
@@ -261,20 +262,6 @@ export class ClaimedBuild {
       })().catch((err) => this.log.warn({ err: (err as Error).message }, "failure mail not sent")),
     );
   }
-}
-
-/** A build that cannot even start: the reason goes into its first job's output, the others are skipped. */
-async function failSetup(plan: BuildPlan, reason: string, reporter: BuildReporter): Promise<Status> {
-  const [first, ...rest] = plan.stages.flatMap((s) => s.jobs);
-  const sink = await reporter.jobStarted(first);
-  sink.end(`${reason}\n`);
-  await new Promise<void>((resolve, reject) => {
-    sink.once("finish", resolve);
-    sink.once("error", reject);
-  });
-  await reporter.jobFinished(first, { status: "failed" });
-  for (const job of rest) await reporter.jobFinished(job, { status: "skipped" });
-  return "failed";
 }
 
 /**

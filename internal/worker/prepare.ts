@@ -8,7 +8,7 @@ import type { DriverConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import { configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
 import { parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
-import { maskedValueProblem } from "../runner/mask.js";
+import { maskedValueProblem, maskPatterns, secretInNames } from "../runner/mask.js";
 import { createDriverJob, type BuildPlan, type PlannedStage } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";
 
@@ -21,8 +21,10 @@ export interface PreparedBuild {
   /** The plan whose jobs' rows the run writes to: the spec's, or the rows as they are when the build cannot run. */
   plan: BuildPlan;
   keys: { name: string; value: Buffer }[];
-  /** Why the build cannot run: it fails in setup with this line. */
+  /** Why the build cannot run: it fails in setup with this line (masked on its way out, like all output). */
   setupError?: string;
+  /** Every value the build's output must not show, as far as they could be decrypted: a setup error may quote one. */
+  masks: string[];
 }
 
 export interface PrepareContext {
@@ -33,31 +35,74 @@ export interface PrepareContext {
 }
 
 export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Promise<PreparedBuild> {
+  const secrets = readSecrets(build, ctx);
   const fail = async (reason: string): Promise<PreparedBuild> => {
     const rows = await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true, []);
-    return { plan: rowsAsPlan(rows.jobs), keys: [], setupError: reason };
+    return { plan: rowsAsPlan(rows.jobs), keys: [], setupError: reason, masks: secrets.masks };
   };
   if (ctx.claim.attempt > MAX_DELIVERIES) {
     return fail(`build taken ${ctx.claim.attempt - 1} times without finishing (its worker died, or its result could not be written): not run again`);
   }
-  const read = readBuild(build, ctx);
-  if (typeof read === "string") return fail(read);
-  const spec = specifyBuild(read.manifest, String(build.id), read.variables, read.keys.flatMap((k) => keyMasks(k.value.toString("utf8"))));
+  if (secrets.problem) return fail(secrets.problem);
+  const manifest = readManifest(build, ctx);
+  if (typeof manifest === "string") return fail(manifest);
+  const spec = specifyBuild(manifest, String(build.id), secrets.variables, secrets.keys.flatMap((k) => keyMasks(k.value.toString("utf8"))));
+  // Before any row is written from the plan: a name is stored and shown as it is.
+  const named = secretInNames(spec.plan, spec.masks);
+  if (named) return fail(`cannot prepare the build: ${named}`);
   const rows = await matchPlanRows(ctx.pool, ctx.claim, spec.plan, false, spec.masks);
-  if (rows.mismatch) return { plan: rowsAsPlan(rows.jobs), keys: read.keys, setupError: `cannot prepare the build: ${rows.mismatch}; the rows were rewritten from the manifest` };
+  if (rows.mismatch) return { plan: rowsAsPlan(rows.jobs), keys: secrets.keys, setupError: `cannot prepare the build: ${rows.mismatch}; the rows were rewritten from the manifest`, masks: spec.masks };
   // The rows now stand in plan order, one a job.
   spec.plan.stages.flatMap((s) => s.jobs).forEach((job, i) => (job.record = { id: rows.jobs[i].id, stageId: rows.jobs[i].stageId }));
-  return { spec, plan: spec.plan, keys: read.keys };
+  return { spec, plan: spec.plan, keys: secrets.keys, masks: spec.masks };
 }
 
-interface ReadBuild {
-  manifest: Manifest;
+interface Secrets {
+  /** The variables, masked ones decrypted, as far as they could be read. */
   variables: Variable[];
   keys: { name: string; value: Buffer }[];
+  /** What the output must not show of those read so far (values and keys, whole and line by line). */
+  masks: string[];
+  /** Why the build cannot run, when a value does not decrypt or cannot be masked. */
+  problem?: string;
 }
 
-/** The manifest, variables and keys in the clear, or why the build cannot run. */
-function readBuild(build: LoadedBuild, ctx: PrepareContext): ReadBuild | string {
+/**
+ * The variables and keys in the clear, read before the manifest: whatever goes wrong later (a
+ * manifest error quoting a value) is masked with them.
+ */
+function readSecrets(build: LoadedBuild, ctx: PrepareContext): Secrets {
+  const out: Secrets = { variables: [], keys: [], masks: [] };
+  for (const v of build.variables) {
+    if (!v.masked) {
+      out.variables.push({ key: v.key, value: v.value ?? "" });
+      continue;
+    }
+    let plain: string;
+    try {
+      plain = ctx.crypto.decrypt(v.valueEncrypted ?? Buffer.alloc(0)).toString("utf8");
+    } catch (err) {
+      return { ...out, problem: `cannot decrypt masked variable ${v.key}: ${(err as Error).message}` };
+    }
+    // Refused before anything runs: nothing can print it unmasked.
+    const problem = maskedValueProblem(v.key, plain);
+    if (problem) return { ...out, problem };
+    out.variables.push({ key: v.key, value: plain, masked: true });
+    out.masks.push(...maskPatterns(plain));
+  }
+  for (const k of build.keys) {
+    try {
+      out.keys.push({ name: k.name, value: ctx.crypto.decrypt(k.encrypted) });
+    } catch (err) {
+      return { ...out, problem: `cannot decrypt the build's key ${k.name}: ${(err as Error).message}` };
+    }
+    out.masks.push(...keyMasks(out.keys[out.keys.length - 1].value.toString("utf8")));
+  }
+  return out;
+}
+
+/** The manifest in the clear, parsed, on a driver this worker has; or why the build cannot run. */
+function readManifest(build: LoadedBuild, ctx: PrepareContext): Manifest | string {
   let text = build.manifestText;
   if (build.manifestEncrypted) {
     try {
@@ -74,33 +119,7 @@ function readBuild(build: LoadedBuild, ctx: PrepareContext): ReadBuild | string 
   }
   const type = manifest.driver.type;
   if (!configuredDrivers(ctx.drivers).map(driverTypeOfQueue).includes(type)) return `driver "${type}" is not configured on this worker (${ctx.drivers.file})`;
-
-  const variables: Variable[] = [];
-  for (const v of build.variables) {
-    if (!v.masked) {
-      variables.push({ key: v.key, value: v.value ?? "" });
-      continue;
-    }
-    let plain: string;
-    try {
-      plain = ctx.crypto.decrypt(v.valueEncrypted ?? Buffer.alloc(0)).toString("utf8");
-    } catch (err) {
-      return `cannot decrypt masked variable ${v.key}: ${(err as Error).message}`;
-    }
-    // Refused before anything runs: nothing can print it unmasked.
-    const problem = maskedValueProblem(v.key, plain);
-    if (problem) return problem;
-    variables.push({ key: v.key, value: plain, masked: true });
-  }
-  const keys: ReadBuild["keys"] = [];
-  for (const k of build.keys) {
-    try {
-      keys.push({ name: k.name, value: ctx.crypto.decrypt(k.encrypted) });
-    } catch (err) {
-      return `cannot decrypt the build's key ${k.name}: ${(err as Error).message}`;
-    }
-  }
-  return { manifest, variables, keys };
+  return manifest;
 }
 
 /** Just the setup stage's first job: where a build that cannot be planned says why. */

@@ -25,7 +25,7 @@ export interface SessionOptions extends ConnectOptions {
   channelRetry?: ChannelRetry;
 }
 
-/** The lines that set a job's variables; they go before the script, so `set -x` never traces them. */
+/** The lines that set a job's variables; they go before the script's commands, which alone are shown. */
 export function exportLines(env: Record<string, string>): string {
   let out = "";
   for (const [key, value] of Object.entries(env)) {
