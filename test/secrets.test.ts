@@ -94,6 +94,8 @@ describe("masked values", { skip }, () => {
       `      - '[ "$WITH" = "with-${literal}" ] && echo with-matches'`,
       "",
     ].join("\n");
+    // The object is there: one that is not fails the build in setup.
+    await fs.writeFile(path.join(t.dir, "objects", `${literal}.txt`), "object");
     const id = await t.submit(text, ["--secret", `MULTI=${multi}`, "--secret", `TOKEN=${literal}`, "--env", `WITH=with-${literal}`]);
     assert.equal(await waitForStatus(t.pool, id, ["passed", "failed"]), "passed", await t.output(id));
     await d.waitForMsg("build finished", { build: id });
