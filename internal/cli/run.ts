@@ -2,8 +2,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { assembleBuild, specifyBuild, type Variable } from "../assembly/assembly.js";
-import { defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
-import { formatDuration, parseDuration } from "../config/duration.js";
+import { DEFAULT_MANIFEST_LIMIT, defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
+import { formatDuration, parseTimerDuration } from "../config/duration.js";
 import type { Logger } from "../log/log.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { exitCodeOf, type Status } from "../runner/status.js";
@@ -34,12 +34,13 @@ export async function loadRunDriverConfig(driverFile: string | undefined, type: 
 }
 
 export async function runManifest(opts: RunOptions): Promise<number> {
-  const { manifest, warnings } = await readManifestFile(opts.manifest);
+  // `run` reads no worker.toml: its manifests have the default limit.
+  const { manifest, warnings } = await readManifestFile(opts.manifest, { limit: DEFAULT_MANIFEST_LIMIT, setting: "", signal: opts.signal });
   for (const w of warnings) opts.log.warn(`${opts.manifest}: ${w}`);
   let timeoutMs = 0;
   if (opts.timeout !== undefined) {
     try {
-      timeoutMs = parseDuration(opts.timeout);
+      timeoutMs = parseTimerDuration(opts.timeout);
     } catch (err) {
       throw new InputError(`--timeout: ${(err as Error).message}`);
     }

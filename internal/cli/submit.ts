@@ -23,7 +23,7 @@ export interface SubmitOptions {
 
 export async function submitCommand(opts: SubmitOptions, out: Out): Promise<number> {
   const cfg = loadWorkerConfig(opts.configFile);
-  const { manifest, text } = await readManifestFile(opts.manifest);
+  const { manifest, text } = await readManifestFile(opts.manifest, { limit: cfg.manifestLimit });
   const env = parseAssignments("--env", opts.env);
   const secrets = parseSecrets(opts.secrets);
   const keys = await readKeys(opts.keys ?? []);
