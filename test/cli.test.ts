@@ -101,7 +101,7 @@ test("the daemon with a log file it cannot open says so in one line, exit 1", ()
     fs.writeFileSync(driver, "[os]\n");
     const r = cli(["-config", worker, "-driver", driver]);
     assert.equal(r.status, 1);
-    assert.equal(r.stderr, `djinn-worker: ${worker}: log.file: cannot open "${plain}/worker.log": a directory on its path is a file\n`);
+    assert.equal(r.stderr, `djinn-worker: ${worker}:10: log.file: cannot open "${plain}/worker.log": a directory on its path is a file\n`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -239,7 +239,7 @@ describe("driver.toml", () => {
     const worker = loadWorkerConfig(file('driver = "*"\n'));
     assert.deepEqual(servedDrivers(worker, drivers), ["docker"]);
     const osWorker = loadWorkerConfig(file('driver = "os"\n'));
-    assert.throws(() => servedDrivers(osWorker, drivers), /driver "os" is not configured: add a \[os\] section/);
+    assert.throws(() => servedDrivers(osWorker, drivers), /worker-\d+\.toml:1: driver: driver "os" is not configured: add a \[os\] section/);
   });
 
   test("bad values name file, key and line", () => {

@@ -62,6 +62,18 @@ export class SourceMap {
   }
 }
 
+/**
+ * The line of `key` in table `table` of `file`, for an error found after the file was read (a
+ * value checked against another file, or against the host); undefined when it cannot be told.
+ */
+export function lineInFile(file: string, table: string, key: string): number | undefined {
+  try {
+    return new SourceMap(readFileSync(file, "utf8")).lineOf(table, key);
+  } catch {
+    return undefined;
+  }
+}
+
 export interface LoadedToml {
   file: string;
   values: Parsed;
