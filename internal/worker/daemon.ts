@@ -10,7 +10,7 @@ import { Metrics } from "../metrics/metrics.js";
 import { queueList, servedDrivers } from "../queue/names.js";
 import { newWorkerId, probeRedis, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
-import { sleep } from "../timers/timers.js";
+import { MAX_TIMER_MS, sleep } from "../timers/timers.js";
 import { StartupError, waitForServers } from "./startup.js";
 import { Worker } from "./worker.js";
 
@@ -187,7 +187,8 @@ function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: ()
       log.error({ builds: worker.running }, `${why}: exiting now; builds not handed back are recovered once their lease runs out`);
       removePidfile(cfg.pidfile);
       void Promise.race([worker.abandon(), sleep(1000)]).then(() => resolveDone(1));
-    }, ms);
+      // shutdown_timeout is at most what a timer holds; with the margin it may be past it.
+    }, Math.min(ms, MAX_TIMER_MS));
   };
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
