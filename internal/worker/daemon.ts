@@ -182,12 +182,12 @@ function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: ()
   let deadline: NodeJS.Timeout | undefined;
   const exitBy = (ms: number, why: string) => {
     clearTimeout(deadline);
+    // shutdown_timeout is at most what a timer holds; with the margin it may be past it.
     deadline = setTimeout(() => {
       worker.force();
       log.error({ builds: worker.running }, `${why}: exiting now; builds not handed back are recovered once their lease runs out`);
       removePidfile(cfg.pidfile);
       void Promise.race([worker.abandon(), sleep(1000)]).then(() => resolveDone(1));
-      // shutdown_timeout is at most what a timer holds; with the margin it may be past it.
     }, Math.min(ms, MAX_TIMER_MS));
   };
   const onSignal = (sig: NodeJS.Signals) => {
