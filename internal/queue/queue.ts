@@ -65,8 +65,13 @@ function payloadText(raw: Buffer | string): string | undefined {
   return Buffer.from(text, "utf8").equals(raw) ? text : undefined;
 }
 
+/** Most bytes a payload may have: it is a small JSON object, and a huge one is not decoded or parsed. */
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+
 /** Parses a payload (its bytes, as Redis holds them); the reason it is unusable otherwise. */
 export function parsePayload(raw: Buffer | string): Payload | string {
+  const size = typeof raw === "string" ? Buffer.byteLength(raw) : raw.length;
+  if (size > MAX_PAYLOAD_BYTES) return `payload is ${size} bytes, more than the ${MAX_PAYLOAD_BYTES} a payload may have`;
   const text = payloadText(raw);
   if (text === undefined) return "payload is not valid UTF-8";
   let v: unknown;
