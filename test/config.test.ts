@@ -176,6 +176,30 @@ describe("worker.toml", () => {
     assert.match(err.message, /:1: timeout: invalid duration "30 minutes"/);
   });
 
+  test("a lease under a second is refused with its line", () => {
+    const err = workerError('queue = "q"\nlease = "500ms"\n');
+    assert.equal(err.message, `${err.file}:2: lease: must be at least 1s, got "500ms"`);
+  });
+
+  test("a duration longer than a timer holds is refused with file, key and line, not fired at once", () => {
+    for (const [key, value] of [["timeout", "720h"], ["lease", "1800h"], ["shutdown_timeout", "1000h"]]) {
+      const err = workerError(`queue = "q"\n${key} = "${value}"\n`);
+      assert.equal(err.message, `${err.file}:2: ${key}: must be at most 596h31m23.647s (the longest a timer can wait), got "${value}"`);
+    }
+    // The longest a timer holds is accepted.
+    assert.equal(loadWorkerConfig(file('timeout = "596h31m23.647s"\n')).timeoutMs, 2 ** 31 - 1);
+    const drivers = file('[docker]\npull_timeout = "597h"\n', "drivers-long.toml");
+    assert.throws(() => loadDriverConfig(drivers), (err: Error) => err.message === `${drivers}:2: docker.pull_timeout: must be at most 596h31m23.647s (the longest a timer can wait), got "597h"`);
+    const seconds = file("[ssh]\ntimeout = 2200000\n", "drivers-long-seconds.toml");
+    assert.throws(() => loadDriverConfig(seconds), (err: Error) => err.message === `${seconds}:2: ssh.timeout: must be at most 596h31m23.647s (the longest a timer can wait), got 2200000`);
+  });
+
+  test("manifest_limit is read, defaults to 1 MiB and must be positive", () => {
+    assert.equal(loadWorkerConfig(file("")).manifestLimit, 1024 * 1024);
+    assert.equal(loadWorkerConfig(file("manifest_limit = 4096\n")).manifestLimit, 4096);
+    assert.match(workerError("manifest_limit = 0\n").message, /:1: manifest_limit: must be 1 or more, got 0$/);
+  });
+
   test("a missing file is named", () => {
     const p = path.join(dir, "nope.toml");
     assert.throws(() => loadWorkerConfig(p), (err: Error) => err.message === `${p}: cannot read configuration: no such file`);
@@ -215,7 +239,7 @@ describe("driver.toml", () => {
     const worker = loadWorkerConfig(file('driver = "*"\n'));
     assert.deepEqual(servedDrivers(worker, drivers), ["docker"]);
     const osWorker = loadWorkerConfig(file('driver = "os"\n'));
-    assert.throws(() => servedDrivers(osWorker, drivers), /driver "os" is not configured: add a \[os\] section/);
+    assert.throws(() => servedDrivers(osWorker, drivers), /worker-\d+\.toml:1: driver: driver "os" is not configured: add a \[os\] section/);
   });
 
   test("bad values name file, key and line", () => {

@@ -109,6 +109,45 @@ describe("worker daemon: poison builds", { skip }, () => {
     assert.doesNotMatch(await t.output(id), /must not run/);
   });
 
+  it("a manifest row over manifest_limit fails the build in setup, neither loaded nor parsed", async () => {
+    const t = await suite.env({ extra: "manifest_limit = 4096" });
+    const d = await t.daemon();
+    const manifest = osManifest([["echo must not run"]]) + `# ${"x".repeat(8000)}\n`;
+    const id = await produce(t, redis, manifest);
+    await d.waitForMsg("build finished", { build: id });
+    assert.equal((await t.build(id)).status, "failed");
+    const out = await t.output(id);
+    assert.equal(out, `cannot prepare the build: the manifest is ${Buffer.byteLength(manifest)} bytes, over the limit of 4096 bytes (manifest_limit in worker.toml)\n`);
+    // Acknowledged (just after the status is written).
+    await until("the processing list emptied", async () => (await redis.keys(`${t.queue}_os:processing:*`)).length === 0);
+  });
+
+  it("payloads that are not valid UTF-8 go to the dead list once, exactly as they were, and leave no processing list behind", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const garbage = Buffer.from("garbage-\xff", "latin1");
+    const build = await produce(t, redis, osManifest([["echo must not run"]]), async () => undefined);
+    // The build's own payload is on the queue; this one names it too, with a byte that is not UTF-8.
+    const named = Buffer.concat([Buffer.from(`{"id": ${build}, "note": "`), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]);
+    await redis.lpush(`${t.queue}_os`, garbage, named);
+    const dead = await until("both payloads on the dead list", async () => {
+      const items = (await redis.lrangeBuffer(`${t.queue}_dead`, 0, -1)).map((i) => JSON.parse(i.toString("utf8")));
+      return items.length === 2 ? items : undefined;
+    });
+    for (const [entry, raw] of [[dead.find((e) => e.payload.startsWith("garbage")), garbage], [dead.find((e) => e.payload.startsWith("{")), named]] as const) {
+      assert.ok(entry, JSON.stringify(dead));
+      assert.equal(entry.reason, "payload is not valid UTF-8");
+      assert.equal(entry.queue, `${t.queue}_os`);
+      assert.deepEqual(Buffer.from(entry.payload_base64, "base64"), raw, "the dead list keeps the bytes exactly");
+    }
+    // The worker goes on, and logged each once: no loop over a payload it cannot remove.
+    const next = await produce(t, redis, osManifest([["echo next"]]));
+    await d.waitForMsg("build finished", { build: next });
+    await d.waitForMsg("build finished", { build });
+    await until("the processing list emptied", async () => (await redis.keys(`${t.queue}_os:processing:*`)).length === 0);
+    assert.equal(d.lines.filter((l) => l.msg === "unusable payload moved to the dead list").length, 2);
+  });
+
   it("a build whose output PostgreSQL refuses to store ends failed on the dead list with the reason", async () => {
     const t = await suite.env();
     const d = await t.daemon();

@@ -6,7 +6,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { DEAD_PAYLOAD_BYTES, deadPayload } from "../internal/queue/queue.js";
+import { DEAD_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, deadPayload } from "../internal/queue/queue.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { cliPath } from "./helpers/env.js";
 import { until, waitForStatus } from "./helpers/services.js";
@@ -89,7 +89,7 @@ describe("hostile input", { skip }, () => {
       assert.equal(dead.payload, huge.slice(0, DEAD_PAYLOAD_BYTES));
       assert.equal(dead.payload_bytes, huge.length);
       assert.equal(dead.truncated, true);
-      assert.match(dead.reason, /not valid JSON/);
+      assert.equal(dead.reason, `payload is ${huge.length} bytes, more than the ${MAX_PAYLOAD_BYTES} a payload may have`);
       assert.equal(await redis.llen(`${t.queue}_os`), 0);
       // And the worker goes on.
       const id = await t.submit(osManifest([["echo fine"]]));
@@ -108,5 +108,15 @@ describe("dead-list payloads", () => {
     assert.equal(cut.payload, "x" + "é".repeat(DEAD_PAYLOAD_BYTES / 2 - 1), "no half character at the end");
     assert.equal(cut.payload_bytes, 1 + 2 * DEAD_PAYLOAD_BYTES);
     assert.equal(cut.truncated, true);
+    assert.equal(cut.payload_base64, undefined, "valid UTF-8 needs no copy");
+  });
+
+  it("keep bytes that are not UTF-8 exactly, in base64, beside their U+FFFD rendering", () => {
+    const raw = Buffer.from([0x7b, 0xff, 0x7d]);
+    assert.deepEqual(deadPayload(raw), { payload: "{\ufffd}", payload_base64: raw.toString("base64") });
+    const long = Buffer.concat([Buffer.from([0xff]), Buffer.alloc(DEAD_PAYLOAD_BYTES, 0x61)]);
+    const cut = deadPayload(long);
+    assert.deepEqual(Buffer.from(cut.payload_base64!, "base64"), long.subarray(0, DEAD_PAYLOAD_BYTES));
+    assert.equal(cut.payload_bytes, long.length);
   });
 });

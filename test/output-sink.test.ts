@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { describe, it } from "node:test";
-import { parsePayload } from "../internal/queue/queue.js";
+import { MAX_PAYLOAD_BYTES, parsePayload } from "../internal/queue/queue.js";
 import { cutToBytes, JobOutputSink } from "../internal/store/output.js";
 
 function collector(delayMs = 0) {
@@ -100,5 +100,9 @@ describe("queue payloads", () => {
     assert.equal(parsePayload("[1]"), "payload is not a JSON object");
     assert.equal(parsePayload('{"id": -1}'), 'payload has no positive integer "id"');
     assert.equal(parsePayload('{"id": 1.5}'), 'payload has no positive integer "id"');
+    assert.equal(parsePayload(Buffer.from([0x7b, 0xff, 0x7d])), "payload is not valid UTF-8");
+    assert.deepEqual(parsePayload(Buffer.from('{"id": 3}')), { id: 3, enqueued_at: undefined });
+    const huge = Buffer.from(JSON.stringify({ id: 4, pad: "x".repeat(MAX_PAYLOAD_BYTES) }));
+    assert.equal(parsePayload(huge), `payload is ${huge.length} bytes, more than the ${MAX_PAYLOAD_BYTES} a payload may have`);
   });
 });

@@ -289,6 +289,49 @@ describe("djinn-worker run (os driver)", () => {
     assert.equal(unconfigured.status, 2);
     assert.match(unconfigured.stderr, /the manifest's driver "docker" is not configured: add a \[docker\] section/);
   });
+  test("a manifest over 1 MiB is refused in one line, exit 2, and nothing runs", () => {
+    const marker = path.join(dir, `ran-${process.pid}`);
+    const r = run(job([`touch ${marker}`]) + `# ${"x".repeat(1024 * 1024)}\n`);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr, `djinn-worker: ${path.join(dir, `case-${n}`, "manifest.yml")}: the manifest is larger than the limit of 1048576 bytes\n`);
+    assert.ok(!fs.existsSync(marker), "the build did not run");
+    assert.deepEqual(fs.readdirSync(r.tmp), []);
+  });
+
+  test("run /dev/zero stops reading at the limit: one line, exit 2", () => {
+    const r = spawnSync(process.execPath, [cliPath, "run", "/dev/zero"], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 2, `ended by ${r.signal ?? "its exit"}: ${r.stderr}`);
+    assert.equal(r.stderr, "djinn-worker: /dev/zero: the manifest is larger than the limit of 1048576 bytes\n");
+  });
+
+  test("SIGTERM ends a run still reading its manifest from a pipe that never closes: one line, exit 3", async () => {
+    const fifo = path.join(dir, `endless-${process.pid}`);
+    spawnSync("mkfifo", [fifo]);
+    const child = spawn(process.execPath, [cliPath, "run", fifo], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const closed = new Promise<[number | null, string | null]>((resolve) => child.on("close", (code, signal) => resolve([code, signal])));
+    // Opening the writing end waits for the reader: the run is reading (its signal handling is set first).
+    const writer = await fs.promises.open(fifo, "w");
+    try {
+      await writer.write("driver: {type: os}\n");
+      child.kill("SIGTERM");
+      const [code, signal] = await closed;
+      assert.equal(signal, null, stderr);
+      assert.equal(code, 3, stderr);
+      assert.match(stderr, new RegExp(`djinn-worker: ${fifo}: reading the manifest was interrupted\n$`));
+    } finally {
+      await writer.close();
+    }
+  });
+
+  test("a --timeout longer than a timer holds is refused, not fired at once", () => {
+    const r = run(job(["echo ran"]), ["--timeout", "597h"]);
+    assert.equal(r.status, 2, r.out + r.stderr);
+    assert.equal(r.stderr, 'djinn-worker: --timeout: must be at most 596h31m23.647s (the longest a timer can wait), got "597h"\n');
+    assert.doesNotMatch(r.out, /ran/);
+  });
+
   test("a process that left the job's session (setsid) ends with the build", async () => {
     const pidFile = path.join(dir, `escaped-${n + 1}`);
     const escape = `setsid sleep 300 >/dev/null 2>&1 & p=$!; while [ "$(cat /proc/$p/comm)" != sleep ]; do sleep 0.01; done; echo $p > ${pidFile}`;

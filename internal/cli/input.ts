@@ -1,8 +1,12 @@
 // The operator's arguments (build ids, KEY=value lists, --key files, the manifest file): each
 // problem is an InputError, one line naming the flag or file, exit 2.
+import fsCallback, { constants, fstatSync } from "node:fs";
 import fs from "node:fs/promises";
-import { InputError } from "../errors/errors.js";
-import { decodeManifest, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
+import net from "node:net";
+import type { Readable } from "node:stream";
+import { EnvironmentError, InputError } from "../errors/errors.js";
+import { decodeManifest, manifestTooLarge, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
+import { BUILD_EXIT } from "../runner/status.js";
 import { maskedValueProblem, maskText, secretInNames } from "../runner/mask.js";
 import { planBuild } from "../runner/plan.js";
 import { isShellName } from "../shell/quote.js";
@@ -63,18 +67,25 @@ export async function readKeys(items: string[]): Promise<[string, string][]> {
   return keys;
 }
 
+export interface ManifestReading {
+  /** Most bytes the manifest may have; reading stops just past it. */
+  limit: number;
+  /** Where the limit is set, for the error ("" for nowhere). */
+  setting?: string;
+  /** Ends a read that is still going (a pipe that never closes): the command exits as killed. */
+  signal?: AbortSignal;
+  /** The secrets' values: replaced in every error and warning, and refused in names (secretInNames). */
+  masks?: string[];
+}
+
 /**
  * Reads and parses a manifest file; any problem is an InputError naming the file, with the
- * secrets' values (`masks`) replaced, as in its warnings: a manifest error may quote one. A
- * manifest whose stage, job or artifact names hold a secret is refused (secretInNames).
+ * secrets' values (`reading.masks`) replaced, as in its warnings: a manifest error may quote one.
+ * A manifest whose stage, job or artifact names hold a secret is refused (secretInNames).
  */
-export async function readManifestFile(file: string, masks: string[] = []): Promise<ParsedManifest & { text: string }> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(file);
-  } catch (err) {
-    throw new InputError(`${file}: cannot read manifest: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
-  }
+export async function readManifestFile(file: string, reading: ManifestReading): Promise<ParsedManifest & { text: string }> {
+  const masks = reading.masks ?? [];
+  const bytes = await readBounded(file, reading);
   let text: string;
   let parsed: ParsedManifest;
   try {
@@ -86,4 +97,60 @@ export async function readManifestFile(file: string, masks: string[] = []): Prom
   const named = secretInNames(planBuild(parsed.manifest, "local"), masks);
   if (named) throw new InputError(`${file}: ${named}`);
   return { ...parsed, warnings: parsed.warnings.map((w) => maskText(w, masks)), text };
+}
+
+/**
+ * At most `limit` bytes of `file` (a file, a pipe, /dev/stdin): one byte more is refused without
+ * reading the rest (a file that never ends, such as /dev/zero), and an abort ends a read that
+ * waits (a pipe that never closes).
+ */
+async function readBounded(file: string, { limit, signal, setting }: ManifestReading): Promise<Buffer> {
+  const interrupted = () => new EnvironmentError(`${file}: reading the manifest was interrupted`, { exitCode: BUILD_EXIT.killed });
+  if (signal?.aborted) throw interrupted();
+  let source: Readable;
+  try {
+    source = await openForReading(file);
+  } catch (err) {
+    throw cannotRead(file, err);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const onAbort = () => source.destroy(interrupted());
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    for await (const chunk of source) {
+      chunks.push(chunk as Buffer);
+      total += (chunk as Buffer).length;
+      if (total > limit) throw new InputError(`${file}: ${manifestTooLarge(limit, undefined, setting)}`);
+    }
+  } catch (err) {
+    throw err instanceof InputError || err instanceof EnvironmentError ? err : cannotRead(file, err);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    source.destroy();
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function cannotRead(file: string, err: unknown): InputError {
+  const code = (err as NodeJS.ErrnoException).code;
+  return new InputError(`${file}: cannot read manifest: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (err as Error).message}`);
+}
+
+/**
+ * A stream of `file`. Opened without blocking (a FIFO with no writer yet would block the open); a
+ * pipe or socket is read through the event loop, so a read that waits can be given up, where a
+ * file's blocking read would hold a thread (and the exit) until data came.
+ */
+async function openForReading(file: string): Promise<Readable> {
+  const fd = await new Promise<number>((resolve, reject) => fsCallback.open(file, constants.O_RDONLY | constants.O_NONBLOCK, (err, fd) => (err ? reject(err) : resolve(fd))));
+  try {
+    const st = fstatSync(fd);
+    if (st.isFIFO() || st.isSocket()) return new net.Socket({ fd, readable: true, writable: false });
+    if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+    return fsCallback.createReadStream("", { fd, highWaterMark: 64 * 1024 });
+  } catch (err) {
+    fsCallback.closeSync(fd);
+    throw err;
+  }
 }

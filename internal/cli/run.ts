@@ -2,8 +2,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { assembleBuild, specifyBuild, type Variable } from "../assembly/assembly.js";
-import { defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
-import { formatDuration, parseDuration } from "../config/duration.js";
+import { DEFAULT_MANIFEST_LIMIT, defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
+import { formatDuration, parseTimerDuration } from "../config/duration.js";
 import type { Logger } from "../log/log.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { exitCodeOf, type Status } from "../runner/status.js";
@@ -37,12 +37,13 @@ export async function runManifest(opts: RunOptions): Promise<number> {
   // The secrets first: an error about the manifest or --env shows none of their values.
   const secrets = parseSecrets(opts.secrets);
   const secretValues = secrets.map(([, value]) => value);
-  const { manifest, warnings } = await readManifestFile(opts.manifest, secretValues);
+  // `run` reads no worker.toml: its manifests have the default limit.
+  const { manifest, warnings } = await readManifestFile(opts.manifest, { limit: DEFAULT_MANIFEST_LIMIT, setting: "", signal: opts.signal, masks: secretValues });
   for (const w of warnings) opts.log.warn(`${opts.manifest}: ${w}`);
   let timeoutMs = 0;
   if (opts.timeout !== undefined) {
     try {
-      timeoutMs = parseDuration(opts.timeout);
+      timeoutMs = parseTimerDuration(opts.timeout);
     } catch (err) {
       throw new InputError(`--timeout: ${(err as Error).message}`);
     }

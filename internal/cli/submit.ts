@@ -26,7 +26,7 @@ export async function submitCommand(opts: SubmitOptions, out: Out): Promise<numb
   // The secrets first: an error about the manifest or --env shows none of their values.
   const secrets = parseSecrets(opts.secrets);
   const masks = secrets.map(([, value]) => value);
-  const { manifest, text } = await readManifestFile(opts.manifest, masks);
+  const { manifest, text } = await readManifestFile(opts.manifest, { limit: cfg.manifestLimit, masks });
   const env = parseAssignments("--env", opts.env, masks);
   const keys = await readKeys(opts.keys ?? []);
   for (const a of opts.notify) if (!EMAIL.test(a)) throw new InputError(`--notify ${JSON.stringify(a)}: not an email address`);

@@ -12,6 +12,9 @@ export function hostQemuArch(): string {
   return map[process.arch] ?? process.arch;
 }
 
+/** The largest manifest read by default (`manifest_limit`): parsing one is quick, and its plan fits in memory. */
+export const DEFAULT_MANIFEST_LIMIT = 1024 * 1024;
+
 const fileStore = (what: string, extra: SectionSpec["keys"] = {}): SectionSpec => ({
   keys: {
     type: { kind: "string", default: "file", oneOf: ["file"], doc: `Store type for ${what}; only "file" exists.` },
@@ -53,9 +56,10 @@ export const workerSchema: SectionSpec = {
     queue: { kind: "string", default: "builds", check: (v) => (v.trim() === "" ? "must not be empty" : undefined), doc: "Queue name prefix; the lists are <queue>_<driver>." },
     timeout: { kind: "duration", default: "30m", doc: 'Longest a build may run before it is timed_out ("0" = no limit).' },
     pidfile: { kind: "string", doc: "File the daemon writes its pid to." },
-    lease: { kind: "duration", default: "30s", doc: "How long a taken build stays claimed without a heartbeat before another worker recovers it." },
+    lease: { kind: "duration", default: "30s", min: 1000, doc: "How long a taken build stays claimed without a heartbeat before another worker recovers it." },
     shutdown_timeout: { kind: "duration", default: "5m", doc: "On SIGTERM, how long running builds may finish before they are killed and re-queued." },
     output_limit: { kind: "integer", default: 0, min: 0, doc: "Most bytes of output stored per job (0 = no limit); the rest is dropped with a note." },
+    manifest_limit: { kind: "integer", default: DEFAULT_MANIFEST_LIMIT, min: 1, doc: "Most bytes a build manifest may have (submit, and the worker before it parses one); a larger one is refused." },
     providers: { kind: "ignored", why: "Git providers are for Djinn's server (sign-in, webhooks); a worker talks to none", doc: "Djinn's [[providers]] tables (name, secret, client_id, client_secret): accepted and ignored." },
   },
   sections: {
@@ -168,6 +172,8 @@ export interface WorkerConfig {
   leaseMs: number;
   shutdownTimeoutMs: number;
   outputLimit: number;
+  /** Most bytes of a manifest, checked before it is parsed. */
+  manifestLimit: number;
   crypto?: { block: string };
   smtp?: { addr: string; ca?: string; admin: string; username?: string; password?: string };
   database?: { addr: string; name: string; username: string; password: string; ssl?: { ca?: string; cert?: string; key?: string } };
@@ -232,15 +238,15 @@ export function loadWorkerConfig(file: string): WorkerConfig {
     leaseMs: v.lease,
     shutdownTimeoutMs: v.shutdown_timeout,
     outputLimit: v.output_limit,
+    manifestLimit: v.manifest_limit,
     log: v.log ?? { level: "info" },
     parallelism: (v.parallelism as number) === 0 ? os.availableParallelism() : v.parallelism,
     file,
     warnings,
   } as unknown as WorkerConfig;
-  if ((v.lease as number) < 1000) throw new ConfigError(file, "lease", undefined, "must be at least 1s");
   const absurd = parallelismWarning(file, text, cfg.parallelism, os.availableParallelism());
   if (absurd) warnings.push(absurd);
-  for (const k of ["timeout", "lease", "shutdown_timeout", "output_limit"]) delete (cfg as unknown as Record<string, unknown>)[k];
+  for (const k of ["timeout", "lease", "shutdown_timeout", "output_limit", "manifest_limit"]) delete (cfg as unknown as Record<string, unknown>)[k];
   return cfg;
 }
 

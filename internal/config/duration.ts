@@ -1,4 +1,6 @@
 // Go's time.ParseDuration, so worker.toml timeouts mean what they mean in Djinn.
+import { MAX_TIMER_MS } from "../timers/timers.js";
+
 const unitMs: Record<string, number> = {
   ns: 1e-6,
   us: 1e-3,
@@ -32,6 +34,25 @@ export function parseDuration(text: string): number {
     s = s.slice(m[0].length);
   }
   return sign * total;
+}
+
+/**
+ * Parses a duration that a timer will wait for: negative ones and ones longer than a timer holds
+ * (MAX_TIMER_MS, about 596 h) are refused with the reason, rather than firing at once.
+ */
+export function parseTimerDuration(text: string, min = 0): number {
+  const ms = parseDuration(text);
+  const problem = timerDurationProblem(ms, min, JSON.stringify(text));
+  if (problem) throw new Error(problem);
+  return ms;
+}
+
+/** Why `ms` (written `shown`) cannot be a timer's duration of at least `min`, or undefined. */
+export function timerDurationProblem(ms: number, min: number, shown: string): string | undefined {
+  if (ms < 0 && min <= 0) return `must not be negative, got ${shown}`;
+  if (ms < min) return `must be at least ${formatDuration(min)}, got ${shown}`;
+  if (ms > MAX_TIMER_MS) return `must be at most ${formatDuration(MAX_TIMER_MS)} (the longest a timer can wait), got ${shown}`;
+  return undefined;
 }
 
 /** Formats milliseconds the way Go prints a duration ("1h30m0s"), for summaries. */

@@ -2,7 +2,7 @@
 // declared key, so every error can name the file, the key and its line.
 import TOML from "@iarna/toml";
 import { readFileSync } from "node:fs";
-import { parseDuration } from "./duration.js";
+import { parseDuration, timerDurationProblem } from "./duration.js";
 import { EnvironmentError } from "../errors/errors.js";
 
 export class ConfigError extends EnvironmentError {
@@ -58,6 +58,18 @@ export class SourceMap {
         if (m && m[2] === key) return i + 1;
       }
     }
+    return undefined;
+  }
+}
+
+/**
+ * The line of `key` in table `table` of `file`, for an error found after the file was read (a
+ * value checked against another file, or against the host); undefined when it cannot be told.
+ */
+export function lineInFile(file: string, table: string, key: string): number | undefined {
+  try {
+    return new SourceMap(readFileSync(file, "utf8")).lineOf(table, key);
+  } catch {
     return undefined;
   }
 }
@@ -262,17 +274,19 @@ function checkValue(file: string, key: string, spec: KeySpec, value: unknown, li
 
 function checkDuration(spec: Extract<KeySpec, { kind: "duration" }>, value: unknown, fail: (reason: string) => never): number {
   const got = typeName(value);
-  if (spec.integerSeconds && got === "integer") {
-    if ((value as number) < 0) fail(`must not be negative, got ${value}`);
-    return (value as number) * 1000;
-  }
-  if (typeof value !== "string") fail(`expected a duration string such as "30m"${spec.integerSeconds ? " or a whole number of seconds" : ""}, got ${got} ${show(value)}`);
   let ms = 0;
-  try {
-    ms = parseDuration(value as string);
-  } catch (err) {
-    fail((err as Error).message);
+  if (spec.integerSeconds && got === "integer") {
+    ms = (value as number) * 1000;
+  } else {
+    if (typeof value !== "string") fail(`expected a duration string such as "30m"${spec.integerSeconds ? " or a whole number of seconds" : ""}, got ${got} ${show(value)}`);
+    try {
+      ms = parseDuration(value as string);
+    } catch (err) {
+      fail((err as Error).message);
+    }
   }
-  if (ms < (spec.min ?? 0)) fail(`must not be negative, got ${JSON.stringify(value)}`);
+  // Every duration of the files ends in a timer: one it cannot hold would fire at once.
+  const problem = timerDurationProblem(ms, spec.min ?? 0, show(value));
+  if (problem) fail(problem);
   return ms;
 }

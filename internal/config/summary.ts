@@ -37,6 +37,7 @@ export function summarizeWorker(cfg: WorkerConfig): string[] {
     lease: cfg.leaseMs,
     shutdown_timeout: cfg.shutdownTimeoutMs,
     output_limit: cfg.outputLimit,
+    manifest_limit: cfg.manifestLimit,
   };
   const out = [`${cfg.file}:`];
   render(workerSchema, values, "", out);

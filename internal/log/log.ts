@@ -1,6 +1,6 @@
 // The worker's logger: JSON lines to a file or stdout, readable lines when writing to a terminal.
 import pino, { type Logger } from "pino";
-import { ConfigError } from "../config/schema.js";
+import { ConfigError, lineInFile } from "../config/schema.js";
 import type { WorkerConfig } from "../config/config.js";
 import { prettyStream } from "./pretty.cjs";
 
@@ -38,7 +38,8 @@ function openLogFile(file: string, configFile: string | undefined): ReturnType<t
             : e.code === "EROFS"
               ? "read-only file system"
               : (e.code ?? e.message);
-    throw new ConfigError(configFile ?? "worker configuration", "log.file", undefined, `cannot open ${JSON.stringify(file)}: ${why}`);
+    const line = configFile === undefined ? undefined : lineInFile(configFile, "log", "file");
+    throw new ConfigError(configFile ?? "worker configuration", "log.file", line, `cannot open ${JSON.stringify(file)}: ${why}`);
   }
 }
 

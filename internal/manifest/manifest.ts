@@ -18,6 +18,12 @@ export class ManifestError extends InputError {
 
 export const DRIVER_TYPES = ["docker", "qemu", "ssh", "os"] as const;
 
+/** Why a manifest of `bytes` (or more, when only that much was read) is refused: the one line every reader gives. */
+export function manifestTooLarge(limit: number, bytes?: number, setting = "manifest_limit in worker.toml"): string {
+  const size = bytes === undefined ? "larger than" : `${bytes} bytes, over`;
+  return `the manifest is ${size} the limit of ${limit} bytes${setting ? ` (${setting})` : ""}`;
+}
+
 export interface Passthrough {
   /** Where it comes from: an object name, or a path in the build environment for artifacts. */
   source: string;

@@ -1,6 +1,7 @@
 // The names of the queue protocol (docs/queue.md), in one place: the Redis keys and channels built
 // from the installation's prefix ([redis] queue in worker.toml), and which queue serves which driver.
 import { ConfigError, hostQemuArch, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import { lineInFile } from "../config/schema.js";
 
 /** The list a driver's builds wait on: `<prefix>_<queue driver>`, e.g. djinn_docker, djinn_qemu-x86_64. */
 export const queueList = (prefix: string, queueDriver: string) => `${prefix}_${queueDriver}`;
@@ -46,7 +47,7 @@ export function servedDrivers(worker: WorkerConfig, drivers: DriverConfig): stri
     return configured;
   }
   if (!configured.includes(worker.driver)) {
-    throw new ConfigError(worker.file, "driver", undefined, `driver ${JSON.stringify(worker.driver)} is not configured: add a [${driverTypeOfQueue(worker.driver)}] section to ${drivers.file ?? "the driver file"}`);
+    throw new ConfigError(worker.file, "driver", lineInFile(worker.file, "", "driver"), `driver ${JSON.stringify(worker.driver)} is not configured: add a [${driverTypeOfQueue(worker.driver)}] section to ${drivers.file ?? "the driver file"}`);
   }
   return [worker.driver];
 }

@@ -58,11 +58,25 @@ export async function probeRedis(cfg: NonNullable<WorkerConfig["redis"]>): Promi
   }
 }
 
-/** Parses a payload; the reason it is unusable otherwise. */
-export function parsePayload(raw: string): Payload | string {
+/** A payload's bytes as text, or undefined when they are not valid UTF-8 (a decoding would change them). */
+function payloadText(raw: Buffer | string): string | undefined {
+  if (typeof raw === "string") return raw;
+  const text = raw.toString("utf8");
+  return Buffer.from(text, "utf8").equals(raw) ? text : undefined;
+}
+
+/** Most bytes a payload may have: it is a small JSON object, and a huge one is not decoded or parsed. */
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+
+/** Parses a payload (its bytes, as Redis holds them); the reason it is unusable otherwise. */
+export function parsePayload(raw: Buffer | string): Payload | string {
+  const size = typeof raw === "string" ? Buffer.byteLength(raw) : raw.length;
+  if (size > MAX_PAYLOAD_BYTES) return `payload is ${size} bytes, more than the ${MAX_PAYLOAD_BYTES} a payload may have`;
+  const text = payloadText(raw);
+  if (text === undefined) return "payload is not valid UTF-8";
   let v: unknown;
   try {
-    v = JSON.parse(raw);
+    v = JSON.parse(text);
   } catch {
     return "payload is not valid JSON";
   }
@@ -77,13 +91,30 @@ export function parsePayload(raw: string): Payload | string {
 /** Most bytes of a payload a dead-list entry keeps: enough to recognise it, never a huge payload whole. */
 export const DEAD_PAYLOAD_BYTES = 4096;
 
-/** A payload as a dead-list entry keeps it: whole when small, else its first DEAD_PAYLOAD_BYTES and its size. */
-export function deadPayload(raw: string): { payload: string; payload_bytes?: number; truncated?: true } {
-  const bytes = Buffer.byteLength(raw);
-  if (bytes <= DEAD_PAYLOAD_BYTES) return { payload: raw };
+export interface DeadPayload {
+  payload: string;
+  /** The kept bytes exactly, when they are not valid UTF-8 (`payload` then shows them with U+FFFD). */
+  payload_base64?: string;
+  payload_bytes?: number;
+  truncated?: true;
+}
+
+/**
+ * A payload as a dead-list entry keeps it: whole when small, else its first DEAD_PAYLOAD_BYTES and
+ * its size; bytes that are not UTF-8 also in base64, so none is lost to the decoding.
+ */
+export function deadPayload(raw: Buffer | string): DeadPayload {
+  const bytes = typeof raw === "string" ? Buffer.from(raw, "utf8") : raw;
+  const cut = bytes.length > DEAD_PAYLOAD_BYTES;
   // Cut on a character boundary: a split UTF-8 sequence would decode to U+FFFD.
-  const prefix = new TextDecoder().decode(Buffer.from(raw).subarray(0, DEAD_PAYLOAD_BYTES), { stream: true });
-  return { payload: prefix, payload_bytes: bytes, truncated: true };
+  const kept = cut ? bytes.subarray(0, DEAD_PAYLOAD_BYTES) : bytes;
+  const prefix = new TextDecoder().decode(kept, { stream: cut });
+  const out: DeadPayload = { payload: prefix };
+  // Valid UTF-8 decodes back to the same bytes (up to a sequence the cut split, which a streaming decode holds back).
+  const again = Buffer.from(prefix, "utf8");
+  if ((!cut && again.length !== kept.length) || !kept.subarray(0, again.length).equals(again)) out.payload_base64 = kept.toString("base64");
+  if (cut) Object.assign(out, { payload_bytes: bytes.length, truncated: true });
+  return out;
 }
 
 /** The producer's half: LPUSH a payload naming an existing build (its rows are committed first). */
@@ -124,9 +155,10 @@ end
 if n == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return n`;
 
+/** A taken payload: its bytes exactly as Redis holds them, so that acknowledging it removes it whatever they are. */
 export interface Taken {
   list: string;
-  raw: string;
+  raw: Buffer;
 }
 
 export class WorkerQueue {
@@ -163,32 +195,33 @@ export class WorkerQueue {
   async take(timeoutSeconds: number): Promise<Taken | null> {
     if (this.lists.length > 1) {
       const keys = this.lists.flatMap((l) => [l, this.processing(l)]);
-      const got = (await (this.redis as unknown as { djinnTakeAny(n: number, ...args: string[]): Promise<[string, string] | null> }).djinnTakeAny(keys.length, ...keys)) as [string, string] | null;
-      if (got) return { list: got[0], raw: got[1] };
+      const script = this.redis as unknown as { djinnTakeAnyBuffer(n: number, ...args: string[]): Promise<[Buffer, Buffer] | null> };
+      const got = await script.djinnTakeAnyBuffer(keys.length, ...keys);
+      if (got) return { list: got[0].toString(), raw: got[1] };
       // Nothing anywhere: block on one list at a time, in turn.
       timeoutSeconds = Math.min(timeoutSeconds, 1);
     }
     const list = this.lists[this.rotation++ % this.lists.length];
-    const raw = await this.blocking.blmove(list, this.processing(list), "RIGHT", "LEFT", timeoutSeconds);
+    const raw = await this.blocking.blmoveBuffer(list, this.processing(list), "RIGHT", "LEFT", timeoutSeconds);
     return raw === null ? null : { list, raw };
   }
 
-  private move(list: string, raw: string, to: string, value: string, end: "left" | "right"): Promise<number> {
-    return (this.redis as unknown as { djinnMoveOne(...args: string[]): Promise<number> }).djinnMoveOne(this.processing(list), to, raw, value, end);
+  private move(list: string, raw: Buffer, to: string, value: Buffer | string, end: "left" | "right"): Promise<number> {
+    return (this.redis as unknown as { djinnMoveOne(...args: (string | Buffer)[]): Promise<number> }).djinnMoveOne(this.processing(list), to, raw, value, end);
   }
 
   /** The build is recorded: forget it. */
-  async ack(list: string, raw: string): Promise<void> {
+  async ack(list: string, raw: Buffer): Promise<void> {
     await this.redis.lrem(this.processing(list), 1, raw);
   }
 
   /** Puts a taken build back: `next` = at the end consumers take from (runs next), else behind everything queued. */
-  async requeue(list: string, raw: string, next: boolean): Promise<void> {
+  async requeue(list: string, raw: Buffer, next: boolean): Promise<void> {
     await this.move(list, raw, list, raw, next ? "right" : "left");
   }
 
   /** Moves an unusable payload to the dead list with the reason. */
-  async dead(list: string, raw: string, reason: string): Promise<void> {
+  async dead(list: string, raw: Buffer, reason: string): Promise<void> {
     const entry = JSON.stringify({ ...deadPayload(raw), queue: list, reason, worker: this.workerId, at: new Date().toISOString() });
     await this.move(list, raw, deadList(this.prefix), entry, "left");
   }
@@ -221,7 +254,7 @@ export class WorkerQueue {
   async held(): Promise<Taken[]> {
     const out: Taken[] = [];
     for (const list of this.lists) {
-      for (const raw of await this.redis.lrange(this.processing(list), 0, -1)) out.push({ list, raw });
+      for (const raw of await this.redis.lrangeBuffer(this.processing(list), 0, -1)) out.push({ list, raw });
     }
     return out;
   }

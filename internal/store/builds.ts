@@ -185,14 +185,30 @@ export interface LoadedBuild {
   /** The manifest with masked values replaced; `manifestEncrypted`, when set, holds it as submitted. */
   manifestText: string;
   manifestEncrypted: Buffer | null;
+  /** The manifest's size in bytes (the larger of the two forms); over the limit, neither is loaded. */
+  manifestBytes: number;
   namespace: string | null;
   notify: string[];
   variables: StoredVariable[];
   keys: { name: string; encrypted: Buffer }[];
 }
 
-export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild> {
-  const b = await pool.query(`SELECT id, secret, manifest, manifest_encrypted, namespace, notify FROM builds WHERE id = $1`, [id]);
+/** What AES-GCM adds to what it encrypts (nonce and tag): an encrypted manifest's size less this is the manifest's. */
+const SEALED_BYTES = 28;
+
+/**
+ * The build's rows. A manifest over `manifestLimit` bytes is not fetched (its text is empty and
+ * `manifestBytes` says how large it is): the worker refuses it without holding or parsing it.
+ */
+export async function loadBuild(pool: pg.Pool, id: number, manifestLimit: number): Promise<LoadedBuild> {
+  const b = await pool.query(
+    `SELECT id, secret, namespace, notify, size AS manifest_bytes,
+       CASE WHEN size <= $2 THEN manifest ELSE '' END AS manifest,
+       CASE WHEN size <= $2 THEN manifest_encrypted END AS manifest_encrypted
+     FROM builds, LATERAL (SELECT GREATEST(octet_length(manifest), COALESCE(octet_length(manifest_encrypted) - ${SEALED_BYTES}, 0)) AS size) s
+     WHERE id = $1`,
+    [id, manifestLimit],
+  );
   if (b.rowCount === 0) throw new BuildGoneError(`build ${id} not found`);
   const vars = await pool.query(`SELECT key, value, masked, value_encrypted FROM variables WHERE build_id = $1 ORDER BY position, id`, [id]);
   const keys = await pool.query(`SELECT name, private_key_encrypted FROM keys WHERE build_id = $1 ORDER BY id`, [id]);
@@ -202,6 +218,7 @@ export async function loadBuild(pool: pg.Pool, id: number): Promise<LoadedBuild>
     secret: row.secret,
     manifestText: row.manifest,
     manifestEncrypted: row.manifest_encrypted,
+    manifestBytes: Number(row.manifest_bytes),
     namespace: row.namespace,
     notify: row.notify ?? [],
     variables: vars.rows.map((v) => ({ key: v.key, value: v.value, masked: v.masked, valueEncrypted: v.value_encrypted })),

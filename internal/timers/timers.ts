@@ -1,6 +1,12 @@
 // Timers: waiting, and bounding a wait, in one place.
 
 /**
+ * The longest wait a Node.js timer holds (2^31-1 ms, about 596 h): a longer one fires after 1 ms
+ * with a warning. Durations that end in a timer are refused beyond it (internal/config/duration.ts).
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
  * Resolves after `ms`, or at once when `signal` aborts (a wait the caller may cut short). With
  * `unref`, the timer does not keep the process alive: for a backoff that must not delay an exit
  * (the daemon's retries).

@@ -87,10 +87,10 @@ export class ClaimedBuild {
   private async prepare(): Promise<{ build: LoadedBuild; prepared: PreparedBuild } | undefined> {
     const { pool, crypto, drivers, config } = this.w.deps;
     try {
-      const build = await loadBuild(pool, this.id);
+      const build = await loadBuild(pool, this.id, config.manifestLimit);
       this.secret = build.secret;
       const claim = { id: this.id, worker: this.w.deps.id, attempt: this.claim.attempt };
-      const prepared = await this.w.retry("prepare", () => prepareBuild(build, { pool, crypto, drivers, claim }), config.leaseMs);
+      const prepared = await this.w.retry("prepare", () => prepareBuild(build, { pool, crypto, drivers, claim, manifestLimit: config.manifestLimit }), config.leaseMs);
       return { build, prepared };
     } catch (err) {
       await this.unpreparable(err);

@@ -9,7 +9,7 @@ import { Metrics } from "../metrics/metrics.js";
 import { queueList, servedDrivers } from "../queue/names.js";
 import { newWorkerId, probeRedis, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
-import { sleep } from "../timers/timers.js";
+import { MAX_TIMER_MS, sleep } from "../timers/timers.js";
 import { removePidfile, writePidfile, writeState } from "./pidfile.js";
 import { StartupError, waitForServers } from "./startup.js";
 import { Worker } from "./worker.js";
@@ -155,12 +155,13 @@ function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: ()
   let deadline: NodeJS.Timeout | undefined;
   const exitBy = (ms: number, why: string) => {
     clearTimeout(deadline);
+    // shutdown_timeout is at most what a timer holds; with the margin it may be past it.
     deadline = setTimeout(() => {
       worker.force();
       log.error({ builds: worker.running }, `${why}: exiting now; builds not handed back are recovered once their lease runs out`);
       removePidfile(cfg.pidfile);
       void Promise.race([worker.abandon(), sleep(1000)]).then(() => resolveDone(1));
-    }, ms);
+    }, Math.min(ms, MAX_TIMER_MS));
   };
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;

@@ -7,7 +7,7 @@ import { specifyBuild, type BuildSpec, type Variable } from "../assembly/assembl
 import type { DriverConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import { configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
-import { parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
+import { manifestTooLarge, parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
 import { maskedValueProblem, maskPatterns, secretInNames } from "../runner/mask.js";
 import { createDriverJob, type BuildPlan, type PlannedStage } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";
@@ -32,6 +32,8 @@ export interface PrepareContext {
   crypto: Crypto;
   drivers: DriverConfig;
   claim: { id: number; worker: string; attempt: number };
+  /** Most bytes of a manifest: a larger one fails in setup, unparsed. */
+  manifestLimit: number;
 }
 
 export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Promise<PreparedBuild> {
@@ -103,6 +105,8 @@ function readSecrets(build: LoadedBuild, ctx: PrepareContext): Secrets {
 
 /** The manifest in the clear, parsed, on a driver this worker has; or why the build cannot run. */
 function readManifest(build: LoadedBuild, ctx: PrepareContext): Manifest | string {
+  // Parsing a huge manifest would hold the event loop (and the heartbeat) past the lease.
+  if (build.manifestBytes > ctx.manifestLimit) return `cannot prepare the build: ${manifestTooLarge(ctx.manifestLimit, build.manifestBytes)}`;
   let text = build.manifestText;
   if (build.manifestEncrypted) {
     try {

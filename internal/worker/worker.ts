@@ -300,13 +300,14 @@ export class Worker {
   private async reconcile(): Promise<void> {
     if (this.stopping) return;
     try {
-      const known = new Set([...this.claimed.values()].map((c) => c.taken.raw));
+      // Payloads are bytes: compared as latin1 strings, one character a byte.
+      const known = new Set([...this.claimed.values()].map((c) => c.taken.raw.toString("latin1")));
       const next = new Set<string>();
       const held = await this.deps.queue.held();
       if (this.inflight > this.claimed.size) return; // a build is between take and claim: look next time
       for (const t of held) {
-        if (known.has(t.raw)) continue;
-        const key = `${t.list}\0${t.raw}`;
+        if (known.has(t.raw.toString("latin1"))) continue;
+        const key = `${t.list}\0${t.raw.toString("latin1")}`;
         if (this.strays.has(key)) {
           this.log.warn({ queue: t.list }, "a taken build this worker never received goes back on its queue");
           await this.deps.queue.requeue(t.list, t.raw, true);
