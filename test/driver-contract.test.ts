@@ -3,12 +3,20 @@
 // glob, destroy and reap, through the Driver interface. One environment serves a driver's tests
 // (a qemu machine boots once for them) and is destroyed by the last; reap takes one of its own.
 import assert from "node:assert/strict";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { Readable, Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import { CollectError, getDriver, type Driver, type DriverEntry, type ExecResult, type RunRef } from "../internal/driver/driver.js";
 import { freshRunToken } from "../internal/driver/run.js";
 import "../internal/driver/all.js";
+import { ArtifactStore } from "../internal/fs/store.js";
+import { parseManifest } from "../internal/manifest/manifest.js";
+import { planBuild } from "../internal/runner/plan.js";
+import { runBuild } from "../internal/runner/runner.js";
+import { collectingReporter } from "./helpers/qemu.js";
 import { driverFixtures, type DriverFixture } from "./helpers/driver-fixtures.js";
 import { requireService } from "./helpers/env.js";
 
@@ -28,10 +36,10 @@ async function readAll(stream: Readable): Promise<string> {
 }
 
 /** A job as the runner gives one: the script starts with `set -ex`. */
-async function run(driver: Driver, commands: string, opts: { env?: Record<string, string>; signal?: AbortSignal; output?: Writable } = {}): Promise<{ result: ExecResult; output: string }> {
-  const output = opts.output ?? sink();
-  const result = await driver.execute({ name: "contract/job", script: `set -ex\n${commands}\n`, env: opts.env ?? {}, output, signal: opts.signal ?? new AbortController().signal });
-  return { result, output: (output as ReturnType<typeof sink>).text?.() ?? "" };
+async function run(driver: Driver, commands: string, opts: { env?: Record<string, string> } = {}): Promise<{ result: ExecResult; output: string }> {
+  const output = sink();
+  const result = await driver.execute({ name: "contract/job", script: `set -ex\n${commands}\n`, env: opts.env ?? {}, output, signal: new AbortController().signal });
+  return { result, output: output.text() };
 }
 
 async function created(entry: DriverEntry, fixture: DriverFixture, ref: RunRef): Promise<{ driver: Driver; output: string }> {
@@ -133,8 +141,43 @@ for (const fixture of driverFixtures) {
       assert.notDeepEqual(await fixture.leftovers(ref), [], "reap left another run of the same build alone");
     });
 
+    test("through the runner: a job's exit code, artifacts (a file, a pattern) in the store, a missing one a line of output", async () => {
+      // The environment above, lent to the runner: its create and destroy are the suite's.
+      const lent: Driver = {
+        create: async (output) => void output.write("environment of the contract suite\n"),
+        execute: (job) => driver!.execute(job),
+        place: (dest, source, size, mode) => driver!.place(dest, source, size, mode),
+        collect: (p) => driver!.collect(p),
+        glob: (p) => driver!.glob!(p),
+        destroy: async () => undefined,
+      };
+      const { manifest } = parseManifest(`
+driver: {type: os}
+env: ["CONTRACT_GREETING=hello"]
+stages: [make, fail]
+jobs:
+  - stage: make
+    name: make
+    commands: ["mkdir -p runner/out", "echo $CONTRACT_GREETING > runner/out/one.txt", "echo two > runner/out/two.txt"]
+    artifacts: ["runner/out/one.txt => first.txt", "runner/out/*.txt => all/*", "runner/out/none.txt"]
+  - {stage: fail, name: fail, commands: ["exit 3"]}
+`);
+      const store = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-contract-art-"));
+      try {
+        const reporter = collectingReporter();
+        const status = await runBuild({ plan: planBuild(manifest, "t"), driver: lent, env: Object.fromEntries(manifest.env), masks: [], artifacts: new ArtifactStore(store), reporter });
+        assert.equal(status, "failed", reporter.all());
+        assert.deepEqual([reporter.jobs.get("make")?.status, reporter.jobs.get("fail")?.status, reporter.jobs.get("fail")?.exitCode], ["passed", "failed", 3], reporter.all());
+        assert.equal(await fs.readFile(path.join(store, "first.txt"), "utf8"), "hello\n");
+        assert.deepEqual((await fs.readdir(path.join(store, "all"))).sort(), ["one.txt", "two.txt"]);
+        assert.match(reporter.jobs.get("make")!.output, /runner\/out\/none\.txt.*(does not exist|not collected)/);
+      } finally {
+        await fs.rm(store, { recursive: true, force: true });
+      }
+    });
+
     // A kill is the build's: a driver may end the whole environment with the job (docker does), so it comes last but destroy.
-    test("kill: aborting the signal ends a running job at once as 137", async () => {
+    test("kill: aborting the signal ends a running job at once as 137", { timeout: 60_000 }, async () => {
       const abort = new AbortController();
       const output = sink();
       let seen = "";
