@@ -76,8 +76,8 @@ function engineFixture(name: string, host: () => string, extra: { missing: () =>
 
 const dockerFixture = engineFixture("docker", () => dockerTestConfig().host, { missing: async () => (dockerSkip ? String(dockerSkip) : undefined) });
 
-/** The socket the podman fixture serves Podman's Docker-compatible API on. */
-export const PODMAN_SOCKET = "/run/djinn-test-podman.sock";
+/** The socket the podman fixture serves Podman's Docker-compatible API on: its own, so two runs never share one. */
+export const PODMAN_SOCKET = `/run/djinn-test-podman-${process.pid}.sock`;
 let podmanService: ChildProcess | undefined;
 let podmanConf: string | undefined;
 
@@ -100,6 +100,8 @@ async function startPodman(): Promise<void> {
   await fs.rm(PODMAN_SOCKET, { force: true });
   const child = spawn("podman", ["system", "service", "--time=0", `unix://${PODMAN_SOCKET}`], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, CONTAINERS_CONF: conf } });
   podmanService = child;
+  // Should the suite die without reaching teardown, the service still goes with it.
+  process.once("exit", () => child.kill("SIGKILL"));
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`podman system service exited (${code}): ${stderr.trim()}`))));
