@@ -7,7 +7,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import type { DockerConfig } from "../internal/config/config.js";
@@ -225,22 +225,6 @@ jobs:
     const out = r.output.get("s/s.1")!;
     assert.match(out, new RegExp(`^${sha256(big)}  deep/er/big.bin$`, "m"));
     assert.equal(out.match(/^a note$/gm)?.length, 3, "placed in the workspace, at an absolute path and under ~/");
-  });
-
-  test("a file placed with a mode keeps it (keys: 0600 under ~/.ssh)", async () => {
-    const { manifest } = parseManifest(`driver: {type: docker, image: "${image}"}\nstages: [s]\njobs: [{stage: s, commands: [true]}]\n`);
-    const driver = (await getDriver("docker")).create({ buildId: `mode-${process.pid}`, manifest: manifest.driver, config: { docker: dockerTestConfig(), warnings: [] }, log });
-    const chunks: Buffer[] = [];
-    const output = new Writable({ write: (c: Buffer, _e, done) => (chunks.push(c), done()) });
-    try {
-      await driver.create(output, new AbortController().signal);
-      await driver.place("~/.ssh/deploy", Readable.from([Buffer.from("key material\n")]), 13, 0o600);
-      const result = await driver.execute({ name: "s/s.1", script: 'set -e\nstat -c "%a %n" "$HOME/.ssh/deploy"\n', env: {}, output, signal: new AbortController().signal });
-      assert.deepEqual(result, { exitCode: 0 }, Buffer.concat(chunks).toString());
-      assert.match(Buffer.concat(chunks).toString(), /^600 \/root\/\.ssh\/deploy$/m);
-    } finally {
-      await driver.destroy();
-    }
   });
 
   test("artifacts: collected from anywhere in the container (links followed), cut at the limit, refused when missing or not a file", async () => {
@@ -484,7 +468,8 @@ jobs:
     assert.equal(hostConfig?.PidsLimit, 300);
     assert.equal(hostConfig?.Privileged, false);
     assert.equal(hostConfig?.NetworkMode, "none");
-    assert.deepEqual(hostConfig?.Binds ?? [], []);
+    // Podman lists the workspace volume among Binds ("name:/workspace:..."); a host path would start with "/".
+    assert.deepEqual(((hostConfig?.Binds ?? []) as string[]).filter((b) => b.startsWith("/")), []);
     assert.deepEqual(mounts.map((m) => m.Type), ["volume"]);
 
     const tooMuch = await build(`driver: {type: docker, image: "{{image}}", memory: "2g"}\nstages: [s]\njobs:\n- {stage: s, commands: [true]}\n`, { config: { memory: 128, max_memory: 256 } });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import { defaultDriverConfig } from "../internal/config/config.js";
@@ -213,24 +213,6 @@ jobs:
     });
   });
 }
-
-describe("os driver placement", () => {
-  test("~/ is the job's HOME, the workspace; a mode is kept", async () => {
-    const entry = await getDriver("os");
-    const driver = entry.create({ buildId: "place-1", manifest: { type: "os" }, config: defaultDriverConfig(), log: pino({ level: "silent" }) });
-    const chunks: Buffer[] = [];
-    const output = new Writable({ write: (c: Buffer, _e, done) => (chunks.push(c), done()) });
-    try {
-      await driver.create(output, new AbortController().signal);
-      await driver.place("~/.ssh/deploy", Readable.from([Buffer.from("k\n")]), 2, 0o600);
-      const result = await driver.execute({ name: "a/a.1", script: 'set -e\nstat -c "%a" "$HOME/.ssh/deploy"\n', env: {}, output, signal: new AbortController().signal });
-      assert.deepEqual(result, { exitCode: 0 });
-      assert.equal(Buffer.concat(chunks).toString().trim().split("\n").pop(), "600");
-    } finally {
-      await driver.destroy();
-    }
-  });
-});
 
 describe("job outcome", () => {
   test("the runner words a driver's result: out of memory, a stopped environment, a failure", () => {

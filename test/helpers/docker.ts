@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import Docker from "dockerode";
 import type { DockerConfig } from "../../internal/config/config.js";
-import { dockerClient, LABEL_BUILD } from "../../internal/driver/docker/docker.js";
+import { dockerClient, LABEL_BUILD, LABEL_RUN } from "../../internal/driver/docker/docker.js";
 import { requireService, which } from "./env.js";
 
 /** The engine the suites use; DJINN_TEST_DOCKER_HOST overrides the default socket. */
@@ -37,8 +37,8 @@ async function missingReason(): Promise<string | undefined> {
 /** The `skip` option for a docker suite (throws under DJINN_TEST_REQUIRE=all when the engine is missing). */
 export const dockerSkip = requireService("docker", await missingReason());
 
-function run(cmd: string, args: string[], input?: Buffer): string {
-  const r = spawnSync(cmd, args, { input, encoding: "utf8", maxBuffer: 16 << 20 });
+function run(cmd: string, args: string[], input?: Buffer, env?: NodeJS.ProcessEnv): string {
+  const r = spawnSync(cmd, args, { input, env, encoding: "utf8", maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
   return r.stdout;
 }
@@ -46,12 +46,13 @@ function run(cmd: string, args: string[], input?: Buffer): string {
 /**
  * A busybox image imported from a rootfs made here (busybox-static and a link per applet, /tmp,
  * /etc/passwd): no registry. Tagged by the busybox binary's hash, so it is built once per engine.
+ * `engine` and `host` name another engine speaking Docker's API (Podman) than the suites' own.
  */
-export async function busyboxImage(): Promise<string> {
+export async function busyboxImage(engine: Docker = docker, host: string = dockerHost): Promise<string> {
   const hash = createHash("sha256").update(readFileSync(BUSYBOX)).digest("hex").slice(0, 12);
   const tag = `djinn-test/busybox:${hash}`;
   try {
-    await docker.getImage(tag).inspect();
+    await engine.getImage(tag).inspect();
     return tag;
   } catch {
     // Not built yet.
@@ -68,19 +69,21 @@ export async function busyboxImage(): Promise<string> {
     await fs.writeFile(path.join(root, "etc", "group"), "root:x:0:\n");
     const tar = spawnSync("tar", ["-C", root, "--numeric-owner", "--owner=0", "--group=0", "-c", "."], { maxBuffer: 64 << 20 });
     if (tar.status !== 0) throw new Error(`tar: ${tar.stderr}`);
-    run("docker", ["import", "--change", "ENV PATH=/bin", "-", tag], tar.stdout);
+    run("docker", ["import", "--change", "ENV PATH=/bin", "-", tag], tar.stdout, { ...process.env, DOCKER_HOST: host });
   } finally {
     await fs.rm(root, { recursive: true, force: true });
   }
   return tag;
 }
 
-/** Containers and volumes still labelled with `buildId`, by id/name. */
-export async function leftovers(buildId: string): Promise<{ containers: string[]; volumes: string[] }> {
-  const filters = JSON.stringify({ label: [`${LABEL_BUILD}=${buildId}`] });
-  const containers = await docker.listContainers({ all: true, filters });
-  const { Volumes } = await docker.listVolumes({ filters });
-  return { containers: containers.map((c) => c.Id), volumes: (Volumes ?? []).map((v) => v.Name) };
+/** Containers and volumes still labelled with `buildId` (and `run`, when given), by id/name. */
+export async function leftovers(buildId: string, run?: string, engine: Docker = docker): Promise<{ containers: string[]; volumes: string[] }> {
+  const filters = JSON.stringify({ label: [`${LABEL_BUILD}=${buildId}`, ...(run ? [`${LABEL_RUN}=${run}`] : [])] });
+  const containers = await engine.listContainers({ all: true, filters });
+  const { Volumes } = await engine.listVolumes({ filters });
+  // Podman lists a volume with any of the labels, Docker one with all of them.
+  const own = (Volumes ?? []).filter((v) => v.Labels?.[LABEL_BUILD] === buildId && (!run || v.Labels?.[LABEL_RUN] === run));
+  return { containers: containers.map((c) => c.Id), volumes: own.map((v) => v.Name) };
 }
 
 /** Removes an image tag quietly (tests that must not find an image). */

@@ -317,13 +317,16 @@ export async function reapBuild(docker: Docker, dead: RunRef): Promise<{ contain
   const { Volumes: volumes } = await docker.listVolumes({ filters }).catch((err) => {
     throw new DriverError(`build ${buildId}: cannot list its volumes: ${dockerMessage(err)}`);
   });
-  for (const v of volumes ?? []) {
+  // Podman (4.x) lists a volume that has ANY of the labels asked for, Docker one that has all:
+  // only the run's own are removed.
+  const own = (volumes ?? []).filter((v) => v.Labels?.[LABEL_BUILD] === buildId && v.Labels?.[LABEL_RUN] === dead.run);
+  for (const v of own) {
     await docker.getVolume(v.Name).remove().catch((err) => {
       if (statusCode(err) !== 404) failures.push(`volume ${v.Name}: ${dockerMessage(err)}`);
     });
   }
   if (failures.length) throw new DriverError(`build ${buildId}: cannot remove ${failures.join("; ")}`);
-  return { containers: containers.length, volumes: volumes?.length ?? 0 };
+  return { containers: containers.length, volumes: own.length };
 }
 
 registerDriver({
