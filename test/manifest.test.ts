@@ -147,6 +147,15 @@ describe("hostile manifests", () => {
     assert.equal(refuse(ok({ ...base, jobs: "jobs:\n- stage: a\n  commands: [echo a\0b]" })).message, "line 5: jobs: contains a NUL byte (column 20)");
   });
 
+  test("a command YAML reads as a map (an unquoted ': ') is refused with the line quoted as it was meant", () => {
+    const text = ok({ ...base, jobs: "jobs:\n- stage: a\n  commands:\n  - echo key: value\n  - echo it's: 'quoted'" });
+    assert.equal(refuse(text).message, `line 6: jobs[0].commands[0]: expected a string, got a map (YAML reads "key: value" as a map: quote the whole line, 'echo key: value')`);
+    const twice = ok({ ...base, jobs: "jobs:\n- stage: a\n  commands:\n  - \"echo ok\"\n  - echo it's: quoted" });
+    assert.equal(refuse(twice).message, `line 7: jobs[0].commands[1]: expected a string, got a map (YAML reads "key: value" as a map: quote the whole line, 'echo it''s: quoted')`);
+    // A map written as one gets no guess.
+    assert.equal(refuse(ok({ ...base, jobs: "jobs:\n- stage: a\n  commands:\n  - {a: 1, b: 2}" })).message, "line 6: jobs[0].commands[0]: expected a string, got a map");
+  });
+
   test("stage names of the worker's setup stage are reserved", () => {
     for (const name of ["setup - #1", "setup - #", "setup - #local", "setup - #99 extra"]) {
       assert.match(refuse(ok({ ...base, stages: `stages: [a, ${JSON.stringify(name)}]` })).message, /stages\[1\]: stage names starting "setup - #" are reserved for the setup stage the worker adds/, name);

@@ -212,6 +212,7 @@ class Fields {
 
   // Every name, path and command is a string read here: a NUL written as an escape ("\0") stops here.
   string(field: string, node: Node | undefined): string {
+    if (isMap(node)) this.fail(field, `expected a string, got a map${quotingHint(node)}`, node);
     if (!isScalar(node) || node.value === null || typeof node.value === "object") this.fail(field, "expected a string", node);
     const value = String((node as { value: unknown }).value);
     if (value.includes("\0")) this.fail(field, "contains a NUL byte", node);
@@ -223,6 +224,17 @@ class Fields {
     if (!isSeq(node)) return this.fail(field, "expected a list of strings", node);
     return node.items.map((item, i) => this.string(`${field}[${i}]`, item as Node));
   }
+}
+
+/**
+ * For a line such as `- echo key: value`, which YAML reads as a map: the line quoted, as it was
+ * most likely meant. Nothing for a map that was written as one.
+ */
+function quotingHint(node: YAMLMap): string {
+  const [pair] = node.items;
+  if (node.items.length !== 1 || !isScalar(pair.key) || !isScalar(pair.value)) return "";
+  const line = `${String(pair.key.value)}: ${String(pair.value.value ?? "")}`;
+  return ` (YAML reads "key: value" as a map: quote the whole line, '${line.replace(/'/g, "''")}')`;
 }
 
 function readDriver(f: Fields, root: YAMLMap): Manifest["driver"] {
