@@ -13,6 +13,7 @@ import type { DockerConfig } from "../internal/config/config.js";
 import { DriverError } from "../internal/driver/driver.js";
 import { dockerClient } from "../internal/driver/docker/engine.js";
 import { buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, MAX_INLINE_SCRIPT, repositoryAndTag, resourceName } from "../internal/driver/docker/settings.js";
+import { imageReferenceProblem } from "../internal/driver/docker/reference.js";
 import { capture, Demux, followProgress } from "../internal/driver/docker/streams.js";
 import { openFirstEntry, singleFileTar } from "../internal/driver/docker/tar.js";
 
@@ -128,6 +129,19 @@ function frame(streamId: 1 | 2, payload: Buffer): Buffer {
 async function demux(chunks: Buffer[]): Promise<Buffer> {
   return buffer(Readable.from(chunks).pipe(new Demux()));
 }
+
+describe("docker image references", () => {
+  test("what the engine accepts passes; what it refuses is said in one line", () => {
+    for (const ok of ["debian", "debian:12", "library/debian:bookworm-slim", "registry.example.com:5000/team/app:1.2.3", "localhost/app", "Registry.Example.com/app", "a__b/c-d.e_f", "busybox@sha256:" + "a".repeat(64), "app:v1@sha256:" + "0".repeat(64), "[::1]:5000/app:x"]) {
+      assert.equal(imageReferenceProblem(ok), undefined, ok);
+    }
+    assert.match(imageReferenceProblem("Team/App:Latest!")!, /^"Team\/App:Latest!" is not an image reference the Docker Engine accepts .*: repository names are lower case$/);
+    for (const bad of ["", "debian:", ":12", "app:-x", "app:" + "t".repeat(129), "a/-b", "a//b", "app@sha256:abc", "UPPER", "with space", "x..y", "a:b:c"]) {
+      assert.notEqual(imageReferenceProblem(bad), undefined, bad);
+    }
+    assert.match(imageReferenceProblem("a/" + "b".repeat(260))!, /longer than 255 characters/);
+  });
+});
 
 describe("docker streams", () => {
   const payloads = [Buffer.from("out: hello\n"), Buffer.alloc(0), Buffer.from("+ trace\n"), randomBytes(300), Buffer.from("ü€\n")];
