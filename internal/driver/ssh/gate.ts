@@ -110,7 +110,7 @@ export class ChannelGate {
         const before = channelIds(this.client);
         let mine: string | undefined;
         this.client.sftp((err, sftp) => {
-          if (err) closeStranded(this.client, mine);
+          if (err && refusedSubsystem(err)) closeStranded(this.client, mine);
           done(err, sftp);
         });
         mine = [...channelIds(this.client)].find((id) => !before.has(id));
@@ -193,6 +193,17 @@ function channelTable(client: Client): Record<string, unknown> {
 
 function channelIds(client: Client): Set<string> {
   return new Set(Object.keys(channelTable(client)));
+}
+
+/**
+ * The server answered the subsystem request with a failure (OpenSSH without a Subsystem line) and
+ * keeps the channel open. Not a server that started the subsystem's program and saw it exit
+ * (dropbear without sftp-server): that channel is the server's to close, and it does; a close
+ * of ours crossing it can reach the server after it let the channel go, which dropbear answers by
+ * dropping the connection.
+ */
+function refusedSubsystem(err: Error): boolean {
+  return /^Unable to start subsystem/.test(err.message);
 }
 
 /**
