@@ -10,7 +10,7 @@ import { enqueue } from "../internal/queue/queue.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "../internal/store/migrations/index.js";
 import { osManifest, servicesSkip, daemonSuite } from "./helpers/daemon-suite.js";
 import { startSmtp } from "./helpers/smtp.js";
-import { freePort, runCli, until, waitForStatus, writeConfigs, insertManifestBuild, hostState } from "./helpers/services.js";
+import { freePort, runCli, until, waitForStatus, insertManifestBuild, hostState } from "./helpers/services.js";
 
 const skip = servicesSkip();
 
