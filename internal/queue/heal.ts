@@ -1,5 +1,6 @@
 // The Redis half of healing the queue (docs/queue.md, "Redis loses its data"): builds PostgreSQL
 // says are waiting, whose payload is nowhere in Redis, go back on their list.
+import type { BuildId } from "./delivery.js";
 import type { Redis } from "ioredis";
 import { deadList, healLockKey, processingList } from "./names.js";
 import type { Payload } from "./queue.js";
@@ -63,7 +64,7 @@ export async function pushMissing(redis: Redis, prefix: string, list: string, bu
   // RPUSH adds at the consumer end: push the newest first, so the oldest is taken first.
   const args = [...builds]
     .sort((a, b) => b.id - a.id)
-    .flatMap((b) => [String(b.id), JSON.stringify({ id: b.id, enqueued_at: b.createdAt } satisfies Payload)]);
+    .flatMap((b) => [String(b.id), JSON.stringify({ id: b.id as BuildId, enqueued_at: b.createdAt } satisfies Payload)]);
   const pushed = (await redis.eval(PUSH_MISSING, 2, list, deadList(prefix), pattern, ...args)) as string[];
   return pushed.map(Number);
 }

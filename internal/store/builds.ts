@@ -1,6 +1,7 @@
 // Build rows: written by `submit`, claimed and updated by the worker as a build runs, read by
 // `status` and `logs`. Every write the worker makes while running a build is guarded by its claim
 // (worker and attempt), so a worker that lost its claim can never overwrite another's run.
+import type { BuildId } from "../queue/delivery.js";
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Crypto } from "../crypto/crypto.js";
@@ -28,7 +29,7 @@ export interface NewBuild {
 }
 
 /** Inserts a build and everything it needs in one transaction; returns its id. */
-export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): Promise<number> {
+export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): Promise<BuildId> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
@@ -39,7 +40,7 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
       `INSERT INTO builds (secret, driver, manifest, manifest_encrypted, namespace, notify) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
       [secret, JSON.stringify(maskValues(b.manifest.driver, masked)), manifest.text, manifest.encrypted, b.manifest.namespace === undefined ? null : maskText(b.manifest.namespace, masked), b.notify],
     );
-    const id = Number(r.rows[0].id);
+    const id = Number(r.rows[0].id) as BuildId;
     await insertPlanRows(client, id, b.plan(id), masked);
     for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, maskText(o.source, masked), maskText(o.dest, masked)]);
     // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
