@@ -1,7 +1,7 @@
 // A taken payload, as one object: where it ends (acknowledged, put back, dead-listed) is decided
 // by calling one of its methods once, each retried under the one policy below.
 import { ReplyError } from "ioredis";
-import { sleep } from "../timers/timers.js";
+import { bounded, sleep } from "../timers/timers.js";
 
 /** A build's id (`builds.id`), from the payload that names it to the acknowledgement. */
 export type BuildId = number & { readonly __buildId: unique symbol };
@@ -14,7 +14,9 @@ export function asBuildId(n: unknown): BuildId | undefined {
 /**
  * The retry policy of ack, requeue and dead: a write that fails because Redis is unreachable is
  * retried, with a backoff from 200 ms to 5 s, until Redis answers, for as long as it takes; only
- * `stop` (a forced shutdown) ends it, and a refusal by Redis (a reply error) is not retried. Why:
+ * `stop` (a forced shutdown) ends it: a write waiting then is let go, and one made after it gets one
+ * attempt of at most LAST_ATTEMPT_MS (the hand-back at shutdown). A refusal by Redis (a reply
+ * error) is not retried. Why:
  * the payload sits in this worker's processing list meanwhile, so giving up early loses nothing
  * either, but waiting is the only way the build ends as decided; a worker that dies or is forced
  * to exit before Redis returns leaves it to the backstop of docs/queue.md (its processing list
@@ -29,6 +31,7 @@ export interface SettlePolicy {
 
 const FIRST_DELAY_MS = 200;
 const MAX_DELAY_MS = 5000;
+const LAST_ATTEMPT_MS = 5000;
 
 export class DeliveryAbandoned extends Error {
   override name = "DeliveryAbandoned";
@@ -87,6 +90,10 @@ function transient(err: unknown): boolean {
 
 async function retryWrite(what: string, write: () => Promise<unknown>, policy: SettlePolicy): Promise<void> {
   const { stop } = policy;
+  if (stop?.aborted) {
+    await bounded(write(), LAST_ATTEMPT_MS, "Redis");
+    return;
+  }
   let delay = FIRST_DELAY_MS;
   for (;;) {
     if (stop?.aborted) throw new DeliveryAbandoned(`${what} abandoned: the worker is stopping`);

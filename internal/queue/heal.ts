@@ -1,7 +1,8 @@
 // The Redis half of healing the queue (docs/queue.md, "Redis loses its data"): builds PostgreSQL
 // says are waiting, whose payload is nowhere in Redis, go back on their list.
-import type { BuildId } from "./delivery.js";
 import type { Redis } from "ioredis";
+import type { BuildId } from "./delivery.js";
+import { globLiteral } from "./inventory.js";
 import { deadList, healLockKey, processingList } from "./names.js";
 import type { Payload } from "./queue.js";
 
@@ -43,11 +44,6 @@ for i = 2, #ARGV, 2 do
   end
 end
 return pushed`;
-
-/** Escapes glob characters, so a list name matches only itself in a SCAN pattern. */
-function globLiteral(s: string): string {
-  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
 
 /** Takes the sweep lock for `ms` when no other worker holds it. */
 export async function takeHealLock(redis: Redis, prefix: string, worker: string, ms: number): Promise<boolean> {

@@ -247,10 +247,4 @@ export class WorkerQueue {
     }
     return out;
   }
-
-  async depths(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    for (const list of this.lists) out[list] = await this.redis.llen(list);
-    return out;
-  }
 }

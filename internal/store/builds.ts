@@ -1,13 +1,13 @@
 // Build rows: written by `submit`, claimed and updated by the worker as a build runs, read by
 // `status` and `logs`. Every write the worker makes while running a build is guarded by its claim
 // (worker and attempt), so a worker that lost its claim can never overwrite another's run.
-import type { BuildId } from "../queue/delivery.js";
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Crypto } from "../crypto/crypto.js";
 import type { Manifest } from "../manifest/manifest.js";
 import type { BuildPlan } from "../runner/plan.js";
 import { freshRunToken, isRunToken } from "../driver/run.js";
+import type { BuildId } from "../queue/delivery.js";
 import { maskText } from "../runner/mask.js";
 import { parseStatus, TERMINAL_STATUSES, type Status } from "../runner/status.js";
 
@@ -375,7 +375,7 @@ export async function renewLeases(pool: pg.Pool, worker: string, ids: number[], 
 }
 
 export interface BuildSummary {
-  id: number;
+  id: BuildId;
   status: Status;
   secret: string;
   namespace: string | null;
@@ -388,7 +388,7 @@ export interface BuildSummary {
   jobs: { stage: string; name: string; status: Status; exitCode: number | null; startedAt: Date | null; finishedAt: Date | null }[];
 }
 
-export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSummary | undefined> {
+export async function buildSummary(pool: pg.Pool, id: BuildId): Promise<BuildSummary | undefined> {
   const b = await pool.query(`SELECT id, status, secret, namespace, created_at, started_at, finished_at, worker, attempt, driver FROM builds WHERE id = $1`, [id]);
   if (b.rowCount === 0) return undefined;
   const jobs = await pool.query(
@@ -397,7 +397,7 @@ export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSumm
   );
   const r = b.rows[0];
   return {
-    id: Number(r.id),
+    id,
     status: parseStatus(r.status, `builds row ${r.id}`),
     secret: r.secret,
     namespace: r.namespace,

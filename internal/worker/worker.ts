@@ -8,6 +8,7 @@ import "../driver/all.js";
 import type { Logger } from "../log/log.js";
 import { buildIdOfKillChannel, configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
 import type { BuildId, Delivery, SettlePolicy } from "../queue/delivery.js";
+import { allQueueDepths } from "../queue/inventory.js";
 import { parsePayload } from "../queue/queue.js";
 import { BuildGoneError, ClaimLostError, claimBuild, renewLeases } from "../store/builds.js";
 import { permanentDatabaseError } from "../store/db.js";
@@ -367,12 +368,19 @@ export class Worker {
   }
 
   private depthsBusy = false;
+  /** Queues whose depth has been reported: one Redis no longer has (emptied) is reported 0. */
+  private depthsSeen = new Set<string>();
 
+  /** The depth of every queue under the prefix, served by this worker or not (an unserved one is how a waiting build is seen). */
   private async pollDepths(): Promise<void> {
     if (this.depthsBusy) return;
     this.depthsBusy = true;
+    const { queue, metrics } = this.deps;
     try {
-      for (const [list, n] of Object.entries(await this.deps.queue.depths())) this.deps.metrics?.setQueueDepth(list, n);
+      const depths = await allQueueDepths(queue.redis, queue.prefix);
+      for (const list of [...queue.lists, ...this.depthsSeen]) if (!depths.has(list)) depths.set(list, 0);
+      for (const [list, n] of depths) metrics?.setQueueDepth(list, n);
+      this.depthsSeen = new Set(depths.keys());
     } catch {
       // Redis unavailable: depths are stale until it is back.
     } finally {
