@@ -136,4 +136,15 @@ describe("worker daemon: queued builds", { skip }, () => {
     assert.equal(r.stdout, "");
     assert.equal(await buildCount(t), 0, "nothing for the heal sweep to queue once Redis is back");
   });
+
+  it("submit whose push fails after the rows are stored withdraws them and exits 1", async () => {
+    const t = await suite.env();
+    // Redis answers the probe but refuses the push: the queue's key holds a string.
+    await suite.redisClient().set(`${t.queue}_os`, "not a list");
+    const r = await t.cli(["submit", await t.writeManifest(osManifest([["echo ok"]]))]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`cannot queue the build on ${t.queue}_os: .*WRONGTYPE.*; nothing stored`));
+    assert.equal(r.stderr.trim().split("\n").length, 1);
+    assert.equal(await buildCount(t), 0, "the rows are withdrawn: the heal sweep finds nothing to queue");
+  });
 });

@@ -131,4 +131,13 @@ describe("delivery: a taken payload ends once", { skip }, () => {
     await relay.set("open");
     assert.deepEqual(await processing(), ['{"id": 9}']);
   });
+
+  it("after a forced stop a write still gets its one attempt (the hand-back at shutdown)", async () => {
+    const stop = new AbortController();
+    stop.abort();
+    const { admin, list, taken, processing } = await takeOne(connect(), '{"id": 10}', { stop: stop.signal });
+    assert.equal(await taken.requeue("shutdown"), true);
+    assert.deepEqual(await processing(), []);
+    assert.deepEqual(await admin.lrange(list, 0, -1), ['{"id": 10}']);
+  });
 });
