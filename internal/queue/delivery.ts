@@ -1,7 +1,7 @@
 // A taken payload, as one object: where it ends (acknowledged, put back, dead-listed) is decided
 // by calling one of its methods once, each retried under the one policy below.
 import { ReplyError } from "ioredis";
-import { bounded, sleep } from "../timers/timers.js";
+import { deadline, sleep } from "../timers/timers.js";
 
 /** A build's id (`builds.id`), from the payload that names it to the acknowledgement. */
 export type BuildId = number & { readonly __buildId: unique symbol };
@@ -91,7 +91,12 @@ function transient(err: unknown): boolean {
 async function retryWrite(what: string, write: () => Promise<unknown>, policy: SettlePolicy): Promise<void> {
   const { stop } = policy;
   if (stop?.aborted) {
-    await bounded(write(), LAST_ATTEMPT_MS, "Redis");
+    const last = deadline(LAST_ATTEMPT_MS);
+    try {
+      await untilStopped(write(), last.signal, what);
+    } finally {
+      last.clear();
+    }
     return;
   }
   let delay = FIRST_DELAY_MS;
@@ -113,7 +118,7 @@ async function retryWrite(what: string, write: () => Promise<unknown>, policy: S
 function untilStopped<T>(p: Promise<T>, stop: AbortSignal | undefined, what: string): Promise<T> {
   if (!stop) return p;
   return new Promise<T>((resolve, reject) => {
-    const onStop = () => reject(new DeliveryAbandoned(`${what} abandoned: the worker is stopping`));
+    const onStop = () => reject(new DeliveryAbandoned(`${what} abandoned: the worker is stopping and Redis does not answer`));
     if (stop.aborted) return onStop();
     stop.addEventListener("abort", onStop, { once: true });
     p.then(resolve, reject).finally(() => stop.removeEventListener("abort", onStop));
