@@ -12,7 +12,7 @@ export interface Command extends CommandSpec {
 }
 
 /** Every long flag of every command: typed Go-style (`-config`), they are rewritten for yargs. */
-export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key"]);
+export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key", "wait-for-worker"]);
 /** The flags that take a value, so that the command word is found after them. */
 export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
 /** The value flags that may be given more than once; any other given twice is a mistake. */
@@ -69,11 +69,12 @@ const submit: Command = {
           .option("env", repeatable("extra variable KEY=value (repeatable)"))
           .option("secret", repeatable("masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line); stored encrypted (repeatable)"))
           .option("notify", repeatable("address mailed when the build fails (repeatable)"))
-          .option("key", repeatable("private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)")),
+          .option("key", repeatable("private key NAME=FILE, stored encrypted and placed at ~/.ssh/NAME (mode 0600) in the build (repeatable)"))
+          .option("wait-for-worker", { type: "boolean", default: false, describe: "refuse (exit 1, nothing stored) when no live worker serves the build's queue; without it, submit warns and queues it" }),
       (args) =>
         guard(async () => {
           const { submitCommand } = await import("./submit.js");
-          await submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String) }, process.stdout);
+          await submitCommand({ manifest: args.manifest, configFile: args.config, env: args.env.map(String), secrets: args.secret.map(String), notify: args.notify.map(String), keys: args.key.map(String), waitForWorker: args.waitForWorker }, process.stdout);
         }),
     ),
 };
@@ -112,7 +113,7 @@ const kill: Command = {
   declare: (y) =>
     y.command(
       "kill <id>",
-      "kill a running build (published to the worker running it)",
+      "kill a build: a running one through the worker running it, a queued one is cancelled before it runs",
       (y) => y.positional("id", { type: "string", demandOption: true }).option("config", configFlags.config),
       (args) => guard(async () => ((await (await import("./kill.js")).killCommand(args.config, args.id, process.stdout)) ? 0 : 1)),
     ),

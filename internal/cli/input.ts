@@ -1,5 +1,6 @@
 // The operator's arguments (build ids, KEY=value lists, --key files, the manifest file): each
 // problem is an InputError, one line naming the flag or file, exit 2.
+import { asBuildId, type BuildId } from "../queue/delivery.js";
 import fsCallback, { constants, fstatSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
@@ -45,9 +46,10 @@ export function parseAssignments(flag: string, items: string[], masks: string[] 
   });
 }
 
-export function parseBuildId(text: string): number {
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) <= 0) throw new InputError(`${JSON.stringify(text)} is not a build id (a positive integer)`);
-  return Number(text);
+export function parseBuildId(text: string): BuildId {
+  const id = /^[0-9]+$/.test(text) ? asBuildId(Number(text)) : undefined;
+  if (id === undefined) throw new InputError(`${JSON.stringify(text)} is not a build id (a positive integer)`);
+  return id;
 }
 
 /** Reads --key NAME=FILE arguments; the name becomes a file in ~/.ssh, so it is a plain file name. */

@@ -6,16 +6,19 @@ import { TERMINAL_STATUSES } from "../runner/status.js";
 import { InputError } from "../errors/errors.js";
 import { parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
+import { waitingLine } from "./waiting.js";
 import { terminalSafe } from "./terminal.js";
 import { writeDrained } from "../stream/write.js";
 import { sleep } from "../timers/timers.js";
 
-export async function logsCommand(configFile: string, idText: string, follow: boolean, out: Out): Promise<void> {
+/** With `follow`, a queued build is first said to wait (on `note`, stderr): on which queue, served by how many live workers. */
+export async function logsCommand(configFile: string, idText: string, follow: boolean, out: Out, note: Out = process.stderr): Promise<void> {
   const id = parseBuildId(idText);
   const cfg = loadWorkerConfig(configFile);
   await withPool(cfg, async (pool) => {
     const first = await buildSummary(pool, id);
     if (!first) throw new InputError(`build ${id} not found`);
+    if (follow && first.status === "queued") note.write(terminalSafe(await waitingLine(cfg, id, first.driver.type)) + "\n");
     let after = 0;
     let job = -1;
     const drain = async () => {

@@ -4,6 +4,7 @@ import { buildSummary } from "../store/builds.js";
 import { InputError } from "../errors/errors.js";
 import { parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
+import { waitingLine } from "./waiting.js";
 import { terminalSafe } from "./terminal.js";
 
 const seconds = (from: Date | null, to: Date | null) => (from && to ? `${((to.getTime() - from.getTime()) / 1000).toFixed(1)}s` : "");
@@ -24,6 +25,7 @@ export async function statusCommand(configFile: string, idText: string, out: Out
     }
     const meta = [`driver ${b.driver.type}`, b.namespace ? `namespace ${b.namespace}` : "", b.worker ? `worker ${b.worker}` : "", b.attempt > 1 ? `attempt ${b.attempt}` : ""].filter(Boolean);
     lines.push(terminalSafe(`  (${meta.join(", ")}${b.startedAt && b.finishedAt ? `, took ${seconds(b.startedAt, b.finishedAt)}` : ""})`));
+    if (b.status === "queued") lines.push(terminalSafe(`  ${await waitingLine(cfg, b.id, b.driver.type)}`));
     out.write(lines.join("\n") + "\n");
     return b.status;
   });

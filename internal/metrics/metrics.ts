@@ -97,7 +97,7 @@ export class Metrics {
       registers,
     });
     this.#running = new Gauge({ name: "djinn_builds_running", help: "Builds running on this worker now.", registers });
-    this.#queueDepth = new Gauge({ name: "djinn_queue_depth", help: "Builds waiting in each queue this worker serves.", labelNames: ["queue"], registers });
+    this.#queueDepth = new Gauge({ name: "djinn_queue_depth", help: "Builds waiting in each queue of the installation (every <queue>_<driver> list), served by a live worker or not.", labelNames: ["queue"], registers });
     this.#healed = new Counter({
       name: "djinn_queue_healed_total",
       help: "Builds waiting in PostgreSQL with no payload left in Redis (Redis lost its data), put back on their queue by this worker.",

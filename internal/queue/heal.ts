@@ -1,6 +1,8 @@
 // The Redis half of healing the queue (docs/queue.md, "Redis loses its data"): builds PostgreSQL
 // says are waiting, whose payload is nowhere in Redis, go back on their list.
 import type { Redis } from "ioredis";
+import type { BuildId } from "./delivery.js";
+import { globLiteral } from "./inventory.js";
 import { deadList, healLockKey, processingList } from "./names.js";
 import type { Payload } from "./queue.js";
 
@@ -43,11 +45,6 @@ for i = 2, #ARGV, 2 do
 end
 return pushed`;
 
-/** Escapes glob characters, so a list name matches only itself in a SCAN pattern. */
-function globLiteral(s: string): string {
-  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
-
 /** Takes the sweep lock for `ms` when no other worker holds it. */
 export async function takeHealLock(redis: Redis, prefix: string, worker: string, ms: number): Promise<boolean> {
   return (await redis.set(healLockKey(prefix), worker, "PX", Math.max(1, Math.round(ms)), "NX")) === "OK";
@@ -63,7 +60,7 @@ export async function pushMissing(redis: Redis, prefix: string, list: string, bu
   // RPUSH adds at the consumer end: push the newest first, so the oldest is taken first.
   const args = [...builds]
     .sort((a, b) => b.id - a.id)
-    .flatMap((b) => [String(b.id), JSON.stringify({ id: b.id, enqueued_at: b.createdAt } satisfies Payload)]);
+    .flatMap((b) => [String(b.id), JSON.stringify({ id: b.id as BuildId, enqueued_at: b.createdAt } satisfies Payload)]);
   const pushed = (await redis.eval(PUSH_MISSING, 2, list, deadList(prefix), pattern, ...args)) as string[];
   return pushed.map(Number);
 }

@@ -2,6 +2,7 @@
 // from the installation's prefix ([redis] queue in worker.toml), and which queue serves which driver.
 import { ConfigError, hostQemuArch, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import { lineInFile } from "../config/schema.js";
+import { asBuildId, type BuildId } from "./delivery.js";
 
 /** The list a driver's builds wait on: `<prefix>_<queue driver>`, e.g. djinn_docker, djinn_qemu-x86_64. */
 export const queueList = (prefix: string, queueDriver: string) => `${prefix}_${queueDriver}`;
@@ -19,9 +20,9 @@ export const healLockKey = (prefix: string) => `${prefix}:heal`;
 export const killChannel = (buildId: number | string) => `kill-${buildId}`;
 
 /** The build a kill channel is for; undefined for any other channel. */
-export function buildIdOfKillChannel(channel: string): number | undefined {
+export function buildIdOfKillChannel(channel: string): BuildId | undefined {
   const m = /^kill-(\d+)$/.exec(channel);
-  return m ? Number(m[1]) : undefined;
+  return m ? asBuildId(Number(m[1])) : undefined;
 }
 
 /** The queue a manifest's driver type is served on: qemu → qemu-<this host's arch>. */

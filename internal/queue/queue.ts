@@ -9,10 +9,11 @@ import { serverAddress } from "../net/address.js";
 import { connectReason, serverUnavailable } from "../net/connect.js";
 import { deadList, heartbeatKey, processingList, queueList, registryKey } from "./names.js";
 import { EnvironmentError } from "../errors/errors.js";
+import { asBuildId, Delivery, type BuildId, type DeliveryWrites, type SettlePolicy } from "./delivery.js";
 
 /** What a producer pushes: the build's id, and when it was queued (Unix milliseconds) for the queue-wait metric. */
 export interface Payload {
-  id: number;
+  id: BuildId;
   enqueued_at?: number;
 }
 
@@ -82,8 +83,8 @@ export function parsePayload(raw: Buffer | string): Payload | string {
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) return "payload is not a JSON object";
   const id = (v as Record<string, unknown>).id;
-  const n = typeof id === "string" && /^[0-9]+$/.test(id) ? Number(id) : id;
-  if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) return 'payload has no positive integer "id"';
+  const n = asBuildId(typeof id === "string" && /^[0-9]+$/.test(id) ? Number(id) : id);
+  if (n === undefined) return 'payload has no positive integer "id"';
   const at = (v as Record<string, unknown>).enqueued_at;
   return { id: n, enqueued_at: typeof at === "number" ? at : undefined };
 }
@@ -118,7 +119,7 @@ export function deadPayload(raw: Buffer | string): DeadPayload {
 }
 
 /** The producer's half: LPUSH a payload naming an existing build (its rows are committed first). */
-export async function enqueue(redis: Redis, prefix: string, driver: string, id: number): Promise<void> {
+export async function enqueue(redis: Redis, prefix: string, driver: string, id: BuildId): Promise<void> {
   const payload: Payload = { id, enqueued_at: Date.now() };
   await redis.lpush(queueList(prefix, driver), JSON.stringify(payload));
 }
@@ -155,12 +156,6 @@ end
 if n == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return n`;
 
-/** A taken payload: its bytes exactly as Redis holds them, so that acknowledging it removes it whatever they are. */
-export interface Taken {
-  list: string;
-  raw: Buffer;
-}
-
 export class WorkerQueue {
   private rotation = 0;
 
@@ -191,40 +186,34 @@ export class WorkerQueue {
       .exec();
   }
 
-  /** Takes one build into this worker's processing list, waiting up to `timeoutSeconds`. */
-  async take(timeoutSeconds: number): Promise<Taken | null> {
+  /** Takes one build into this worker's processing list, waiting up to `timeoutSeconds`; it ends by one call of the delivery's. */
+  async take(timeoutSeconds: number, policy?: SettlePolicy): Promise<Delivery | null> {
     if (this.lists.length > 1) {
       const keys = this.lists.flatMap((l) => [l, this.processing(l)]);
       const script = this.redis as unknown as { djinnTakeAnyBuffer(n: number, ...args: string[]): Promise<[Buffer, Buffer] | null> };
       const got = await script.djinnTakeAnyBuffer(keys.length, ...keys);
-      if (got) return { list: got[0].toString(), raw: got[1] };
+      if (got) return new Delivery(this.writes, got[0].toString(), got[1], policy);
       // Nothing anywhere: block on one list at a time, in turn.
       timeoutSeconds = Math.min(timeoutSeconds, 1);
     }
     const list = this.lists[this.rotation++ % this.lists.length];
     const raw = await this.blocking.blmoveBuffer(list, this.processing(list), "RIGHT", "LEFT", timeoutSeconds);
-    return raw === null ? null : { list, raw };
+    return raw === null ? null : new Delivery(this.writes, list, raw, policy);
   }
 
   private move(list: string, raw: Buffer, to: string, value: Buffer | string, end: "left" | "right"): Promise<number> {
     return (this.redis as unknown as { djinnMoveOne(...args: (string | Buffer)[]): Promise<number> }).djinnMoveOne(this.processing(list), to, raw, value, end);
   }
 
-  /** The build is recorded: forget it. */
-  async ack(list: string, raw: Buffer): Promise<void> {
-    await this.redis.lrem(this.processing(list), 1, raw);
-  }
-
-  /** Puts a taken build back: `next` = at the end consumers take from (runs next), else behind everything queued. */
-  async requeue(list: string, raw: Buffer, next: boolean): Promise<void> {
-    await this.move(list, raw, list, raw, next ? "right" : "left");
-  }
-
-  /** Moves an unusable payload to the dead list with the reason. */
-  async dead(list: string, raw: Buffer, reason: string): Promise<void> {
-    const entry = JSON.stringify({ ...deadPayload(raw), queue: list, reason, worker: this.workerId, at: new Date().toISOString() });
-    await this.move(list, raw, deadList(this.prefix), entry, "left");
-  }
+  /** The writes that end a taken payload: only its Delivery (./delivery.ts) calls them. */
+  private readonly writes: DeliveryWrites = {
+    ack: (list, raw) => this.redis.lrem(this.processing(list), 1, raw),
+    moveBack: (list, raw, next) => this.move(list, raw, list, raw, next ? "right" : "left"),
+    moveDead: (list, raw, reason) => {
+      const entry = JSON.stringify({ ...deadPayload(raw), queue: list, reason, worker: this.workerId, at: new Date().toISOString() });
+      return this.move(list, raw, deadList(this.prefix), entry, "left");
+    },
+  };
 
   /** Gives back `worker`'s builds when its lease is gone: how many went back, or -1 while it holds. */
   private async recover(worker: string): Promise<number> {
@@ -251,17 +240,11 @@ export class WorkerQueue {
   }
 
   /** Payloads in this worker's processing lists (to find ones whose BLMOVE reply was lost in a disconnect). */
-  async held(): Promise<Taken[]> {
-    const out: Taken[] = [];
+  async held(policy?: SettlePolicy): Promise<Delivery[]> {
+    const out: Delivery[] = [];
     for (const list of this.lists) {
-      for (const raw of await this.redis.lrangeBuffer(this.processing(list), 0, -1)) out.push({ list, raw });
+      for (const raw of await this.redis.lrangeBuffer(this.processing(list), 0, -1)) out.push(new Delivery(this.writes, list, raw, policy));
     }
-    return out;
-  }
-
-  async depths(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    for (const list of this.lists) out[list] = await this.redis.llen(list);
     return out;
   }
 }

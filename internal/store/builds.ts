@@ -7,6 +7,7 @@ import type { Crypto } from "../crypto/crypto.js";
 import type { Manifest } from "../manifest/manifest.js";
 import type { BuildPlan } from "../runner/plan.js";
 import { freshRunToken, isRunToken } from "../driver/run.js";
+import type { BuildId } from "../queue/delivery.js";
 import { maskText } from "../runner/mask.js";
 import { parseStatus, TERMINAL_STATUSES, type Status } from "../runner/status.js";
 
@@ -28,7 +29,7 @@ export interface NewBuild {
 }
 
 /** Inserts a build and everything it needs in one transaction; returns its id. */
-export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): Promise<number> {
+export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): Promise<BuildId> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
@@ -39,7 +40,7 @@ export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): P
       `INSERT INTO builds (secret, driver, manifest, manifest_encrypted, namespace, notify) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
       [secret, JSON.stringify(maskValues(b.manifest.driver, masked)), manifest.text, manifest.encrypted, b.manifest.namespace === undefined ? null : maskText(b.manifest.namespace, masked), b.notify],
     );
-    const id = Number(r.rows[0].id);
+    const id = Number(r.rows[0].id) as BuildId;
     await insertPlanRows(client, id, b.plan(id), masked);
     for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, maskText(o.source, masked), maskText(o.dest, masked)]);
     // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
@@ -374,7 +375,7 @@ export async function renewLeases(pool: pg.Pool, worker: string, ids: number[], 
 }
 
 export interface BuildSummary {
-  id: number;
+  id: BuildId;
   status: Status;
   secret: string;
   namespace: string | null;
@@ -387,7 +388,7 @@ export interface BuildSummary {
   jobs: { stage: string; name: string; status: Status; exitCode: number | null; startedAt: Date | null; finishedAt: Date | null }[];
 }
 
-export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSummary | undefined> {
+export async function buildSummary(pool: pg.Pool, id: BuildId): Promise<BuildSummary | undefined> {
   const b = await pool.query(`SELECT id, status, secret, namespace, created_at, started_at, finished_at, worker, attempt, driver FROM builds WHERE id = $1`, [id]);
   if (b.rowCount === 0) return undefined;
   const jobs = await pool.query(
@@ -396,7 +397,7 @@ export async function buildSummary(pool: pg.Pool, id: number): Promise<BuildSumm
   );
   const r = b.rows[0];
   return {
-    id: Number(r.id),
+    id,
     status: parseStatus(r.status, `builds row ${r.id}`),
     secret: r.secret,
     namespace: r.namespace,

@@ -2,21 +2,19 @@
 // check) → run → settle (record the status, mail, acknowledge; or give it back, or dead-letter
 // it). The worker around it takes, claims, renews leases and stops it (./worker.ts).
 import path from "node:path";
-import { Readable } from "node:stream";
 import { assembleBuild, type BuildSpec } from "../assembly/assembly.js";
 import { getDriver, type Driver } from "../driver/driver.js";
 import type { Logger } from "../log/log.js";
 import { killChannel } from "../queue/names.js";
-import type { Taken } from "../queue/queue.js";
-import { maskText } from "../runner/mask.js";
+import type { BuildId, Delivery } from "../queue/delivery.js";
 import { reportSetupFailure, runBuild, type BuildReporter } from "../runner/runner.js";
 import { isFailure, type Status } from "../runner/status.js";
 import { BuildGoneError, BuildRecorder, ClaimLostError, loadBuild, type LoadedBuild } from "../store/builds.js";
 import { outputTail } from "../store/output.js";
 import { permanentDatabaseError } from "../store/db.js";
-import { bounded } from "../timers/timers.js";
 import type { WorkerDeps } from "./deps.js";
 import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
+import { claimedDriver } from "./claimed-driver.js";
 import { DatabaseReporter } from "./reporter.js";
 
 export type StopReason = "kill" | "shutdown" | "lost" | "unrecorded";
@@ -32,8 +30,8 @@ export interface WorkerServices {
 }
 
 export interface Claim {
-  id: number;
-  taken: Taken;
+  id: BuildId;
+  taken: Delivery;
   attempt: number;
   previousWorker: string | null;
   /** This run's token and the earlier runs' (recorded with the claims): what the driver leaves on the host is named by it. */
@@ -42,8 +40,10 @@ export interface Claim {
 }
 
 export class ClaimedBuild {
-  readonly id: number;
-  readonly taken: Taken;
+  readonly id: BuildId;
+  readonly taken: Delivery;
+  /** The id as drivers, paths and mail name it: converted once, here at the edge. */
+  private readonly idText: string;
   reason?: StopReason;
   /** Why a run was not recorded. */
   private cause?: unknown;
@@ -66,6 +66,7 @@ export class ClaimedBuild {
     private readonly w: WorkerServices,
   ) {
     this.id = claim.id;
+    this.idText = String(claim.id);
     this.taken = claim.taken;
     this.log = w.log.child({ build: claim.id, attempt: claim.attempt });
     this.recorder = new BuildRecorder(w.deps.pool, claim.id, w.deps.id, claim.attempt);
@@ -107,7 +108,7 @@ export class ClaimedBuild {
       const reporter = new DatabaseReporter(prepared.plan, this.recorder, (what, fn) => this.write(what, fn), { outputLimit: config.outputLimit, log: this.log, firstNote: this.attemptNote() });
       if (!prepared.spec) {
         const reason = prepared.setupError ?? "no manifest";
-        this.log.warn({ reason: maskText(reason, prepared.masks) }, "build cannot run: failed in setup");
+        this.log.warn({ reason }, "build cannot run: failed in setup");
         return await reportSetupFailure(prepared.plan, reason, prepared.masks, reporter);
       }
       return await this.runSpec(prepared.spec, prepared.keys, reporter);
@@ -129,13 +130,13 @@ export class ClaimedBuild {
     // could reap the run before it), newest first; never another installation's.
     for (const run of [...this.claim.earlierRuns].reverse()) await this.reap(spec.manifest.driver.type, run);
     const build = await assembleBuild(spec, {
-      buildId: String(this.id),
+      buildId: this.idText,
       run: this.claim.run,
       drivers,
       imagesPath: config.images?.path,
       objectsPath: config.objects?.path,
       // An earlier run's artifacts, half-written ones of a killed worker included, went with its rows.
-      artifacts: config.artifacts && { dir: path.join(config.artifacts.path, String(this.id)), limit: config.artifacts.limit, fresh: this.claim.attempt > 1 },
+      artifacts: config.artifacts && { dir: path.join(config.artifacts.path, this.idText), limit: config.artifacts.limit, fresh: this.claim.attempt > 1 },
       log: this.log,
     });
     this.driver = build.driver;
@@ -176,7 +177,7 @@ export class ClaimedBuild {
   private async settle(status: Status, build: LoadedBuild): Promise<void> {
     if (this.reason === "lost") {
       this.log.warn("claim lost to another worker: this run's result is discarded");
-      await this.w.retry("ack", () => this.ack(), 30_000).catch(() => undefined);
+      await this.taken.ack().catch(() => undefined);
       return;
     }
     if (this.reason === "shutdown") return this.giveBack();
@@ -193,20 +194,14 @@ export class ClaimedBuild {
     this.log.info({ status, seconds }, "build finished");
     this.w.deps.metrics?.buildFinished(status, seconds);
     if (isFailure(status) && build.notify.length && this.w.deps.mailer) this.mail(build, status);
-    await this.w.retry("ack", () => this.ack(), Infinity).catch((err) =>
-      this.log.warn({ err: (err as Error).message }, "cannot acknowledge: a later delivery finds it finished and drops it"),
-    );
-  }
-
-  private ack(): Promise<unknown> {
-    return this.w.deps.queue.ack(this.taken.list, this.taken.raw);
+    await this.taken.ack().catch((err) => this.log.warn({ err: (err as Error).message }, "cannot acknowledge: a later delivery finds it finished and drops it"));
   }
 
   /** A build that could not be loaded or prepared: given back when a retry may help, otherwise given up. */
   private async unpreparable(err: unknown): Promise<void> {
     if (err instanceof ClaimLostError) {
       this.log.warn("claim lost to another worker before the build started");
-      await this.w.retry("ack", () => this.ack(), 30_000).catch(() => undefined);
+      await this.taken.ack().catch(() => undefined);
       return;
     }
     this.log.warn({ err: (err as Error).message }, "cannot prepare the build");
@@ -225,7 +220,7 @@ export class ClaimedBuild {
     this.settling = true;
     await this.recorder.finish("failed").catch(() => undefined);
     try {
-      await bounded(this.w.retry("dead-letter", () => this.w.deps.queue.dead(this.taken.list, this.taken.raw, why), 30_000), 30_000, "Redis");
+      await this.taken.dead(why);
       this.log.error({ reason: why }, "build given up: failed and moved to the dead list");
     } catch (e) {
       this.log.error({ err: (e as Error).message, reason: why }, "build given up, but cannot move it to the dead list: it stays in the processing list");
@@ -237,7 +232,7 @@ export class ClaimedBuild {
     this.settling = true;
     await this.recorder.release().catch((err) => this.log.warn({ err: (err as Error).message }, "cannot release the build's claim: another worker takes it once the lease runs out"));
     try {
-      await bounded(this.w.retry("requeue", () => this.w.deps.queue.requeue(this.taken.list, this.taken.raw, true), 30_000), 30_000, "Redis");
+      await this.taken.requeue(`run not finished (${this.reason ?? "not recorded"})`);
       this.log.info({ reason: this.reason }, "build put back on its queue");
     } catch (err) {
       this.log.error({ err: (err as Error).message }, "cannot put the build back: it stays in the processing list and is recovered with it");
@@ -246,7 +241,7 @@ export class ClaimedBuild {
 
   private async reap(type: string, run: string): Promise<void> {
     try {
-      await (await getDriver(type)).reap?.({ buildId: String(this.id), run }, this.w.deps.drivers, this.log);
+      await (await getDriver(type)).reap?.({ buildId: this.idText, run }, this.w.deps.drivers, this.log);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, "could not clean up the earlier run's environment");
     }
@@ -258,27 +253,8 @@ export class ClaimedBuild {
       (async () => {
         const tail = await outputTail(pool, build.id, 15);
         // The mailer logs the one line each mail gets, sent or not.
-        await mailer!.sendBuildFailure({ id: String(build.id), status, namespace: build.namespace ?? undefined, notify: build.notify, outputTail: tail }, this.log);
+        await mailer!.sendBuildFailure({ id: this.idText, status, namespace: build.namespace ?? undefined, notify: build.notify, outputTail: tail }, this.log);
       })().catch((err) => this.log.warn({ err: (err as Error).message }, "failure mail not sent")),
     );
   }
-}
-
-/**
- * The driver, checking the claim once the environment exists (the runner destroys it when that
- * fails), then placing the build's private keys in ~/.ssh.
- */
-function claimedDriver(inner: Driver, keys: PreparedBuild["keys"], assertHeld: () => Promise<void>): Driver {
-  return {
-    async create(output, signal) {
-      await inner.create(output, signal);
-      await assertHeld();
-      for (const k of keys) await inner.place(`~/.ssh/${k.name}`, Readable.from([k.value]), k.value.length, 0o600);
-    },
-    execute: (job) => inner.execute(job),
-    place: (dest, source, size, mode) => inner.place(dest, source, size, mode),
-    collect: (p) => inner.collect(p),
-    glob: inner.glob ? (p) => inner.glob!(p) : undefined,
-    destroy: () => inner.destroy(),
-  };
 }

@@ -8,9 +8,10 @@ import type { DriverConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import { configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
 import { manifestTooLarge, parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
-import { maskedValueProblem, maskPatterns, secretInNames } from "../runner/mask.js";
+import { maskedValueProblem, maskPatterns, maskText, secretInNames } from "../runner/mask.js";
 import { createDriverJob, type BuildPlan, type PlannedStage } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";
+import type { BuildKey } from "./claimed-driver.js";
 
 /** Claims of one build after which it is failed instead of run again: a build that keeps its workers from finishing it. */
 export const MAX_DELIVERIES = 10;
@@ -20,8 +21,8 @@ export interface PreparedBuild {
   spec?: BuildSpec;
   /** The plan whose jobs' rows the run writes to: the spec's, or the rows as they are when the build cannot run. */
   plan: BuildPlan;
-  keys: { name: string; value: Buffer }[];
-  /** Why the build cannot run: it fails in setup with this line (masked on its way out, like all output). */
+  keys: BuildKey[];
+  /** Why the build cannot run, masked (it may quote a masked value): it fails in setup with this line. */
   setupError?: string;
   /** Every value the build's output must not show, as far as they could be decrypted: a setup error may quote one. */
   masks: string[];
@@ -40,7 +41,7 @@ export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Pro
   const secrets = readSecrets(build, ctx);
   const fail = async (reason: string): Promise<PreparedBuild> => {
     const rows = await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true, []);
-    return { plan: rowsAsPlan(rows.jobs), keys: [], setupError: reason, masks: secrets.masks };
+    return { plan: rowsAsPlan(rows.jobs), keys: [], setupError: maskText(reason, secrets.masks), masks: secrets.masks };
   };
   if (ctx.claim.attempt > MAX_DELIVERIES) {
     return fail(`build taken ${ctx.claim.attempt - 1} times without finishing (its worker died, or its result could not be written): not run again`);
@@ -53,7 +54,7 @@ export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Pro
   const named = secretInNames(spec.plan, spec.masks);
   if (named) return fail(`cannot prepare the build: ${named}`);
   const rows = await matchPlanRows(ctx.pool, ctx.claim, spec.plan, false, spec.masks);
-  if (rows.mismatch) return { plan: rowsAsPlan(rows.jobs), keys: secrets.keys, setupError: `cannot prepare the build: ${rows.mismatch}; the rows were rewritten from the manifest`, masks: spec.masks };
+  if (rows.mismatch) return { plan: rowsAsPlan(rows.jobs), keys: secrets.keys, setupError: maskText(`cannot prepare the build: ${rows.mismatch}; the rows were rewritten from the manifest`, spec.masks), masks: spec.masks };
   // The rows now stand in plan order, one a job.
   spec.plan.stages.flatMap((s) => s.jobs).forEach((job, i) => (job.record = { id: rows.jobs[i].id, stageId: rows.jobs[i].stageId }));
   return { spec, plan: spec.plan, keys: secrets.keys, masks: spec.masks };

@@ -7,7 +7,9 @@ import { getDriver } from "../driver/driver.js";
 import "../driver/all.js";
 import type { Logger } from "../log/log.js";
 import { buildIdOfKillChannel, configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
-import { parsePayload, type Taken } from "../queue/queue.js";
+import type { BuildId, Delivery, SettlePolicy } from "../queue/delivery.js";
+import { allQueueDepths } from "../queue/inventory.js";
+import { parsePayload } from "../queue/queue.js";
 import { BuildGoneError, ClaimLostError, claimBuild, renewLeases } from "../store/builds.js";
 import { permanentDatabaseError } from "../store/db.js";
 import { bounded, sleep } from "../timers/timers.js";
@@ -26,8 +28,8 @@ function transient(err: unknown): boolean {
 export class Worker {
   readonly id: string;
   private readonly log: Logger;
-  private readonly claimed = new Map<number, ClaimedBuild>();
-  private readonly claiming = new Set<number>();
+  private readonly claimed = new Map<BuildId, ClaimedBuild>();
+  private readonly claiming = new Set<BuildId>();
   private inflight = 0;
   private slotWaiters: (() => void)[] = [];
   private stopping = false;
@@ -43,11 +45,15 @@ export class Worker {
 
   /** What the builds it runs use of it. */
   private readonly services: WorkerServices;
+  /** Aborted on a forced stop: writes still waiting for Redis are abandoned (./delivery.ts's policy). */
+  private readonly stopRetries = new AbortController();
+  private readonly settlePolicy: SettlePolicy;
 
   constructor(private readonly deps: WorkerDeps) {
     this.id = deps.id;
     this.log = deps.log.child({ worker: deps.id });
     this.services = { deps, log: this.log, retry: (what, fn, forMs) => this.retry(what, fn, forMs), track: (work) => this.track(work) };
+    this.settlePolicy = { stop: this.stopRetries.signal, onRetry: (what, err) => this.log.warn({ err: (err as Error).message, what }, "write to Redis failed; retrying") };
   }
 
   get running(): number {
@@ -89,6 +95,7 @@ export class Worker {
     }
     // From here on a failed write is not retried: what cannot be handed back now is recovered by the lease.
     this.forced = true;
+    this.stopRetries.abort();
     await all();
     await Promise.allSettled([...this.background]);
     for (const t of this.timers) clearInterval(t);
@@ -106,6 +113,7 @@ export class Worker {
   /** A second signal: end the grace period now. */
   force(): void {
     this.forced = true;
+    this.stopRetries.abort();
     this.forceResolve?.();
     // Kill what still runs now: its processes die even if the exit comes before the hand-back.
     if (this.stopping) for (const c of this.claimed.values()) c.stop("shutdown");
@@ -129,9 +137,9 @@ export class Worker {
         await new Promise<void>((r) => this.slotWaiters.push(r));
         continue;
       }
-      let taken: Taken | null;
+      let taken: Delivery | null;
       try {
-        taken = await queue.take(2);
+        taken = await queue.take(2, this.settlePolicy);
         backoff = 100;
       } catch (err) {
         if (this.stopping) break;
@@ -142,7 +150,7 @@ export class Worker {
       }
       if (!taken) continue;
       if (this.stopping) {
-        await queue.requeue(taken.list, taken.raw, true).catch(() => undefined);
+        await taken.requeue("the worker is stopping").catch(() => undefined);
         break;
       }
       this.inflight++;
@@ -156,50 +164,21 @@ export class Worker {
     }
   }
 
-  private async handle(taken: Taken): Promise<void> {
-    const { queue, pool, config } = this.deps;
+  private async handle(taken: Delivery): Promise<void> {
     const payload = parsePayload(taken.raw);
     if (typeof payload === "string") {
       this.log.warn({ queue: taken.list, reason: payload }, "unusable payload moved to the dead list");
-      await this.retry("dead-letter", () => queue.dead(taken.list, taken.raw, payload), Infinity);
+      await taken.dead(payload);
       return;
     }
-    const id = payload.id;
+    const { id } = payload;
     if (this.claimed.has(id) || this.claiming.has(id)) {
       // A second copy of a build this worker is running: look again once it is done.
-      this.later(() => queue.requeue(taken.list, taken.raw, false));
+      this.later(taken, "a copy of a build this worker is running");
       return;
     }
-    let claim;
-    // Two copies of one build taken at once must not both claim it: the claim does not tell this worker's runs apart.
-    this.claiming.add(id);
-    try {
-      claim = await claimBuild(pool, id, this.id, config.leaseMs);
-      this.claimBackoff = 500;
-    } catch (err) {
-      this.claiming.delete(id);
-      this.log.warn({ build: id, err: (err as Error).message }, "cannot claim build (database unavailable?); putting it back");
-      // Backing off here keeps a worker from spinning on the queue while PostgreSQL is away.
-      await sleep(this.claimBackoff, { unref: true });
-      this.claimBackoff = Math.min(this.claimBackoff * 2, 10_000);
-      await this.retry("requeue", () => queue.requeue(taken.list, taken.raw, true), Infinity);
-      return;
-    }
-    if (claim.outcome !== "claimed") this.claiming.delete(id);
-    switch (claim.outcome) {
-      case "missing":
-        this.log.warn({ build: id, queue: taken.list }, "payload names no build: moved to the dead list");
-        await this.retry("dead-letter", () => queue.dead(taken.list, taken.raw, `no build with id ${id}`), Infinity);
-        return;
-      case "finished":
-        this.log.info({ build: id, status: claim.status }, "build already finished: dropping duplicate delivery");
-        await this.retry("ack", () => queue.ack(taken.list, taken.raw), Infinity);
-        return;
-      case "held":
-        this.log.info({ build: id, owner: claim.worker }, "build is held by another worker: looking again later");
-        this.later(() => queue.requeue(taken.list, taken.raw, false));
-        return;
-    }
+    const claim = await this.claim(id, taken);
+    if (!claim) return;
     const build = new ClaimedBuild({ id, taken, attempt: claim.attempt, previousWorker: claim.previousWorker, run: claim.run, earlierRuns: claim.earlierRuns }, this.services);
     this.claimed.set(id, build);
     this.claiming.delete(id);
@@ -213,9 +192,46 @@ export class Worker {
     }
   }
 
-  /** Runs `fn` after a second, outside the slot; the payload stays in the processing list meanwhile. */
-  private later(fn: () => Promise<unknown>): void {
-    this.track(sleep(1000, { unref: true }).then(() => this.retry("requeue", fn, 30_000)));
+  /** Claims the build in PostgreSQL; when it is not this worker's to run, ends the delivery and says undefined. */
+  private async claim(id: BuildId, taken: Delivery) {
+    const { pool, config } = this.deps;
+    let claim;
+    // Two copies of one build taken at once must not both claim it: the claim does not tell this worker's runs apart.
+    this.claiming.add(id);
+    try {
+      claim = await claimBuild(pool, id, this.id, config.leaseMs);
+      this.claimBackoff = 500;
+    } catch (err) {
+      this.claiming.delete(id);
+      this.log.warn({ build: id, err: (err as Error).message }, "cannot claim build (database unavailable?); putting it back");
+      // Backing off here keeps a worker from spinning on the queue while PostgreSQL is away.
+      await sleep(this.claimBackoff, { unref: true });
+      this.claimBackoff = Math.min(this.claimBackoff * 2, 10_000);
+      await taken.requeue("cannot claim the build");
+      return undefined;
+    }
+    if (claim.outcome === "claimed") return claim;
+    this.claiming.delete(id);
+    switch (claim.outcome) {
+      case "missing":
+        this.log.warn({ build: id, queue: taken.list }, "payload names no build: moved to the dead list");
+        await taken.dead(`no build with id ${id}`);
+        break;
+      case "finished":
+        this.log.info({ build: id, status: claim.status }, "build already finished: dropping duplicate delivery");
+        await taken.ack();
+        break;
+      case "held":
+        this.log.info({ build: id, owner: claim.worker }, "build is held by another worker: looking again later");
+        this.later(taken, "held by another worker");
+        break;
+    }
+    return undefined;
+  }
+
+  /** Puts it back behind the queue after a second, outside the slot; the payload stays in the processing list meanwhile. */
+  private later(taken: Delivery, reason: string): void {
+    this.track(sleep(1000, { unref: true }).then(() => taken.requeue(reason, "behind")));
   }
 
   /** Work that outlives a build's slot (a requeue later, a failure mail): shutdown waits for it. */
@@ -303,14 +319,15 @@ export class Worker {
       // Payloads are bytes: compared as latin1 strings, one character a byte.
       const known = new Set([...this.claimed.values()].map((c) => c.taken.raw.toString("latin1")));
       const next = new Set<string>();
-      const held = await this.deps.queue.held();
+      const held = await this.deps.queue.held(this.settlePolicy);
       if (this.inflight > this.claimed.size) return; // a build is between take and claim: look next time
       for (const t of held) {
         if (known.has(t.raw.toString("latin1"))) continue;
         const key = `${t.list}\0${t.raw.toString("latin1")}`;
         if (this.strays.has(key)) {
           this.log.warn({ queue: t.list }, "a taken build this worker never received goes back on its queue");
-          await this.deps.queue.requeue(t.list, t.raw, true);
+          // Not awaited: a Redis away must not hold up the heartbeat that renews the leases.
+          this.track(t.requeue("taken by a command whose reply was lost"));
         } else next.add(key);
       }
       this.strays = next;
@@ -351,12 +368,19 @@ export class Worker {
   }
 
   private depthsBusy = false;
+  /** Queues whose depth has been reported: one Redis no longer has (emptied) is reported 0. */
+  private depthsSeen = new Set<string>();
 
+  /** The depth of every queue under the prefix, served by this worker or not (an unserved one is how a waiting build is seen). */
   private async pollDepths(): Promise<void> {
     if (this.depthsBusy) return;
     this.depthsBusy = true;
+    const { queue, metrics } = this.deps;
     try {
-      for (const [list, n] of Object.entries(await this.deps.queue.depths())) this.deps.metrics?.setQueueDepth(list, n);
+      const depths = await allQueueDepths(queue.redis, queue.prefix);
+      for (const list of [...queue.lists, ...this.depthsSeen]) if (!depths.has(list)) depths.set(list, 0);
+      for (const [list, n] of depths) metrics?.setQueueDepth(list, n);
+      this.depthsSeen = new Set(depths.keys());
     } catch {
       // Redis unavailable: depths are stale until it is back.
     } finally {

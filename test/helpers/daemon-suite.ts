@@ -139,11 +139,16 @@ export class TestEnv {
     return d;
   }
 
-  /** Submits through the CLI; the build id. */
-  async submit(manifest: string, args: string[] = []): Promise<number> {
+  /** Writes a manifest into the environment's directory; its path. */
+  async writeManifest(manifest: string): Promise<string> {
     const file = path.join(this.cfg.dir, `manifest-${Date.now()}-${Math.random().toString(36).slice(2)}.yml`);
     await fs.writeFile(file, manifest);
-    const r = await runCli(["submit", file, "-config", this.cfg.worker, ...args]);
+    return file;
+  }
+
+  /** Submits through the CLI; the build id. */
+  async submit(manifest: string, args: string[] = []): Promise<number> {
+    const r = await runCli(["submit", await this.writeManifest(manifest), "-config", this.cfg.worker, ...args]);
     if (r.code !== 0) throw new Error(`submit failed (${r.code}): ${r.stderr}`);
     return Number(r.stdout.trim());
   }

@@ -1,4 +1,5 @@
 // Throwaway servers for integration suites (redis-server, PostgreSQL) and a daemon under test.
+import type { BuildId } from "../../internal/queue/delivery.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
@@ -215,7 +216,7 @@ export function isAlive(pid: number): boolean {
 export const CRYPTO_BLOCK = "0123456789abcdef0123456789abcdef";
 
 /** Stores a build of manifest `text` as submit does (its rows planned from the manifest), without queueing it. */
-export function insertManifestBuild(pool: pg.Pool, text: string, more: Partial<Pick<NewBuild, "env" | "secrets" | "notify" | "keys">> = {}): Promise<number> {
+export function insertManifestBuild(pool: pg.Pool, text: string, more: Partial<Pick<NewBuild, "env" | "secrets" | "notify" | "keys">> = {}): Promise<BuildId> {
   const { manifest } = parseManifest(text);
   return insertBuild(pool, new Crypto(CRYPTO_BLOCK), { manifestText: text, manifest, plan: (id) => planBuild(manifest, String(id)), env: [], secrets: [], notify: [], ...more });
 }

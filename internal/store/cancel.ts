@@ -1,0 +1,63 @@
+// Cancelling a build no worker has started: it ends as killed, with a line saying so in the output
+// of its first job, in one transaction that locks the row as a claim does, so a worker that takes
+// its payload afterwards finds it finished (claimBuild refuses a finished build).
+import type pg from "pg";
+import { setupStageName } from "../manifest/manifest.js";
+import type { BuildId } from "../queue/delivery.js";
+import { createDriverJob } from "../runner/plan.js";
+import type { Status } from "../runner/status.js";
+import { insertPlanRows } from "./builds.js";
+
+/** The first line of a cancelled build's output. */
+export const CANCELLED_NOTE = "--- cancelled before it ran (kill of a queued build) ---\n";
+
+/** Kills build `id` if it is still queued; its status otherwise (a worker has it, or it is over). */
+export async function cancelQueuedBuild(pool: pg.Pool, id: BuildId): Promise<{ cancelled: true } | { cancelled: false; status: Status | undefined }> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const cur = await client.query(`SELECT status FROM builds WHERE id = $1 FOR UPDATE`, [id]);
+    const status = cur.rows[0]?.status as Status | undefined;
+    if (status !== "queued") {
+      await client.query("ROLLBACK");
+      return { cancelled: false, status };
+    }
+    await client.query(`UPDATE builds SET status = $2, finished_at = now(), lease_expires_at = NULL WHERE id = $1`, [id, "killed" satisfies Status]);
+    const first = await firstJob(client, id);
+    await client.query(`UPDATE jobs SET status = $2 WHERE build_id = $1`, [id, "skipped" satisfies Status]);
+    await client.query(`UPDATE stages SET status = $2 WHERE build_id = $1`, [id, "skipped" satisfies Status]);
+    await client.query(`UPDATE jobs SET status = $2, finished_at = now() WHERE id = $1`, [first.job, "killed" satisfies Status]);
+    await client.query(`UPDATE stages SET status = $2, finished_at = now() WHERE id = $1`, [first.stage, "killed" satisfies Status]);
+    await client.query(`INSERT INTO job_output (build_id, job_id, data) VALUES ($1, $2, $3)`, [id, first.job, CANCELLED_NOTE]);
+    await client.query("COMMIT");
+    return { cancelled: true };
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Deletes a build `submit` stored but could not queue; false when a worker has claimed it since
+ * (then its payload did reach Redis). A payload that reached Redis unseen names no build: dead-listed.
+ */
+export async function withdrawUnqueuedBuild(pool: pg.Pool, id: BuildId): Promise<boolean> {
+  const r = await pool.query(`DELETE FROM builds WHERE id = $1 AND status = $2 AND attempt = 0`, [id, "queued" satisfies Status]);
+  return r.rowCount === 1;
+}
+
+/** The build's first job, its setup rows written first when its producer wrote none. */
+async function firstJob(client: pg.PoolClient, id: BuildId): Promise<{ job: number; stage: number }> {
+  const query = () => client.query(`SELECT j.id, j.stage_id FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position LIMIT 1`, [id]);
+  let r = await query();
+  if (r.rowCount === 0) {
+    // Stages without jobs differ from any plan (a worker would rewrite them too).
+    await client.query(`DELETE FROM stages WHERE build_id = $1`, [id]);
+    const setup = setupStageName(String(id));
+    await insertPlanRows(client, id, { stages: [{ name: setup, canFail: false, jobs: [createDriverJob(setup)] }] }, []);
+    r = await query();
+  }
+  return { job: Number(r.rows[0].id), stage: Number(r.rows[0].stage_id) };
+}
