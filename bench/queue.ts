@@ -6,7 +6,10 @@
 //     drained by four workers: lost, duplicated, total time;
 //  4. a worker's RSS idle and under load;
 //  5. a job printing --print-mib MiB (default 128): stored throughput and the worker's peak RSS
-//     (flat: output is streamed into PostgreSQL, never held), vs `yes | head -c` into /dev/null.
+//     (flat: output is streamed into PostgreSQL, never held), vs `yes | head -c` into /dev/null;
+//  and, for 1 and 3, where a build's time goes on the worker, phase by phase (p50/p99): from the
+//  "build finished" line's phasesMs (claim, load, prepare, environment, first command, status)
+//  and, at debug level (1 only), "build acknowledged"'s ackMs.
 // Usage: node build/bench/queue.js [--samples N] [--builds N] [--drain N] [--print-mib N]
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -31,17 +34,29 @@ function manifestText(commands: string[]): string {
   return `driver: {type: os}\nstages: [a]\njobs:\n- stage: a\n  name: one\n  commands:\n${commands.map((c) => `  - ${JSON.stringify(c)}`).join("\n")}\n`;
 }
 
+/** p50/p99 of each phase the daemons logged for their builds (see internal/timers/phases.ts). */
+function printPhases(what: string, daemons: DaemonProcess[]): void {
+  const byPhase = new Map<string, number[]>();
+  const add = (phase: string, ms: unknown) => typeof ms === "number" && byPhase.set(phase, [...(byPhase.get(phase) ?? []), ms]);
+  for (const line of daemons.flatMap((d) => d.lines)) {
+    if (line.msg === "build finished") for (const [phase, ms] of Object.entries((line.phasesMs ?? {}) as Record<string, number>)) add(phase, ms);
+    if (line.msg === "build acknowledged") add("ack", line.ackMs);
+  }
+  const cells = [...byPhase].map(([phase, xs]) => `${phase} ${pct(xs, 50).toFixed(1)}/${pct(xs, 99).toFixed(1)}`);
+  console.log(`  where a build's time goes (${what}), ms p50/p99: ${cells.join(", ")}`);
+}
+
 async function main(): Promise<void> {
   const [redisServer, pgServer] = await Promise.all([startRedis(), startPostgres()]);
   const daemons: DaemonProcess[] = [];
   const dirs: string[] = [];
   const redis = new Redis(redisServer.port, "127.0.0.1");
   try {
-    const env = async (queue: string, parallelism: number) => {
+    const env = async (queue: string, parallelism: number, logLevel: "info" | "debug" = "info") => {
       const database = await pgServer.createDatabase();
       const pool = testPool(pgServer, database);
       await migrate(pool);
-      const cfg = await writeConfigs({ redis: redisServer.addr, postgres: pgServer.addr, database, queue, parallelism, lease: "10s", logLevel: "info" });
+      const cfg = await writeConfigs({ redis: redisServer.addr, postgres: pgServer.addr, database, queue, parallelism, lease: "10s", logLevel });
       dirs.push(cfg.dir);
       return { pool, cfg };
     };
@@ -56,7 +71,7 @@ async function main(): Promise<void> {
 
     // 1. Latency: one idle worker, builds one at a time.
     {
-      const { pool, cfg } = await env("lat", 2);
+      const { pool, cfg } = await env("lat", 2, "debug");
       const d = await startDaemon(cfg);
       daemons.push(d);
       await sleep(500);
@@ -79,6 +94,7 @@ async function main(): Promise<void> {
       }
       console.log(`enqueue → first command (os driver, ${samples} builds, idle worker): p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms; raw sh spawn p50 ${pct(raw, 50).toFixed(1)} ms (ratio ${(pct(lat, 50) / pct(raw, 50)).toFixed(1)}x)`);
       console.log(`worker RSS idle: ${idleRss.toFixed(1)} MiB`);
+      printPhases("idle worker", [d]);
       d.kill("SIGTERM");
       await d.exit;
       await pool.end();
@@ -135,6 +151,7 @@ async function main(): Promise<void> {
       const lost = ids.filter((id) => !counts.has(id)).length;
       const duplicated = [...counts.values()].filter((n) => n > 1).length;
       const notPassed = (await pool.query(`SELECT count(*)::int AS n FROM builds WHERE status <> 'passed'`)).rows[0].n;
+      printPhases(`drain of ${drain}`, ds);
       console.log(`drain ${drain} queued builds (target 20000: --drain 20000), 4 workers × parallelism 2: ${secs.toFixed(1)} s (${(drain / secs).toFixed(1)} builds/s), lost ${lost}, duplicated ${duplicated}, not passed ${notPassed}`);
       for (const d of ds) d.kill("SIGTERM");
       await Promise.all(ds.map((d) => d.exit));

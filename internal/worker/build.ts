@@ -12,6 +12,7 @@ import { isFailure, type Status } from "../runner/status.js";
 import { BuildGoneError, BuildRecorder, ClaimLostError, loadBuild, type LoadedBuild } from "../store/builds.js";
 import { outputTail } from "../store/output.js";
 import { permanentDatabaseError } from "../store/db.js";
+import { PhaseClock } from "../timers/phases.js";
 import type { WorkerDeps } from "./deps.js";
 import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
 import { claimedDriver } from "./claimed-driver.js";
@@ -37,6 +38,8 @@ export interface Claim {
   /** This run's token and the earlier runs' (recorded with the claims): what the driver leaves on the host is named by it. */
   run: string;
   earlierRuns: string[];
+  /** Started when the payload was taken; marked "claim" when the claim was written. */
+  phases: PhaseClock;
 }
 
 export class ClaimedBuild {
@@ -89,9 +92,11 @@ export class ClaimedBuild {
     const { pool, crypto, drivers, config } = this.w.deps;
     try {
       const build = await loadBuild(pool, this.id, config.manifestLimit);
+      this.claim.phases.mark("load");
       this.secret = build.secret;
       const claim = { id: this.id, worker: this.w.deps.id, attempt: this.claim.attempt };
       const prepared = await this.w.retry("prepare", () => prepareBuild(build, { pool, crypto, drivers, claim, manifestLimit: config.manifestLimit }), config.leaseMs);
+      this.claim.phases.mark("prepare");
       return { build, prepared };
     } catch (err) {
       await this.unpreparable(err);
@@ -105,7 +110,7 @@ export class ClaimedBuild {
     // Not awaited: with Redis away the build runs anyway, and kill works once it is back.
     subscriber.subscribe(killChannel(this.id)).catch((err) => this.log.warn({ err: (err as Error).message }, "cannot subscribe for kill"));
     try {
-      const reporter = new DatabaseReporter(prepared.plan, this.recorder, (what, fn) => this.write(what, fn), { outputLimit: config.outputLimit, log: this.log, firstNote: this.attemptNote() });
+      const reporter = timedReporter(new DatabaseReporter(prepared.plan, this.recorder, (what, fn) => this.write(what, fn), { outputLimit: config.outputLimit, log: this.log, firstNote: this.attemptNote() }), this.claim.phases);
       if (!prepared.spec) {
         const reason = prepared.setupError ?? "no manifest";
         this.log.warn({ reason }, "build cannot run: failed in setup");
@@ -190,11 +195,16 @@ export class ClaimedBuild {
       if (!(err instanceof ClaimLostError)) await this.unfinished(err);
       return;
     }
+    const { phases } = this.claim;
+    phases.mark("status");
     const seconds = (Date.now() - this.started) / 1000;
-    this.log.info({ status, seconds }, "build finished");
+    this.log.info({ status, seconds, phasesMs: phases.ms }, "build finished");
     this.w.deps.metrics?.buildFinished(status, seconds);
     if (isFailure(status) && build.notify.length && this.w.deps.mailer) this.mail(build, status);
     await this.taken.ack().catch((err) => this.log.warn({ err: (err as Error).message }, "cannot acknowledge: a later delivery finds it finished and drops it"));
+    phases.mark("ack");
+    // Apart from "build finished": an acknowledgement waits for Redis, the build's result does not.
+    this.log.debug({ ackMs: phases.ms.ack }, "build acknowledged");
   }
 
   /** A build that could not be loaded or prepared: given back when a retry may help, otherwise given up. */
@@ -257,4 +267,22 @@ export class ClaimedBuild {
       })().catch((err) => this.log.warn({ err: (err as Error).message }, "failure mail not sent")),
     );
   }
+}
+
+/**
+ * The reporter, marking the phases of a build's run: its environment ready (the setup stage's
+ * create-driver job ended), its first command started, and its last job ended.
+ */
+function timedReporter(reporter: BuildReporter, phases: PhaseClock): BuildReporter {
+  return {
+    jobStarted(job) {
+      if (!job.createsDriver && !job.name.startsWith("clone.")) phases.mark("first command");
+      return reporter.jobStarted(job);
+    },
+    async jobFinished(job, result) {
+      await reporter.jobFinished(job, result);
+      if (job.createsDriver) phases.mark("environment");
+    },
+    artifactStored: reporter.artifactStored?.bind(reporter),
+  };
 }

@@ -16,6 +16,7 @@ import { bounded, sleep } from "../timers/timers.js";
 import { ClaimedBuild, type WorkerServices } from "./build.js";
 import type { WorkerDeps } from "./deps.js";
 import { healQueue } from "./heal.js";
+import { PhaseClock } from "../timers/phases.js";
 
 /** How often a worker looks for what dead workers left on its host. */
 const SWEEP_EVERY_MS = 60_000;
@@ -165,6 +166,7 @@ export class Worker {
   }
 
   private async handle(taken: Delivery): Promise<void> {
+    const phases = new PhaseClock();
     const payload = parsePayload(taken.raw);
     if (typeof payload === "string") {
       this.log.warn({ queue: taken.list, reason: payload }, "unusable payload moved to the dead list");
@@ -179,7 +181,8 @@ export class Worker {
     }
     const claim = await this.claim(id, taken);
     if (!claim) return;
-    const build = new ClaimedBuild({ id, taken, attempt: claim.attempt, previousWorker: claim.previousWorker, run: claim.run, earlierRuns: claim.earlierRuns }, this.services);
+    phases.mark("claim");
+    const build = new ClaimedBuild({ id, taken, attempt: claim.attempt, previousWorker: claim.previousWorker, run: claim.run, earlierRuns: claim.earlierRuns, phases }, this.services);
     this.claimed.set(id, build);
     this.claiming.delete(id);
     this.deps.metrics?.setRunning(this.claimed.size);
