@@ -28,7 +28,7 @@ export interface RunOptions {
 export async function loadRunDriverConfig(driverFile: string | undefined, type: string): Promise<DriverConfig> {
   const file = driverFile ?? (existsSync("djinn-driver.toml") ? "djinn-driver.toml" : undefined);
   const cfg = file ? loadDriverConfig(file) : defaultDriverConfig();
-  const present = type === "os" ? cfg.os : (cfg as unknown as Record<string, unknown>)[type];
+  const present = (cfg as Record<string, unknown>)[type];
   if (!present) throw new InputError(`${file}: the manifest's driver "${type}" is not configured: add a [${type}] section`);
   return cfg;
 }
