@@ -373,7 +373,7 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     const notADir = path.join(dir, "a-file");
     await fs.writeFile(notADir, "");
     const badLog = await config(name, [["log", "file", `"${notADir}/worker.log"`]]);
-    assertOneLine(await cli(["-config", badLog, "-driver", driver]), 1, new RegExp(`^djinn-worker: ${badLog}: log\\.file: cannot open "${notADir}/worker\\.log": a directory on its path is a file$`));
+    assertOneLine(await cli(["-config", badLog, "-driver", driver]), 1, new RegExp(`^djinn-worker: ${badLog}:\\d+: log\\.file: cannot open "${notADir}/worker\\.log": a directory on its path is a file$`));
     const text = await fs.readFile(worker, "utf8");
     const badPid = path.join(dir, "pid.toml");
     await fs.writeFile(badPid, `pidfile = "${dir}/no/such/dir/worker.pid"\n${text}`);

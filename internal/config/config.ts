@@ -33,6 +33,11 @@ function checkDriverName(value: string): string | undefined {
   return `unknown driver ${JSON.stringify(value)}: must be one of ${CATALOGUE.map((d) => JSON.stringify(d.queue())).join(", ")} or "*" (every driver configured in the driver file)`;
 }
 
+/** A server the worker connects to, host and port written out: without the port the mistake would show only as a refused connection. */
+function serverAddr(example: string): (v: string) => string | undefined {
+  return (v) => (hostAndPort(v) ? undefined : `must be host:port, e.g. "${example}", got ${JSON.stringify(v)}`);
+}
+
 export const workerSchema: SectionSpec = {
   keys: {
     parallelism: { kind: "integer", default: 0, min: 0, doc: "Builds run at once; 0 = number of CPUs." },
@@ -55,7 +60,7 @@ export const workerSchema: SectionSpec = {
     },
     smtp: {
       keys: {
-        addr: { kind: "string", required: true, check: (v) => (hostAndPort(v) ? undefined : `must be host:port, e.g. "127.0.0.1:25", got ${JSON.stringify(v)}`), doc: "SMTP server host:port." },
+        addr: { kind: "string", required: true, check: serverAddr("127.0.0.1:25"), doc: "SMTP server host:port." },
         ca: { kind: "string", doc: "CA bundle; when set, STARTTLS is required and verified against it." },
         admin: { kind: "string", required: true, doc: "From address of failure mail." },
         username: { kind: "string", doc: "SMTP AUTH user." },
@@ -64,7 +69,7 @@ export const workerSchema: SectionSpec = {
     },
     database: {
       keys: {
-        addr: { kind: "string", required: true, doc: "PostgreSQL host:port." },
+        addr: { kind: "string", required: true, check: serverAddr("127.0.0.1:5432"), doc: "PostgreSQL host:port." },
         name: { kind: "string", required: true, doc: "Database name." },
         username: { kind: "string", required: true, doc: "Database user." },
         password: { kind: "string", default: "", secret: true, doc: "Database password." },
@@ -81,7 +86,7 @@ export const workerSchema: SectionSpec = {
     },
     redis: {
       keys: {
-        addr: { kind: "string", required: true, doc: "Redis host:port." },
+        addr: { kind: "string", required: true, check: serverAddr("127.0.0.1:6379"), doc: "Redis host:port." },
         password: { kind: "string", secret: true, doc: "Redis AUTH password." },
         db: { kind: "integer", default: 0, min: 0, doc: "Redis database number." },
       },

@@ -199,22 +199,23 @@ function walk(w: SchemaWalk, table: string, spec: SectionSpec, input: Parsed): P
         throw new ConfigError(file, qualified(name), map.lineOf(table, name), `expected a table [${qualified(name)}], got ${typeName(value)}`);
       }
       out[name] = walk(w, qualified(name), sub, value as Parsed);
+    } else if (typeName(value) === "table") {
+      // A misspelt section would drop every key in it: the daemon would miss a section it needs, or a driver.
+      throw new ConfigError(file, undefined, map.lineOf(qualified(name)) ?? map.lineOf(table, name), `unknown section [${qualified(name)}]${unknownHint(table, spec, name)}`);
     } else {
-      warnings.push(unknownWarning(w, table, spec, name, typeName(value) === "table"));
+      const line = map.lineOf(table, name);
+      warnings.push(`${file}${line ? `:${line}` : ""}: unknown key "${qualified(name)}"${unknownHint(table, spec, name)}`);
     }
   }
   fillDefaults(w, table, spec, out);
   return out;
 }
 
-/** The warning for `name`, a key or section `spec` does not know, with a suggestion when one is close. */
-function unknownWarning(w: SchemaWalk, table: string, spec: SectionSpec, name: string, isTable: boolean): string {
-  const qualified = table ? `${table}.${name}` : name;
+/** ` — did you mean "table.x"?` for `name`, a key or section `spec` does not know, or "" when no known name is close. */
+function unknownHint(table: string, spec: SectionSpec, name: string): string {
   const known = [...Object.keys(spec.keys), ...Object.keys(spec.sections ?? {})];
-  const line = isTable ? w.map.lineOf(qualified) : w.map.lineOf(table, name);
-  const what = isTable ? `unknown section [${qualified}]` : `unknown key "${qualified}"`;
   const hint = suggestion(name, known);
-  return `${w.file}${line ? `:${line}` : ""}: ${what}${hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : ""}`;
+  return hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : "";
 }
 
 /** Refuses a required key `out` lacks; gives the others their defaults. */
