@@ -6,8 +6,8 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { ConfigError, driverSchema, hostQemuArch, loadDriverConfig, loadWorkerConfig, workerSchema } from "../internal/config/config.js";
 import { servedDrivers } from "../internal/queue/names.js";
-import type { SectionSpec } from "../internal/config/schema.js";
-import { formatDuration, parseDuration } from "../internal/config/duration.js";
+import type { SectionSpec } from "../internal/settings/spec.js";
+import { formatDuration, parseDuration } from "../internal/timers/duration.js";
 import { cliPath, repoRoot } from "./helpers/env.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-config-test-"));

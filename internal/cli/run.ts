@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { assembleBuild, specifyBuild, type Variable } from "../assembly/assembly.js";
 import { DEFAULT_MANIFEST_LIMIT, defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
-import { formatDuration, parseTimerDuration } from "../config/duration.js";
+import { formatDuration, parseTimerDuration } from "../timers/duration.js";
 import type { Logger } from "../log/log.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { exitCodeOf, type Status } from "../runner/status.js";

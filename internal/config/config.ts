@@ -3,7 +3,8 @@ import os from "node:os";
 import { hostAndPort, listenAddress } from "../net/address.js";
 import { CATALOGUE, driverSections, type DriverConfig } from "../driver/catalogue.js";
 import { parallelismWarning } from "./sanity.js";
-import { ConfigError, applySchema, readToml, type SectionSpec } from "./schema.js";
+import { ConfigError, applySchema, readToml } from "./schema.js";
+import type { SectionSpec } from "../settings/spec.js";
 
 export { ConfigError } from "./schema.js";
 // What loadDriverConfig returns; each driver's settings are declared in its own folder.

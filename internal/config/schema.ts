@@ -2,8 +2,9 @@
 // declared key, so every error can name the file, the key and its line.
 import TOML from "@iarna/toml";
 import { readFileSync } from "node:fs";
-import { parseDuration, timerDurationProblem } from "./duration.js";
+import { parseDuration, timerDurationProblem } from "../timers/duration.js";
 import { EnvironmentError } from "../errors/errors.js";
+import type { KeySpec, SectionSpec } from "../settings/spec.js";
 
 export class ConfigError extends EnvironmentError {
   constructor(
@@ -17,21 +18,6 @@ export class ConfigError extends EnvironmentError {
     super(key ? `${where}: ${key}: ${reason}` : `${where}: ${reason}`);
     this.name = "ConfigError";
   }
-}
-
-export type KeySpec =
-  | { kind: "string"; required?: boolean; default?: string; oneOf?: readonly string[]; caseInsensitive?: boolean; secret?: boolean; check?: (v: string) => string | undefined; doc: string }
-  | { kind: "integer"; required?: boolean; default?: number; min?: number; max?: number; doc: string }
-  | { kind: "number"; required?: boolean; default?: number; min?: number; check?: (v: number) => string | undefined; doc: string }
-  | { kind: "boolean"; default?: boolean; doc: string }
-  | { kind: "duration"; required?: boolean; default?: string; min?: number; integerSeconds?: boolean; doc: string }
-  /** A key of Djinn's files that does nothing in this worker: accepted whatever its value, with one warning saying why. */
-  | { kind: "ignored"; why: string; doc: string };
-
-export interface SectionSpec {
-  keys: Record<string, KeySpec>;
-  sections?: Record<string, SectionSpec>;
-  doc?: string;
 }
 
 type Parsed = Record<string, unknown>;

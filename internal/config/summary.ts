@@ -1,8 +1,8 @@
 // The effective configuration as `djinn-worker check` prints it: every key with its value,
 // secrets as ***.
-import { formatDuration } from "./duration.js";
+import { formatDuration } from "../timers/duration.js";
 import { driverSchema, workerSchema, type DriverConfig, type WorkerConfig } from "./config.js";
-import type { SectionSpec } from "./schema.js";
+import type { SectionSpec } from "../settings/spec.js";
 import { driverSections } from "../driver/catalogue.js";
 
 function render(spec: SectionSpec, values: Record<string, unknown>, prefix: string, out: string[]): void {

@@ -1,7 +1,7 @@
 // What a driver declares about itself, engine-free: its name, the queue it is served on, its
 // driver.toml section and its lazy loader. ./catalogue.ts lists the declarations; config, the
 // manifest, queue naming and `check` read them there.
-import type { SectionSpec } from "../config/schema.js";
+import type { SectionSpec } from "../settings/spec.js";
 
 /**
  * driver.toml as read: each configured driver's settings under its name. A driver reads its own

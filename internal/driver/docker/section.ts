@@ -1,6 +1,6 @@
 // The [docker] section of driver.toml: its keys, defaults and typed settings. Engine-free: the
 // engine modules import their settings from here.
-import type { SectionSpec } from "../../config/schema.js";
+import type { SectionSpec } from "../../settings/spec.js";
 import { engineAddress } from "../../net/address.js";
 import type { DriverSection } from "../section.js";
 

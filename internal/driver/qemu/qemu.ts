@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { settingsIn, type DriverSettings } from "../section.js";
 import { hostQemuArch, qemuSection, type QemuConfig } from "./section.js";
-import { formatDuration } from "../../config/duration.js";
+import { formatDuration } from "../../timers/duration.js";
 import { confinedPath } from "../../fs/confine.js";
 import { PrivateDirError, readOwnFile } from "../../fs/private.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions, type RunRef } from "../driver.js";

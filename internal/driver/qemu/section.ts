@@ -1,6 +1,6 @@
 // The [qemu] section of driver.toml and the host arch the driver's queue is named after.
 // Engine-free: the engine module imports its settings from here.
-import type { SectionSpec } from "../../config/schema.js";
+import type { SectionSpec } from "../../settings/spec.js";
 import type { DriverSection } from "../section.js";
 
 /** The arch name qemu uses for this host (qemu-system-<arch>). */

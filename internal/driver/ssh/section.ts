@@ -1,5 +1,5 @@
 // The [ssh] section of driver.toml. Engine-free: the engine module imports its settings from here.
-import type { SectionSpec } from "../../config/schema.js";
+import type { SectionSpec } from "../../settings/spec.js";
 import type { DriverSection } from "../section.js";
 
 export interface SshConfig {

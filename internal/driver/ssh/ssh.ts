@@ -5,7 +5,7 @@ import { access, constants } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { settingsIn } from "../section.js";
 import { sshSection, type SshConfig } from "./section.js";
-import { formatDuration } from "../../config/duration.js";
+import { formatDuration } from "../../timers/duration.js";
 import { isPort, splitHostPort } from "../../net/address.js";
 import { buildBaseEnv } from "../env.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
