@@ -1,6 +1,7 @@
 // Every driver this worker has, one line each, in the order `check` and messages list them.
-// A driver is its folder (name, queue rule, driver.toml section, loader: <folder>/entry.ts) and
-// its line here; config, the manifest, queue naming and `check` read this list.
+// A driver is its folder (<folder>/section.ts: its name and driver.toml section, which its engine
+// reads too; <folder>/entry.ts: its queue rule and the loader of its engine) and its line here.
+// config, the manifest, queue naming and `check` read this list.
 import type { DriverDeclaration, DriverSection } from "./section.js";
 import { docker } from "./docker/entry.js";
 import { qemu } from "./qemu/entry.js";

@@ -5,7 +5,7 @@ import type { SectionSpec } from "../settings/spec.js";
 
 /**
  * driver.toml as read: each configured driver's settings under its name. A driver reads its own
- * with its section's `settingsIn`; ../config/config.ts has the fully typed form (DriverConfig).
+ * with its section's `settingsIn`; ./catalogue.ts has the fully typed form (DriverConfig).
  */
 export interface DriverSettings {
   readonly file?: string;
