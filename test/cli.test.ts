@@ -155,15 +155,18 @@ test("check warns about an absurd parallelism, naming file and line; a sensible 
     const driver = path.join(dir, "driver.toml");
     fs.writeFileSync(driver, "[os]\n");
     const worker = path.join(dir, "worker.toml");
-    fs.writeFileSync(worker, `queue = "builds"\nparallelism = 100000\n`);
+    // The sections the daemon needs, on servers that do not answer: check fails on them alone, on stdout.
+    const sections = `[crypto]\nblock = "0123456789abcdef"\n[database]\naddr = "127.0.0.1:1"\nname = "djinn"\nusername = "w"\n[redis]\naddr = "127.0.0.1:1"\n`;
+    fs.writeFileSync(worker, `queue = "builds"\nparallelism = 100000\n${sections}`);
     const r = cli(["check", "-config", worker, "-driver", driver]);
-    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.status, 1, r.stderr);
+    assert.deepEqual(r.stdout.split("\n").filter((l) => l.startsWith("FAIL")).map((l) => l.split(":")[0]), ["FAIL postgresql", "FAIL redis"]);
     const most = Math.max(16, 4 * os.availableParallelism());
     assert.equal(
       r.stderr,
       `warning: ${worker}:2: parallelism = 100000 is more than ${most} (4 builds per CPU, this machine has ${os.availableParallelism()}): builds would compete for CPU and memory, and the worker would ask PostgreSQL for up to 200002 connections\n`,
     );
-    fs.writeFileSync(worker, `parallelism = ${most}\n`);
+    fs.writeFileSync(worker, `parallelism = ${most}\n${sections}`);
     assert.equal(cli(["check", "-config", worker, "-driver", driver]).stderr, "");
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -6,8 +6,8 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { ConfigError, driverSchema, hostQemuArch, loadDriverConfig, loadWorkerConfig, workerSchema } from "../internal/config/config.js";
 import { servedDrivers } from "../internal/queue/names.js";
-import type { SectionSpec } from "../internal/config/schema.js";
-import { formatDuration, parseDuration } from "../internal/config/duration.js";
+import type { SectionSpec } from "../internal/settings/spec.js";
+import { formatDuration, parseDuration } from "../internal/timers/duration.js";
 import { cliPath, repoRoot } from "./helpers/env.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-config-test-"));
@@ -19,6 +19,13 @@ function file(text: string, name = `worker-${++n}.toml`): string {
   fs.writeFileSync(p, text);
   return p;
 }
+
+/** The sections the daemon cannot start without, each pointing at nothing that answers. */
+const DAEMON_SECTIONS = {
+  crypto: '[crypto]\nblock = "0123456789abcdef"\n',
+  database: '[database]\naddr = "127.0.0.1:1"\nname = "djinn"\nusername = "w"\n',
+  redis: '[redis]\naddr = "127.0.0.1:1"\n',
+};
 
 function workerError(text: string): ConfigError {
   const p = file(text);
@@ -215,11 +222,26 @@ describe("worker.toml", () => {
   });
 
   test("unknown keys warn with a suggestion", () => {
-    const cfg = loadWorkerConfig(file('paralellism = 2\n[artifacts]\npath = "/x"\nlimt = 3\n[bogus]\nx = 1\n'));
-    assert.equal(cfg.warnings.length, 3);
+    const cfg = loadWorkerConfig(file('paralellism = 2\n[artifacts]\npath = "/x"\nlimt = 3\n'));
+    assert.equal(cfg.warnings.length, 2);
     assert.match(cfg.warnings[0], /:1: unknown key "paralellism" — did you mean "parallelism"\?$/);
     assert.match(cfg.warnings[1], /:4: unknown key "artifacts\.limt" — did you mean "artifacts\.limit"\?$/);
-    assert.match(cfg.warnings[2], /:5: unknown section \[bogus\]$/);
+  });
+
+  test("an unknown section is refused, with a suggestion when one is close: its keys would be lost", () => {
+    assert.match(workerError('parallelism = 2\n[bogus]\nx = 1\n').message, /:2: unknown section \[bogus\]$/);
+    assert.match(workerError('[databse]\naddr = "127.0.0.1:5432"\n').message, /:1: unknown section \[databse\] — did you mean "database"\?$/);
+    assert.match(workerError('[database.sls]\nca = "x"\n').message, /:1: unknown section \[database\.sls\] — did you mean "database\.ssl"\?$/);
+    assert.match(workerError("bogus = { x = 1 }\n").message, /:1: unknown section \[bogus\]$/);
+  });
+
+  test("a server address without a port is refused: it would only show as a refused connection", () => {
+    for (const section of ["redis", "database", "smtp"]) {
+      const err = workerError(`[${section}]\naddr = "127.0.0.1"\n`);
+      assert.match(err.message, new RegExp(`:2: ${section}\\.addr: must be host:port, e\\.g\\. "127\\.0\\.0\\.1:\\d+", got "127\\.0\\.0\\.1"$`));
+    }
+    const ok = loadWorkerConfig(file('[redis]\naddr = "[::1]:6379"\n'));
+    assert.equal(ok.redis?.addr, "[::1]:6379");
   });
 });
 
@@ -267,9 +289,38 @@ describe("driver.toml", () => {
   });
 });
 
+describe("check refuses what the daemon refuses, with the daemon's line", () => {
+  const { crypto, database, redis } = DAEMON_SECTIONS;
+  const osDrivers = () => file("[os]\n", `drivers-${++n}.toml`);
+  /** Each mistake: the files, and the one line both commands give (file names filled in). */
+  const mistakes: { what: string; worker: string; drivers?: string; line: (worker: string, drivers: string) => string }[] = [
+    { what: "a misspelt [database]", worker: `${crypto}${redis}[databse]\naddr = "127.0.0.1:1"\nname = "djinn"\nusername = "w"\n`, line: (w) => `${w}:5: unknown section [databse] — did you mean "database"?` },
+    { what: "a misspelt [docker]", worker: `driver = "*"\n${crypto}${database}${redis}`, drivers: '[dockre]\nhost = "unix:///var/run/docker.sock"\n', line: (_, d) => `${d}:1: unknown section [dockre] — did you mean "docker"?` },
+    { what: "no [crypto]", worker: `${database}${redis}`, line: (w) => `${w}: [crypto] section is required` },
+    { what: "no [database]", worker: `${crypto}${redis}`, line: (w) => `${w}: [database] section is required` },
+    { what: "no [redis]", worker: `${crypto}${database}`, line: (w) => `${w}: [redis] section is required` },
+    { what: "redis.addr without a port", worker: `${crypto}${database}[redis]\naddr = "127.0.0.1"\n`, line: (w) => `${w}:8: redis.addr: must be host:port, e.g. "127.0.0.1:6379", got "127.0.0.1"` },
+    { what: "database.addr without a port", worker: `${crypto}${redis}[database]\naddr = "localhost"\nname = "djinn"\nusername = "w"\n`, line: (w) => `${w}:6: database.addr: must be host:port, e.g. "127.0.0.1:5432", got "localhost"` },
+    { what: "smtp.addr without a port", worker: `${crypto}${database}${redis}[smtp]\naddr = "mail.example"\nadmin = "a@b"\n`, line: (w) => `${w}:10: smtp.addr: must be host:port, e.g. "127.0.0.1:25", got "mail.example"` },
+    { what: "a driver driver.toml lacks", worker: `driver = "docker"\n${crypto}${database}${redis}`, line: (w, d) => `${w}:1: driver: driver "docker" is not configured: add a [docker] section to ${d}` },
+  ];
+  for (const mistake of mistakes) {
+    test(`${mistake.what}: check and the daemon exit 1 with the same line`, () => {
+      const worker = file(mistake.worker);
+      const drivers = mistake.drivers === undefined ? osDrivers() : file(mistake.drivers, `drivers-${++n}.toml`);
+      const want = `djinn-worker: ${mistake.line(worker, drivers)}\n`;
+      for (const args of [["check", "-config", worker, "-driver", drivers], ["-config", worker, "-driver", drivers]]) {
+        // A daemon that took the files would wait for servers that never answer: the time limit ends it.
+        const r = spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8", timeout: 60_000 });
+        assert.deepEqual({ status: r.status, stderr: r.stderr, stdout: r.stdout }, { status: 1, stderr: want, stdout: "" }, args.join(" "));
+      }
+    });
+  }
+});
+
 describe("djinn-worker check", () => {
   test("prints the effective configuration with secrets hidden, and fails on an unreachable server", () => {
-    const worker = file('driver = "os"\n[database]\naddr = "127.0.0.1:1"\nname = "djinn"\nusername = "w"\npassword = "pg-pass-Zq9"\n[crypto]\nblock = "0123456789abcdef"\n');
+    const worker = file('driver = "os"\n[database]\naddr = "127.0.0.1:1"\nname = "djinn"\nusername = "w"\npassword = "pg-pass-Zq9"\n[crypto]\nblock = "0123456789abcdef"\n[redis]\naddr = "127.0.0.1:1"\n');
     const drivers = file("[os]\n", "drivers-c.toml");
     const r = spawnSync(process.execPath, [cliPath, "check", "-config", worker, "-driver", drivers], { encoding: "utf8" });
     assert.match(r.stdout, /database\.password = \*\*\*/);
@@ -284,7 +335,7 @@ describe("djinn-worker check", () => {
 
   test("shows secrets read from files as ***", () => {
     const secret = file("pg-file-pass-Kx7\n", "check.secret");
-    const worker = file(`driver = "os"\n[redis]\naddr = "127.0.0.1:1"\npassword_file = "${secret}"\n`);
+    const worker = file(`driver = "os"\n[redis]\naddr = "127.0.0.1:1"\npassword_file = "${secret}"\n${DAEMON_SECTIONS.crypto}${DAEMON_SECTIONS.database}`);
     const r = spawnSync(process.execPath, [cliPath, "check", "-config", worker, "-driver", file("[os]\n", "drivers-e.toml")], { encoding: "utf8" });
     assert.match(r.stdout, /redis\.password = \*\*\*/);
     assert.ok(!(r.stdout + r.stderr).includes("pg-file-pass-Kx7"));

@@ -160,10 +160,9 @@ const check: Command = {
       (y) => y.options(configFlags),
       (args) =>
         guard(async () => {
-          // The files first: their mistakes are reported before the service libraries load.
-          const { loadDriverConfig, loadWorkerConfig } = await import("../config/config.js");
-          const worker = loadWorkerConfig(args.config);
-          const drivers = loadDriverConfig(args.driver);
+          // The files first, as the daemon reads them: their mistakes are reported before the service libraries load.
+          const { loadDaemonConfig } = await import("../worker/configuration.js");
+          const { worker, drivers } = loadDaemonConfig(args.config, args.driver);
           for (const w of [...worker.warnings, ...drivers.warnings]) process.stderr.write(`warning: ${w}\n`);
           return (await (await import("./check.js")).checkConfiguration(worker, drivers, process.stdout)) ? 0 : 1;
         }),

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { assembleBuild, specifyBuild, type Variable } from "../assembly/assembly.js";
 import { DEFAULT_MANIFEST_LIMIT, defaultDriverConfig, loadDriverConfig, type DriverConfig } from "../config/config.js";
-import { formatDuration, parseTimerDuration } from "../config/duration.js";
+import { formatDuration, parseTimerDuration } from "../timers/duration.js";
 import type { Logger } from "../log/log.js";
 import { runBuild, type BuildReporter } from "../runner/runner.js";
 import { exitCodeOf, type Status } from "../runner/status.js";
@@ -28,7 +28,7 @@ export interface RunOptions {
 export async function loadRunDriverConfig(driverFile: string | undefined, type: string): Promise<DriverConfig> {
   const file = driverFile ?? (existsSync("djinn-driver.toml") ? "djinn-driver.toml" : undefined);
   const cfg = file ? loadDriverConfig(file) : defaultDriverConfig();
-  const present = type === "os" ? cfg.os : (cfg as unknown as Record<string, unknown>)[type];
+  const present = (cfg as Record<string, unknown>)[type];
   if (!present) throw new InputError(`${file}: the manifest's driver "${type}" is not configured: add a [${type}] section`);
   return cfg;
 }

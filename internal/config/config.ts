@@ -1,16 +1,17 @@
 // worker.toml and driver.toml: the only place in the worker that reads TOML.
 import os from "node:os";
-import { engineAddress, hostAndPort, listenAddress } from "../net/address.js";
+import { hostAndPort, listenAddress } from "../net/address.js";
+import { CATALOGUE, driverSections, type DriverConfig } from "../driver/catalogue.js";
 import { parallelismWarning } from "./sanity.js";
-import { ConfigError, applySchema, readToml, type SectionSpec } from "./schema.js";
+import { ConfigError, applySchema, readToml } from "./schema.js";
+import type { SectionSpec } from "../settings/spec.js";
 
 export { ConfigError } from "./schema.js";
-
-/** The arch name qemu uses for this host (qemu-system-<arch>). */
-export function hostQemuArch(): string {
-  const map: Record<string, string> = { x64: "x86_64", arm64: "aarch64", arm: "arm", ia32: "i386", ppc64: "ppc64", s390x: "s390x", riscv64: "riscv64" };
-  return map[process.arch] ?? process.arch;
-}
+// What loadDriverConfig returns; each driver's settings are declared in its own folder.
+export type { DriverConfig } from "../driver/catalogue.js";
+export type { DockerConfig } from "../driver/docker/section.js";
+export { hostQemuArch, type QemuConfig } from "../driver/qemu/section.js";
+export type { SshConfig } from "../driver/ssh/section.js";
 
 /** The largest manifest read by default (`manifest_limit`): parsing one is quick, and its plan fits in memory. */
 export const DEFAULT_MANIFEST_LIMIT = 1024 * 1024;
@@ -23,36 +24,25 @@ const fileStore = (what: string, extra: SectionSpec["keys"] = {}): SectionSpec =
   },
 });
 
+/** Why `value` is not a worker.toml `driver`: "*" or the queue name of a driver of the catalogue. */
 function checkDriverName(value: string): string | undefined {
-  if (value === "*" || value === "docker" || value === "os" || value === "ssh") return undefined;
-  const qemu = /^qemu(?:-(.*))?$/.exec(value);
-  if (qemu) {
-    const want = hostQemuArch();
-    if (qemu[1] === want) return undefined;
-    return `the qemu driver must name this host's arch: use "qemu-${want}"${qemu[1] ? `, not "${value}"` : ""}`;
+  if (value === "*" || CATALOGUE.some((d) => d.queue() === value)) return undefined;
+  for (const d of CATALOGUE) {
+    const problem = d.misnamed?.(value);
+    if (problem) return problem;
   }
-  return `unknown driver ${JSON.stringify(value)}: must be one of "docker", "qemu-${hostQemuArch()}", "ssh", "os" or "*" (every driver configured in the driver file)`;
+  return `unknown driver ${JSON.stringify(value)}: must be one of ${CATALOGUE.map((d) => JSON.stringify(d.queue())).join(", ")} or "*" (every driver configured in the driver file)`;
 }
 
-/** The least CPUs a container can be limited to: the engine's floor (a NanoCpus period of 10 ms in 1 s). */
-export const MIN_CPUS = 0.01;
-/** Processes a build container may have when driver.toml does not say: enough for any build, too few for a fork bomb to starve the host. */
-export const DEFAULT_PIDS = 1024;
-
-/** "1.41" and the like: the only shape of a Docker API version, which becomes a path segment of every request. */
-export function isDockerApiVersion(value: string): boolean {
-  return /^1\.[0-9]{1,3}$/.test(value);
-}
-
-/** 0 (no limit) or at least MIN_CPUS: a smaller limit would reach the engine as no limit at all. */
-function checkCpus(value: number): string | undefined {
-  return value === 0 || value >= MIN_CPUS ? undefined : `must be 0 (no limit) or at least ${MIN_CPUS} CPUs, got ${value}`;
+/** A server the worker connects to, host and port written out: without the port the mistake would show only as a refused connection. */
+function serverAddr(example: string): (v: string) => string | undefined {
+  return (v) => (hostAndPort(v) ? undefined : `must be host:port, e.g. "${example}", got ${JSON.stringify(v)}`);
 }
 
 export const workerSchema: SectionSpec = {
   keys: {
     parallelism: { kind: "integer", default: 0, min: 0, doc: "Builds run at once; 0 = number of CPUs." },
-    driver: { kind: "string", default: "*", check: checkDriverName, doc: 'Driver whose queue this worker serves: docker, qemu-<host arch>, ssh, os, or "*" for every driver in driver.toml.' },
+    driver: { kind: "string", default: "*", check: checkDriverName, doc: `Driver whose queue this worker serves: ${CATALOGUE.map((d) => d.queueRule).join(", ")}, or "*" for every driver in driver.toml.` },
     queue: { kind: "string", default: "builds", check: (v) => (v.trim() === "" ? "must not be empty" : undefined), doc: "Queue name prefix; the lists are <queue>_<driver>." },
     timeout: { kind: "duration", default: "30m", doc: 'Longest a build may run before it is timed_out ("0" = no limit).' },
     pidfile: { kind: "string", doc: "File the daemon writes its pid to." },
@@ -71,7 +61,7 @@ export const workerSchema: SectionSpec = {
     },
     smtp: {
       keys: {
-        addr: { kind: "string", required: true, check: (v) => (hostAndPort(v) ? undefined : `must be host:port, e.g. "127.0.0.1:25", got ${JSON.stringify(v)}`), doc: "SMTP server host:port." },
+        addr: { kind: "string", required: true, check: serverAddr("127.0.0.1:25"), doc: "SMTP server host:port." },
         ca: { kind: "string", doc: "CA bundle; when set, STARTTLS is required and verified against it." },
         admin: { kind: "string", required: true, doc: "From address of failure mail." },
         username: { kind: "string", doc: "SMTP AUTH user." },
@@ -80,7 +70,7 @@ export const workerSchema: SectionSpec = {
     },
     database: {
       keys: {
-        addr: { kind: "string", required: true, doc: "PostgreSQL host:port." },
+        addr: { kind: "string", required: true, check: serverAddr("127.0.0.1:5432"), doc: "PostgreSQL host:port." },
         name: { kind: "string", required: true, doc: "Database name." },
         username: { kind: "string", required: true, doc: "Database user." },
         password: { kind: "string", default: "", secret: true, doc: "Database password." },
@@ -97,7 +87,7 @@ export const workerSchema: SectionSpec = {
     },
     redis: {
       keys: {
-        addr: { kind: "string", required: true, doc: "Redis host:port." },
+        addr: { kind: "string", required: true, check: serverAddr("127.0.0.1:6379"), doc: "Redis host:port." },
         password: { kind: "string", secret: true, doc: "Redis AUTH password." },
         db: { kind: "integer", default: 0, min: 0, doc: "Redis database number." },
       },
@@ -115,46 +105,10 @@ export const workerSchema: SectionSpec = {
   },
 };
 
+/** driver.toml: one section per driver of the catalogue, as each driver declares it. */
 export const driverSchema: SectionSpec = {
   keys: {},
-  sections: {
-    docker: {
-      keys: {
-        host: { kind: "string", default: "unix:///var/run/docker.sock", check: (v) => (engineAddress(v) ? undefined : `must be unix:///path or tcp://host:port, got ${JSON.stringify(v)}`), doc: "Docker Engine address." },
-        version: { kind: "string", check: (v) => (isDockerApiVersion(v) ? undefined : `must be a Docker API version such as "1.41", got ${JSON.stringify(v)}`), doc: 'Docker API version, e.g. "1.41"; negotiated when unset.' },
-        pull: { kind: "string", default: "if-not-present", oneOf: ["always", "if-not-present", "never"], doc: "When to pull a build's image." },
-        cpus: { kind: "number", min: 0, check: checkCpus, doc: `CPUs a build may use by default (0 = no limit; else at least ${MIN_CPUS}).` },
-        memory: { kind: "integer", min: 0, doc: "Memory in MB a build may use by default (0 = no limit)." },
-        max_cpus: { kind: "number", min: 0, check: checkCpus, doc: "Most CPUs a manifest may ask for." },
-        max_memory: { kind: "integer", min: 0, doc: "Most memory in MB a manifest may ask for." },
-        pids: { kind: "integer", default: DEFAULT_PIDS, min: 1, doc: "Most processes a build container may have at once, by default (a fork bomb stops there)." },
-        max_pids: { kind: "integer", min: 1, doc: "Most processes a manifest may ask for." },
-        network: { kind: "string", default: "bridge", doc: "Network mode of build containers." },
-        pull_timeout: { kind: "duration", default: "5m", doc: "Longest an image pull may take before the build fails (an unreachable registry fails at once)." },
-      },
-    },
-    qemu: {
-      keys: {
-        disks: { kind: "string", doc: "Directory of base images for `run` (the daemon uses <images.path>/qemu/_base/<arch>)." },
-        cpus: { kind: "integer", default: 1, min: 1, doc: "Virtual CPUs per machine." },
-        memory: { kind: "integer", default: 2048, min: 16, doc: "Memory per machine in MB (qemu -m)." },
-        accel: { kind: "string", default: "auto", oneOf: ["auto", "kvm", "tcg"], doc: "Acceleration; auto = KVM when it works, else TCG." },
-        boot_timeout: { kind: "duration", default: "5m", doc: "How long to wait for the machine's SSH to answer." },
-        key: { kind: "string", doc: "Private key for root in the guest; none = Djinn's empty-password root." },
-        disk_interface: { kind: "string", default: "virtio", oneOf: ["virtio", "ide"], doc: "Disk interface for images without virtio drivers." },
-        net_device: { kind: "string", default: "virtio-net-pci", doc: "NIC model (virtio-net-pci, e1000, ...)." },
-      },
-    },
-    ssh: {
-      keys: {
-        timeout: { kind: "duration", default: "60s", integerSeconds: true, doc: 'How long to keep trying to connect: a duration ("60s") or a whole number of seconds (60).' },
-        user: { kind: "string", default: "root", doc: "User to log in as." },
-        key: { kind: "string", doc: "Private key file." },
-        password: { kind: "string", secret: true, doc: "Password for password authentication (tried after the key, when both are set)." },
-      },
-    },
-    os: { keys: {} },
-  },
+  sections: Object.fromEntries(driverSections().map((section) => [section.name, section.spec])),
 };
 
 export interface StoreConfig {
@@ -186,49 +140,6 @@ export interface WorkerConfig {
   warnings: string[];
 }
 
-export interface DockerConfig {
-  host: string;
-  version?: string;
-  pull: "always" | "if-not-present" | "never";
-  cpus?: number;
-  memory?: number;
-  max_cpus?: number;
-  max_memory?: number;
-  /** Processes a container may have; DEFAULT_PIDS when unset. */
-  pids?: number;
-  max_pids?: number;
-  network: string;
-  /** Longest an image pull may take, in ms. */
-  pull_timeout?: number;
-}
-
-export interface QemuConfig {
-  disks?: string;
-  cpus: number;
-  memory: number;
-  accel: "auto" | "kvm" | "tcg";
-  bootTimeoutMs: number;
-  key?: string;
-  disk_interface: "virtio" | "ide";
-  net_device: string;
-}
-
-export interface SshConfig {
-  timeoutMs: number;
-  user: string;
-  key?: string;
-  password?: string;
-}
-
-export interface DriverConfig {
-  file?: string;
-  docker?: DockerConfig;
-  qemu?: QemuConfig;
-  ssh?: SshConfig;
-  os?: Record<string, never>;
-  warnings: string[];
-}
-
 export function loadWorkerConfig(file: string): WorkerConfig {
   const { text, data } = readToml(file);
   const { values: v, warnings } = applySchema(file, text, data, workerSchema);
@@ -252,20 +163,12 @@ export function loadWorkerConfig(file: string): WorkerConfig {
 
 export function loadDriverConfig(file: string): DriverConfig {
   const { text, data } = readToml(file);
-  const { values: v, warnings } = applySchema(file, text, data, driverSchema);
-  const cfg: DriverConfig = { file, warnings };
-  if (v.docker) cfg.docker = v.docker as DockerConfig;
-  if (v.os) cfg.os = {};
-  if (v.ssh) {
-    const s = v.ssh as Record<string, unknown>;
-    cfg.ssh = { timeoutMs: s.timeout as number, user: s.user as string, key: s.key as string | undefined, password: s.password as string | undefined };
+  const { values, warnings } = applySchema(file, text, data, driverSchema);
+  const cfg: Record<string, unknown> = { file, warnings };
+  for (const section of driverSections()) {
+    if (values[section.name]) cfg[section.name] = section.settings(values[section.name] as Record<string, unknown>);
   }
-  if (v.qemu) {
-    const q = v.qemu as Record<string, unknown>;
-    const { boot_timeout, ...rest } = q;
-    cfg.qemu = { ...(rest as Omit<QemuConfig, "bootTimeoutMs">), bootTimeoutMs: boot_timeout as number };
-  }
-  return cfg;
+  return cfg as DriverConfig;
 }
 
 /** The driver.toml used when `run` is given none: only the os driver, which needs no settings. */

@@ -2,8 +2,9 @@
 // declared key, so every error can name the file, the key and its line.
 import TOML from "@iarna/toml";
 import { readFileSync } from "node:fs";
-import { parseDuration, timerDurationProblem } from "./duration.js";
+import { parseDuration, timerDurationProblem } from "../timers/duration.js";
 import { EnvironmentError } from "../errors/errors.js";
+import type { KeySpec, SectionSpec } from "../settings/spec.js";
 
 export class ConfigError extends EnvironmentError {
   constructor(
@@ -17,21 +18,6 @@ export class ConfigError extends EnvironmentError {
     super(key ? `${where}: ${key}: ${reason}` : `${where}: ${reason}`);
     this.name = "ConfigError";
   }
-}
-
-export type KeySpec =
-  | { kind: "string"; required?: boolean; default?: string; oneOf?: readonly string[]; caseInsensitive?: boolean; secret?: boolean; check?: (v: string) => string | undefined; doc: string }
-  | { kind: "integer"; required?: boolean; default?: number; min?: number; max?: number; doc: string }
-  | { kind: "number"; required?: boolean; default?: number; min?: number; check?: (v: number) => string | undefined; doc: string }
-  | { kind: "boolean"; default?: boolean; doc: string }
-  | { kind: "duration"; required?: boolean; default?: string; min?: number; integerSeconds?: boolean; doc: string }
-  /** A key of Djinn's files that does nothing in this worker: accepted whatever its value, with one warning saying why. */
-  | { kind: "ignored"; why: string; doc: string };
-
-export interface SectionSpec {
-  keys: Record<string, KeySpec>;
-  sections?: Record<string, SectionSpec>;
-  doc?: string;
 }
 
 type Parsed = Record<string, unknown>;
@@ -199,22 +185,23 @@ function walk(w: SchemaWalk, table: string, spec: SectionSpec, input: Parsed): P
         throw new ConfigError(file, qualified(name), map.lineOf(table, name), `expected a table [${qualified(name)}], got ${typeName(value)}`);
       }
       out[name] = walk(w, qualified(name), sub, value as Parsed);
+    } else if (typeName(value) === "table") {
+      // A misspelt section would drop every key in it: the daemon would miss a section it needs, or a driver.
+      throw new ConfigError(file, undefined, map.lineOf(qualified(name)) ?? map.lineOf(table, name), `unknown section [${qualified(name)}]${unknownHint(table, spec, name)}`);
     } else {
-      warnings.push(unknownWarning(w, table, spec, name, typeName(value) === "table"));
+      const line = map.lineOf(table, name);
+      warnings.push(`${file}${line ? `:${line}` : ""}: unknown key "${qualified(name)}"${unknownHint(table, spec, name)}`);
     }
   }
   fillDefaults(w, table, spec, out);
   return out;
 }
 
-/** The warning for `name`, a key or section `spec` does not know, with a suggestion when one is close. */
-function unknownWarning(w: SchemaWalk, table: string, spec: SectionSpec, name: string, isTable: boolean): string {
-  const qualified = table ? `${table}.${name}` : name;
+/** ` — did you mean "table.x"?` for `name`, a key or section `spec` does not know, or "" when no known name is close. */
+function unknownHint(table: string, spec: SectionSpec, name: string): string {
   const known = [...Object.keys(spec.keys), ...Object.keys(spec.sections ?? {})];
-  const line = isTable ? w.map.lineOf(qualified) : w.map.lineOf(table, name);
-  const what = isTable ? `unknown section [${qualified}]` : `unknown key "${qualified}"`;
   const hint = suggestion(name, known);
-  return `${w.file}${line ? `:${line}` : ""}: ${what}${hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : ""}`;
+  return hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : "";
 }
 
 /** Refuses a required key `out` lacks; gives the others their defaults. */

@@ -1,8 +1,9 @@
 // The effective configuration as `djinn-worker check` prints it: every key with its value,
 // secrets as ***.
-import { formatDuration } from "./duration.js";
+import { formatDuration } from "../timers/duration.js";
 import { driverSchema, workerSchema, type DriverConfig, type WorkerConfig } from "./config.js";
-import type { SectionSpec } from "./schema.js";
+import type { SectionSpec } from "../settings/spec.js";
+import { driverSections } from "../driver/catalogue.js";
 
 function render(spec: SectionSpec, values: Record<string, unknown>, prefix: string, out: string[]): void {
   for (const [key, keySpec] of Object.entries(spec.keys)) {
@@ -45,9 +46,11 @@ export function summarizeWorker(cfg: WorkerConfig): string[] {
 }
 
 export function summarizeDrivers(cfg: DriverConfig): string[] {
-  const values: Record<string, unknown> = { ...cfg };
-  if (cfg.qemu) values.qemu = { ...cfg.qemu, boot_timeout: cfg.qemu.bootTimeoutMs };
-  if (cfg.ssh) values.ssh = { ...cfg.ssh, timeout: cfg.ssh.timeoutMs };
+  const values: Record<string, unknown> = {};
+  for (const section of driverSections()) {
+    const settings = (cfg as Record<string, unknown>)[section.name];
+    if (settings) values[section.name] = section.shown(settings);
+  }
   const out = [`${cfg.file ?? "(no driver file: the os driver only)"}:`];
   render(driverSchema, values, "", out);
   return out;

@@ -1,7 +1,5 @@
-// Every driver this worker has, by name; each module is imported when a build or check first needs it.
+// Every driver of the catalogue, by name; each module is imported when a build or check first needs it.
+import { CATALOGUE } from "./catalogue.js";
 import { registerDriverModule } from "./driver.js";
 
-registerDriverModule("os", () => import("./os/os.js"));
-registerDriverModule("docker", () => import("./docker/docker.js"));
-registerDriverModule("ssh", () => import("./ssh/ssh.js"));
-registerDriverModule("qemu", () => import("./qemu/qemu.js"));
+for (const driver of CATALOGUE) registerDriverModule(driver.section.name, driver.load);

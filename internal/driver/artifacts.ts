@@ -3,7 +3,6 @@
 // replaced by that base name. Every driver expands patterns with the environment's own `sh`, so
 // a pattern means there what it means in a job's commands.
 import path from "node:path";
-import type { Passthrough } from "../manifest/manifest.js";
 
 /** True when `source` holds a pattern character of the shell. */
 export function isPattern(source: string): boolean {
@@ -42,7 +41,7 @@ export function parseGlobOutput(text: string): string[] {
  * the base name. A destination naming one file while a pattern matched several gives each its
  * base name, and `note` says so. The store confines whatever name comes out.
  */
-export function artifactName(art: Passthrough, match: string, count: number): { name: string; note?: string } {
+export function artifactName(art: { source: string; dest: string }, match: string, count: number): { name: string; note?: string } {
   const base = path.posix.basename(match);
   if (!isPattern(art.source)) return { name: art.dest.replaceAll("*", base) };
   // Without "=> dest" the destination is the pattern's own base name ("*.tar.gz"): each match keeps its own.

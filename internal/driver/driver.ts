@@ -1,7 +1,7 @@
 // The one small interface every driver implements, and the registry that finds them by name.
 import type { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
-import type { DriverConfig } from "../config/config.js";
+import type { DriverSettings } from "./section.js";
 import type { RunRef } from "./run.js";
 import { EnvironmentError } from "../errors/errors.js";
 
@@ -80,7 +80,7 @@ export interface DriverOptions {
   run?: string;
   /** The manifest's driver map (type, image, workspace, ...). */
   manifest: Record<string, string>;
-  config: DriverConfig;
+  config: DriverSettings;
   /** worker.toml [images] path, when the daemon runs the build. */
   imagesPath?: string;
   log: Logger;
@@ -94,11 +94,11 @@ export interface DriverEntry {
    * Removes what one run of a build left behind when its worker died; called by the worker that
    * recovers it. Touches nothing of another run or another installation.
    */
-  reap?(dead: RunRef, config: DriverConfig, log: Logger): Promise<void>;
+  reap?(dead: RunRef, config: DriverSettings, log: Logger): Promise<void>;
   /** Removes what runs of dead workers left on this host, whichever build they ran (at start and now and then). */
-  sweep?(config: DriverConfig, log: Logger): Promise<void>;
+  sweep?(config: DriverSettings, log: Logger): Promise<void>;
   /** Lines for `djinn-worker check`: reachability, versions. Throws when the driver cannot work. */
-  check?(config: DriverConfig): Promise<string[]>;
+  check?(config: DriverSettings): Promise<string[]>;
 }
 
 const registry = new Map<string, DriverEntry>();

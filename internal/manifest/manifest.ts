@@ -1,6 +1,7 @@
 // The YAML build manifest, in Djinn's format, turned into a typed build plan.
 import path from "node:path";
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node, type YAMLMap } from "yaml";
+import { declaration, DRIVER_TYPES } from "../driver/catalogue.js";
 import { InputError } from "../errors/errors.js";
 import { isShellName } from "../shell/quote.js";
 
@@ -15,8 +16,6 @@ export class ManifestError extends InputError {
     this.name = "ManifestError";
   }
 }
-
-export const DRIVER_TYPES = ["docker", "qemu", "ssh", "os"] as const;
 
 /** Why a manifest of `bytes` (or more, when only that much was read) is refused: the one line every reader gives. */
 export function manifestTooLarge(limit: number, bytes?: number, setting = "manifest_limit in worker.toml"): string {
@@ -239,7 +238,7 @@ function quotingHint(node: YAMLMap): string {
 
 function readDriver(f: Fields, root: YAMLMap): Manifest["driver"] {
   const node = f.get(root, "driver");
-  if (node === undefined) f.fail("driver", "required: a map with at least `type` (docker, qemu, ssh or os)", root);
+  if (node === undefined) f.fail("driver", `required: a map with at least \`type\` (${DRIVER_TYPES.slice(0, -1).join(", ")} or ${DRIVER_TYPES.at(-1)})`, root);
   if (!isMap(node)) return f.fail("driver", "expected a map such as {type: docker, image: debian}", node);
   const driver: Record<string, string> = {};
   for (const pair of node.items) {
@@ -247,10 +246,9 @@ function readDriver(f: Fields, root: YAMLMap): Manifest["driver"] {
     if (key.includes("\0")) f.fail("driver", "a key contains a NUL byte", pair.key as Node);
     driver[key] = f.string(`driver.${key}`, pair.value as Node);
   }
-  if (!driver.type) f.fail("driver.type", "required: one of docker, qemu, ssh, os", node);
-  if (!(DRIVER_TYPES as readonly string[]).includes(driver.type)) f.fail("driver.type", `unknown driver ${JSON.stringify(driver.type)}: must be one of ${DRIVER_TYPES.join(", ")}`, f.get(node, "type"));
-  const needs: Record<string, string> = { docker: "image", qemu: "image", ssh: "address" };
-  const need = needs[driver.type];
+  if (!driver.type) f.fail("driver.type", `required: one of ${DRIVER_TYPES.join(", ")}`, node);
+  if (!DRIVER_TYPES.includes(driver.type)) f.fail("driver.type", `unknown driver ${JSON.stringify(driver.type)}: must be one of ${DRIVER_TYPES.join(", ")}`, f.get(node, "type"));
+  const need = declaration(driver.type)?.manifestRequires;
   if (need && !driver[need]) f.fail(`driver.${need}`, `required by the ${driver.type} driver`, node);
   return driver as Manifest["driver"];
 }

@@ -1,6 +1,7 @@
 // The names of the queue protocol (docs/queue.md), in one place: the Redis keys and channels built
 // from the installation's prefix ([redis] queue in worker.toml), and which queue serves which driver.
-import { ConfigError, hostQemuArch, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import { ConfigError, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import { CATALOGUE, declaration } from "../driver/catalogue.js";
 import { lineInFile } from "../config/schema.js";
 import { asBuildId, type BuildId } from "./delivery.js";
 
@@ -25,26 +26,26 @@ export function buildIdOfKillChannel(channel: string): BuildId | undefined {
   return m ? asBuildId(Number(m[1])) : undefined;
 }
 
-/** The queue a manifest's driver type is served on: qemu → qemu-<this host's arch>. */
+/** The queue a manifest's driver type is served on, by the driver's queue rule (qemu → qemu-<this host's arch>). */
 export function queueDriverOf(type: string): string {
-  return type === "qemu" ? `qemu-${hostQemuArch()}` : type;
+  return declaration(type)?.queue() ?? type;
 }
 
-/** The manifest driver type of a queue name: qemu-x86_64 → qemu. */
+/** The manifest driver type of a queue name this host serves: qemu-x86_64 → qemu. */
 export function driverTypeOfQueue(queueDriver: string): string {
-  return queueDriver.startsWith("qemu") ? "qemu" : queueDriver;
+  return CATALOGUE.find((d) => d.queue() === queueDriver)?.section.name ?? queueDriver;
 }
 
 /** Driver sections present in driver.toml, by queue name (qemu → qemu-<arch>). */
 export function configuredDrivers(drivers: DriverConfig): string[] {
-  return (["docker", "qemu", "ssh", "os"] as const).filter((type) => drivers[type]).map(queueDriverOf);
+  return CATALOGUE.filter((d) => (drivers as Record<string, unknown>)[d.section.name]).map((d) => d.queue());
 }
 
 /** The queue names a worker serves: its `driver` key resolved against driver.toml. */
 export function servedDrivers(worker: WorkerConfig, drivers: DriverConfig): string[] {
   const configured = configuredDrivers(drivers);
   if (worker.driver === "*") {
-    if (configured.length === 0) throw new ConfigError(drivers.file ?? "driver.toml", undefined, undefined, 'driver = "*" but no driver section ([docker], [qemu], [ssh], [os]) is configured');
+    if (configured.length === 0) throw new ConfigError(drivers.file ?? "driver.toml", undefined, undefined, `driver = "*" but no driver section (${CATALOGUE.map((d) => `[${d.section.name}]`).join(", ")}) is configured`);
     return configured;
   }
   if (!configured.includes(worker.driver)) {

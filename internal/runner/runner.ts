@@ -3,7 +3,7 @@
 // driver is destroyed whatever happens.
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { formatDuration } from "../config/duration.js";
+import { formatDuration } from "../timers/duration.js";
 import { CollectError, DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
 import { ArtifactStore, ArtifactWriteError, ObjectStore, StoreError, type StoredArtifact } from "../fs/store.js";

@@ -1,12 +1,12 @@
 // The daemon's life: configuration, connections, pidfile, signals, and a clean exit.
 import { Redis } from "ioredis";
 import type pg from "pg";
-import { loadDriverConfig, loadWorkerConfig, requireSections, type DriverConfig, type WorkerConfig } from "../config/config.js";
+import type { DriverConfig, WorkerConfig } from "../config/config.js";
+import { loadDaemonConfig } from "./configuration.js";
 import { Crypto } from "../crypto/crypto.js";
 import { createLogger, reopenLog, type Logger } from "../log/log.js";
 import { Mailer } from "../mail/mail.js";
 import { Metrics } from "../metrics/metrics.js";
-import { queueList, servedDrivers } from "../queue/names.js";
 import { newWorkerId, probeRedis, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
 import { MAX_TIMER_MS, sleep } from "../timers/timers.js";
@@ -26,14 +26,6 @@ export interface DaemonHandle {
   worker: Worker;
   /** Resolves with the exit code once the daemon has stopped. */
   done: Promise<number>;
-}
-
-export function loadDaemonConfig(configFile: string, driverFile: string): { worker: WorkerConfig; drivers: DriverConfig; queues: string[] } {
-  const worker = loadWorkerConfig(configFile);
-  const drivers = loadDriverConfig(driverFile);
-  requireSections(worker, "crypto", "database", "redis");
-  const queues = servedDrivers(worker, drivers).map((d) => queueList(worker.queue, d));
-  return { worker, drivers, queues };
 }
 
 export async function startDaemon(configFile: string, driverFile: string): Promise<DaemonHandle> {

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { Readable, type Writable } from "node:stream";
 import type Docker from "dockerode";
-import type { DockerConfig } from "../../config/config.js";
+import type { DockerConfig } from "./section.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun } from "../driver.js";
 import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, statusCode } from "./engine.js";

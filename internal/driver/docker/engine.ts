@@ -1,7 +1,8 @@
 // The Docker engine as the driver reaches it: a client for driver.toml's `host`, calls bounded in
 // time, and the engine's errors as one line.
 import Docker from "dockerode";
-import { isDockerApiVersion, type DockerConfig, type DriverConfig } from "../../config/config.js";
+import { dockerSection, isDockerApiVersion, type DockerConfig } from "./section.js";
+import { settingsIn, type DriverSettings } from "../section.js";
 import { DriverError } from "../driver.js";
 import { systemReason } from "../../errors/errors.js";
 import { engineAddress } from "../../net/address.js";
@@ -20,9 +21,10 @@ export function dockerClient(config: DockerConfig): Docker {
   return new Docker({ ...address, version });
 }
 
-export function dockerConfigOf(config: DriverConfig): DockerConfig {
-  if (!config.docker) throw new DriverError("the docker driver is not configured: add a [docker] section to the driver file");
-  return config.docker;
+export function dockerConfigOf(config: DriverSettings): DockerConfig {
+  const docker = settingsIn(dockerSection, config);
+  if (!docker) throw new DriverError("the docker driver is not configured: add a [docker] section to the driver file");
+  return docker;
 }
 
 /** dockerode takes an abortSignal option where its types do not say so. */
@@ -56,7 +58,7 @@ export async function pingEngine(docker: Docker, host: string): Promise<void> {
 }
 
 /** Lines for `djinn-worker check`: the engine's version and API version. */
-export async function checkEngine(config: DriverConfig): Promise<string[]> {
+export async function checkEngine(config: DriverSettings): Promise<string[]> {
   const docker = dockerConfigOf(config);
   const client = dockerClient(docker);
   const bound = deadline(CHECK_TIMEOUT_MS);

@@ -5,7 +5,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import type Docker from "dockerode";
-import type { DockerConfig } from "../../config/config.js";
+import type { DockerConfig } from "./section.js";
 import { confinedPath, isInside } from "../../fs/confine.js";
 import { DriverError } from "../driver.js";
 import { deadline } from "../../timers/timers.js";

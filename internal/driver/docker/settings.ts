@@ -3,7 +3,7 @@
 // for. Nothing here talks to an engine.
 import path from "node:path";
 import type Docker from "dockerode";
-import { DEFAULT_PIDS, MIN_CPUS, type DockerConfig } from "../../config/config.js";
+import { DEFAULT_PIDS, MIN_CPUS, type DockerConfig } from "./section.js";
 import type { RunRef } from "../run.js";
 import { DriverError } from "../driver.js";
 

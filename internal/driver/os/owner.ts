@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import type { Logger } from "../../log/log.js";
+import type { Logger } from "pino";
 import type { RunRef } from "../driver.js";
 import { ownedByMe, readOwnFile } from "../../fs/private.js";
 import { isRunToken, parseRunName, runName } from "../run.js";

@@ -6,8 +6,9 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { Writable } from "node:stream";
-import { hostQemuArch, type DriverConfig, type QemuConfig } from "../../config/config.js";
-import { formatDuration } from "../../config/duration.js";
+import { settingsIn, type DriverSettings } from "../section.js";
+import { hostQemuArch, qemuSection, type QemuConfig } from "./section.js";
+import { formatDuration } from "../../timers/duration.js";
 import { confinedPath } from "../../fs/confine.js";
 import { PrivateDirError, readOwnFile } from "../../fs/private.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions, type RunRef } from "../driver.js";
@@ -64,7 +65,8 @@ export function archOf(manifest: Record<string, string>): string {
 
 /** The directory qemu images are under: `[qemu] disks`, else `<[images] path>/qemu` (the daemon). */
 export function imagesRoot(options: Pick<DriverOptions, "config" | "imagesPath">): string {
-  if (options.config.qemu?.disks) return path.resolve(options.config.qemu.disks);
+  const disks = settingsIn(qemuSection, options.config)?.disks;
+  if (disks) return path.resolve(disks);
   if (options.imagesPath) return path.resolve(options.imagesPath, "qemu");
   throw new DriverError(`no directory of images: set [qemu] disks in ${options.config.file ?? "the driver file"}`);
 }
@@ -225,7 +227,7 @@ export class QemuDriver extends SessionDriver implements Driver {
   }
 
   private config(): QemuConfig {
-    const cfg = this.options.config.qemu;
+    const cfg = settingsIn(qemuSection, this.options.config);
     if (!cfg) throw new DriverError(`the qemu driver is not configured: add a [qemu] section to ${this.options.config.file ?? "the driver file"}`);
     return cfg;
   }
@@ -399,7 +401,7 @@ export function qemuVersion(binary: string): string {
 registerDriver({
   name: "qemu",
   create: (options) => new QemuDriver(options),
-  reap: async (dead, _config: DriverConfig, log) => {
+  reap: async (dead, _config: DriverSettings, log) => {
     // A token of another shape names nothing; the root is checked before anything in it is believed.
     if (!isRunToken(dead.run)) return;
     await openStateRoot();
@@ -409,7 +411,7 @@ registerDriver({
     log.info({ build: dead.buildId, run: dead.run, stateDir, killed }, "reaped the machine of a dead worker");
   },
   check: async (config) => {
-    const cfg = config.qemu;
+    const cfg = settingsIn(qemuSection, config);
     if (!cfg) throw new Error("no [qemu] section");
     const arch = hostQemuArch();
     const binary = `qemu-system-${arch}`;

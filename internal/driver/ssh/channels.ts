@@ -1,7 +1,7 @@
 // Commands on an open connection: their exit codes, and short setup and cleanup commands whose
 // output is small. Channels come from the connection's gate (gate.ts).
 import os from "node:os";
-import { formatDuration } from "../../config/duration.js";
+import { formatDuration } from "../../timers/duration.js";
 import { DriverError } from "../driver.js";
 import type { ChannelGate } from "./gate.js";
 

@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import net from "node:net";
 import ssh2, { type ConnectConfig } from "ssh2";
-import { formatDuration } from "../../config/duration.js";
+import { formatDuration } from "../../timers/duration.js";
 import { DriverError } from "../driver.js";
 import { sleep } from "../../timers/timers.js";
 

@@ -1,7 +1,7 @@
 // Opening channels on one connection: no more at once than a server allows, and a channel the
 // server refuses (it is busy: out of sessions, or a fork failed) is asked for again after a pause.
 import type { ClientChannel, SFTPWrapper } from "ssh2";
-import { formatDuration } from "../../config/duration.js";
+import { formatDuration } from "../../timers/duration.js";
 import { sleep } from "../../timers/timers.js";
 import { DriverError } from "../driver.js";
 import { exitCodeOf } from "./channels.js";

@@ -3,8 +3,9 @@
 // when it ends or is aborted, and the build's scripts are removed.
 import { access, constants } from "node:fs/promises";
 import type { Writable } from "node:stream";
-import type { SshConfig } from "../../config/config.js";
-import { formatDuration } from "../../config/duration.js";
+import { settingsIn } from "../section.js";
+import { sshSection, type SshConfig } from "./section.js";
+import { formatDuration } from "../../timers/duration.js";
 import { isPort, splitHostPort } from "../../net/address.js";
 import { buildBaseEnv } from "../env.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
@@ -27,7 +28,7 @@ export class SshDriver extends SessionDriver implements Driver {
   }
 
   private config(): SshConfig {
-    const cfg = this.options.config.ssh;
+    const cfg = settingsIn(sshSection, this.options.config);
     if (!cfg) throw new DriverError("the ssh driver is not configured: add an [ssh] section to the driver file");
     return cfg;
   }
@@ -57,7 +58,7 @@ registerDriver({
   name: "ssh",
   create: (options) => new SshDriver(options),
   check: async (config) => {
-    const cfg = config.ssh;
+    const cfg = settingsIn(sshSection, config);
     if (!cfg) throw new Error("no [ssh] section");
     if (cfg.key) {
       await access(cfg.key, constants.R_OK).catch((err: NodeJS.ErrnoException) => {

@@ -1,5 +1,5 @@
 // Go's time.ParseDuration, so worker.toml timeouts mean what they mean in Djinn.
-import { MAX_TIMER_MS } from "../timers/timers.js";
+import { MAX_TIMER_MS } from "./timers.js";
 
 const unitMs: Record<string, number> = {
   ns: 1e-6,

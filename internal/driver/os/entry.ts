@@ -1,0 +1,10 @@
+// The os driver as the catalogue (../catalogue.ts) lists it.
+import type { DriverDeclaration } from "../section.js";
+import { osSection, type OsConfig } from "./section.js";
+
+export const os: DriverDeclaration<"os", OsConfig> = {
+  section: osSection,
+  queue: () => "os",
+  queueRule: "os",
+  load: () => import("./os.js"),
+};
