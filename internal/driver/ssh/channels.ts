@@ -1,17 +1,8 @@
-// Commands on an open connection: their exit codes, and short setup and cleanup commands whose
+// Commands on an open connection: short setup and cleanup commands whose
 // output is small. Channels come from the connection's gate (gate.ts).
-import os from "node:os";
 import { formatDuration } from "../../timers/duration.js";
 import { DriverError } from "../driver.js";
 import type { ChannelGate } from "./gate.js";
-
-/** Exit code of a channel's `exit` event: its code, or 128+n when a signal ended it. */
-export function exitCodeOf(code: number | null | undefined, signalName?: string): number | undefined {
-  if (typeof code === "number") return code;
-  if (!signalName) return undefined;
-  const name = (signalName.startsWith("SIG") ? signalName : `SIG${signalName}`) as NodeJS.Signals;
-  return 128 + (os.constants.signals[name] ?? 9);
-}
 
 /**
  * Runs `command` and returns its output; once its channel is open, settles within `timeoutMs` even

@@ -1,10 +1,10 @@
 // Opening channels on one connection: no more at once than a server allows, and a channel the
 // server refuses (it is busy: out of sessions, or a fork failed) is asked for again after a pause.
+import os from "node:os";
 import type { ClientChannel, SFTPWrapper } from "ssh2";
 import { formatDuration } from "../../timers/duration.js";
 import { sleep } from "../../timers/timers.js";
 import { DriverError } from "../driver.js";
-import { exitCodeOf } from "./channels.js";
 import type { Client } from "./connect.js";
 
 /** How often, and how patiently, a refused channel is asked for again. */
@@ -184,6 +184,14 @@ export class ChannelGate {
       }
     }
   }
+}
+
+/** Exit code of a channel's `exit` event: its code, or 128+n when a signal ended it. */
+export function exitCodeOf(code: number | null | undefined, signalName?: string): number | undefined {
+  if (typeof code === "number") return code;
+  if (!signalName) return undefined;
+  const name = (signalName.startsWith("SIG") ? signalName : `SIG${signalName}`) as NodeJS.Signals;
+  return 128 + (os.constants.signals[name] ?? 9);
 }
 
 /** ssh2's table of a connection's channels (not public; absent, nothing is found). */
