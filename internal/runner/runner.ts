@@ -4,12 +4,12 @@
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { formatDuration } from "../timers/duration.js";
-import { CollectError, DriverError, type Driver, type ExecResult } from "../driver/driver.js";
+import { DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
-import { ArtifactStore, ArtifactWriteError, ObjectStore, StoreError, type StoredArtifact } from "../fs/store.js";
-import { artifactName, isPattern } from "../driver/artifacts.js";
+import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
+import { collectArtifacts } from "./collect.js";
 import { writeDrained } from "../stream/write.js";
-import { holdsMasked, MaskStream } from "./mask.js";
+import { MaskStream } from "./mask.js";
 import { outcomeLines } from "./outcome.js";
 import { jobScript, type BuildPlan, type PlannedJob } from "./plan.js";
 import { isFailure, worse, type Status } from "./status.js";
@@ -131,7 +131,7 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
       result = { status: why };
       await note(why === "timed_out" ? `build timed out after ${formatDuration(opts.timeoutMs ?? 0)}` : "build killed");
     } else if (job.artifacts.length && opts.artifacts) {
-      const lost = await collectArtifacts(opts, job, note);
+      const lost = await collectArtifacts({ driver: opts.driver, artifacts: opts.artifacts, reporter: opts.reporter, masks: opts.masks }, job, note);
       // An artifact that exists but could not be brought out or stored is lost: the job fails rather than pass without it.
       if (lost && !isFailure(result.status)) {
         result = { ...result, status: "failed" };
@@ -180,82 +180,6 @@ async function createEnvironment(opts: RunOptions, output: Writable, note: (l: s
     return { status: "failed" };
   }
   return { status: "passed", exitCode: 0 };
-}
-
-/**
- * Whether a failed collection lost something that was there: the transfer (a refused channel, a
- * dropped connection) or the store failed. A file that is missing, outside or not a file is the
- * build's own doing, a line of output as in Djinn.
- */
-function lostArtifact(err: unknown): boolean {
-  if (err instanceof ArtifactWriteError) return true;
-  if (err instanceof CollectError) return err.reason === "failed";
-  // The store refusing a name the build chose is the build's doing; any other error broke the transfer.
-  return !(err instanceof StoreError);
-}
-
-/**
- * Collects a job's artifacts; returns how many were lost (see lostArtifact) or refused (a matched
- * file's name holds a masked value), each of which fails the job; every failure is a line of output.
- */
-async function collectArtifacts(opts: RunOptions, job: PlannedJob, note: (l: string) => Promise<void>): Promise<number> {
-  let lost = 0;
-  for (const art of job.artifacts) {
-    let sources = [art.source];
-    if (isPattern(art.source)) {
-      if (!opts.driver.glob) {
-        await note(`artifact ${art.source} not collected: this driver takes no patterns`);
-        continue;
-      }
-      try {
-        sources = await opts.driver.glob(art.source);
-      } catch (err) {
-        await note(`artifact ${art.source} not collected: ${(err as Error).message}`);
-        if (lostArtifact(err)) lost++;
-        continue;
-      }
-      if (sources.length === 0) {
-        await note(`artifact ${art.source}: the pattern matches nothing, nothing collected`);
-        continue;
-      }
-    }
-    let noted = false;
-    for (const source of sources) {
-      const { name, note: why } = artifactName(art, source, sources.length);
-      // An artifact's source and name are stored and used for files as they are (secretInNames).
-      if (holdsMasked(source, opts.masks) || holdsMasked(name, opts.masks)) {
-        lost++;
-        await note(`artifact ${art.source}: a matching file's name holds a masked value: not collected (artifact names are stored as they are); the job fails`);
-        continue;
-      }
-      if (why && !noted) {
-        noted = true;
-        await note(why);
-      }
-      if (!(await collectOne(opts, job, source, name, note))) lost++;
-    }
-  }
-  return lost;
-}
-
-/**
- * Streams one file of the environment into the store under `name`; a failure is a line of the
- * job's output. False when the artifact was lost (the job fails for that).
- */
-async function collectOne(opts: RunOptions, job: PlannedJob, source: string, name: string, note: (l: string) => Promise<void>): Promise<boolean> {
-  try {
-    const stream = await opts.driver.collect(source);
-    const stored = await opts.artifacts!.put(name, stream);
-    await opts.reporter.artifactStored?.(job, { ...stored, source });
-    const renamed = stored.requested === undefined ? "" : `: ${stored.requested} was collected earlier in this build, so this one is kept as ${stored.name}`;
-    if (stored.truncated) await note(`artifact ${source} => ${stored.name}: cut to ${stored.size} bytes (the artifact limit)${renamed}`);
-    else await note(`Collected artifact ${source} => ${stored.name} (${stored.size} bytes)${renamed}`);
-  } catch (err) {
-    const why = err instanceof CollectError ? err.message : (err as Error).message;
-    await note(`artifact ${source} not collected: ${why}`);
-    return !lostArtifact(err);
-  }
-  return true;
 }
 
 /** Waits for a job; after an abort, gives the driver `graceMs` to stop it, then gives up on it (destroy follows). */

@@ -110,7 +110,7 @@ export class ClaimedBuild {
     // Not awaited: with Redis away the build runs anyway, and kill works once it is back.
     subscriber.subscribe(killChannel(this.id)).catch((err) => this.log.warn({ err: (err as Error).message }, "cannot subscribe for kill"));
     try {
-      const reporter = timedReporter(new DatabaseReporter(prepared.plan, this.recorder, (what, fn) => this.write(what, fn), { outputLimit: config.outputLimit, log: this.log, firstNote: this.attemptNote() }), this.claim.phases);
+      const reporter = new DatabaseReporter(prepared.plan, this.recorder, (what, fn) => this.write(what, fn), { outputLimit: config.outputLimit, log: this.log, firstNote: this.attemptNote(), phases: this.claim.phases });
       if (!prepared.spec) {
         const reason = prepared.setupError ?? "no manifest";
         this.log.warn({ reason }, "build cannot run: failed in setup");
@@ -269,20 +269,3 @@ export class ClaimedBuild {
   }
 }
 
-/**
- * The reporter, marking the phases of a build's run: its environment ready (the setup stage's
- * create-driver job ended), its first command started, and its last job ended.
- */
-function timedReporter(reporter: BuildReporter, phases: PhaseClock): BuildReporter {
-  return {
-    jobStarted(job) {
-      if (!job.createsDriver && !job.name.startsWith("clone.")) phases.mark("first command");
-      return reporter.jobStarted(job);
-    },
-    async jobFinished(job, result) {
-      await reporter.jobFinished(job, result);
-      if (job.createsDriver) phases.mark("environment");
-    },
-    artifactStored: reporter.artifactStored?.bind(reporter),
-  };
-}

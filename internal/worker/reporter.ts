@@ -8,6 +8,7 @@ import type { BuildReporter, JobResult } from "../runner/runner.js";
 import { worse, type Status } from "../runner/status.js";
 import type { BuildRecorder } from "../store/builds.js";
 import { JobOutputSink } from "../store/output.js";
+import type { PhaseClock } from "../timers/phases.js";
 
 /** Runs one write of the build's records; the caller decides what a write that keeps failing means. */
 export type RecordWrite = (what: string, fn: () => Promise<void>) => Promise<void>;
@@ -18,6 +19,8 @@ export interface DatabaseReporterOptions {
   log: Logger;
   /** A line put first into the first job's output (why this is not the build's first run). */
   firstNote?: string;
+  /** Marked when the environment is ready (create-driver ended) and when the first command starts. */
+  phases?: PhaseClock;
 }
 
 export class DatabaseReporter implements BuildReporter {
@@ -42,6 +45,7 @@ export class DatabaseReporter implements BuildReporter {
   }
 
   async jobStarted(job: PlannedJob): Promise<Writable> {
+    if (!job.createsDriver && !job.name.startsWith("clone.")) this.opts.phases?.mark("first command");
     const r = recordOf(job);
     await this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId));
     const sink = new JobOutputSink({ limit: this.opts.outputLimit, append: (text) => this.write("output", () => this.recorder.appendOutput(r.id, text)) });
@@ -56,6 +60,7 @@ export class DatabaseReporter implements BuildReporter {
     const r = recordOf(job);
     await this.write("job finish", () => this.recorder.jobFinished(r.id, result.status, result.exitCode, this.sinks.get(r.id)?.storedBytes ?? 0));
     this.sinks.delete(r.id);
+    if (job.createsDriver) this.opts.phases?.mark("environment");
     const stage = this.stages.get(r.stageId)!;
     stage.status = stage.status ? worse(stage.status, result.status) : result.status;
     if (--stage.left === 0) await this.write("stage finish", () => this.recorder.stageFinished(r.stageId, stage.status!));
