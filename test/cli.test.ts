@@ -190,6 +190,11 @@ test("submit refuses a manifest over manifest_limit, and stops reading /dev/zero
     const zero = spawnSync(process.execPath, [cliPath, "submit", "-config", worker, "/dev/zero"], { encoding: "utf8", timeout: 60_000 });
     assert.equal(zero.status, 2, `ended by ${zero.signal ?? "its exit"}: ${zero.stderr}`);
     assert.equal(zero.stderr, "djinn-worker: /dev/zero: the manifest is larger than the limit of 1048576 bytes (manifest_limit in worker.toml)\n");
+    // An image the Docker Engine would refuse is refused here, as the worker's driver would.
+    fs.writeFileSync(manifest, `driver: {type: docker, image: "Team/App:Latest!"}\nstages: [s]\njobs: [{stage: s, commands: [true]}]\n`);
+    const image = cli(["submit", "-config", worker, manifest]);
+    assert.equal(image.status, 2, image.stderr);
+    assert.equal(image.stderr, `djinn-worker: ${manifest}: line 1: driver.image: "Team/App:Latest!" is not an image reference the Docker Engine accepts (name[:tag][@digest], e.g. debian:12 or registry.example.com/team/app:1.2): repository names are lower case\n`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -37,6 +37,8 @@ export interface DriverDeclaration<Name extends string, Settings> {
   queue(): string;
   /** The key of the manifest's driver map this driver cannot do without (docker: image), if any. */
   readonly manifestRequires?: string;
+  /** What is wrong with the manifest's driver map as this driver will read it (docker: an image the engine refuses): the key and why. */
+  manifestProblem?(driver: Readonly<Record<string, string>>): { key: string; problem: string } | undefined;
   /** How the queue rule reads in docs and messages, e.g. "qemu-<host arch>". */
   readonly queueRule: string;
   /** Why `value`, a worker.toml `driver` that is not `queue()`, is a wrong spelling of this driver; undefined when it is not about this driver. */

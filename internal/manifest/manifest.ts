@@ -248,8 +248,11 @@ function readDriver(f: Fields, root: YAMLMap): Manifest["driver"] {
   }
   if (!driver.type) f.fail("driver.type", `required: one of ${DRIVER_TYPES.join(", ")}`, node);
   if (!DRIVER_TYPES.includes(driver.type)) f.fail("driver.type", `unknown driver ${JSON.stringify(driver.type)}: must be one of ${DRIVER_TYPES.join(", ")}`, f.get(node, "type"));
-  const need = declaration(driver.type)?.manifestRequires;
+  const declared = declaration(driver.type);
+  const need = declared?.manifestRequires;
   if (need && !driver[need]) f.fail(`driver.${need}`, `required by the ${driver.type} driver`, node);
+  const wrong = declared?.manifestProblem?.(driver);
+  if (wrong) f.fail(`driver.${wrong.key}`, wrong.problem, f.get(node, wrong.key));
   return driver as Manifest["driver"];
 }
 

@@ -33,6 +33,6 @@ export function imageReferenceProblem(image: string): string | undefined {
       : "";
     return `${JSON.stringify(image)} is not an image reference the Docker Engine accepts (name[:tag][@digest], e.g. debian:12 or registry.example.com/team/app:1.2)${hint}`;
   }
-  if (m[1].length > NAME_MAX) return `${JSON.stringify(image)}: the repository name is longer than ${NAME_MAX} characters`;
+  if (m[1].length > NAME_MAX) return `${JSON.stringify(image.slice(0, 40))}... is not an image reference the Docker Engine accepts: its repository name is longer than ${NAME_MAX} characters`;
   return undefined;
 }

@@ -3,6 +3,7 @@
 // for. Nothing here talks to an engine.
 import path from "node:path";
 import type Docker from "dockerode";
+import { imageReferenceProblem } from "./reference.js";
 import { DEFAULT_PIDS, MIN_CPUS, type DockerConfig } from "./section.js";
 import type { RunRef } from "../run.js";
 import { DriverError } from "../driver.js";
@@ -24,16 +25,6 @@ export interface ContainerSettings {
   /** Processes the container may have at once; always a limit. */
   pids: number;
   network: string;
-}
-
-// Docker's reference grammar: [domain[:port]/]component(/component)*[:tag][@digest]. Nothing else
-// reaches the API (a name is part of request paths) or the images directory.
-const DOMAIN = "(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?/)";
-const COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-const IMAGE_REFERENCE = new RegExp(`^${DOMAIN}?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$`);
-
-export function isImageReference(image: string): boolean {
-  return image.length <= 255 && IMAGE_REFERENCE.test(image);
 }
 
 /** The repository and tag of a reference, as the tag API takes them; no tag means `latest`. */
@@ -84,7 +75,9 @@ function workspaceOf(manifest: Record<string, string>): string {
 export function containerSettings(manifest: Record<string, string>, config: DockerConfig): ContainerSettings {
   const image = (manifest.image ?? "").trim();
   if (!image) throw new DriverError("driver.image: required by the docker driver");
-  if (!isImageReference(image)) throw new DriverError(`driver.image: ${JSON.stringify(image)} is not an image reference such as debian:bookworm or registry:5000/team/app:1.2`);
+  // The manifest refused it already; a build row written by another producer reaches here unread.
+  const problem = imageReferenceProblem(image);
+  if (problem) throw new DriverError(`driver.image: ${problem}`);
   return {
     image,
     workspace: workspaceOf(manifest),
