@@ -99,6 +99,21 @@ describe("ssh channels a server refuses", { skip, timeout: 3 * 60_000 }, () => {
     assert.match(refused[0].reason.message, /^cannot expand f\d\.\*: djinn@127\.0\.0\.1:\d+ refused a channel \(1 try in [\d.]+s\): \(SSH\) Channel open failure/);
   });
 
+  test("a connection the server drops while it is being prepared is made again, and its dying SFTP channel is not taken for no SFTP", async () => {
+    const server = await serve({ sftp: true, dropAtSftp: (n) => n <= 2 });
+    const session = await open(server);
+    assert.equal(server.counts.connections, 3, "two dropped connections, a third kept");
+    await session.place("in/x.txt", Readable.from(["placed over sftp\n"]), 17);
+    assert.deepEqual(await job(session, "cat in/x.txt"), { exitCode: 0, output: "placed over sftp\n" });
+    assert.ok(!server.counts.ran.some((c) => c.includes("cat >")), "files went over SFTP, not exec channels");
+  });
+
+  test("a server that keeps dropping the connection while it is being prepared fails the build's setup with a line saying so", async () => {
+    const server = await serve({ sftp: true, dropAtSftp: () => true });
+    await assert.rejects(open(server), /closed the connection while it was being prepared/);
+    assert.equal(server.counts.connections, 3);
+  });
+
   test("a server that keeps refusing fails the job, and the collection, each with a clear line", async () => {
     // Setup and file transfers go through; jobs and pattern expansion are always refused.
     const server = await serve({ sftp: true, refuseExec: (_n, command) => command.startsWith("exec sh -c") || command.includes("'*.log'") });

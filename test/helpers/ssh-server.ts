@@ -25,9 +25,15 @@ export interface RefusalPolicy {
   maxOpen?: number;
   /** Offer SFTP (the system's sftp-server); without it the subsystem is refused, as dropbear alone does. */
   sftp?: boolean;
+  /**
+   * Drop the n-th connection (counting from 1) when its SFTP subsystem starts, as a server whose
+   * session process dies does: the sftp channel reports signal HUP, then the connection ends.
+   */
+  dropAtSftp?: (connection: number) => boolean;
 }
 
 export interface Counts {
+  connections: number;
   opens: number;
   refusedOpens: number;
   execs: number;
@@ -52,7 +58,7 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
   const home = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "djinn-sshd-home-")));
   await fs.mkdir(path.join(home, "tmp"));
   const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, TMPDIR: path.join(home, "tmp"), LC_ALL: "C" };
-  const counts: Counts = { opens: 0, refusedOpens: 0, execs: 0, refusedExecs: 0, mostOpen: 0, ran: [] };
+  const counts: Counts = { connections: 0, opens: 0, refusedOpens: 0, execs: 0, refusedExecs: 0, mostOpen: 0, ran: [] };
   const hostKey = utils.generateKeyPairSync("ed25519").private;
   const children = new Set<ReturnType<typeof spawn>>();
   const connections = new Set<{ end(): void }>();
@@ -77,6 +83,7 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
 
   const ssh = new Server({ hostKeys: [hostKey] }, (client) => {
     let open = 0;
+    const connection = ++counts.connections;
     connections.add(client);
     client.on("close", () => connections.delete(client));
     client.on("authentication", (ctx) => ctx.accept());
@@ -105,6 +112,12 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
       });
       session.on("subsystem", (acceptSub, rejectSub, info) => {
         if (info.name !== "sftp" || !policy.sftp || !SFTP_SERVER) return rejectSub();
+        if (policy.dropAtSftp?.(connection)) {
+          const stream = acceptSub();
+          stream.exit("HUP", false, "");
+          stream.close();
+          return client.end();
+        }
         run(acceptSub(), [SFTP_SERVER]);
       });
     });

@@ -11,6 +11,14 @@ import { connectWithRetry, type Client, type ConnectOptions, type SshTarget } fr
 import { ChannelGate, type ChannelRetry } from "./gate.js";
 import { openTransfer, type FileTransfer } from "./transfer.js";
 
+/** How many connections `open` makes when each is lost while it is being prepared. */
+const OPEN_ATTEMPTS = 3;
+
+/** The connection went down while the session was being prepared: connecting again may work. */
+class ConnectionLost extends DriverError {
+  override name = "ConnectionLost";
+}
+
 export interface SessionOptions extends ConnectOptions {
   /** Added to every job's environment, under the build's own variables. */
   baseEnv?: Record<string, string>;
@@ -80,8 +88,23 @@ export class SshSession {
    * that images with no sftp-server (busybox, dropbear alone) work too.
    */
   static async open(target: SshTarget, opts: SessionOptions): Promise<SshSession> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await SshSession.openOnce(target, opts);
+      } catch (err) {
+        // A machine still settling (a guest slowed by its host) may drop a connection it has just
+        // accepted: connect again, a few times, rather than fail the build or take a dying
+        // connection's closed SFTP channel for "no SFTP here".
+        if (!(err instanceof ConnectionLost) || attempt >= OPEN_ATTEMPTS || opts.signal?.aborted || opts.buildSignal?.aborted) throw err;
+      }
+    }
+  }
+
+  private static async openOnce(target: SshTarget, opts: SessionOptions): Promise<SshSession> {
     const client = await connectWithRetry(target, opts);
     const where = `${target.user}@${target.host}:${target.port}`;
+    let lost = false;
+    client.once("close", () => (lost = true));
     const gate = new ChannelGate(client, where, { maxOpen: opts.maxChannels, retry: opts.channelRetry, signal: opts.buildSignal });
     try {
       // Both at once: every round trip counts while a build waits for its machine.
@@ -89,11 +112,16 @@ export class SshSession {
         runQuiet(gate, `umask 077 && d=$(mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX") && cd && echo "$d" && pwd -P`),
         openTransfer(gate),
       ]);
+      // "No SFTP" is also what a connection going down looks like (its sftp-server hung up): one
+      // more command tells the two apart.
+      if (files.over === "exec") await runQuiet(gate, "true", { timeoutMs: 10_000 });
       const [scripts, home] = made.stdout.trim().split("\n");
       if (made.code !== 0 || !scripts?.startsWith("/") || !home?.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
+      if (lost) throw new ConnectionLost(`${where} closed the connection while it was being prepared`);
       return new SshSession(client, gate, home, scripts, opts.baseEnv ?? {}, where, files);
     } catch (err) {
       client.end();
+      if (lost || err instanceof ConnectionLost) throw new ConnectionLost(`${where} closed the connection while it was being prepared: ${(err as Error).message}`);
       if (err instanceof DriverError) throw err;
       throw new DriverError(`cannot prepare ${where}: ${(err as Error).message}`);
     }
