@@ -247,6 +247,25 @@ describe("djinn-worker web", { skip }, () => {
     assert.match(events.text, /event: end\nid: \d+\ndata: \{"status":"passed"\}\n\n$/);
   });
 
+  it("shows a long output from its last MiB, with the raw log whole", async (ctx) => {
+    const w = await webEnv(suite);
+    ctx.after(() => w.stop());
+    const d = await w.t.daemon();
+    const id = await w.t.submit(osManifest([["echo FIRST-LINE; head -c 1600000 /dev/zero | tr '\\0' a | fold -w 100; echo LAST-LINE"]]));
+    await d.waitForMsg("build finished", { build: id });
+    const job = (await w.t.pool.query(`SELECT id FROM jobs WHERE build_id = $1 AND name = 'job1'`, [id])).rows[0].id;
+    const page = await get(`${w.url}/builds/${id}`);
+    const shown = page.text.slice(page.text.indexOf(`<pre class="output" data-job="${job}">`), page.text.indexOf("</pre>", page.text.indexOf(`data-job="${job}"`)));
+    assert.ok(shown.endsWith("LAST-LINE\n") && !shown.includes("FIRST-LINE"), "the tail, not the head");
+    assert.ok(page.text.includes("Only the last MiB of this job's output is shown here"));
+    assert.ok(page.bytes.length < 1.2 * 1024 * 1024 && page.bytes.length > 1024 * 1024, `a page of ${page.bytes.length} bytes`);
+    assert.ok(page.text.includes(`href="/builds/${id}/jobs/${job}/raw"`));
+    const raw = await get(`${w.url}/builds/${id}/jobs/${job}/raw`);
+    const stored = (await w.t.pool.query(`SELECT string_agg(data, '' ORDER BY id) AS text FROM job_output WHERE job_id = $1`, [job])).rows[0].text;
+    assert.ok(raw.bytes.length > 1_600_000 && raw.text.includes("\nFIRST-LINE\n") && raw.text.endsWith("LAST-LINE\n"));
+    assert.equal(raw.text, stored);
+  });
+
   it("refuses to start without [web], with public = false, or with a bad addr: one line naming file, key and line", async () => {
     const t = await suite.env();
     const none = await runCli(["web", "-config", t.cfg.worker]);
