@@ -266,6 +266,28 @@ describe("djinn-worker web", { skip }, () => {
     assert.equal(raw.text, stored);
   });
 
+  it("stops on SIGTERM while a page follows a running build, ending its event stream", async (ctx) => {
+    const w = await webEnv(suite);
+    ctx.after(() => w.stop());
+    const d = await w.t.daemon();
+    const go = path.join(w.t.dir, "go");
+    const id = await w.t.submit(osManifest([[`while [ ! -e ${go} ]; do echo waiting; sleep 0.2; done`]]));
+    await d.waitForMsg("build started", { build: id });
+    const events = await fetch(`${w.url}/builds/${id}/events`);
+    const reader = events.body!.getReader();
+    let text = "";
+    while (!text.includes("event: status")) text += Buffer.from((await reader.read()).value ?? []).toString();
+    w.web.kill("SIGTERM");
+    for (;;) {
+      const r = await reader.read().catch(() => ({ done: true }));
+      if (r.done) break;
+    }
+    assert.deepEqual(await w.web.exit, { code: 0, signal: null });
+    assert.equal((await w.t.build(id)).status, "running", "the daemon goes on without the web process");
+    await fs.writeFile(go, "");
+    await d.waitForMsg("build finished", { build: id });
+  });
+
   it("refuses to start without [web], with public = false, or with a bad addr: one line naming file, key and line", async () => {
     const t = await suite.env();
     const none = await runCli(["web", "-config", t.cfg.worker]);

@@ -85,8 +85,9 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   const done = new Promise<number>((resolve) => {
     const stop = async () => {
       log.info("web stopping");
-      await events.close();
+      // The connections first: their streams end with them, rather than wake to a closed hub.
       await app.close().catch(() => undefined);
+      await events.close();
       await pool.end().catch(() => undefined);
       resolve(0);
     };
