@@ -80,6 +80,8 @@ describe("the web view in a browser", { skip }, () => {
     const stored = (await w.t.pool.query(`SELECT string_agg(o.data, '' ORDER BY o.id) AS text FROM job_output o JOIN jobs j ON j.id = o.job_id WHERE o.build_id = $1 AND j.name = 'ticks'`, [id])).rows[0].text;
     assert.equal(text, stored);
     assert.deepEqual(await page.$$eval(`[data-status-for="job-${job}"]`, (els) => els.map((el) => el.textContent)), ["passed", "passed"]);
+    const stage = (await w.t.pool.query(`SELECT stage_id FROM jobs WHERE id = $1`, [job])).rows[0].stage_id;
+    assert.deepEqual(await page.$$eval(`[data-status-for="stage-${stage}"]`, (els) => els.map((el) => el.textContent)), ["passed"]);
 
     // After a reload the page has the artifact: downloaded through the browser, byte for byte.
     await page.reload();

@@ -34,6 +34,7 @@ export const SCRIPT = `"use strict";
     var d = JSON.parse(e.data);
     setStatus("build", d.build.status);
     setText("data-duration-for", "build", d.build.duration);
+    d.stages.forEach(function (s) { setStatus("stage-" + s.id, s.status); });
     d.jobs.forEach(function (j) {
       setStatus("job-" + j.id, j.status);
       setText("data-exit-for", "job-" + j.id, j.exitCode === null ? "" : String(j.exitCode));

@@ -53,7 +53,7 @@ ${builds.length === 0 ? html`<p class="empty">No builds.</p>` : html`<table clas
 function jobsTable(stages: StageRow[]): Html {
   const rows = stages.flatMap((s) =>
     s.jobs.map(
-      (j) => html`<tr><td>${s.name}${s.canFail ? html` <small>(may fail)</small>` : ""}</td><td><a href="#job-${j.id}">${j.name}</a></td>
+      (j) => html`<tr><td>${s.name} ${statusLabel(s.status, `stage-${s.id}`)}${s.canFail ? html` <small>(may fail)</small>` : ""}</td><td><a href="#job-${j.id}">${j.name}</a></td>
 <td>${statusLabel(j.status, `job-${j.id}`)}</td><td data-exit-for="job-${j.id}">${j.exitCode ?? ""}</td><td data-duration-for="job-${j.id}">${runTime(j.startedAt, j.finishedAt)}</td></tr>`,
     ),
   );
