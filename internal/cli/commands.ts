@@ -169,5 +169,20 @@ const check: Command = {
     ),
 };
 
+const web: Command = {
+  name: "web",
+  declare: (y) =>
+    y.command(
+      "web",
+      "serve a read-only web view of the builds ([web] addr in worker.toml)",
+      (y) => y.option("config", configFlags.config),
+      (args) =>
+        guard(async () => {
+          const { startWeb } = await import("../web/server.js");
+          process.exit(await (await startWeb(args.config)).done);
+        }),
+    ),
+};
+
 /** The commands, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check];
+export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web];

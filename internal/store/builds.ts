@@ -284,6 +284,15 @@ export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: 
   }
 }
 
+/** The channel the recorder's writes are announced on; the payload is the build's id, nothing more. */
+export const BUILD_CHANNEL = "djinn_build";
+
+/**
+ * Ends a guarded write: one row (and one NOTIFY, delivered when the write commits) per row the
+ * write's CTE `cte` changed, so the statement's row count still tells whether the claim held.
+ */
+const NOTIFY_FROM = (cte: string) => `SELECT pg_notify('${BUILD_CHANNEL}', $1::text) FROM ${cte}`;
+
 /** The writes of one claimed run of a build; each fails with ClaimLostError once the claim is gone. */
 export class BuildRecorder {
   constructor(
@@ -309,8 +318,9 @@ export class BuildRecorder {
 
   jobStarted(jobId: number, stageId: number): Promise<void> {
     return this.guarded(
-      `WITH s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $6 AND ${this.guard})
-       UPDATE jobs SET status = $4, started_at = now() WHERE id = $5 AND ${this.guard}`,
+      `WITH s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $6 AND ${this.guard}),
+       j AS (UPDATE jobs SET status = $4, started_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1)
+       ${NOTIFY_FROM("j")}`,
       [jobId, stageId],
     );
   }
@@ -319,18 +329,18 @@ export class BuildRecorder {
     // A skipped job never ran: it has no end.
     const times = status === "skipped" ? ", finished_at = NULL" : ", started_at = coalesce(started_at, now()), finished_at = now()";
     return this.guarded(
-      `UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8${times}
-       WHERE id = $5 AND ${this.guard}`,
+      `WITH j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8${times}
+       WHERE id = $5 AND ${this.guard} RETURNING 1) ${NOTIFY_FROM("j")}`,
       [jobId, status, exitCode ?? null, outputBytes],
     );
   }
 
   stageFinished(stageId: number, status: Status): Promise<void> {
-    return this.guarded(`UPDATE stages SET status = $6, finished_at = now() WHERE id = $5 AND ${this.guard}`, [stageId, status]);
+    return this.guarded(`WITH s AS (UPDATE stages SET status = $6, finished_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1) ${NOTIFY_FROM("s")}`, [stageId, status]);
   }
 
   appendOutput(jobId: number, text: string): Promise<void> {
-    return this.guarded(`INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $6 WHERE ${this.guard}`, [jobId, text]);
+    return this.guarded(`WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $6 WHERE ${this.guard} RETURNING 1) ${NOTIFY_FROM("o")}`, [jobId, text]);
   }
 
   artifactStored(jobId: number, a: { source: string; name: string; size: number; sha256: string; path: string }): Promise<void> {
@@ -342,7 +352,11 @@ export class BuildRecorder {
 
   finish(status: Status): Promise<void> {
     // A retry of a write whose reply was lost finds the status already written: that is success too.
-    return this.guarded(`UPDATE builds SET status = $5, finished_at = coalesce(CASE WHEN status = $5 THEN finished_at END, now()), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status IN ($4, $5)`, [status]);
+    return this.guarded(
+      `WITH b AS (UPDATE builds SET status = $5, finished_at = coalesce(CASE WHEN status = $5 THEN finished_at END, now()), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status IN ($4, $5) RETURNING 1)
+       ${NOTIFY_FROM("b")}`,
+      [status],
+    );
   }
 
   /** Gives the build back (shutdown, unwritable result): queued again, this run's rows reset, the claim free. */

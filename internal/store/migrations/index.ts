@@ -141,6 +141,16 @@ ALTER TABLE jobs ADD CONSTRAINT jobs_status_known
   CHECK (status IN ('queued', 'running', 'passed', 'passed_with_failures', 'failed', 'killed', 'timed_out', 'skipped'));
 `,
   },
+  {
+    version: 5,
+    name: "indexes for the web process's builds list: newest first, by status and by namespace",
+    sql: `
+-- The list pages by id (keyset: id < the last one shown), newest first; a filter on status or
+-- namespace walks these from its newest build instead of scanning every build.
+CREATE INDEX builds_status_id_idx ON builds (status, id);
+CREATE INDEX builds_namespace_id_idx ON builds (namespace, id);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,0 +1,112 @@
+// The web view in a real browser (Debian's chromium, headless, driven by puppeteer-core): the list,
+// a running build whose output appears line by line and whose status turns to passed, an
+// artifact downloaded through the page, and hostile output shown as text. No sleeps: every wait
+// is for a condition in the page or an event of the browser.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import puppeteer, { type Browser } from "puppeteer-core";
+import { daemonSuite, servicesSkip } from "./helpers/daemon-suite.js";
+import { requireService } from "./helpers/env.js";
+import { webEnv } from "./helpers/web.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const skip = servicesSkip() || requireService("chromium", existsSync(CHROMIUM) ? undefined : `${CHROMIUM} not found (apt-get install chromium)`);
+
+const HOSTILE = `<script>alert(1)</script>\n"><img src=x onerror=alert(2)>\n`;
+
+describe("the web view in a browser", { skip }, () => {
+  const suite = daemonSuite();
+  let browser: Browser;
+  before(async () => {
+    browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"] });
+  });
+  after(() => browser?.close());
+
+  it("shows a running build's lines live until it passes, downloads its artifact, renders hostile output as text", { timeout: 60_000 }, async (ctx) => {
+    const w = await webEnv(suite);
+    ctx.after(() => w.stop());
+    const d = await w.t.daemon();
+    const go = path.join(w.t.dir, "go");
+    const manifest = [
+      "namespace: web-browser",
+      "driver:",
+      "  type: os",
+      "stages: [build]",
+      "jobs:",
+      "  - stage: build",
+      "    name: ticks",
+      "    commands:",
+      `      - ${JSON.stringify(`n=0; while [ ! -e ${go} ]; do n=$((n+1)); echo "tick $n"; sleep 0.2; done`)}`,
+      `      - ${JSON.stringify(`printf '%b' ${JSON.stringify(HOSTILE)}`)}`,
+      '      - "head -c 50000 /dev/urandom > blob.bin; echo finished"',
+      "    artifacts: [blob.bin]",
+      "",
+    ].join("\n");
+    const id = await w.t.submit(manifest);
+    const job = await jobId(w.t.pool, id);
+    const output = `pre.output[data-job="${job}"]`;
+
+    const page = await browser.newPage();
+    const cspViolations: string[] = [];
+    const dialogs: string[] = [];
+    page.on("console", (m) => {
+      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    });
+    page.on("dialog", (dlg) => {
+      dialogs.push(dlg.message());
+      void dlg.dismiss();
+    });
+
+    await page.goto(`${w.url}/`);
+    await page.waitForSelector(`tr[data-build="${id}"]`);
+    await Promise.all([page.waitForNavigation(), page.click(`a[href="/builds/${id}"]`)]);
+    // The build runs: lines printed after the page was served appear without a reload.
+    await page.waitForFunction((sel: string) => document.querySelector(sel)?.textContent?.includes("tick 1"), { timeout: 20_000 }, output);
+    const shown = await page.$eval(output, (el) => (el.textContent ?? "").split("\n").filter((l) => l.startsWith("tick")).length);
+    await page.waitForFunction((sel: string, n: number) => document.querySelector(sel)?.textContent?.includes(`tick ${n + 3}`), { timeout: 20_000 }, output, shown);
+    assert.equal(await page.$eval('[data-status-for="build"]', (el) => el.getAttribute("data-status")), "running");
+
+    await fs.writeFile(go, "");
+    await page.waitForFunction(() => document.querySelector('[data-status-for="build"]')?.getAttribute("data-status") === "passed", { timeout: 30_000 });
+    await d.waitForMsg("build finished", { build: id });
+    const text = await page.$eval(output, (el) => el.textContent ?? "");
+    assert.ok(text.includes(HOSTILE) && text.includes("finished"), "the hostile lines arrive live, as text");
+    assert.equal(await page.$$eval("pre.output script, pre.output img", (els) => els.length), 0);
+    // Every line once, in order: nothing lost or repeated between the page and its live updates.
+    const stored = (await w.t.pool.query(`SELECT string_agg(o.data, '' ORDER BY o.id) AS text FROM job_output o JOIN jobs j ON j.id = o.job_id WHERE o.build_id = $1 AND j.name = 'ticks'`, [id])).rows[0].text;
+    assert.equal(text, stored);
+    assert.deepEqual(await page.$$eval(`[data-status-for="job-${job}"]`, (els) => els.map((el) => el.textContent)), ["passed", "passed"]);
+    const stage = (await w.t.pool.query(`SELECT stage_id FROM jobs WHERE id = $1`, [job])).rows[0].stage_id;
+    assert.deepEqual(await page.$$eval(`[data-status-for="stage-${stage}"]`, (els) => els.map((el) => el.textContent)), ["passed"]);
+
+    // After a reload the page has the artifact: downloaded through the browser, byte for byte.
+    await page.reload();
+    assert.equal(await page.$$eval("pre.output script, pre.output img", (els) => els.length), 0);
+    const downloads = path.join(w.t.dir, "downloads");
+    await fs.mkdir(downloads);
+    const cdp = await page.createCDPSession();
+    await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: downloads, eventsEnabled: true });
+    const completed = new Promise<void>((resolve, reject) =>
+      cdp.on("Browser.downloadProgress", (e) => {
+        if (e.state === "completed") resolve();
+        if (e.state === "canceled") reject(new Error("download canceled"));
+      }),
+    );
+    await page.click("a.artifact");
+    await completed;
+    const row = (await w.t.pool.query(`SELECT sha256 FROM artifacts WHERE build_id = $1`, [id])).rows[0];
+    const file = await fs.readFile(path.join(downloads, "blob.bin"));
+    assert.equal(createHash("sha256").update(file).digest("hex"), row.sha256);
+
+    assert.deepEqual(dialogs, [], "no script of the build ran");
+    assert.deepEqual(cspViolations, [], "nothing the pages use is refused by the Content-Security-Policy");
+  });
+});
+
+async function jobId(pool: import("pg").Pool, build: number): Promise<number> {
+  return Number((await pool.query(`SELECT id FROM jobs WHERE build_id = $1 AND name = 'ticks'`, [build])).rows[0].id);
+}
