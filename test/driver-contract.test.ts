@@ -129,7 +129,9 @@ for (const fixture of driverFixtures) {
       assert.deepEqual(await driver!.glob("contract/g/*.none"), []);
     });
 
-    test("reap removes what a run whose worker died left", { skip: fixture.noReap }, async () => {
+    if (fixture.noReap) {
+      test(`declares no reap (${fixture.noReap})`, () => assert.equal(entry.reap, undefined, "a reap this contract does not test"));
+    } else test("reap removes what a run whose worker died left", async () => {
       assert.ok(entry.reap, `${fixture.name} has no reap`);
       const dead: RunRef = { buildId: ref.buildId, run: freshRunToken() };
       const { driver: orphan } = await created(entry, fixture, dead);
