@@ -8,7 +8,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { Redis } from "ioredis";
-import { SMTPServer } from "smtp-server";
+import { startSmtpServer } from "./helpers/smtp.js";
 import { classify, describe as describeError, exitCodeFor, failureText } from "../internal/cli/failure.js";
 import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { ConfigError } from "../internal/config/schema.js";
@@ -408,14 +408,13 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
     // A STARTTLS server with AUTH, trusted through smtp.ca, as Djinn's file configures it.
     const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
     ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", "smtp.key", "-out", "smtp.crt", "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE");
-    const smtp = new SMTPServer({
+    const smtp = await startSmtpServer({
       key: await fs.readFile(path.join(dir, "smtp.key")),
       cert: await fs.readFile(path.join(dir, "smtp.crt")),
       authMethods: ["PLAIN", "LOGIN"],
       onAuth: (auth, _s, cb) => (auth.username === "postmaster@example.com" && auth.password === "s3cr3t-smtp" ? cb(null, { user: auth.username }) : cb(new Error("bad credentials"))),
     });
-    const smtpPort = await freeLocalPort();
-    await new Promise<void>((resolve) => smtp.listen(smtpPort, "127.0.0.1", resolve));
+    const smtpPort = smtp.port;
     try {
       const name = await postgres.createDatabase();
       const worker = await config(name, [["smtp", "addr", `"127.0.0.1:${smtpPort}"\nca = "${dir}/smtp.crt"`]]);
@@ -437,7 +436,7 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
       assert.match(r.stdout, /^ok {3}redis: /m);
       assert.equal(r.stderr.split("\n").filter(Boolean).length, 4, r.stderr);
     } finally {
-      await new Promise<void>((resolve) => smtp.close(() => resolve()));
+      await smtp.close();
     }
   });
 });

@@ -7,90 +7,15 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import pino, { type Logger } from "pino";
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { Mailer, failureMessage, type FailedBuild } from "../internal/mail/mail.js";
 import { requireService, which } from "./helpers/env.js";
+import type { SMTPServerOptions } from "smtp-server";
+import { startSmtpServer as startServer, type TestSmtpServer as TestServer } from "./helpers/smtp.js";
 import { freeLocalPort as freePort } from "../internal/net/port.js";
 
 const PASSWORD = "hunter2-Pa55w0rd-never-logged";
 const ADMIN = "djinn@ci.example";
 const skip = requireService("openssl", which("openssl") ? undefined : "the openssl CLI is needed to make a throwaway CA (apt-get install openssl)");
-
-interface Received {
-  from: string | false;
-  to: string[];
-  secure: boolean;
-  user?: string;
-  headers: Record<string, string>;
-  body: string;
-}
-
-interface TestServer {
-  port: number;
-  received: Received[];
-  connections: number;
-  rcptCalls: number;
-  authCalls: number;
-  close(): Promise<void>;
-}
-
-/** Headers (unfolded, lower-cased names) and the decoded text body of a raw single-part message. */
-function parseMessage(raw: string): { headers: Record<string, string>; body: string } {
-  const split = raw.indexOf("\r\n\r\n");
-  const headers: Record<string, string> = {};
-  for (const line of raw.slice(0, split).replace(/\r\n[ \t]+/g, " ").split("\r\n")) {
-    const colon = line.indexOf(":");
-    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  let body = raw.slice(split + 4);
-  if (/quoted-printable/i.test(headers["content-transfer-encoding"] ?? "")) {
-    body = Buffer.from(body.replace(/=\r\n/g, "").replace(/=([0-9A-F]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16))), "latin1").toString("utf8");
-  }
-  return { headers, body: body.replace(/\r\n/g, "\n") };
-}
-
-async function startServer(opts: SMTPServerOptions = {}): Promise<TestServer> {
-  const state = { received: [] as Received[], connections: 0, rcptCalls: 0, authCalls: 0 };
-  const server = new SMTPServer({
-    authOptional: true,
-    logger: false,
-    onConnect(_session, cb) {
-      state.connections++;
-      cb();
-    },
-    onData(stream, session: SMTPServerSession, cb) {
-      const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("end", () => {
-        state.received.push({
-          from: session.envelope.mailFrom && session.envelope.mailFrom.address,
-          to: session.envelope.rcptTo.map((r) => r.address),
-          secure: session.secure,
-          user: session.user,
-          ...parseMessage(Buffer.concat(chunks).toString("utf8")),
-        });
-        cb();
-      });
-    },
-    ...opts,
-    onRcptTo(address, session, cb) {
-      state.rcptCalls++;
-      if (opts.onRcptTo) opts.onRcptTo(address, session, cb);
-      else cb();
-    },
-    onAuth(auth, session, cb) {
-      state.authCalls++;
-      if (opts.onAuth) opts.onAuth(auth, session, cb);
-      else cb(new Error("no AUTH on this server"));
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (server.server.address() as net.AddressInfo).port;
-  return Object.assign(state, { port, close: () => new Promise<void>((r) => server.close(() => r())) });
-}
 
 /** A pino logger whose lines are kept for the test to read. */
 function capturedLogger(): { log: Logger; text: () => string; lines: () => Array<Record<string, unknown>> } {
