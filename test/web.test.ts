@@ -7,7 +7,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import pg from "pg";
-import { BUILD_CHANNEL } from "../internal/store/builds.js";
+import { BUILD_CHANNEL } from "../internal/store/recorder.js";
 import { listQuery } from "../internal/web/queries.js";
 import { daemonSuite, osManifest, servicesSkip } from "./helpers/daemon-suite.js";
 import { runCli } from "./helpers/services.js";

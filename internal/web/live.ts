@@ -6,7 +6,7 @@ import pg from "pg";
 import type { WorkerConfig } from "../config/config.js";
 import type { Logger } from "../log/log.js";
 import { serverAddress } from "../net/address.js";
-import { BUILD_CHANNEL } from "../store/builds.js";
+import { BUILD_CHANNEL } from "../store/recorder.js";
 import { sleep } from "../timers/timers.js";
 
 /** Waiters look again after this even without a notification: a safety net, and a keep-alive for event streams. */

@@ -6,7 +6,7 @@ import type { Logger } from "../log/log.js";
 import type { BuildPlan, JobRecord, PlannedJob } from "../runner/plan.js";
 import type { BuildReporter, JobResult } from "../runner/runner.js";
 import { worse, type Status } from "../runner/status.js";
-import type { BuildRecorder } from "../store/builds.js";
+import type { BuildRecorder } from "../store/recorder.js";
 import { JobOutputSink } from "../store/output.js";
 import type { PhaseClock } from "../timers/phases.js";
 

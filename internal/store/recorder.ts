@@ -1,0 +1,100 @@
+// The writes of one claimed run of a build, each guarded by its claim (worker and attempt), so a
+// worker that lost its claim can never overwrite another's run; each announces itself (NOTIFY)
+// to whoever follows the build live.
+import type pg from "pg";
+import type { Status } from "../runner/status.js";
+import { ClaimLostError, resetRun, RUNNING } from "./builds.js";
+
+/** The channel the recorder's writes are announced on; the payload is the build's id, nothing more. */
+export const BUILD_CHANNEL = "djinn_build";
+
+/**
+ * Ends a guarded write: one row (and one NOTIFY, delivered when the write commits) per row the
+ * write's CTE `cte` changed, so the statement's row count still tells whether the claim held.
+ */
+const NOTIFY_FROM = (cte: string) => `SELECT pg_notify('${BUILD_CHANNEL}', $1::text) FROM ${cte}`;
+
+/** The writes of one claimed run of a build; each fails with ClaimLostError once the claim is gone. */
+export class BuildRecorder {
+  constructor(
+    private readonly pool: pg.Pool,
+    readonly buildId: number,
+    readonly worker: string,
+    readonly attempt: number,
+  ) {}
+
+  /** $1–$4 of every guarded statement: the build, its claim (worker, attempt) and `running`; a statement's own parameters are $5 on. */
+  private readonly guard = `EXISTS (SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4)`;
+
+  private async guarded(sql: string, params: unknown[]): Promise<void> {
+    const r = await this.pool.query(sql, [this.buildId, this.worker, this.attempt, RUNNING, ...params]);
+    if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
+  }
+
+  /** Throws ClaimLostError unless this run still holds the build. */
+  async assertHeld(): Promise<void> {
+    const r = await this.pool.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4`, [this.buildId, this.worker, this.attempt, RUNNING]);
+    if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over, or it is finished)`);
+  }
+
+  jobStarted(jobId: number, stageId: number): Promise<void> {
+    return this.guarded(
+      `WITH s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $6 AND ${this.guard}),
+       j AS (UPDATE jobs SET status = $4, started_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1)
+       ${NOTIFY_FROM("j")}`,
+      [jobId, stageId],
+    );
+  }
+
+  jobFinished(jobId: number, status: Status, exitCode: number | undefined, outputBytes: number): Promise<void> {
+    // A skipped job never ran: it has no end.
+    const times = status === "skipped" ? ", finished_at = NULL" : ", started_at = coalesce(started_at, now()), finished_at = now()";
+    return this.guarded(
+      `WITH j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8${times}
+       WHERE id = $5 AND ${this.guard} RETURNING 1) ${NOTIFY_FROM("j")}`,
+      [jobId, status, exitCode ?? null, outputBytes],
+    );
+  }
+
+  stageFinished(stageId: number, status: Status): Promise<void> {
+    return this.guarded(`WITH s AS (UPDATE stages SET status = $6, finished_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1) ${NOTIFY_FROM("s")}`, [stageId, status]);
+  }
+
+  appendOutput(jobId: number, text: string): Promise<void> {
+    return this.guarded(`WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $6 WHERE ${this.guard} RETURNING 1) ${NOTIFY_FROM("o")}`, [jobId, text]);
+  }
+
+  artifactStored(jobId: number, a: { source: string; name: string; size: number; sha256: string; path: string }): Promise<void> {
+    return this.guarded(
+      `INSERT INTO artifacts (build_id, job_id, source, name, size, sha256, path) SELECT $1, $5, $6, $7, $8, $9, $10 WHERE ${this.guard}`,
+      [jobId, a.source, a.name, a.size, a.sha256, a.path],
+    );
+  }
+
+  finish(status: Status): Promise<void> {
+    // A retry of a write whose reply was lost finds the status already written: that is success too.
+    return this.guarded(
+      `WITH b AS (UPDATE builds SET status = $5, finished_at = coalesce(CASE WHEN status = $5 THEN finished_at END, now()), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status IN ($4, $5) RETURNING 1)
+       ${NOTIFY_FROM("b")}`,
+      [status],
+    );
+  }
+
+  /** Gives the build back (shutdown, unwritable result): queued again, this run's rows reset, the claim free. */
+  async release(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      // Never a finished build: its result stands.
+      const r = await client.query(`UPDATE builds SET status = $5, lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4`, [this.buildId, this.worker, this.attempt, RUNNING, "queued" satisfies Status]);
+      if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
+      await resetRun(client, this.buildId);
+      await client.query("COMMIT");
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+}
