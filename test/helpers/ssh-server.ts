@@ -30,6 +30,8 @@ export interface RefusalPolicy {
    * session process dies does: the sftp channel reports signal HUP, then the connection ends.
    */
   dropAtSftp?: (connection: number) => boolean;
+  /** The n-th connection's SFTP subsystem starts and dies at once (signal HUP); the connection stays. */
+  sftpDiesAt?: (connection: number) => boolean;
 }
 
 export interface Counts {
@@ -54,12 +56,23 @@ export interface RefusingServer {
   close(): Promise<void>;
 }
 
+/**
+ * An ed25519 host key ssh2 can read back: about 1 in 256 of the keys its generator makes it then
+ * rejects as malformed (mscdex/ssh2#1513, a leading zero byte stripped from the public key).
+ */
+function parsableHostKey(): string {
+  for (;;) {
+    const pair = utils.generateKeyPairSync("ed25519");
+    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) return pair.private;
+  }
+}
+
 export async function startRefusingServer(policy: RefusalPolicy): Promise<RefusingServer> {
   const home = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "djinn-sshd-home-")));
   await fs.mkdir(path.join(home, "tmp"));
   const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, TMPDIR: path.join(home, "tmp"), LC_ALL: "C" };
   const counts: Counts = { connections: 0, opens: 0, refusedOpens: 0, execs: 0, refusedExecs: 0, mostOpen: 0, ran: [] };
-  const hostKey = utils.generateKeyPairSync("ed25519").private;
+  const hostKey = parsableHostKey();
   const children = new Set<ReturnType<typeof spawn>>();
   const connections = new Set<{ end(): void }>();
   const server: RefusingServer = { port: 0, home, policy, counts, close: async () => undefined };
@@ -112,6 +125,12 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
       });
       session.on("subsystem", (acceptSub, rejectSub, info) => {
         if (info.name !== "sftp" || !policy.sftp || !SFTP_SERVER) return rejectSub();
+        if (policy.sftpDiesAt?.(connection)) {
+          const stream = acceptSub();
+          stream.exit("HUP", false, "");
+          stream.end();
+          return stream.close();
+        }
         if (policy.dropAtSftp?.(connection)) {
           const stream = acceptSub();
           stream.exit("HUP", false, "");
