@@ -211,6 +211,11 @@ describe("ssh driver parts", () => {
     assert.equal(noSftpSubsystem(new Error("Unable to start subsystem: sftp")), true);
     assert.equal(noSftpSubsystem(new Error("Channel open failure: while establishing SFTP session")), true);
     assert.equal(noSftpSubsystem(new Error("No response from server")), false);
+    // dropbear without sftp-server: its shell does not find the program.
+    assert.equal(noSftpSubsystem(new Error("Received exit code 127 while establishing SFTP session")), true);
+    // A subsystem that started and died (a connection going down) is not a server without SFTP.
+    assert.equal(noSftpSubsystem(new Error("Received exit code 1 while establishing SFTP session")), false);
+    assert.equal(noSftpSubsystem(new Error("Received signal HUP while establishing SFTP session")), false);
   });
 
   test("only a server's refusal to open a channel or start its command is asked again, with pauses that grow to a bound", () => {

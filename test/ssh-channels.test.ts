@@ -108,6 +108,21 @@ describe("ssh channels a server refuses", { skip, timeout: 3 * 60_000 }, () => {
     assert.ok(!server.counts.ran.some((c) => c.includes("cat >")), "files went over SFTP, not exec channels");
   });
 
+  test("an SFTP subsystem that starts and dies is not taken for no SFTP: the session connects again and uses SFTP; dying every time, it goes over exec channels and says why", async () => {
+    const flaky = await serve({ sftp: true, sftpDiesAt: (n) => n === 1 });
+    const session = await open(flaky);
+    assert.equal(flaky.counts.connections, 2);
+    assert.equal(session.transferNote, "");
+    await session.place("in/y.txt", Readable.from(["over sftp\n"]), 10);
+    assert.ok(!flaky.counts.ran.some((c) => c.includes("cat >")), "files went over SFTP, not exec channels");
+    const broken = await serve({ sftp: true, sftpDiesAt: () => true });
+    const fallback = await open(broken);
+    assert.equal(broken.counts.connections, 3);
+    assert.match(fallback.transferNote, /no SFTP on the machine: files go over exec channels \(Received signal SIGHUP while establishing SFTP session\)$/);
+    await fallback.place("in/z.txt", Readable.from(["over exec\n"]), 10);
+    assert.deepEqual(await job(fallback, "cat in/z.txt"), { exitCode: 0, output: "over exec\n" });
+  });
+
   test("a server that keeps dropping the connection while it is being prepared fails the build's setup with a line saying so", async () => {
     const server = await serve({ sftp: true, dropAtSftp: () => true });
     await assert.rejects(open(server), /closed the connection while it was being prepared/);

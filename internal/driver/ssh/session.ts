@@ -9,7 +9,7 @@ import { CollectError, DriverError, type ExecResult, type JobRun } from "../driv
 import { runQuiet } from "./channels.js";
 import { connectWithRetry, type Client, type ConnectOptions, type SshTarget } from "./connect.js";
 import { ChannelGate, type ChannelRetry } from "./gate.js";
-import { openTransfer, type FileTransfer } from "./transfer.js";
+import { openTransfer, SftpVanished, type FileTransfer } from "./transfer.js";
 
 /** How many connections `open` makes when each is lost while it is being prepared. */
 const OPEN_ATTEMPTS = 3;
@@ -90,17 +90,17 @@ export class SshSession {
   static async open(target: SshTarget, opts: SessionOptions): Promise<SshSession> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await SshSession.openOnce(target, opts);
+        return await SshSession.openOnce(target, opts, attempt === OPEN_ATTEMPTS);
       } catch (err) {
         // A machine still settling (a guest slowed by its host) may drop a connection it has just
         // accepted: connect again, a few times, rather than fail the build or take a dying
         // connection's closed SFTP channel for "no SFTP here".
-        if (!(err instanceof ConnectionLost) || attempt >= OPEN_ATTEMPTS || opts.signal?.aborted || opts.buildSignal?.aborted) throw err;
+        if (!(err instanceof ConnectionLost || err instanceof SftpVanished) || attempt >= OPEN_ATTEMPTS || opts.signal?.aborted || opts.buildSignal?.aborted) throw err;
       }
     }
   }
 
-  private static async openOnce(target: SshTarget, opts: SessionOptions): Promise<SshSession> {
+  private static async openOnce(target: SshTarget, opts: SessionOptions, lastTry: boolean): Promise<SshSession> {
     const client = await connectWithRetry(target, opts);
     const where = `${target.user}@${target.host}:${target.port}`;
     let lost = false;
@@ -110,7 +110,7 @@ export class SshSession {
       // Both at once: every round trip counts while a build waits for its machine.
       const [made, files] = await Promise.all([
         runQuiet(gate, `umask 077 && d=$(mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX") && cd && echo "$d" && pwd -P`),
-        openTransfer(gate),
+        openTransfer(gate, { sftpVanishedIsAbsent: lastTry }),
       ]);
       // "No SFTP" is also what a connection going down looks like (its sftp-server hung up): one
       // more command tells the two apart.
@@ -121,6 +121,7 @@ export class SshSession {
       return new SshSession(client, gate, home, scripts, opts.baseEnv ?? {}, where, files);
     } catch (err) {
       client.end();
+      if (err instanceof SftpVanished && !lost) throw err;
       if (lost || err instanceof ConnectionLost) throw new ConnectionLost(`${where} closed the connection while it was being prepared: ${(err as Error).message}`);
       if (err instanceof DriverError) throw err;
       throw new DriverError(`cannot prepare ${where}: ${(err as Error).message}`);
@@ -129,7 +130,7 @@ export class SshSession {
 
   /** What the connected line adds about moving files: a server without SFTP gets exec channels. */
   get transferNote(): string {
-    return this.files.over === "exec" ? "; no SFTP on the machine: files go over exec channels" : "";
+    return this.files.over === "exec" ? `; no SFTP on the machine: files go over exec channels (${this.files.noSftp})` : "";
   }
 
   /** Runs one job: its script (exports first) is uploaded to the private directory and run by `sh` with stdin closed. */

@@ -12,6 +12,8 @@ import { isChannelRefusal, type ChannelGate } from "./gate.js";
 /** Moves files between this worker and the machine; paths are absolute on the machine. */
 export interface FileTransfer {
   readonly over: "sftp" | "exec";
+  /** Over exec channels: what the server said to the SFTP request. */
+  readonly noSftp?: string;
   /** Writes `source` to `target` with `mode`, making missing directories (0755). DriverError naming the target. */
   write(target: string, source: Readable, mode: number): Promise<void>;
   /** Writes a job's script, private (0600). */
@@ -21,15 +23,22 @@ export interface FileTransfer {
 }
 
 /** SFTP when the server offers it, exec channels when it has none; any other failure to open SFTP is thrown. */
-export async function openTransfer(gate: ChannelGate): Promise<FileTransfer> {
+export async function openTransfer(gate: ChannelGate, opts: { sftpVanishedIsAbsent?: boolean } = {}): Promise<FileTransfer> {
   // A refused channel is asked for again; a refused subsystem is the answer "no SFTP here".
+  let absent: string | undefined;
   const sftp = await openSftp(gate, (err) => isChannelRefusal(err) && !noSftpSubsystem(err)).catch((err: Error) => {
     // Only a server that has no SFTP (no subsystem, or no sftp-server to run) means exec
-    // channels; anything else (a connection going down) fails here, not half-way later.
-    if (noSftpSubsystem(err)) return undefined;
+    // channels; anything else (a connection going down) fails here, not half-way later. A
+    // subsystem that starts and dies is taken for absent only when the caller says so (its last try).
+    const vanished = /while establishing SFTP session/i.test(err.message) && !noSftpSubsystem(err);
+    if (noSftpSubsystem(err) || (vanished && opts.sftpVanishedIsAbsent)) {
+      absent = err.message.replace(/^SFTP is not available on \S+: /, "");
+      return undefined;
+    }
+    if (vanished) throw new SftpVanished(err.message);
     throw err;
   });
-  return sftp ? new SftpTransfer(gate, sftp) : new ExecTransfer(gate);
+  return sftp ? new SftpTransfer(gate, sftp) : new ExecTransfer(gate, absent ?? "no SFTP");
 }
 
 class SftpTransfer implements FileTransfer {
@@ -102,7 +111,11 @@ class SftpTransfer implements FileTransfer {
 class ExecTransfer implements FileTransfer {
   readonly over = "exec";
 
-  constructor(private readonly gate: ChannelGate) {}
+  constructor(
+    private readonly gate: ChannelGate,
+    /** What the server said to the SFTP request. */
+    readonly noSftp: string,
+  ) {}
 
   private get where(): string {
     return this.gate.where;
@@ -195,9 +208,22 @@ async function execRead(gate: ChannelGate, target: string, shown: string, size: 
   return out;
 }
 
-/** True when the server answered an SFTP request by having none: OpenSSH without a Subsystem line, dropbear without its sftp-server. */
+/**
+ * True when the server answered an SFTP request by having none: OpenSSH without a Subsystem line
+ * refuses it; dropbear without its sftp-server starts the subsystem through the shell, which
+ * exits 127 (not found).
+ */
 export function noSftpSubsystem(err: Error): boolean {
-  return /Unable to start subsystem|while establishing SFTP session/i.test(err.message);
+  return /Unable to start subsystem|Channel open failure: while establishing SFTP session|Received exit code 127 while establishing SFTP session/i.test(err.message);
+}
+
+/**
+ * The SFTP subsystem started and then went away before it answered (another exit code, a
+ * signal, the channel closing): what a connection going down looks like, not a server without
+ * SFTP. The session connects again (session.ts).
+ */
+export class SftpVanished extends DriverError {
+  override name = "SftpVanished";
 }
 
 function openSftp(gate: ChannelGate, retryIf: (err: Error) => boolean): Promise<SFTPWrapper> {
