@@ -1,6 +1,6 @@
 // The operator's arguments (build ids, KEY=value lists, --key files, the manifest file): each
 // problem is an InputError, one line naming the flag or file, exit 2.
-import { asBuildId, type BuildId } from "../queue/delivery.js";
+import { asBuildId, type BuildId } from "../queue/build-id.js";
 import fsCallback, { constants, fstatSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";

@@ -3,13 +3,7 @@
 import { ReplyError } from "ioredis";
 import { deadline, sleep } from "../timers/timers.js";
 
-/** A build's id (`builds.id`), from the payload that names it to the acknowledgement. */
-export type BuildId = number & { readonly __buildId: unique symbol };
-
-/** A positive safe integer as a build id; anything else is undefined. */
-export function asBuildId(n: unknown): BuildId | undefined {
-  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? (n as BuildId) : undefined;
-}
+export { asBuildId, type BuildId } from "./build-id.js";
 
 /**
  * The retry policy of ack, requeue and dead: a write that fails because Redis is unreachable is

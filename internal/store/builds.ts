@@ -6,7 +6,7 @@ import type { Crypto } from "../crypto/crypto.js";
 import type { Manifest } from "../manifest/manifest.js";
 import type { BuildPlan } from "../runner/plan.js";
 import { freshRunToken, isRunToken } from "../driver/run.js";
-import type { BuildId } from "../queue/delivery.js";
+import type { BuildId } from "../queue/build-id.js";
 import { maskText } from "../runner/mask.js";
 import { parseStatus, TERMINAL_STATUSES, type Status } from "../runner/status.js";
 

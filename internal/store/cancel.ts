@@ -3,7 +3,7 @@
 // its payload afterwards finds it finished (claimBuild refuses a finished build).
 import type pg from "pg";
 import { setupStageName } from "../manifest/manifest.js";
-import type { BuildId } from "../queue/delivery.js";
+import type { BuildId } from "../queue/build-id.js";
 import { createDriverJob } from "../runner/plan.js";
 import type { Status } from "../runner/status.js";
 import { insertPlanRows } from "./builds.js";
