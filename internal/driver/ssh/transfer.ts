@@ -198,10 +198,11 @@ async function execRead(gate: ChannelGate, target: string, shown: string, size: 
     },
   });
   out.on("close", () => {
-    // Whatever is left unread is let go, so that the channel ends and its place is freed.
+    // A reader that stopped early (the artifact limit) lets the rest flow away until `cat` ends and
+    // the channel closes by itself: closing it while dropbear still sends could cost the whole
+    // connection (the next command then found it gone).
     ch.unpipe(out);
     ch.resume();
-    ch.close();
   });
   ch.end();
   ch.pipe(out);
