@@ -123,6 +123,19 @@ describe("ssh channels a server refuses", { skip, timeout: 3 * 60_000 }, () => {
     assert.deepEqual(await job(fallback, "cat in/z.txt"), { exitCode: 0, output: "over exec\n" });
   });
 
+  test("over exec channels, a read cut short lets the command finish rather than hang up on it, and the connection goes on", async () => {
+    const server = await serve({ sftp: false });
+    const session = await open(server);
+    await fs.writeFile(path.join(server.home, "big.bin"), Buffer.alloc(8 << 20, 97));
+    const stream = await session.collect("big.bin");
+    // The artifact limit: the first bytes are kept, the reader stops.
+    await new Promise<void>((resolve) => stream.once("data", () => resolve()));
+    stream.destroy();
+    const { exitCode, output } = await job(session, "echo still-connected");
+    assert.deepEqual({ exitCode, output }, { exitCode: 0, output: "still-connected\n" });
+    assert.equal(server.counts.closedWhileRunning, 0, "a channel was closed while its cat still ran");
+  });
+
   test("a server that keeps dropping the connection while it is being prepared fails the build's setup with a line saying so", async () => {
     const server = await serve({ sftp: true, dropAtSftp: () => true });
     await assert.rejects(open(server), /closed the connection while it was being prepared/);

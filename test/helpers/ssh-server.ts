@@ -44,6 +44,8 @@ export interface Counts {
   mostOpen: number;
   /** Commands that ran. */
   ran: string[];
+  /** Channels closed while their command still ran (the client hung up on it). */
+  closedWhileRunning: number;
 }
 
 export interface RefusingServer {
@@ -71,7 +73,7 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
   const home = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "djinn-sshd-home-")));
   await fs.mkdir(path.join(home, "tmp"));
   const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, TMPDIR: path.join(home, "tmp"), LC_ALL: "C" };
-  const counts: Counts = { connections: 0, opens: 0, refusedOpens: 0, execs: 0, refusedExecs: 0, mostOpen: 0, ran: [] };
+  const counts: Counts = { connections: 0, opens: 0, refusedOpens: 0, execs: 0, refusedExecs: 0, mostOpen: 0, ran: [], closedWhileRunning: 0 };
   const hostKey = parsableHostKey();
   const children = new Set<ReturnType<typeof spawn>>();
   const connections = new Set<{ end(): void }>();
@@ -82,6 +84,9 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
   const run = (stream: ServerChannel, argv: string[]) => {
     const child = spawn(argv[0], argv.slice(1), { cwd: home, env, stdio: "pipe" });
     children.add(child);
+    stream.once("close", () => {
+      if (child.exitCode === null && child.signalCode === null) counts.closedWhileRunning++;
+    });
     stream.pipe(child.stdin).on("error", () => undefined);
     child.stdout.pipe(stream, { end: false });
     child.stderr.pipe(stream.stderr, { end: false });
