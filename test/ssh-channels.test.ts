@@ -136,6 +136,19 @@ describe("ssh channels a server refuses", { skip, timeout: 3 * 60_000 }, () => {
     assert.equal(server.counts.closedWhileRunning, 0, "a channel was closed while its cat still ran");
   });
 
+  test("a connection the machine drops between jobs is made again for collecting: patterns and files after it are not lost", async () => {
+    const server = await serve({ sftp: false });
+    const session = await open(server);
+    assert.deepEqual(await job(session, "echo kept > out.log"), { exitCode: 0, output: "" });
+    const seen = session as unknown as { lost: boolean; client: { once(e: string, f: () => void): void } };
+    const gone = new Promise<void>((resolve) => seen.client.once("close", () => resolve()));
+    server.dropConnections();
+    await gone;
+    assert.deepEqual(await session.glob("*.log"), [path.join(server.home, "out.log")]);
+    assert.equal(await text(await session.collect("out.log")), "kept\n");
+    assert.equal(server.counts.connections, 2);
+  });
+
   test("a server that keeps dropping the connection while it is being prepared fails the build's setup with a line saying so", async () => {
     const server = await serve({ sftp: true, dropAtSftp: () => true });
     await assert.rejects(open(server), /closed the connection while it was being prepared/);

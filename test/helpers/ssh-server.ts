@@ -53,6 +53,8 @@ export interface RefusingServer {
   home: string;
   policy: RefusalPolicy;
   counts: Counts;
+  /** Hangs up on every connection open now, as a machine might; new ones are still welcome. */
+  dropConnections(): void;
   /** Called after every refusal (open or exec), with the counts so far. */
   onRefusal?: (counts: Counts) => void;
   close(): Promise<void>;
@@ -77,7 +79,7 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
   const hostKey = parsableHostKey();
   const children = new Set<ReturnType<typeof spawn>>();
   const connections = new Set<{ end(): void }>();
-  const server: RefusingServer = { port: 0, home, policy, counts, close: async () => undefined };
+  const server: RefusingServer = { port: 0, home, policy, counts, close: async () => undefined, dropConnections: () => undefined };
   const refused = () => server.onRefusal?.(counts);
 
   /** Runs `argv` with the channel as its stdio, and reports how it ended. */
@@ -148,6 +150,9 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
   });
   await new Promise<void>((resolve) => ssh.listen(0, "127.0.0.1", resolve));
   server.port = (ssh.address() as AddressInfo).port;
+  server.dropConnections = () => {
+    for (const client of connections) client.end();
+  };
   server.close = async () => {
     for (const child of children) child.kill("SIGKILL");
     for (const client of connections) client.end();

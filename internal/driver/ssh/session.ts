@@ -70,17 +70,65 @@ export class SshSession {
   private readonly running = new Set<string>();
   private closed = false;
 
+  /** Set when the connection went down: the next file operation connects again (see `again`). */
+  private lost = false;
+  /** How the session was opened, to connect again the same way. */
+  private opened?: { target: SshTarget; opts: SessionOptions };
+
   private constructor(
-    readonly client: Client,
-    private readonly gate: ChannelGate,
+    private client: Client,
+    private gate: ChannelGate,
     /** Absolute, symlinks resolved: relative paths of objects and artifacts are under it, and jobs start in it. */
     readonly workspace: string,
     /** Private (0700) directory for job scripts and pid files, removed on close. */
     private readonly scripts: string,
     private readonly baseEnv: Record<string, string>,
     private readonly where: string,
-    private readonly files: FileTransfer,
-  ) {}
+    private files: FileTransfer,
+  ) {
+    this.watch(client);
+  }
+
+  private watch(client: Client): void {
+    client.once("close", () => {
+      if (client === this.client) this.lost = true;
+    });
+  }
+
+  /**
+   * Runs a file operation (placing, expanding a pattern, reading), which may be done again: on a
+   * connection that went down (a machine that dropped it), it connects again first, once. A job
+   * is never run again this way: its processes went with the connection.
+   */
+  private async again<T>(op: () => Promise<T>, opts: { afterFailure: boolean } = { afterFailure: true }): Promise<T> {
+    const canReconnect = () => this.lost && !this.closed && this.opened !== undefined;
+    if (canReconnect()) await this.reconnect();
+    try {
+      return await op();
+    } catch (err) {
+      // Found gone by the operation itself: once more on a new connection, unless what it sent (a stream) is spent.
+      if (!opts.afterFailure || !canReconnect() || !/Not connected|No response from server/.test((err as Error).message)) throw err;
+      await this.reconnect();
+      return op();
+    }
+  }
+
+  private async reconnect(): Promise<void> {
+    const { target, opts } = this.opened!;
+    const client = await connectWithRetry(target, opts);
+    const gate = new ChannelGate(client, this.where, { maxOpen: opts.maxChannels, retry: opts.channelRetry, signal: opts.buildSignal });
+    try {
+      this.files = await openTransfer(gate, { sftpVanishedIsAbsent: true });
+    } catch (err) {
+      client.end();
+      throw err;
+    }
+    this.client.end();
+    this.client = client;
+    this.gate = gate;
+    this.lost = false;
+    this.watch(client);
+  }
 
   /**
    * Connects and prepares the workspace (the login's home directory) and a private script
@@ -118,7 +166,9 @@ export class SshSession {
       const [scripts, home] = made.stdout.trim().split("\n");
       if (made.code !== 0 || !scripts?.startsWith("/") || !home?.startsWith("/")) throw new DriverError(`cannot make a private directory on ${where}: ${made.stderr.trim() || `mktemp exited ${made.code}`}`);
       if (lost) throw new ConnectionLost(`${where} closed the connection while it was being prepared`);
-      return new SshSession(client, gate, home, scripts, opts.baseEnv ?? {}, where, files);
+      const session = new SshSession(client, gate, home, scripts, opts.baseEnv ?? {}, where, files);
+      session.opened = { target, opts };
+      return session;
     } catch (err) {
       client.end();
       if (err instanceof SftpVanished && !lost) throw err;
@@ -207,7 +257,7 @@ export class SshSession {
 
   async place(dest: string, source: Readable, _size: number, mode = 0o644): Promise<void> {
     try {
-      await this.files.write(this.resolve(dest), source, mode);
+      await this.again(() => this.files.write(this.resolve(dest), source, mode), { afterFailure: false });
     } catch (err) {
       source.destroy();
       throw err;
@@ -216,7 +266,7 @@ export class SshSession {
 
   /** The paths a shell pattern matches on the machine (see artifacts.ts). */
   async glob(pattern: string): Promise<string[]> {
-    const r = await runQuiet(this.gate, `sh -c ${singleQuote(GLOB_SCRIPT)} sh ${singleQuote(this.workspace)} ${singleQuote(pattern)}`, { timeoutMs: 60_000, maxBytes: GLOB_OUTPUT_LIMIT }).catch((err: Error) => {
+    const r = await this.again(() => runQuiet(this.gate, `sh -c ${singleQuote(GLOB_SCRIPT)} sh ${singleQuote(this.workspace)} ${singleQuote(pattern)}`, { timeoutMs: 60_000, maxBytes: GLOB_OUTPUT_LIMIT })).catch((err: Error) => {
       throw new CollectError("failed", `cannot expand ${pattern}: ${err.message}`);
     });
     if (r.code !== 0) throw new CollectError("failed", `cannot expand ${pattern}: ${r.stderr.trim() || `exit status ${r.code}`}`);
@@ -226,7 +276,7 @@ export class SshSession {
   /** Opens a file of the machine: relative paths are under the workspace, `~/` is the workspace (the home), absolute paths are taken as they are. */
   async collect(file: string): Promise<Readable> {
     if (file === "" || file.includes("\0")) throw new CollectError("failed", `invalid artifact path ${JSON.stringify(file)}`);
-    return this.files.read(this.resolve(file), file);
+    return this.again(() => this.files.read(this.resolve(file), file));
   }
 
   /** Kills running jobs, removes the script directory and closes the connection. Never throws. */
