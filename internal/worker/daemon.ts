@@ -43,6 +43,12 @@ export async function startDaemon(configFile: string, driverFile: string): Promi
 }
 
 async function startLogged(cfg: WorkerConfig, drivers: DriverConfig, queues: string[], configFile: string, log: Logger): Promise<DaemonHandle> {
+  // From the first moment: logrotate may move the log while the daemon still waits for its
+  // servers, and a SIGHUP with no handler would end the process.
+  process.on("SIGHUP", () => {
+    reopenLog(log);
+    log.info("SIGHUP: log file reopened");
+  });
   for (const w of [...cfg.warnings, ...drivers.warnings]) log.warn(w);
   if (process.getuid?.() === 0) {
     log.warn(`running as root: jobs of the os driver run as root on this host, and every file the worker writes is root's; run the daemon as its own user (djinn), see docs/daemon.md "Running as djinn"`);
@@ -136,7 +142,7 @@ async function startServices(cfg: WorkerConfig, log: Logger, redis: Redis, pool:
 
 /**
  * SIGTERM/SIGINT: finish running builds (up to shutdown_timeout), then `close` and exit; a second
- * signal stops them now. SIGHUP reopens the log file. Resolves with the exit code.
+ * signal stops them now (SIGHUP is startLogged's). Resolves with the exit code.
  */
 function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: () => Promise<void>): Promise<number> {
   let signals = 0;
@@ -168,15 +174,10 @@ function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: ()
       exitBy(FORCED_EXIT_MS, `running builds not handed back ${FORCED_EXIT_MS / 1000}s after the second signal`);
     }
   };
-  const onHup = () => {
-    reopenLog(log);
-    log.info("SIGHUP: log file reopened");
-  };
   // A daemon that runs for months logs a stray rejection rather than dying with the builds it runs.
   process.on("unhandledRejection", (err) => log.error({ err: (err as Error)?.stack ?? String(err) }, "unhandled rejection"));
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
-  process.on("SIGHUP", onHup);
 
   const stop = async () => {
     let code = 0;
@@ -188,7 +189,6 @@ function stopOnSignals(cfg: WorkerConfig, log: Logger, worker: Worker, close: ()
     }
     await close();
     removePidfile(cfg.pidfile);
-    process.off("SIGHUP", onHup);
     clearTimeout(deadline);
     log.info("worker stopped");
     resolveDone(code);
