@@ -217,11 +217,9 @@ describe("djinn-worker run (os driver)", () => {
     assert.deepEqual(["app.txt", "app-2.txt", "app-3.txt", "app-4.txt"].map((f) => fs.readFileSync(path.join(r.artifacts, f), "utf8")), ["first\n", "first\n", "second\n", "second\n"]);
   });
 
-  test("artifacts: a store that is full (a 1 MiB tmpfs) fails the job that collected, with the reason, and the build", (t) => {
-    if (process.getuid?.() !== 0) {
-      const skip = requireService("root", "mounting a tmpfs needs root");
-      if (skip) return t.skip(skip);
-    }
+  // Like a missing service: without root it says so and skips, and under DJINN_TEST_REQUIRE=all it fails.
+  const notRoot = requireService("root", process.getuid?.() === 0 ? undefined : "mounting a tmpfs needs root");
+  test("artifacts: a store that is full (a 1 MiB tmpfs) fails the job that collected, with the reason, and the build", { skip: notRoot }, () => {
     const store = path.join(dir, "full-store");
     fs.mkdirSync(store, { recursive: true });
     const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", store], { encoding: "utf8" });
