@@ -6,10 +6,10 @@ import fs from "node:fs/promises";
 import net from "node:net";
 import type { Readable } from "node:stream";
 import { EnvironmentError, InputError } from "../errors/errors.js";
-import { decodeManifest, manifestTooLarge, parseManifest, type ParsedManifest } from "../manifest/manifest.js";
+import { manifestTooLarge, type ParsedManifest } from "../manifest/manifest.js";
+import { checkManifest } from "../submission/check.js";
 import { BUILD_EXIT } from "../runner/status.js";
-import { maskedValueProblem, maskText, secretInNames } from "../runner/mask.js";
-import { planBuild } from "../runner/plan.js";
+import { maskedValueProblem, maskText } from "../runner/mask.js";
 import { isShellName } from "../shell/quote.js";
 
 /**
@@ -86,19 +86,8 @@ export interface ManifestReading {
  * A manifest whose stage, job or artifact names hold a secret is refused (secretInNames).
  */
 export async function readManifestFile(file: string, reading: ManifestReading): Promise<ParsedManifest & { text: string }> {
-  const masks = reading.masks ?? [];
   const bytes = await readBounded(file, reading);
-  let text: string;
-  let parsed: ParsedManifest;
-  try {
-    text = decodeManifest(bytes);
-    parsed = parseManifest(text);
-  } catch (err) {
-    throw new InputError(`${file}: ${maskText((err as Error).message, masks)}`);
-  }
-  const named = secretInNames(planBuild(parsed.manifest, "local"), masks);
-  if (named) throw new InputError(`${file}: ${named}`);
-  return { ...parsed, warnings: parsed.warnings.map((w) => maskText(w, masks)), text };
+  return checkManifest(file, bytes, reading.limit, reading.masks ?? []);
 }
 
 /**
