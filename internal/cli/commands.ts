@@ -12,9 +12,9 @@ export interface Command extends CommandSpec {
 }
 
 /** Every long flag of every command: typed Go-style (`-config`), they are rewritten for yargs. */
-export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key", "wait-for-worker"]);
+export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key", "wait-for-worker", "password-file"]);
 /** The flags that take a value, so that the command word is found after them. */
-export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key"]);
+export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key", "password-file"]);
 /** The value flags that may be given more than once; any other given twice is a mistake. */
 export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(["env", "secret", "notify", "key"]);
 
@@ -174,7 +174,7 @@ const web: Command = {
   declare: (y) =>
     y.command(
       "web",
-      "serve a read-only web view of the builds ([web] addr in worker.toml)",
+      "serve the web view of the builds ([web] addr in worker.toml): pages, live logs, the JSON API, kill and re-run for signed-in users",
       (y) => y.option("config", configFlags.config),
       (args) =>
         guard(async () => {
@@ -184,5 +184,38 @@ const web: Command = {
     ),
 };
 
+const user: Command = {
+  name: "user",
+  positional: { name: "action", what: "add NAME, rm NAME or list" },
+  declare: (y) =>
+    y.command(
+      "user <action> [name]",
+      "the web's users: add NAME (the password from standard input or --password-file; again: a new password), rm NAME, list",
+      (y) =>
+        y
+          .positional("action", { type: "string", choices: ["add", "rm", "list"], demandOption: true })
+          .positional("name", { type: "string", describe: "the user's name" })
+          .option("config", configFlags.config)
+          .option("password-file", { type: "string", describe: "file holding the password (one trailing newline dropped); without it, standard input" }),
+      (args) => guard(async () => (await import("./access.js")).userCommand(args.config, args.action, args.name, args.passwordFile, process.stdout)),
+    ),
+};
+
+const token: Command = {
+  name: "token",
+  positional: { name: "action", what: "add USER, rm ID or list" },
+  declare: (y) =>
+    y.command(
+      "token <action> [arg]",
+      "API tokens of the web's users: add USER (prints a new token, once), rm ID, list",
+      (y) =>
+        y
+          .positional("action", { type: "string", choices: ["add", "rm", "list"], demandOption: true })
+          .positional("arg", { type: "string", describe: "add: the user; rm: the token's id (the 12 hex digits after djw_)" })
+          .option("config", configFlags.config),
+      (args) => guard(async () => (await import("./access.js")).tokenCommand(args.config, args.action, args.arg, process.stdout)),
+    ),
+};
+
 /** The commands, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web];
+export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web, user, token];

@@ -104,7 +104,9 @@ export const workerSchema: SectionSpec = {
     web: {
       keys: {
         addr: { kind: "string", required: true, check: (v) => (listenAddress(v) ? undefined : `must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:8080", got ${JSON.stringify(v)}`), doc: "host:port the web process (djinn-worker web) listens on." },
-        public: { kind: "boolean", default: true, doc: "Viewing needs no sign-in (the only mode for now: sign-in is not done yet)." },
+        public: { kind: "boolean", default: true, doc: "Viewing needs no sign-in; false: every page and the API need a signed-in user or an API token. Actions (kill, re-run, submit) always do." },
+        cookie_secure: { kind: "boolean", default: false, doc: "Mark the sign-in cookie Secure: set it when the pages are reached over https (a proxy in front)." },
+        session: { kind: "duration", default: "12h", min: 60_000, doc: "How long a sign-in lasts." },
       },
     },
     metrics: { keys: { addr: { kind: "string", required: true, check: (v) => (listenAddress(v) ? undefined : `must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:9110", got ${JSON.stringify(v)}`), doc: "host:port for /metrics and /healthz." } } },
@@ -143,7 +145,7 @@ export interface WorkerConfig {
   objects?: StoreConfig;
   log: { level: "debug" | "info" | "warn" | "error"; file?: string };
   metrics?: { addr: string };
-  web?: { addr: string; public: boolean };
+  web?: { addr: string; public: boolean; cookie_secure: boolean; session: number };
   warnings: string[];
 }
 

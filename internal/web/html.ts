@@ -63,12 +63,24 @@ export function timeTag(t: Date | null): Html {
   return html`<time datetime="${iso}">${iso.replace("T", " ").replace(/\.\d+Z$/, " UTC")}</time>`;
 }
 
+/** Who a page is for: a signed-in user with the form token of their session. */
+export interface PageViewer {
+  name: string;
+  csrf: string;
+}
+
+/** A form that POSTs to `action`, carrying the viewer's CSRF token. */
+export function postForm(action: string, viewer: PageViewer, button: string, cls: string): Html {
+  return html`<form class="${cls}" method="post" action="${action}"><input type="hidden" name="csrf" value="${viewer.csrf}"><button type="submit">${button}</button></form>`;
+}
+
 /** A whole page around `body`; the script and the style sheet are files, as the Content-Security-Policy wants. */
-export function page(title: string, body: Html): Html {
+export function page(title: string, body: Html, viewer?: PageViewer): Html {
+  const who = viewer ? html`<span class="who">${viewer.name}</span> ${postForm("/sign-out", viewer, "Sign out", "sign-out")}` : html`<a class="sign-in" href="/sign-in">Sign in</a>`;
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · djinn-worker</title><link rel="stylesheet" href="/static/web.css"><script src="/static/web.js" defer></script></head>
-<body><header class="top"><a href="/">djinn-worker builds</a></header>
+<body><header class="top"><a href="/">djinn-worker builds</a><nav class="account">${who}</nav></header>
 ${body}
 </body></html>
 `;

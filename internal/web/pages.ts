@@ -2,7 +2,7 @@
 import type pg from "pg";
 import { MASK } from "../runner/mask.js";
 import { BUILD_STATUSES, TERMINAL_STATUSES } from "../runner/status.js";
-import { formatBytes, html, Html, page, runTime, statusLabel, timeTag } from "./html.js";
+import { formatBytes, html, Html, page, postForm, runTime, statusLabel, timeTag, type PageViewer } from "./html.js";
 import { ansiConverter } from "./output.js";
 import {
   buildArtifacts,
@@ -35,7 +35,7 @@ export function listUrl(base: string, f: ListFilter): string {
   return s ? `${base}?${s}` : base;
 }
 
-export function listPage(builds: BuildRow[], f: ListFilter, next: number | undefined): Html {
+export function listPage(builds: BuildRow[], f: ListFilter, next: number | undefined, viewer?: PageViewer): Html {
   const options = BUILD_STATUSES.map((s) => html`<option value="${s}"${f.status === s ? html` selected` : ""}>${s.replace(/_/g, " ")}</option>`);
   const rows = builds.map(
     (b) => html`<tr data-build="${b.id}"><td><a href="/builds/${b.id}">#${b.id}</a></td><td>${statusLabel(b.status)}</td>
@@ -47,7 +47,12 @@ export function listPage(builds: BuildRow[], f: ListFilter, next: number | undef
 ${builds.length === 0 ? html`<p class="empty">No builds.</p>` : html`<table class="builds"><thead><tr><th>Build</th><th>Status</th><th>Namespace</th><th>Driver</th><th>Submitted</th><th>Took</th></tr></thead><tbody>${rows}</tbody></table>`}
 <nav class="pages">${f.before !== undefined ? html`<a href="${listUrl("/", { ...f, before: undefined })}">Newest</a>` : ""} ${next !== undefined ? html`<a rel="next" href="${listUrl("/", { ...f, before: next })}">Older</a>` : ""}</nav>
 </main>`;
-  return page("Builds", body);
+  return page("Builds", body, viewer);
+}
+
+/** The buttons of a signed-in user: kill while the build is not over, run again always. Plain forms: no script needed. */
+function actions(b: BuildDetail, viewer: PageViewer, live: boolean): Html {
+  return html`<div class="actions">${live ? postForm(`/builds/${b.id}/kill`, viewer, "Kill", "kill") : ""} ${postForm(`/builds/${b.id}/rerun`, viewer, "Run again", "rerun")}</div>`;
 }
 
 function jobsTable(stages: StageRow[]): Html {
@@ -61,12 +66,13 @@ function jobsTable(stages: StageRow[]): Html {
 }
 
 /** The head of a build page, up to its output. */
-async function buildHead(pool: pg.Pool, b: BuildDetail, stages: StageRow[], after: number): Promise<Html> {
+async function buildHead(pool: pg.Pool, b: BuildDetail, stages: StageRow[], after: number, viewer?: PageViewer): Promise<Html> {
   const [variables, objects, artifacts] = await Promise.all([buildVariables(pool, b.id), buildObjects(pool, b.id), buildArtifacts(pool, b.id)]);
   const live = !TERMINAL_STATUSES.includes(b.status);
   const driver = Object.entries(b.driverMap).map(([k, v]) => html`<li>${k}: ${v}</li>`);
   return html`<main id="build" data-build="${b.id}" data-after="${after}" data-live="${live ? "yes" : "no"}">
 <h1>Build #${b.id} ${statusLabel(b.status, "build")}</h1>
+${viewer ? actions(b, viewer, live) : ""}
 <dl class="facts"><dt>Namespace</dt><dd>${b.namespace ?? "none"}</dd><dt>Driver</dt><dd>${b.driver}<ul class="driver">${driver}</ul></dd>
 <dt>Submitted</dt><dd>${timeTag(b.createdAt)}</dd><dt>Started</dt><dd>${timeTag(b.startedAt)}</dd><dt>Finished</dt><dd>${timeTag(b.finishedAt)}</dd>
 <dt>Took</dt><dd data-duration-for="build">${runTime(b.startedAt, b.finishedAt)}</dd><dt>Worker</dt><dd>${b.worker ?? ""}${b.attempt > 1 ? ` (attempt ${b.attempt})` : ""}</dd></dl>
@@ -93,11 +99,11 @@ async function buildHead(pool: pg.Pool, b: BuildDetail, stages: StageRow[], afte
  * so the page is never held whole. Output rows up to `after` are on the page; the script's event
  * stream starts after it.
  */
-export async function* buildPage(pool: pg.Pool, b: BuildDetail): AsyncGenerator<string> {
+export async function* buildPage(pool: pg.Pool, b: BuildDetail, viewer?: PageViewer): AsyncGenerator<string> {
   const after = await lastOutputId(pool, b.id);
   const stages = await buildStages(pool, b.id);
-  const head = await buildHead(pool, b, stages, after);
-  const start = page(`Build #${b.id}`, new Html("\u0000")).text.split("\u0000");
+  const head = await buildHead(pool, b, stages, after, viewer);
+  const start = page(`Build #${b.id}`, new Html("\u0000"), viewer).text.split("\u0000");
   yield start[0] + head.text;
   for (const s of stages) {
     for (const j of s.jobs) {

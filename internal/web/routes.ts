@@ -1,5 +1,6 @@
-// The routes of `djinn-worker web`: pages, raw logs, downloads, live events, badges and the
-// read-only JSON API. Everything is read from the daemon's tables and artifact store; nothing is written.
+// The routes of `djinn-worker web` that read: pages, raw logs, downloads, live events, badges and
+// the JSON API's reads. Everything is read from the daemon's tables and artifact store; what
+// writes (sign-in, kill, re-run, submit) is in auth.ts and actions.ts.
 import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type pg from "pg";
@@ -13,12 +14,17 @@ import { buildPage, listPage } from "./pages.js";
 import { parseCursor, parseFilter, parseId, WebError } from "./params.js";
 import { artifact, buildDetail, jobOfBuild, latestBuild, listBuilds } from "./queries.js";
 import { SCRIPT, STYLE } from "./assets.js";
+import type { ActionServices } from "./actions.js";
+import { pageViewer } from "./auth.js";
 
 export interface WebDeps {
   pool: pg.Pool;
   events: BuildEvents;
   /** `[artifacts] path`; downloads answer 404 without it. */
   artifactsRoot?: string;
+  /** Redis and the key for kill, re-run and submit; without them those answer 503 saying why (`actionsMissing`). */
+  actions?: ActionServices;
+  actionsMissing?: string;
 }
 
 type Params = Record<string, string>;
@@ -57,12 +63,12 @@ export function registerRoutes(app: FastifyInstance, deps: WebDeps): void {
   app.get("/", async (req, reply) => {
     const f = parseFilter(req.query);
     const { builds, next } = await listBuilds(pool, f);
-    return reply.type("text/html; charset=utf-8").send(listPage(builds, f, next).text);
+    return reply.type("text/html; charset=utf-8").send(listPage(builds, f, next, pageViewer(req)).text);
   });
 
   app.get("/builds/:id", async (req, reply) => {
     const b = await existingBuild(pool, (req.params as Params).id);
-    return reply.type("text/html; charset=utf-8").header("cache-control", "no-store").send(Readable.from(buildPage(pool, b)));
+    return reply.type("text/html; charset=utf-8").header("cache-control", "no-store").send(Readable.from(buildPage(pool, b, pageViewer(req))));
   });
 
   app.get("/builds/:id/jobs/:job/raw", (req, reply) => sendJobText(deps, req, reply, true));
@@ -114,5 +120,5 @@ export function registerRoutes(app: FastifyInstance, deps: WebDeps): void {
 export function errorReply(req: FastifyRequest, reply: FastifyReply, statusCode: number, message: string): FastifyReply {
   reply.code(statusCode);
   if (req.url.startsWith("/api/")) return reply.type("application/json; charset=utf-8").send(JSON.stringify({ error: message }) + "\n");
-  return reply.type("text/html; charset=utf-8").send(page(`${statusCode}`, html`<main><h1>${statusCode}</h1><p class="error">${message}</p></main>`).text);
+  return reply.type("text/html; charset=utf-8").send(page(`${statusCode}`, html`<main><h1>${statusCode}</h1><p class="error">${message}</p></main>`, pageViewer(req)).text);
 }

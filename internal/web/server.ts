@@ -1,14 +1,23 @@
 // `djinn-worker web`: a separate process that shows what the daemon records. It reads PostgreSQL
-// and the artifact store, listens for the daemon's build notifications, and writes nothing: the
+// and the artifact store and listens for the daemon's build notifications; it writes only what
+// its users do (sessions, and builds killed, run again or submitted the way the CLI does it): the
 // daemon works the same with or without it.
 import Fastify, { type FastifyInstance } from "fastify";
-import { ConfigError, lineInFile } from "../config/schema.js";
+import { Redis } from "ioredis";
+import { classify, describe } from "../cli/failure.js";
+import { ConfigError } from "../config/schema.js";
+import { Crypto } from "../crypto/crypto.js";
+import { InputError } from "../errors/errors.js";
+import { redisOptions } from "../queue/queue.js";
 import { loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
 import { EnvironmentError } from "../errors/errors.js";
 import { createLogger, type Logger } from "../log/log.js";
 import { listenAddress } from "../net/address.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
+import { registerActions, type ActionServices } from "./actions.js";
 import { registerApi } from "./api.js";
+import { registerAccess, registerSignIn, type AccessOptions } from "./auth.js";
+import { SignInLimiter } from "./limiter.js";
 import { BuildEvents } from "./live.js";
 import { WebError } from "./params.js";
 import { errorReply, registerRoutes, type WebDeps } from "./routes.js";
@@ -21,14 +30,29 @@ const SECURITY_HEADERS = {
   "x-frame-options": "DENY",
 };
 
+/** The largest form body: the forms hold a token, a name and a password. */
+const FORM_LIMIT = 16 * 1024;
+
 /** The web application on `deps`, not yet listening. */
-export function webApp(deps: WebDeps, log: Logger): FastifyInstance {
+export function webApp(deps: WebDeps, access: Omit<AccessOptions, "pool" | "log">, log: Logger): FastifyInstance {
   const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true });
+  // The pages' forms post urlencoded fields; a field given twice keeps its first value.
+  app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string", bodyLimit: FORM_LIMIT }, (_req, body, done) => {
+    const fields: Record<string, string> = {};
+    for (const [k, v] of new URLSearchParams(body as string)) if (!(k in fields)) fields[k] = v;
+    done(null, fields);
+  });
   app.addHook("onRequest", async (_req, reply) => {
     reply.headers(SECURITY_HEADERS);
   });
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof WebError) return errorReply(req, reply, err.statusCode, err.message);
+    if (err instanceof InputError) return errorReply(req, reply, 400, err.message);
+    // PostgreSQL or Redis away, or refusing: the request may work later; what it did was all or nothing.
+    if (classify(err) === "environment") {
+      log.warn({ err: describe(err), url: req.url.split("?")[0] }, "web: a service failed");
+      return errorReply(req, reply, 503, describe(err));
+    }
     const code = (err as { statusCode?: number }).statusCode;
     // Fastify's own 4xx (a malformed URL, a bad header): its message is one line about the request.
     if (code && code >= 400 && code < 500) return errorReply(req, reply, code, (err as Error).message);
@@ -36,18 +60,32 @@ export function webApp(deps: WebDeps, log: Logger): FastifyInstance {
     return errorReply(req, reply, 500, "internal error (see the web process's log)");
   });
   app.setNotFoundHandler((req, reply) => errorReply(req, reply, 404, `nothing at ${req.url.split("?")[0]}`));
+  registerAccess(app, { ...access, pool: deps.pool, log });
+  registerSignIn(app, { ...access, pool: deps.pool, log });
   registerRoutes(app, deps);
   registerApi(app, deps);
+  registerActions(app, deps, log);
   return app;
 }
 
-/** The [web] section; refused with file, key and line when absent or asking for what is not there yet. */
+/** The [web] section; refused with file and reason when absent. */
 function webSection(cfg: WorkerConfig): NonNullable<WorkerConfig["web"]> {
   if (!cfg.web) throw new ConfigError(cfg.file, undefined, undefined, "[web] section is required by djinn-worker web (addr = \"host:port\")");
-  if (!cfg.web.public) {
-    throw new ConfigError(cfg.file, "web.public", lineInFile(cfg.file, "web", "public"), "false needs sign-in, which djinn-worker web does not have yet: leave it out or set it to true");
-  }
   return cfg.web;
+}
+
+/**
+ * Redis and the key the actions need, when worker.toml has them; otherwise why not. The client
+ * fails a command at once while Redis is away (no offline queue): an action answers 503 with
+ * nothing stored rather than wait, and the client reconnects on its own.
+ */
+function actionServices(cfg: WorkerConfig): { actions?: ActionServices; actionsMissing?: string } {
+  const missing = (["redis", "crypto"] as const).filter((s) => !cfg[s]);
+  if (missing.length) return { actionsMissing: `worker.toml has no ${missing.map((s) => `[${s}]`).join(" or ")}` };
+  const redis = new Redis(redisOptions(cfg.redis!, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 5000 }));
+  redis.on("error", () => undefined);
+  redis.connect().catch(() => undefined);
+  return { actions: { redis, crypto: new Crypto(cfg.crypto!.block), queue: cfg.queue, manifestLimit: cfg.manifestLimit } };
 }
 
 export interface RunningWeb {
@@ -72,12 +110,16 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     throw err;
   }
-  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path }, log);
+  const acting = actionServices(cfg);
+  const closeRedis = () => acting.actions?.redis.disconnect();
+  const access = { public: web.public, cookieSecure: web.cookie_secure, sessionMs: web.session, limiter: new SignInLimiter() };
+  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log);
   const addr = listenAddress(web.addr)!;
   try {
     await app.listen({ host: addr.host ?? "::", port: addr.port });
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
+    closeRedis();
     throw new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
   }
   const bound = app.server.address();
@@ -88,6 +130,7 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
       // The connections first: their streams end with them, rather than wake to a closed hub.
       await app.close().catch(() => undefined);
       await events.close();
+      closeRedis();
       await pool.end().catch(() => undefined);
       resolve(0);
     };

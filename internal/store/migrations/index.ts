@@ -151,6 +151,36 @@ CREATE INDEX builds_status_id_idx ON builds (status, id);
 CREATE INDEX builds_namespace_id_idx ON builds (namespace, id);
 `,
   },
+  {
+    version: 6,
+    name: "web users, API tokens and sign-in sessions, each secret stored only as a hash",
+    sql: `
+-- A password is stored as its scrypt hash (with its salt and cost), an API token and a session
+-- as the SHA-256 of the token: a copy of these rows signs nobody in.
+CREATE TABLE web_users (
+  id            bigserial PRIMARY KEY,
+  name          text NOT NULL UNIQUE,
+  password_hash text NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now()
+);
+-- prefix is the token's public id (in the token itself, shown by token list and accepted by token rm).
+CREATE TABLE web_tokens (
+  id           bigserial PRIMARY KEY,
+  user_id      bigint NOT NULL REFERENCES web_users (id) ON DELETE CASCADE,
+  prefix       text NOT NULL UNIQUE,
+  token_sha256 text NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  last_used_at timestamptz
+);
+CREATE TABLE web_sessions (
+  token_sha256 text PRIMARY KEY,
+  user_id      bigint NOT NULL REFERENCES web_users (id) ON DELETE CASCADE,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  expires_at   timestamptz NOT NULL
+);
+CREATE INDEX web_sessions_expires_idx ON web_sessions (expires_at);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
