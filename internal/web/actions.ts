@@ -17,6 +17,8 @@ import type { WebDeps } from "./routes.js";
 export interface ActionServices {
   redis: Redis;
   crypto: Crypto;
+  /** [redis] addr, for the line that says it is away. */
+  redisAddr: string;
   /** [redis] queue prefix (worker.toml `queue`). */
   queue: string;
   manifestLimit: number;
@@ -25,9 +27,13 @@ export interface ActionServices {
 /** The fields of POST /api/builds: what `submit` takes. */
 const FIELDS = ["manifest", "env", "secrets", "keys", "notify"];
 
+/** The services for an action, or a 503 saying which is missing: asked before anything is written. */
 function services(deps: WebDeps): ActionServices {
-  if (!deps.actions) throw new WebError(503, `this web process cannot act on builds: ${deps.actionsMissing ?? "no [redis] or [crypto]"}`);
-  return deps.actions;
+  const a = deps.actions;
+  if (!a) throw new WebError(503, `this web process cannot act on builds: ${deps.actionsMissing ?? "no [redis] or [crypto]"}`);
+  // The client has no offline queue: while it is away, say so here rather than fail halfway.
+  if (a.redis.status !== "ready") throw new WebError(503, `Redis at ${a.redisAddr} is not reachable right now (${a.redis.status}): nothing done, try again`);
+  return a;
 }
 
 /** A JSON object of string values (env, secrets, keys) as pairs; a wrong one is a 400 naming the field (never a secret's name or value). */
@@ -52,11 +58,11 @@ export function apiSubmission(body: unknown): Submission {
   return { manifestSource: "manifest", manifest: b.manifest, env: pairs(b, "env", false), secrets: pairs(b, "secrets", true), keys: pairs(b, "keys", true), notify };
 }
 
-async function submit(deps: WebDeps, s: Submission, log: Logger, viewer: Viewer, what: string): Promise<{ id: BuildId; url: string; warnings: string[] }> {
+async function submit(deps: WebDeps, s: Submission, log: Logger, viewer: Viewer, what: string, from?: BuildId): Promise<{ id: BuildId; url: string; warnings: string[] }> {
   const a = services(deps);
   const checked = checkSubmission(s, a.manifestLimit, API_FIELDS);
   const { id, warnings } = await storeAndQueue({ pool: deps.pool, redis: a.redis, crypto: a.crypto, queue: a.queue, manifestLimit: a.manifestLimit }, checked);
-  log.info({ user: viewer.user.name, build: id }, `web: ${what}`);
+  log.info({ user: viewer.user.name, build: id, ...(from ? { from } : {}) }, `web: ${what}`);
   return { id, url: `/builds/${id}`, warnings };
 }
 
@@ -65,7 +71,7 @@ async function rerun(deps: WebDeps, req: FastifyRequest, log: Logger, viewer: Vi
   const a = services(deps);
   const s = await storedSubmission(deps.pool, a.crypto, id, a.manifestLimit);
   if (!s) throw new WebError(404, `build ${id} not found`);
-  return submit(deps, s, log, viewer, `build ${id} run again`);
+  return submit(deps, s, log, viewer, "build run again", id);
 }
 
 async function kill(deps: WebDeps, req: FastifyRequest, log: Logger, viewer: Viewer) {

@@ -29,7 +29,8 @@ export interface AccessOptions {
   public: boolean;
   cookieSecure: boolean;
   sessionMs: number;
-  limiter: SignInLimiter;
+  /** Failed sign-ins per name, and (more of them) per address. */
+  limiters: { names: SignInLimiter; addresses: SignInLimiter };
   log: Logger;
 }
 
@@ -132,8 +133,8 @@ export function registerSignIn(app: FastifyInstance, o: AccessOptions): void {
     const name = typeof body.name === "string" ? body.name : "";
     const password = typeof body.password === "string" ? body.password : "";
     const next = localPath(body.next);
-    const keys = [`name:${name}`, `address:${req.ip}`];
-    const wait = Math.max(...keys.map((k) => o.limiter.wait(k)));
+    const { names, addresses } = o.limiters;
+    const wait = Math.max(names.wait(name), addresses.wait(req.ip));
     if (wait > 0) {
       o.log.warn({ address: req.ip }, "web: sign-in refused: too many failures");
       reply.code(429).header("retry-after", Math.ceil(wait / 1000));
@@ -141,13 +142,14 @@ export function registerSignIn(app: FastifyInstance, o: AccessOptions): void {
     }
     const user = await checkSignIn(o.pool, name, password);
     if (!user) {
-      for (const k of keys) o.limiter.fail(k);
+      names.fail(name);
+      addresses.fail(req.ip);
       // The name only when it is a user's: a password typed into the name field stays out of the log.
       o.log.warn({ user: (await userExists(o.pool, name)) ? name : "(unknown)", address: req.ip }, "web: sign-in failed");
       reply.code(401);
       return signInPage(reply, o, next, "Wrong name or password.");
     }
-    o.limiter.succeed(`name:${name}`);
+    names.succeed(name);
     const session = await openSession(o.pool, user, o.sessionMs);
     o.log.info({ user: user.name, address: req.ip }, "web: signed in");
     setCookie(reply, o, SIGN_IN_COOKIE, "", 0, "/sign-in");

@@ -79,13 +79,14 @@ function webSection(cfg: WorkerConfig): NonNullable<WorkerConfig["web"]> {
  * fails a command at once while Redis is away (no offline queue): an action answers 503 with
  * nothing stored rather than wait, and the client reconnects on its own.
  */
-function actionServices(cfg: WorkerConfig): { actions?: ActionServices; actionsMissing?: string } {
+async function actionServices(cfg: WorkerConfig, log: Logger): Promise<{ actions?: ActionServices; actionsMissing?: string }> {
   const missing = (["redis", "crypto"] as const).filter((s) => !cfg[s]);
   if (missing.length) return { actionsMissing: `worker.toml has no ${missing.map((s) => `[${s}]`).join(" or ")}` };
   const redis = new Redis(redisOptions(cfg.redis!, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 5000 }));
   redis.on("error", () => undefined);
-  redis.connect().catch(() => undefined);
-  return { actions: { redis, crypto: new Crypto(cfg.crypto!.block), queue: cfg.queue, manifestLimit: cfg.manifestLimit } };
+  // Connected before the first request when it can be; when not, the client goes on trying.
+  await redis.connect().catch((err: Error) => log.warn({ err: err.message }, "web: Redis is not reachable: kill, re-run and submit answer 503 until it is"));
+  return { actions: { redis, crypto: new Crypto(cfg.crypto!.block), redisAddr: cfg.redis!.addr, queue: cfg.queue, manifestLimit: cfg.manifestLimit } };
 }
 
 export interface RunningWeb {
@@ -110,9 +111,9 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     throw err;
   }
-  const acting = actionServices(cfg);
+  const acting = await actionServices(cfg, log);
   const closeRedis = () => acting.actions?.redis.disconnect();
-  const access = { public: web.public, cookieSecure: web.cookie_secure, sessionMs: web.session, limiter: new SignInLimiter() };
+  const access = { public: web.public, cookieSecure: web.cookie_secure, sessionMs: web.session, limiters: { names: new SignInLimiter(5), addresses: new SignInLimiter(20) } };
   const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log);
   const addr = listenAddress(web.addr)!;
   try {
