@@ -11,6 +11,7 @@ import { after, before, describe, it } from "node:test";
 import puppeteer, { type Browser } from "puppeteer-core";
 import { daemonSuite, servicesSkip } from "./helpers/daemon-suite.js";
 import { requireService } from "./helpers/env.js";
+import { runCli } from "./helpers/services.js";
 import { webEnv } from "./helpers/web.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -104,6 +105,72 @@ describe("the web view in a browser", { skip }, () => {
 
     assert.deepEqual(dialogs, [], "no script of the build ran");
     assert.deepEqual(cspViolations, [], "nothing the pages use is refused by the Content-Security-Policy");
+  });
+  it("signs in, kills a running build and runs it again from the build page's buttons, its masked value nowhere on the page", { timeout: 90_000 }, async (ctx) => {
+    const w = await webEnv(suite, ["public = false"]);
+    ctx.after(() => w.stop());
+    const password = "alice-Pa55word-1";
+    const secret = "m4sked-Value-9157";
+    const added = await runCli(["user", "add", "alice", "-config", w.t.cfg.worker], `${password}\n`);
+    assert.equal(added.code, 0, added.stderr);
+    const d = await w.t.daemon();
+    const go = path.join(w.t.dir, "go");
+    const digest = createHash("sha256").update(secret).digest("hex");
+    const manifest = [
+      "namespace: web-actions",
+      "driver:",
+      "  type: os",
+      "stages: [build]",
+      "jobs:",
+      "  - stage: build",
+      "    name: ticks",
+      "    commands:",
+      `      - ${JSON.stringify(`[ "$(printf %s "$TOKEN" | sha256sum | cut -c1-64)" = ${digest} ] && echo token-matches; echo "token=$TOKEN"`)}`,
+      `      - ${JSON.stringify(`n=0; while [ ! -e ${go} ]; do n=$((n+1)); echo "tick $n"; sleep 0.2; done`)}`,
+      "",
+    ].join("\n");
+    const id = await w.t.submit(manifest, ["--secret", `TOKEN=${secret}`]);
+    await d.waitForMsg("build started", { build: id });
+
+    const page = await browser.newPage();
+    const dialogs: string[] = [];
+    page.on("dialog", (dlg) => {
+      dialogs.push(dlg.message());
+      void dlg.dismiss();
+    });
+    // The forms work without JavaScript: sign-in and kill with it off.
+    await page.setJavaScriptEnabled(false);
+    await page.goto(`${w.url}/builds/${id}`);
+    assert.equal(new URL(page.url()).pathname, "/sign-in", "a private installation asks who you are first");
+    assert.equal(await page.$("form.kill"), null);
+    await page.type('input[name="name"]', "alice");
+    await page.type('input[name="password"]', password);
+    await Promise.all([page.waitForNavigation(), page.click('form.sign-in button[type="submit"]')]);
+    assert.equal(new URL(page.url()).pathname, `/builds/${id}`, "back where the viewer was going");
+    const cookie = (await page.cookies()).find((c) => c.name === "djinn_session")!;
+    assert.deepEqual([cookie.httpOnly, cookie.sameSite], [true, "Strict"]);
+    assert.equal(await page.$eval(".who", (el) => el.textContent), "alice");
+    await Promise.all([page.waitForNavigation(), page.click("form.kill button")]);
+    assert.equal(new URL(page.url()).pathname, `/builds/${id}`);
+    await d.waitForMsg("build finished", { build: id });
+    await page.reload();
+    assert.equal(await page.$eval('[data-status-for="build"]', (el) => el.getAttribute("data-status")), "killed");
+    assert.equal(await page.$("form.kill"), null, "no kill button on a finished build");
+
+    // Run again, with the script on: the new build's page follows it to its end.
+    await page.setJavaScriptEnabled(true);
+    await page.reload();
+    await fs.writeFile(go, "");
+    await Promise.all([page.waitForNavigation(), page.click("form.rerun button")]);
+    const rerun = Number(/^\/builds\/(\d+)$/.exec(new URL(page.url()).pathname)?.[1]);
+    assert.ok(rerun > id, `a new build: ${page.url()}`);
+    await page.waitForFunction(() => document.querySelector('[data-status-for="build"]')?.getAttribute("data-status") === "passed", { timeout: 60_000 });
+    const shown = await page.$eval(`pre.output[data-job="${await jobId(w.t.pool, rerun)}"]`, (el) => el.textContent ?? "");
+    assert.match(shown, /token-matches\ntoken=xxxxxx\n/, "the re-run had the masked value, and shows it masked");
+    const html = await page.content();
+    assert.ok(!html.includes(secret), "the masked value is nowhere on the page");
+    assert.match(html, /<code>TOKEN<\/code><\/td><td><code>xxxxxx<\/code>/);
+    assert.deepEqual(dialogs, []);
   });
 });
 

@@ -288,17 +288,17 @@ describe("djinn-worker web", { skip }, () => {
     await d.waitForMsg("build finished", { build: id });
   });
 
-  it("refuses to start without [web], with public = false, or with a bad addr: one line naming file, key and line", async () => {
+  it("refuses to start without [web] or with a bad addr or session: one line naming file, key and line", async () => {
     const t = await suite.env();
     const none = await runCli(["web", "-config", t.cfg.worker]);
     assert.equal(none.code, 1);
     assert.equal(none.stderr, `djinn-worker: ${t.cfg.worker}: [web] section is required by djinn-worker web (addr = "host:port")\n`);
     const text = await fs.readFile(t.cfg.worker, "utf8");
-    await fs.writeFile(t.cfg.worker, `${text}\n[web]\naddr = "127.0.0.1:1"\npublic = false\n`);
-    const line = (await fs.readFile(t.cfg.worker, "utf8")).split("\n").indexOf("public = false") + 1;
-    const closed = await runCli(["web", "-config", t.cfg.worker]);
-    assert.equal(closed.code, 1);
-    assert.equal(closed.stderr, `djinn-worker: ${t.cfg.worker}:${line}: web.public: false needs sign-in, which djinn-worker web does not have yet: leave it out or set it to true\n`);
+    await fs.writeFile(t.cfg.worker, `${text}\n[web]\naddr = "127.0.0.1:1"\nsession = "1s"\n`);
+    const line = (await fs.readFile(t.cfg.worker, "utf8")).split("\n").indexOf('session = "1s"') + 1;
+    const short = await runCli(["web", "-config", t.cfg.worker]);
+    assert.equal(short.code, 1);
+    assert.match(short.stderr, new RegExp(`^djinn-worker: ${t.cfg.worker}:${line}: web\\.session: `));
     await fs.writeFile(t.cfg.worker, `${text}\n[web]\naddr = "nowhere"\n`);
     const bad = await runCli(["web", "-config", t.cfg.worker]);
     assert.equal(bad.code, 1);

@@ -105,8 +105,13 @@ function localPath(next: unknown): string {
   return typeof next === "string" && /^\/(?![/\\])/.test(next) && !/[\r\n\\]/.test(next) ? next : "/";
 }
 
-function signInPage(reply: FastifyReply, o: AccessOptions, next: string, problem?: string) {
-  const token = newSessionToken();
+/**
+ * The sign-in page. Its form token is the browser's sign-in cookie when it has one: another page
+ * opened meanwhile (a second tab, the favicon's redirect) does not make the first form stale.
+ */
+function signInPage(req: FastifyRequest, reply: FastifyReply, o: AccessOptions, next: string, problem?: string) {
+  const prior = cookies(req).get(SIGN_IN_COOKIE);
+  const token = prior && /^[A-Za-z0-9_-]{43}$/.test(prior) ? prior : newSessionToken();
   setCookie(reply, o, SIGN_IN_COOKIE, token, 3600, "/sign-in");
   return reply
     .type("text/html; charset=utf-8")
@@ -124,7 +129,7 @@ function signInPage(reply: FastifyReply, o: AccessOptions, next: string, problem
 }
 
 export function registerSignIn(app: FastifyInstance, o: AccessOptions): void {
-  app.get("/sign-in", (req, reply) => signInPage(reply, o, localPath((req.query as Record<string, unknown>).next)));
+  app.get("/sign-in", (req, reply) => signInPage(req, reply, o, localPath((req.query as Record<string, unknown>).next)));
 
   app.post("/sign-in", async (req, reply) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
@@ -138,7 +143,7 @@ export function registerSignIn(app: FastifyInstance, o: AccessOptions): void {
     if (wait > 0) {
       o.log.warn({ address: req.ip }, "web: sign-in refused: too many failures");
       reply.code(429).header("retry-after", Math.ceil(wait / 1000));
-      return signInPage(reply, o, next, `Too many failed sign-ins: try again in ${Math.ceil(wait / 60_000)} min.`);
+      return signInPage(req, reply, o, next, `Too many failed sign-ins: try again in ${Math.ceil(wait / 60_000)} min.`);
     }
     const user = await checkSignIn(o.pool, name, password);
     if (!user) {
@@ -147,7 +152,7 @@ export function registerSignIn(app: FastifyInstance, o: AccessOptions): void {
       // The name only when it is a user's: a password typed into the name field stays out of the log.
       o.log.warn({ user: (await userExists(o.pool, name)) ? name : "(unknown)", address: req.ip }, "web: sign-in failed");
       reply.code(401);
-      return signInPage(reply, o, next, "Wrong name or password.");
+      return signInPage(req, reply, o, next, "Wrong name or password.");
     }
     names.succeed(name);
     const session = await openSession(o.pool, user, o.sessionMs);
