@@ -8,8 +8,20 @@ const SCRYPT = { N: 1 << 15, r: 8, p: 1 } as const;
 const SALT_BYTES = 16;
 const HASH_BYTES = 32;
 
-function scrypt(password: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCb(password, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))));
+/** scrypt computations at once: each holds 32 MiB, and a burst of sign-ins must not take the machine's memory. */
+const SCRYPT_AT_ONCE = 2;
+let computing = 0;
+const queued: (() => void)[] = [];
+
+async function scrypt(password: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  while (computing >= SCRYPT_AT_ONCE) await new Promise<void>((resolve) => queued.push(resolve));
+  computing++;
+  try {
+    return await new Promise((resolve, reject) => scryptCb(password, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))));
+  } finally {
+    computing--;
+    queued.shift()?.();
+  }
 }
 
 /** The memory scrypt may take for `N`, `r`: its need with room to spare (Node's default cap is 32 MiB). */

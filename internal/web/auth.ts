@@ -102,7 +102,8 @@ export function apiUser(req: FastifyRequest): Viewer {
 
 /** Where to go after signing in: a path of this site only, never another site. */
 function localPath(next: unknown): string {
-  return typeof next === "string" && /^\/(?![/\\])/.test(next) && !/[\r\n\\]/.test(next) ? next : "/";
+  // Printable ASCII only (a path as the browser sent it, percent-encoded): it goes into a Location header.
+  return typeof next === "string" && /^\/(?![/\\])[\x21-\x7e]*$/.test(next) && !next.includes("\\") ? next : "/";
 }
 
 /**
