@@ -11,7 +11,7 @@ import { buffer } from "node:stream/consumers";
 import { describe, test } from "node:test";
 import type { DockerConfig } from "../internal/config/config.js";
 import { DriverError } from "../internal/driver/driver.js";
-import { dockerClient } from "../internal/driver/docker/engine.js";
+import { dockerClient, unreachableReason } from "../internal/driver/docker/engine.js";
 import { buildLabels, containerOptions, containerSettings, describeLimits, jobCommand, LABEL_BUILD, LABEL_RUN, MAX_INLINE_SCRIPT, repositoryAndTag, resourceName } from "../internal/driver/docker/settings.js";
 import { imageReferenceProblem } from "../internal/driver/docker/reference.js";
 import { capture, Demux, followProgress } from "../internal/driver/docker/streams.js";
@@ -129,6 +129,17 @@ function frame(streamId: 1 | 2, payload: Buffer): Buffer {
 async function demux(chunks: Buffer[]): Promise<Buffer> {
   return buffer(Readable.from(chunks).pipe(new Demux()));
 }
+
+describe("docker engine errors", () => {
+  test("a socket this user may not open says how to get access; other failures say only what happened", () => {
+    const user = os.userInfo().username;
+    const denied = Object.assign(new Error("connect EACCES /var/run/docker.sock"), { code: "EACCES", errno: -13, syscall: "connect" });
+    assert.equal(unreachableReason(denied, "unix:///var/run/docker.sock"), `permission denied: ${user} may not use the socket; add ${user} to the socket's group (adduser ${user} docker) and start the worker again`);
+    assert.equal(unreachableReason(denied, "tcp://10.0.0.5:2375"), "permission denied");
+    const refused = Object.assign(new Error("connect ECONNREFUSED /var/run/docker.sock"), { code: "ECONNREFUSED" });
+    assert.equal(unreachableReason(refused, "unix:///var/run/docker.sock"), "connection refused");
+  });
+});
 
 describe("docker image references", () => {
   test("what the engine accepts passes; what it refuses is said in one line", () => {

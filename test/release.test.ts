@@ -47,6 +47,17 @@ function withoutNode(command: string[], cwd: string, timeoutMs = 120_000): Spawn
   return spawnSync("unshare", withoutNodeArgs(command), { cwd, encoding: "utf8", env: { ...process.env, NODES: nodeBinaries().join(" ") }, timeout: timeoutMs });
 }
 
+/**
+ * `command` where invoke-rc.d acts as on a booted SysVinit machine: in a private mount namespace,
+ * the runlevel is 2 and policy-rc.d allows every action (shims written under `dir`).
+ */
+function asOnSysvinit(command: string[], dir: string): SpawnSyncReturns<string> {
+  const shims = { runlevel: "#!/bin/sh\necho N 2\n", policy: "#!/bin/sh\nexit 0\n" };
+  for (const [name, text] of Object.entries(shims)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o755 });
+  const script = 'mount --bind "$SHIMS/runlevel" "$(readlink -f /sbin/runlevel)" && { [ ! -e /usr/sbin/policy-rc.d ] || mount --bind "$SHIMS/policy" /usr/sbin/policy-rc.d; } && exec "$@"';
+  return spawnSync("unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", ...command], { encoding: "utf8", timeout: 120_000, env: { ...process.env, SHIMS: dir, DEBIAN_FRONTEND: "noninteractive" } });
+}
+
 describe("release", { skip, timeout: 15 * 60_000 }, () => {
   let work: string;
 
@@ -68,17 +79,17 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       bin = path.join(dir, "bin", "djinn-worker");
     });
 
-    test("holds the executable, the example configs, the daemon files and the docs", () => {
-      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "README.md", "LICENSE", "docs/daemon.md"]) {
+    test("holds the executable, the example configs, the daemon files, the docs and the example build", () => {
+      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "README.md", "LICENSE", "docs/daemon.md", "docs/install.md", "examples/hello.yml", "examples/greeting.txt"]) {
         assert.ok(fs.existsSync(path.join(dir, f)), `${f} is in the tarball`);
       }
       assert.equal(fs.statSync(bin).mode & 0o777, 0o755);
       assert.deepEqual(fs.readFileSync(bin).subarray(0, 4), Buffer.from([0x7f, 0x45, 0x4c, 0x46]), "bin/djinn-worker is a native (ELF) executable");
     });
 
-    test("runs the example build with Node.js hidden and an empty environment", () => {
+    test("runs the example build it carries with Node.js hidden and an empty environment", () => {
       const cwd = fs.mkdtempSync(path.join(work, "run-"));
-      const r = withoutNode([bin, "run", path.join(repoRoot, "examples/hello.yml"), "--objects", path.join(repoRoot, "examples"), "--artifacts", "art", "--secret", "TOKEN=hunter2-s3cret"], cwd);
+      const r = withoutNode([bin, "run", path.join(dir, "examples/hello.yml"), "--objects", path.join(dir, "examples"), "--artifacts", "art", "--secret", "TOKEN=hunter2-s3cret"], cwd);
       assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /Build passed_with_failures/);
       assert.ok(!(r.stdout + r.stderr).includes("hunter2-s3cret"), "the secret is masked");
@@ -210,7 +221,7 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       assert.equal(r.status, 0, r.stdout + r.stderr);
     });
 
-    test("installs with dpkg -i, runs check as djinn, starts as djinn, and purges without leftovers", async () => {
+    test("installs with dpkg -i, runs check as djinn, starts as djinn, starts again after an upgrade, and purges without leftovers", async (t) => {
       const dpkg = spawnSync("dpkg", ["-i", debFile], { encoding: "utf8", timeout: 120_000, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
       assert.equal(dpkg.status, 0, dpkg.stdout + dpkg.stderr);
 
@@ -236,6 +247,10 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       assert.match(unit, /^ExecStart=\/usr\/bin\/djinn-worker /m);
       assert.match(unit, /^User=djinn$/m);
       assert.match(fs.readFileSync("/etc/init.d/djinn-worker", "utf8"), /DAEMON=\$\{DAEMON:-\/usr\/bin\/djinn-worker\}/);
+      // What README.md.gz links to is there: the operator docs and the example build.
+      const doc = "/usr/share/doc/djinn-worker";
+      assert.match(execFileSync("zcat", [`${doc}/docs/install.md.gz`], { encoding: "utf8" }), /^# Installing a build machine/);
+      for (const f of ["hello.yml", "greeting.txt"]) assert.deepEqual(fs.readFileSync(`${doc}/examples/${f}`), fs.readFileSync(path.join(repoRoot, "examples", f)), `${doc}/examples/${f}`);
       const logrotate = spawnSync("logrotate", ["--debug", "--state", path.join(work, "logrotate.state"), "/etc/logrotate.d/djinn-worker"], { encoding: "utf8", timeout: 60_000 });
       assert.equal(logrotate.status, 0, logrotate.stderr);
       assert.doesNotMatch(logrotate.stdout + logrotate.stderr, /error/i);
@@ -292,10 +307,28 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       const pid = (daemonPid = Number(fs.readFileSync("/run/djinn-worker/worker.pid", "utf8")));
       assert.equal(fs.statSync(`/proc/${pid}`).uid, uid, "the daemon runs as djinn");
       await until("worker started in the log", () => fs.readFileSync("/var/log/djinn/worker.log", "utf8").includes('"msg":"worker started"') || undefined);
+
+      // An upgrade without systemd: prerm stops the daemon, postinst starts it again, since the
+      // runlevel's links enable it (invoke-rc.d, told the runlevel and allowed to act, in a
+      // mount namespace of its own: this machine may have no runlevel and a policy-rc.d that
+      // forbids every start).
+      let running = pid;
+      if (fs.existsSync("/run/systemd/system")) {
+        t.diagnostic("systemd runs here: the upgrade goes through its unit, not the SysVinit script");
+      } else {
+        assert.equal(spawnSync("update-rc.d", ["djinn-worker", "enable"], { encoding: "utf8" }).status, 0);
+        const upgrade = asOnSysvinit(["dpkg", "-i", debFile], work);
+        assert.equal(upgrade.status, 0, upgrade.stdout + upgrade.stderr);
+        assert.match(upgrade.stdout, /Stopping djinn-worker[^]*Starting djinn-worker/);
+        running = daemonPid = Number(fs.readFileSync("/run/djinn-worker/worker.pid", "utf8"));
+        assert.notEqual(running, pid, "a new daemon serves after the upgrade");
+        assert.equal(fs.statSync(`/proc/${running}`).uid, uid, "it runs as djinn");
+        assert.equal(fs.readFileSync("/run/djinn-worker/worker.pid.state", "utf8").trim(), "serving");
+      }
       // Stopped by hand, not with `stop`: where pid 1 reaps no orphans (a container), the
       // script would wait for a zombie.
-      process.kill(pid, "SIGTERM");
-      await until("the daemon to exit", () => !fs.existsSync(`/proc/${pid}`) || /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8")) || undefined);
+      process.kill(running, "SIGTERM");
+      await until("the daemon to exit", () => !fs.existsSync(`/proc/${running}`) || /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${running}/stat`, "utf8")) || undefined);
       assert.ok(!fs.existsSync("/run/djinn-worker/worker.pid"), "the daemon removed its pidfile");
 
       const purge = spawnSync("dpkg", ["--purge", "djinn-worker"], { encoding: "utf8", timeout: 120_000 });

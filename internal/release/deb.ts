@@ -51,6 +51,9 @@ export function deb(d: DebInput): string {
   put(`${doc}/changelog.gz`, gzipSync(changelog(d), { level: 9 }), 0o644);
   put("usr/share/lintian/overrides/djinn-worker", repoFile("dist/debian/lintian-overrides"), 0o644);
   put(`${doc}/README.md.gz`, gzipSync(repoFile("README.md"), { level: 9 }), 0o644);
+  // The README's links (docs/install.md, examples/hello.yml) lead somewhere on a machine that has only the package.
+  for (const f of readdirSync(path.join(d.repo, "docs")).filter((f) => f.endsWith(".md"))) put(`${doc}/docs/${f}.gz`, gzipSync(repoFile(`docs/${f}`), { level: 9 }), 0o644);
+  for (const f of readdirSync(path.join(d.repo, "examples"))) put(`${doc}/examples/${f}`, repoFile(`examples/${f}`), 0o644);
 
   for (const script of ["postinst", "prerm", "postrm"]) put(`DEBIAN/${script}`, repoFile(`dist/debian/${script}`), 0o755);
   put("DEBIAN/conffiles", CONFFILES.join("\n") + "\n", 0o644);

@@ -1,4 +1,4 @@
-// The release tarball: the executable, the example configs, the daemon files and the docs.
+// The release tarball: the executable, the example configs, the daemon files, the docs and the example build.
 import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, cpSync, mkdirSync } from "node:fs";
 import path from "node:path";
@@ -27,6 +27,7 @@ export function tarball(t: TarballInput): string {
     copyFileSync(path.join(t.repo, f), path.join(root, f));
   }
   cpSync(path.join(t.repo, "docs"), path.join(root, "docs"), { recursive: true });
+  cpSync(path.join(t.repo, "examples"), path.join(root, "examples"), { recursive: true });
   const out = path.join(t.outDir, `${t.name}.tar.gz`);
   execFileSync("tar", ["--create", "--gzip", "--file", out, "--sort=name", "--owner=0", "--group=0", "--numeric-owner", `--mtime=@${t.mtime}`, "-C", path.dirname(root), t.name], { stdio: "inherit" });
   return out;

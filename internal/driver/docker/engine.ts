@@ -1,5 +1,6 @@
 // The Docker engine as the driver reaches it: a client for driver.toml's `host`, calls bounded in
 // time, and the engine's errors as one line.
+import os from "node:os";
 import Docker from "dockerode";
 import { dockerSection, isDockerApiVersion, type DockerConfig } from "./section.js";
 import { settingsIn, type DriverSettings } from "../section.js";
@@ -45,13 +46,24 @@ export function dockerMessage(err: unknown): string {
   return (e.json?.message ?? e.message ?? String(err)).replace(/^\(HTTP code \d+\)\s*/, "").trim();
 }
 
+/**
+ * Why the engine did not answer. A socket this user may not open says what to do: the usual
+ * cause is a `docker` group made after the user (group membership is read when a process starts).
+ */
+export function unreachableReason(err: unknown, host: string): string {
+  const reason = dockerMessage(err);
+  if ((err as { code?: string }).code !== "EACCES" || !host.startsWith("unix://")) return reason;
+  const user = os.userInfo().username;
+  return `${reason}: ${user} may not use the socket; add ${user} to the socket's group (adduser ${user} docker) and start the worker again`;
+}
+
 /** Resolves when the engine answers a ping within CHECK_TIMEOUT_MS. */
 export async function pingEngine(docker: Docker, host: string): Promise<void> {
   const bound = deadline(CHECK_TIMEOUT_MS);
   try {
     await (docker as unknown as Abortable).ping({ abortSignal: bound.signal });
   } catch (err) {
-    throw new DriverError(`the Docker engine at ${host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
+    throw new DriverError(`the Docker engine at ${host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : unreachableReason(err, host)}`);
   } finally {
     bound.clear();
   }
@@ -67,7 +79,7 @@ export async function checkEngine(config: DriverSettings): Promise<string[]> {
     return [`docker: engine ${version.Version} at ${docker.host}, API ${version.ApiVersion}`];
   } catch (err) {
     // check prefixes the driver's name: "FAIL docker: the engine at ...".
-    throw new DriverError(`the engine at ${docker.host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : dockerMessage(err)}`);
+    throw new DriverError(`the engine at ${docker.host} does not answer: ${bound.signal.aborted ? `no answer within ${CHECK_TIMEOUT_MS} ms` : unreachableReason(err, docker.host)}`);
   } finally {
     bound.clear();
   }
