@@ -7,6 +7,7 @@ import { loadWorkerConfig, requireSections, type WorkerConfig } from "../config/
 import { EnvironmentError } from "../errors/errors.js";
 import { createLogger, type Logger } from "../log/log.js";
 import { listenAddress } from "../net/address.js";
+import { SERVER_NAME } from "../net/listen.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
 import { registerApi } from "./api.js";
 import { BuildEvents } from "./live.js";
@@ -25,7 +26,7 @@ const SECURITY_HEADERS = {
 export function webApp(deps: WebDeps, log: Logger): FastifyInstance {
   const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true });
   app.addHook("onRequest", async (_req, reply) => {
-    reply.headers(SECURITY_HEADERS);
+    reply.headers(SECURITY_HEADERS).header("server", SERVER_NAME);
   });
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof WebError) return errorReply(req, reply, err.statusCode, err.message);
@@ -42,7 +43,7 @@ export function webApp(deps: WebDeps, log: Logger): FastifyInstance {
 }
 
 /** The [web] section; refused with file, key and line when absent or asking for what is not there yet. */
-function webSection(cfg: WorkerConfig): NonNullable<WorkerConfig["web"]> {
+export function webSection(cfg: WorkerConfig): NonNullable<WorkerConfig["web"]> {
   if (!cfg.web) throw new ConfigError(cfg.file, undefined, undefined, "[web] section is required by djinn-worker web (addr = \"host:port\")");
   if (!cfg.web.public) {
     throw new ConfigError(cfg.file, "web.public", lineInFile(cfg.file, "web", "public"), "false needs sign-in, which djinn-worker web does not have yet: leave it out or set it to true");
