@@ -105,6 +105,7 @@ export const workerSchema: SectionSpec = {
       keys: {
         addr: { kind: "string", required: true, check: (v) => (listenAddress(v) ? undefined : `must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:8080", got ${JSON.stringify(v)}`), doc: "host:port the web process (djinn-worker web) listens on." },
         public: { kind: "boolean", default: true, doc: "Viewing needs no sign-in (the only mode for now: sign-in is not done yet)." },
+        pidfile: { kind: "string", doc: "File djinn-worker web writes its pid to (and <pidfile>.state), for the SysVinit script." },
       },
     },
     metrics: { keys: { addr: { kind: "string", required: true, check: (v) => (listenAddress(v) ? undefined : `must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:9110", got ${JSON.stringify(v)}`), doc: "host:port for /metrics and /healthz." } } },
@@ -143,7 +144,7 @@ export interface WorkerConfig {
   objects?: StoreConfig;
   log: { level: "debug" | "info" | "warn" | "error"; file?: string };
   metrics?: { addr: string };
-  web?: { addr: string; public: boolean };
+  web?: { addr: string; public: boolean; pidfile?: string };
   warnings: string[];
 }
 

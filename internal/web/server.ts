@@ -9,9 +9,11 @@ import { createLogger, type Logger } from "../log/log.js";
 import { listenAddress } from "../net/address.js";
 import { SERVER_NAME } from "../net/listen.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
+import { waitForServers } from "../worker/startup.js";
 import { registerApi } from "./api.js";
 import { BuildEvents } from "./live.js";
 import { WebError } from "./params.js";
+import { webProcess } from "./process.js";
 import { errorReply, registerRoutes, type WebDeps } from "./routes.js";
 
 /** What every answer carries: no inline script or style, no framing, no guessing of types. */
@@ -62,15 +64,18 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   requireSections(cfg, "database");
   const log = createLogger(cfg);
   for (const w of cfg.warnings) log.warn(w);
+  const proc = webProcess(web.pidfile, log);
   const pool = createPool(cfg.database!, 10);
   pool.on("error", () => undefined);
   const events = new BuildEvents(cfg.database!, log);
   try {
-    await probePool(pool, cfg.database!.addr);
+    // A machine still booting PostgreSQL: waited for, then exit 75 for the service manager to start it again.
+    await waitForServers(() => probePool(pool, cfg.database!.addr), log, { onWait: (why) => proc.state(`waiting: ${why}`) });
     await requireCurrentSchema(pool, cfg.file);
     await events.start();
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
+    proc.failed(err);
     throw err;
   }
   const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path }, log);
@@ -79,17 +84,22 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
     await app.listen({ host: addr.host ?? "::", port: addr.port });
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
-    throw new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
+    const refused = new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
+    proc.failed(refused);
+    throw refused;
   }
   const bound = app.server.address();
   log.info({ addr: typeof bound === "object" && bound ? `${bound.address}:${bound.port}` : web.addr }, "web listening");
+  proc.state("serving");
   const done = new Promise<number>((resolve) => {
     const stop = async () => {
       log.info("web stopping");
+      proc.state("stopping");
       // The connections first: their streams end with them, rather than wake to a closed hub.
       await app.close().catch(() => undefined);
       await events.close();
       await pool.end().catch(() => undefined);
+      proc.stopped();
       resolve(0);
     };
     process.once("SIGTERM", () => void stop());
