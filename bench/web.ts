@@ -7,8 +7,9 @@
 //  3. the first page of the builds list with --builds builds (default 100,000) in the database,
 //     server time, and filtered and deep pages, vs the list's SQL statement alone (goal: < 50 ms);
 //  4. an --artifact-mib MiB artifact downloaded over HTTP vs reading the stored file raw.
-// Usage: node build/bench/web.js [--lines N] [--viewers N] [--mbps N] [--seconds N] [--builds N] [--artifact-mib N]
+// Usage: node build/bench/web.js [--lines N] [--viewers N] [--mbps N] [--seconds N] [--builds N] [--artifact-mib N] [--only 1,2,3,4]
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import fs from "node:fs/promises";
 import path from "node:path";
 import puppeteer from "puppeteer-core";
@@ -26,6 +27,8 @@ const mbps = numberArg("mbps", 5);
 const seconds = numberArg("seconds", 10);
 const builds = numberArg("builds", 100_000);
 const artifactMib = numberArg("artifact-mib", 256);
+/** --only 2,3: the parts to run (all by default). */
+const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1].split(",").map(Number) : [1, 2, 3, 4];
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const ms = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} ms`;
@@ -128,16 +131,22 @@ function tick() {
 tick();
 `;
 
-/** How far behind the printing a stream is, from the last mark in each chunk it gets. */
+/**
+ * How far behind the printing a stream is, from the last whole mark in each chunk it gets (a
+ * mark may be cut between two output rows or two chunks: those are passed over).
+ */
 function behindTracker(): { feed(chunk: Buffer): void; worst: number; done: boolean } {
   const t = {
     worst: 0,
     done: false,
     feed(chunk: Buffer) {
-      const at = chunk.lastIndexOf("@@T");
-      if (at < 0 || at + 16 > chunk.length) return;
-      t.worst = Math.max(t.worst, Date.now() - Number(chunk.subarray(at + 3, at + 16).toString()));
-      if (chunk.includes("@@ done")) t.done = true;
+      for (let at = chunk.lastIndexOf("@@T"); at >= 0; at = at > 0 ? chunk.lastIndexOf("@@T", at - 1) : -1) {
+        const m = /^@@T(\d{13})@@( done)?/.exec(chunk.subarray(at, at + 23).toString("latin1"));
+        if (!m) continue;
+        t.worst = Math.max(t.worst, Date.now() - Number(m[1]));
+        if (m[2]) t.done = true;
+        return;
+      }
     },
   };
   return t;
@@ -150,26 +159,33 @@ async function fanOut(w: WebEnv, d: DaemonProcess): Promise<void> {
   const { id, job } = await waitingBuild(w.t, go, [`${JSON.stringify(process.execPath)} ${script} ${mbps} ${seconds}`]);
   const rawLag = behindTracker();
   const reader = await listenReader(w.t, id, job, (data) => rawLag.feed(Buffer.from(data)));
-  const controllers: AbortController[] = [];
+  const requests: http.ClientRequest[] = [];
+  const errors = new Map<string, number>();
   const lags = Array.from({ length: viewers }, () => behindTracker());
+  // node:http rather than fetch: the viewers must cost this process as little as they can.
   const streams = await Promise.all(
-    lags.map(async (lag) => {
-      const ac = new AbortController();
-      controllers.push(ac);
-      const res = await fetch(`${w.url}/builds/${id}/events`, { signal: ac.signal });
-      const reader = res.body!.getReader();
-      // In an object: an async function returning the promise itself would wait for the stream's end.
-      const done = (async () => {
-        let bytes = 0;
-        for (;;) {
-          const r = await reader.read().catch(() => ({ done: true, value: undefined }));
-          if (r.done || !r.value) return bytes;
-          bytes += r.value.length;
-          lag.feed(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.length));
-        }
-      })();
-      return { done };
-    }),
+    lags.map(
+      (lag) =>
+        new Promise<{ done: Promise<number> }>((resolve, reject) => {
+          const req = http.get(`${w.url}/builds/${id}/events`, (res) => {
+            let bytes = 0;
+            const done = new Promise<number>((end) => {
+              res.on("data", (chunk: Buffer) => {
+                bytes += chunk.length;
+                lag.feed(chunk);
+              });
+              res.on("end", () => end(bytes));
+              res.on("error", (err) => {
+                errors.set(err.message, (errors.get(err.message) ?? 0) + 1);
+                end(bytes);
+              });
+            });
+            resolve({ done });
+          });
+          req.on("error", reject);
+          requests.push(req);
+        }),
+    ),
   );
   const pid = w.web.child.pid!;
   const cpu0 = cpuSeconds(pid);
@@ -180,12 +196,15 @@ async function fanOut(w: WebEnv, d: DaemonProcess): Promise<void> {
   const wall = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
   await reader.close();
-  for (const c of controllers) c.abort();
+  for (const r of requests) r.destroy();
   const stored = Number((await w.t.pool.query(`SELECT coalesce(sum(octet_length(data)), 0) AS n FROM job_output WHERE job_id = $1`, [job])).rows[0].n);
   const worst = Math.max(...lags.map((l) => l.worst));
   console.log(
     `2. ${viewers} viewers of one job printing ${mbps} MB/s for ${seconds} s (${(stored / 1e6).toFixed(0)} MB stored): web process peak RSS ${peakRssMiB(pid).toFixed(0)} MiB (goal < 200), CPU ${((cpu / wall) * 100).toFixed(0)}% of a core over ${wall.toFixed(1)} s; furthest behind: ${ms(worst)} (goal ≤ 2 s), ${lags.filter((l) => l.done).length}/${viewers} saw the end, ${(received.reduce((a, b) => a + b, 0) / 1e6).toFixed(0)} MB sent; a plain LISTEN reader: ${ms(rawLag.worst)} behind (viewers/raw ${ratio(worst, Math.max(1, rawLag.worst))})`,
   );
+  for (const [message, n] of errors) console.log(`   ${n} viewer(s) cut off: ${message}`);
+  const complaints = w.web.raw.filter((l) => /"level":"(warn|error)"/.test(l));
+  if (complaints.length) console.log(`   the web process logged ${complaints.length} warning(s) or error(s), the first: ${complaints[0]}`);
 }
 
 async function timeIt(n: number, fn: () => Promise<unknown>): Promise<number[]> {
@@ -262,10 +281,10 @@ try {
   try {
     const d = await w.t.daemon();
     console.log(`djinn-worker web, os driver, real PostgreSQL and chromium`);
-    await latency(w, d);
-    await fanOut(w, d);
-    await artifactDownload(w, d);
-    await listPage(w);
+    if (only.includes(1)) await latency(w, d);
+    if (only.includes(2)) await fanOut(w, d);
+    if (only.includes(4)) await artifactDownload(w, d);
+    if (only.includes(3)) await listPage(w);
   } finally {
     await w.stop();
   }
