@@ -2,12 +2,16 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { commandWord, goStyleFlags } from "../internal/cli/args.js";
 import { COMMANDS, LONG_FLAGS, VALUE_FLAGS } from "../internal/cli/commands.js";
+import { freeLocalPort } from "../internal/net/port.js";
 import { cliPath } from "./helpers/env.js";
+import { runCli } from "./helpers/services.js";
 
 function cli(args: string[], columns = 100) {
   const r = spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8", env: { ...process.env, COLUMNS: String(columns) } });
@@ -173,6 +177,37 @@ test("check warns about an absurd parallelism, naming file and line; a sensible 
   }
 });
 
+
+test("check validates [web]: what djinn-worker web refuses, and whether its port is free, each a line", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-cli-test-"));
+  // Another program on a port: it answers HTTP, but not as a djinn-worker.
+  const other = http.createServer((_req, res) => res.end("hello\n"));
+  await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+  try {
+    const driver = path.join(dir, "driver.toml");
+    fs.writeFileSync(driver, "[os]\n");
+    const worker = path.join(dir, "worker.toml");
+    const sections = `[crypto]\nblock = "0123456789abcdef"\n[database]\naddr = "127.0.0.1:1"\nname = "djinn"\nusername = "w"\n[redis]\naddr = "127.0.0.1:1"\n`;
+    const webLines = async (web: string) => {
+      fs.writeFileSync(worker, `${sections}[web]\n${web}`);
+      const r = await runCli(["check", "-config", worker, "-driver", driver]);
+      return r.stdout.split("\n").filter((l) => /^(ok  |FAIL) web:/.test(l));
+    };
+    const free = await freeLocalPort();
+    assert.deepEqual(await webLines(`addr = "127.0.0.1:${free}"\n`), [`ok   web: 127.0.0.1:${free} is free to listen on`]);
+    const taken = (other.address() as AddressInfo).port;
+    assert.deepEqual(await webLines(`addr = "127.0.0.1:${taken}"\n`), [`FAIL web: cannot listen on 127.0.0.1:${taken}: address already in use`]);
+    // What the web process itself would stop with, word for word.
+    const refused = await webLines(`addr = "127.0.0.1:${free}"\npublic = false\n`);
+    const web = await runCli(["web", "-config", worker]);
+    assert.equal(web.code, 1);
+    assert.deepEqual(refused, [`FAIL web: ${web.stderr.replace(/^djinn-worker: /, "").trimEnd()}`]);
+    assert.match(refused[0], new RegExp(`^FAIL web: ${worker.replace(/[.]/g, "\\.")}:\\d+: web\\.public: `));
+  } finally {
+    other.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test("submit refuses a manifest over manifest_limit, and stops reading /dev/zero at the limit, before any server", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-cli-test-"));

@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { osManifest, servicesSkip, Suite } from "./helpers/daemon-suite.js";
 import { busyboxImage, dockerSkip } from "./helpers/docker.js";
 import { ensureFixtureImage, FIXTURE_DISKS, FIXTURE_KEY, qemuMissing } from "./helpers/qemu.js";
+import { freeLocalPort } from "../internal/net/port.js";
 import { cliPath, repoRoot, requireService, which } from "./helpers/env.js";
 import { CRYPTO_BLOCK, DaemonProcess, until } from "./helpers/services.js";
 
@@ -80,7 +81,7 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
     });
 
     test("holds the executable, the example configs, the daemon files, the docs and the example build", () => {
-      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "README.md", "LICENSE", "docs/daemon.md", "docs/install.md", "examples/hello.yml", "examples/greeting.txt"]) {
+      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "dist/djinn-worker-web.service", "dist/djinn-worker-web", "README.md", "LICENSE", "docs/daemon.md", "docs/install.md", "examples/hello.yml", "examples/greeting.txt"]) {
         assert.ok(fs.existsSync(path.join(dir, f)), `${f} is in the tarball`);
       }
       assert.equal(fs.statSync(bin).mode & 0o777, 0o755);
@@ -182,16 +183,18 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
 
   describe(".deb", () => {
     const owned = ["/usr/bin/djinn-worker", "/etc/djinn", "/var/lib/djinn", "/var/log/djinn", "/var/log/djinn-worker.out", "/run/djinn-worker", "/lib/systemd/system/djinn-worker.service", "/etc/init.d/djinn-worker", "/etc/logrotate.d/djinn-worker"];
+    const ownedByWeb = ["/lib/systemd/system/djinn-worker-web.service", "/etc/init.d/djinn-worker-web", "/var/log/djinn-worker-web.out", "/run/djinn-worker-web"];
     const installed = () => spawnSync("dpkg-query", ["-W", "-f=${Status}", "djinn-worker"], { encoding: "utf8" }).stdout.includes("installed");
     const userExists = () => spawnSync("id", ["-u", "djinn"]).status === 0;
     let createdUser = false;
     let daemonPid: number | undefined;
+    let webPid: number | undefined;
     const suite = new Suite();
 
     before(async () => {
       // This installs onto the machine running the tests: refuse to touch an installation or files that were here before.
       assert.ok(!installed(), "djinn-worker is already installed on this machine: the test will not touch it");
-      for (const p of owned) assert.ok(!fs.existsSync(p), `${p} exists before the test: the test will not touch it`);
+      for (const p of [...owned, ...ownedByWeb]) assert.ok(!fs.existsSync(p), `${p} exists before the test: the test will not touch it`);
       createdUser = !userExists();
       await suite.start();
     });
@@ -201,7 +204,8 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       const pidfile = "/run/djinn-worker/worker.pid";
       const pidIn = (file: string) => (fs.existsSync(file) ? Number(fs.readFileSync(file, "utf8")) : undefined);
       // The SysVinit script's restart loop first, then the daemon.
-      for (const pid of [pidIn(`${pidfile}.loop`), daemonPid, pidIn(pidfile)]) {
+      const webPidfile = "/run/djinn-worker-web/web.pid";
+      for (const pid of [pidIn(`${pidfile}.loop`), daemonPid, pidIn(pidfile), pidIn(`${webPidfile}.loop`), webPid, pidIn(webPidfile)]) {
         try {
           if (pid) process.kill(pid, "SIGKILL");
         } catch {
@@ -210,6 +214,7 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       }
       if (installed() || spawnSync("dpkg-query", ["-W", "djinn-worker"]).status === 0) spawnSync("dpkg", ["--purge", "djinn-worker"], { stdio: "ignore" });
       fs.rmSync("/run/djinn-worker", { recursive: true, force: true });
+      fs.rmSync("/run/djinn-worker-web", { recursive: true, force: true });
       if (createdUser && userExists()) spawnSync("userdel", ["djinn"], { stdio: "ignore" });
       if (createdUser) spawnSync("groupdel", ["djinn"], { stdio: "ignore" });
       await suite.stop();
@@ -242,7 +247,7 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
         assert.deepEqual([st.uid, st.gid], [0, gid], `${f} is root:djinn`);
       }
       const conffiles = execFileSync("dpkg-query", ["-W", "-f=${Conffiles}", "djinn-worker"], { encoding: "utf8" });
-      for (const f of ["/etc/djinn/worker.toml", "/etc/djinn/driver.toml", "/etc/init.d/djinn-worker", "/etc/logrotate.d/djinn-worker"]) assert.ok(conffiles.includes(f), `${f} is a conffile`);
+      for (const f of ["/etc/djinn/worker.toml", "/etc/djinn/driver.toml", "/etc/init.d/djinn-worker", "/etc/init.d/djinn-worker-web", "/etc/logrotate.d/djinn-worker"]) assert.ok(conffiles.includes(f), `${f} is a conffile`);
       const unit = fs.readFileSync("/lib/systemd/system/djinn-worker.service", "utf8");
       assert.match(unit, /^ExecStart=\/usr\/bin\/djinn-worker /m);
       assert.match(unit, /^User=djinn$/m);
@@ -251,6 +256,18 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       const doc = "/usr/share/doc/djinn-worker";
       assert.match(execFileSync("zcat", [`${doc}/docs/install.md.gz`], { encoding: "utf8" }), /^# Installing a build machine/);
       for (const f of ["hello.yml", "greeting.txt"]) assert.deepEqual(fs.readFileSync(`${doc}/examples/${f}`), fs.readFileSync(path.join(repoRoot, "examples", f)), `${doc}/examples/${f}`);
+      // The web view's unit and script: the same user, the package's executable, registered but not enabled.
+      const webUnit = fs.readFileSync("/lib/systemd/system/djinn-worker-web.service", "utf8");
+      assert.match(webUnit, /^ExecStart=\/usr\/bin\/djinn-worker web -config \/etc\/djinn\/worker\.toml$/m);
+      assert.match(webUnit, /^User=djinn$/m);
+      for (const hardening of ["NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateDevices=yes", "CapabilityBoundingSet="]) assert.match(webUnit, new RegExp(`^${hardening}$`, "m"));
+      if (which("systemd-analyze")) {
+        const verify = spawnSync("systemd-analyze", ["verify", "/lib/systemd/system/djinn-worker-web.service"], { encoding: "utf8", timeout: 60_000 });
+        assert.equal(verify.stderr.split("\n").filter((l) => l.includes("djinn-worker-web")).join("\n"), "", "systemd finds nothing wrong with the web unit");
+      }
+      assert.match(fs.readFileSync("/etc/init.d/djinn-worker-web", "utf8"), /DAEMON=\$\{DAEMON:-\/usr\/bin\/djinn-worker\}/);
+      const rcOf = (name: string) => fs.readdirSync("/etc").filter((d) => /^rc.\.d$/.test(d)).flatMap((d) => fs.readdirSync(path.join("/etc", d)).filter((f) => f.slice(3) === name).map((f) => f[0]));
+      assert.ok(rcOf("djinn-worker-web").length > 0 && !rcOf("djinn-worker-web").includes("S"), `djinn-worker-web is registered, never started by a runlevel: ${rcOf("djinn-worker-web")}`);
       const logrotate = spawnSync("logrotate", ["--debug", "--state", path.join(work, "logrotate.state"), "/etc/logrotate.d/djinn-worker"], { encoding: "utf8", timeout: 60_000 });
       assert.equal(logrotate.status, 0, logrotate.stderr);
       assert.doesNotMatch(logrotate.stdout + logrotate.stderr, /error/i);
@@ -331,10 +348,34 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       await until("the daemon to exit", () => !fs.existsSync(`/proc/${running}`) || /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${running}/stat`, "utf8")) || undefined);
       assert.ok(!fs.existsSync("/run/djinn-worker/worker.pid"), "the daemon removed its pidfile");
 
+      // The web view, once [web] is configured: check finds its port free, its SysVinit script
+      // starts it as djinn and waits until it serves, reload reopens its log, stop ends it.
+      const webPort = await freeLocalPort();
+      fs.writeFileSync("/etc/djinn/worker.toml", [...worker, "[web]", `addr = "127.0.0.1:${webPort}"`, 'pidfile = "/run/djinn-worker-web/web.pid"'].join("\n") + "\n");
+      const webCheck = asDjinn(["djinn-worker", "check", ...config]);
+      assert.equal(webCheck.status, 0, webCheck.stdout + webCheck.stderr);
+      assert.ok(webCheck.stdout.includes(`ok   web: 127.0.0.1:${webPort} is free to listen on`), webCheck.stdout);
+      const webStart = spawnSync("/etc/init.d/djinn-worker-web", ["start"], { encoding: "utf8", timeout: 60_000 });
+      assert.equal(webStart.status, 0, `${webStart.error ?? ""}${webStart.stdout}${webStart.stderr}`);
+      const wpid = (webPid = Number(fs.readFileSync("/run/djinn-worker-web/web.pid", "utf8")));
+      assert.equal(fs.statSync(`/proc/${wpid}`).uid, uid, "the web process runs as djinn");
+      const listPage = await fetch(`http://127.0.0.1:${webPort}/`);
+      assert.equal(listPage.status, 200);
+      assert.match(await listPage.text(), /djinn-worker builds/);
+      const webStatus = spawnSync("/etc/init.d/djinn-worker-web", ["status"], { encoding: "utf8", timeout: 60_000 });
+      assert.deepEqual([webStatus.status, webStatus.stdout], [0, `djinn-worker-web is running (pid ${wpid})\n`]);
+      assert.equal(spawnSync("/etc/init.d/djinn-worker-web", ["reload"], { timeout: 60_000 }).status, 0);
+      await until("the web process to reopen its log", () => fs.readFileSync("/var/log/djinn/worker.log", "utf8").split("\n").some((l) => l.includes(`"pid":${wpid},`) && l.includes('"msg":"SIGHUP: log file reopened"')) || undefined);
+      assert.ok(fs.existsSync(`/proc/${wpid}`), "a SIGHUP does not end the web process");
+      const webStop = spawnSync("/etc/init.d/djinn-worker-web", ["stop"], { encoding: "utf8", timeout: 60_000 });
+      assert.equal(webStop.status, 0, webStop.stdout + webStop.stderr);
+      assert.ok(!fs.existsSync("/run/djinn-worker-web/web.pid"));
+      assert.equal(spawnSync("/etc/init.d/djinn-worker-web", ["status"], { timeout: 60_000 }).status, 3);
+
       const purge = spawnSync("dpkg", ["--purge", "djinn-worker"], { encoding: "utf8", timeout: 120_000 });
       assert.equal(purge.status, 0, purge.stdout + purge.stderr);
       assert.ok(!installed());
-      for (const p of owned) assert.ok(!fs.existsSync(p), `${p} is gone after purge`);
+      for (const p of [...owned, ...ownedByWeb]) assert.ok(!fs.existsSync(p), `${p} is gone after purge`);
       const rcLinks = fs.readdirSync("/etc").filter((d) => /^rc.\.d$/.test(d)).flatMap((d) => fs.readdirSync(path.join("/etc", d)).filter((f) => f.endsWith("djinn-worker")));
       assert.deepEqual(rcLinks, [], "no init links are left");
     });

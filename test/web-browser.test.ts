@@ -36,7 +36,7 @@ describe("the web view in a browser", { skip }, () => {
       "namespace: web-browser",
       "driver:",
       "  type: os",
-      "stages: [build]",
+      "stages: [build, colour]",
       "jobs:",
       "  - stage: build",
       "    name: ticks",
@@ -45,6 +45,10 @@ describe("the web view in a browser", { skip }, () => {
       `      - ${JSON.stringify(`printf '%b' ${JSON.stringify(HOSTILE)}`)}`,
       '      - "head -c 50000 /dev/urandom > blob.bin; echo finished"',
       "    artifacts: [blob.bin]",
+      "  - stage: colour",
+      "    name: colour",
+      "    commands:",
+      `      - ${JSON.stringify("printf '\\033[1;31mbold red\\033[0m plain\\n'")}`,
       "",
     ].join("\n");
     const id = await w.t.submit(manifest);
@@ -80,6 +84,7 @@ describe("the web view in a browser", { skip }, () => {
     // Every line once, in order: nothing lost or repeated between the page and its live updates.
     const stored = (await w.t.pool.query(`SELECT string_agg(o.data, '' ORDER BY o.id) AS text FROM job_output o JOIN jobs j ON j.id = o.job_id WHERE o.build_id = $1 AND j.name = 'ticks'`, [id])).rows[0].text;
     assert.equal(text, stored);
+    assert.deepEqual(await boldRed(page), { text: "bold red", weight: "700", colour: "rgb(221, 51, 51)" }, "ANSI bold and red, as classes the policy allows");
     assert.deepEqual(await page.$$eval(`[data-status-for="job-${job}"]`, (els) => els.map((el) => el.textContent)), ["passed", "passed"]);
     const stage = (await w.t.pool.query(`SELECT stage_id FROM jobs WHERE id = $1`, [job])).rows[0].stage_id;
     assert.deepEqual(await page.$$eval(`[data-status-for="stage-${stage}"]`, (els) => els.map((el) => el.textContent)), ["passed"]);
@@ -87,6 +92,7 @@ describe("the web view in a browser", { skip }, () => {
     // After a reload the page has the artifact: downloaded through the browser, byte for byte.
     await page.reload();
     assert.equal(await page.$$eval("pre.output script, pre.output img", (els) => els.length), 0);
+    assert.deepEqual(await boldRed(page), { text: "bold red", weight: "700", colour: "rgb(221, 51, 51)" });
     const downloads = path.join(w.t.dir, "downloads");
     await fs.mkdir(downloads);
     const cdp = await page.createCDPSession();
@@ -173,6 +179,16 @@ describe("the web view in a browser", { skip }, () => {
     assert.deepEqual(dialogs, []);
   });
 });
+
+/** The colour job's first styled run of output as the browser shows it. */
+async function boldRed(page: import("puppeteer-core").Page): Promise<{ text: string; weight: string; colour: string }> {
+  await page.waitForFunction(() => [...document.querySelectorAll("pre.output span")].some((el) => el.textContent === "bold red"), { timeout: 20_000 });
+  return page.$$eval("pre.output span", (els) => {
+    const el = els.find((e) => e.textContent === "bold red")!;
+    const style = getComputedStyle(el);
+    return { text: el.textContent ?? "", weight: style.fontWeight, colour: style.color };
+  });
+}
 
 async function jobId(pool: import("pg").Pool, build: number): Promise<number> {
   return Number((await pool.query(`SELECT id FROM jobs WHERE build_id = $1 AND name = 'ticks'`, [build])).rows[0].id);

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { contentDisposition, parseRange } from "../internal/web/download.js";
 import { escapeHtml, formatDuration, html, Html } from "../internal/web/html.js";
+import { ANSI_STYLE, nearestPalette, paletteRgb } from "../internal/web/ansi.js";
 import { ansiConverter } from "../internal/web/output.js";
 import { parseCursor, parseFilter, parseId, WebError } from "../internal/web/params.js";
 
@@ -17,6 +18,25 @@ describe("web parts", () => {
 
   test("ANSI output becomes classes, its text escaped", () => {
     assert.equal(ansiConverter().ansi_to_html("\x1b[32mok\x1b[0m <script>"), '<span class="ansi-green-fg">ok</span> &lt;script&gt;');
+  });
+
+  test("bold, italic, underline, 256 colours and truecolor become classes the style sheet has, never a style attribute", () => {
+    const a = ansiConverter();
+    assert.equal(a.ansi_to_html("\x1b[1;31mbold red\x1b[0m \x1b[3mi\x1b[23;4mu\x1b[0m\x1b[2mf\x1b[0m"), '<span class="ansi-red-fg ansi-bold">bold red</span> <span class="ansi-italic">i</span><span class="ansi-underline">u</span><span class="ansi-faint">f</span>');
+    assert.equal(a.ansi_to_html("\x1b[38;5;196;48;5;240mx\x1b[0m"), '<span class="ansi-196-fg ansi-240-bg">x</span>');
+    // A truecolor is the palette's nearest: a near red is 196 (255,0,0), a mid grey 244 (128,128,128).
+    assert.equal(a.ansi_to_html("\x1b[38;2;250;10;5;48;2;128;128;130m<script>\"'&\x1b[0m"), '<span class="ansi-196-fg ansi-244-bg">&lt;script&gt;&quot;&#39;&amp;</span>');
+    // The state carries across chunks, as output arrives.
+    assert.equal(a.ansi_to_html("\x1b[1;38;5;33m"), "");
+    assert.equal(a.ansi_to_html("next"), '<span class="ansi-33-fg ansi-bold">next</span>');
+    for (let n = 16; n < 256; n++) {
+      assert.equal(nearestPalette(paletteRgb(n)), n, `palette entry ${n} is its own nearest`);
+      assert.ok(ANSI_STYLE.includes(`.ansi-${n}-fg{`) && ANSI_STYLE.includes(`.ansi-${n}-bg{`), `a rule for ${n}`);
+    }
+    let all = "";
+    for (let code = 0; code < 110; code++) all += ansiConverter().ansi_to_html(`\x1b[${code}mx \x1b[38;2;${code};${2 * code};${255 - code}my\x1b[48;5;${code * 2}mz`);
+    assert.ok(!all.includes("style="), "no style attribute, which the Content-Security-Policy refuses");
+    for (const cls of new Set([...all.matchAll(/class="([^"]+)"/g)].flatMap((m) => m[1].split(" ")))) assert.ok(ANSI_STYLE.includes(`.${cls}`), `a rule for .${cls}`);
   });
 
   test("a Range header is one range of the file, the whole file, or unsatisfiable", () => {

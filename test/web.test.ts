@@ -288,6 +288,14 @@ describe("djinn-worker web", { skip }, () => {
     await d.waitForMsg("build finished", { build: id });
   });
 
+  it("check finds [web] addr taken by a running djinn-worker web fine, and says so", async (ctx) => {
+    const w = await webEnv(suite);
+    ctx.after(() => w.stop());
+    const r = await runCli(["check", "-config", w.t.cfg.worker, "-driver", w.t.cfg.driver]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.ok(r.stdout.split("\n").includes(`ok   web: ${w.url.replace("http://", "")} is served by a running djinn-worker`), r.stdout);
+  });
+
   it("refuses to start without [web] or with a bad addr or session: one line naming file, key and line", async () => {
     const t = await suite.env();
     const none = await runCli(["web", "-config", t.cfg.worker]);

@@ -7,11 +7,12 @@ import "../driver/all.js";
 import { createLogger } from "../log/log.js";
 import { Mailer } from "../mail/mail.js";
 import { checkListen } from "../metrics/metrics.js";
+import { checkListenAddr } from "../net/listen.js";
 import { probeRedis, redisOptions } from "../queue/queue.js";
 import { createPool, probePool, schemaVersion, SCHEMA_VERSION } from "../store/db.js";
 import { Redis } from "ioredis";
 
-/** ok/FAIL lines for each configured service the daemon connects to. */
+/** ok/FAIL lines for each configured service the daemon connects to, and for the web process's [web]. */
 export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean; lines: string[] }> {
   const lines: string[] = [];
   let ok = true;
@@ -55,6 +56,16 @@ export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean
       lines.push(`ok   ${await checkListen(worker.metrics.addr)}`);
     } catch (err) {
       failed((err as Error).message);
+    }
+  }
+  if (worker.web) {
+    try {
+      // What \`djinn-worker web\` refuses in [web] first, then whether it could listen.
+      (await import("../web/server.js")).webSection(worker);
+      lines.push(`ok   ${await checkListenAddr(worker.web.addr, "web", "/static/web.css")}`);
+    } catch (err) {
+      const message = (err as Error).message;
+      failed(message.startsWith("web: ") ? message : `web: ${message}`);
     }
   }
   if (worker.smtp) {

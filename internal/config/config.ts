@@ -107,6 +107,7 @@ export const workerSchema: SectionSpec = {
         public: { kind: "boolean", default: true, doc: "Viewing needs no sign-in; false: every page and the API need a signed-in user or an API token. Actions (kill, re-run, submit) always do." },
         cookie_secure: { kind: "boolean", default: false, doc: "Mark the sign-in cookie Secure: set it when the pages are reached over https (a proxy in front)." },
         session: { kind: "duration", default: "12h", min: 60_000, doc: "How long a sign-in lasts." },
+        pidfile: { kind: "string", doc: "File djinn-worker web writes its pid to (and <pidfile>.state), for the SysVinit script." },
       },
     },
     metrics: { keys: { addr: { kind: "string", required: true, check: (v) => (listenAddress(v) ? undefined : `must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:9110", got ${JSON.stringify(v)}`), doc: "host:port for /metrics and /healthz." } } },
@@ -145,7 +146,7 @@ export interface WorkerConfig {
   objects?: StoreConfig;
   log: { level: "debug" | "info" | "warn" | "error"; file?: string };
   metrics?: { addr: string };
-  web?: { addr: string; public: boolean; cookie_secure: boolean; session: number };
+  web?: { addr: string; public: boolean; cookie_secure: boolean; session: number; pidfile?: string };
   warnings: string[];
 }
 

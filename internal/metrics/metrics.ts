@@ -1,11 +1,11 @@
 // Prometheus metrics and the health endpoint: GET /metrics, GET /healthz on [metrics] addr.
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { EnvironmentError, systemReason } from "../errors/errors.js";
 import { listenAddress } from "../net/address.js";
+import { checkListenAddr, SERVER_NAME } from "../net/listen.js";
 import type { Status } from "../runner/status.js";
-import { deadline } from "../timers/timers.js";
 
 /** Resolves when the dependency is reachable, rejects with the reason when not. */
 export type Probe = () => Promise<void>;
@@ -34,38 +34,14 @@ export function parseListenAddr(addr: string): { host: string | undefined; port:
   return a;
 }
 
-/** The Server header of every answer: `check` tells this worker's own daemon on a taken port from another program. */
-const SERVER_NAME = "djinn-worker";
-
 /**
  * For `check`: whether the daemon can listen on `addr`. A port that is free, or taken by a
  * djinn-worker's metrics server (the daemon already running), is fine; anything else is the
  * line the daemon would stop with.
  */
 export async function checkListen(addr: string): Promise<string> {
-  const { host, port } = parseListenAddr(addr);
-  const refused = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
-    const probe = net.createServer();
-    probe.once("error", resolve);
-    probe.listen(port, host, () => probe.close(() => resolve(undefined)));
-  });
-  if (!refused) return `metrics: ${addr} is free to listen on`;
-  if (refused.code === "EADDRINUSE" && (await servedByWorker(host, port))) return `metrics: ${addr} is served by a running djinn-worker`;
-  throw new EnvironmentError(`metrics: cannot listen on ${addr}: ${systemReason(refused.code) ?? refused.message}`);
-}
-
-async function servedByWorker(host: string | undefined, port: number): Promise<boolean> {
-  const to = !host || host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host;
-  const bound = deadline(DEFAULT_PROBE_TIMEOUT_MS);
-  try {
-    const res = await fetch(`http://${to}:${port}/healthz`, { signal: bound.signal });
-    await res.body?.cancel();
-    return res.headers.get("server") === SERVER_NAME;
-  } catch {
-    return false;
-  } finally {
-    bound.clear();
-  }
+  parseListenAddr(addr);
+  return checkListenAddr(addr, "metrics", "/healthz");
 }
 
 export class Metrics {

@@ -1,5 +1,6 @@
 // The Debian package, built with dpkg-deb: the executable, the configuration as conffiles, the
-// daemon files, and the maintainer scripts of dist/debian (the djinn user, its directories).
+// service files of the daemon and of the web process, and the maintainer scripts of dist/debian
+// (the djinn user, its directories).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -27,7 +28,7 @@ function packagedPaths(text: string): string {
   return text.replaceAll("/usr/local/bin/djinn-worker", "/usr/bin/djinn-worker");
 }
 
-const CONFFILES = ["/etc/djinn/worker.toml", "/etc/djinn/driver.toml", "/etc/init.d/djinn-worker", "/etc/logrotate.d/djinn-worker"];
+const CONFFILES = ["/etc/djinn/worker.toml", "/etc/djinn/driver.toml", "/etc/init.d/djinn-worker", "/etc/init.d/djinn-worker-web", "/etc/logrotate.d/djinn-worker"];
 
 export function deb(d: DebInput): string {
   const root = path.join(d.workDir, "deb");
@@ -45,6 +46,9 @@ export function deb(d: DebInput): string {
   put("etc/djinn/driver.toml", repoFile("driver.toml.example"), 0o640);
   put("lib/systemd/system/djinn-worker.service", packagedPaths(repoFile("dist/djinn-worker.service").toString()), 0o644);
   put("etc/init.d/djinn-worker", packagedPaths(repoFile("dist/djinn-worker").toString()), 0o755);
+  // The web view (djinn-worker web): registered, enabled by nobody but the operator.
+  put("lib/systemd/system/djinn-worker-web.service", packagedPaths(repoFile("dist/djinn-worker-web.service").toString()), 0o644);
+  put("etc/init.d/djinn-worker-web", packagedPaths(repoFile("dist/djinn-worker-web").toString()), 0o755);
   put("etc/logrotate.d/djinn-worker", repoFile("dist/djinn-worker.logrotate"), 0o644);
   const doc = "usr/share/doc/djinn-worker";
   put(`${doc}/copyright`, copyright(d), 0o644);
@@ -94,7 +98,9 @@ Description: build worker for self-hosted CI on bare metal
  and the build manifest of Djinn CI.
  .
  The daemon runs as the djinn system user; its configuration is in
- /etc/djinn. It is one executable with its runtime built in.
+ /etc/djinn. It is one executable with its runtime built in. A web view of
+ the builds (djinn-worker web, with live logs and artifact downloads) comes
+ as its own service, djinn-worker-web, not enabled until configured.
 `;
 }
 

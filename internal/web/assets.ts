@@ -1,5 +1,6 @@
 // The page script and style sheet, served as files (/static/web.js, /static/web.css): the
 // Content-Security-Policy allows no inline script or style.
+import { ANSI_STYLE } from "./ansi.js";
 
 /**
  * On a live build page: follows /builds/<id>/events, appends each output event's HTML (rendered
@@ -48,25 +49,6 @@ export const SCRIPT = `"use strict";
 })();
 `;
 
-const COLOURS: [string, string][] = [
-  ["black", "#3b3b3b"],
-  ["red", "#d33"],
-  ["green", "#2a2"],
-  ["yellow", "#b90"],
-  ["blue", "#36c"],
-  ["magenta", "#b3b"],
-  ["cyan", "#1aa"],
-  ["white", "#ccc"],
-  ["bright-black", "#777"],
-  ["bright-red", "#f66"],
-  ["bright-green", "#5d5"],
-  ["bright-yellow", "#ed4"],
-  ["bright-blue", "#69f"],
-  ["bright-magenta", "#e6e"],
-  ["bright-cyan", "#5ee"],
-  ["bright-white", "#fff"],
-];
-
 export const STYLE = `body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #222; }
 header.top { background: #223; padding: .5em 1em; } header.top a { color: #fff; text-decoration: none; font-weight: bold; }
 main { padding: 1em; }
@@ -80,5 +62,5 @@ pre.manifest { background: #f4f4f4; color: #222; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; } dl.facts dd { margin: 0; }
 ul.driver { margin: 0; padding-left: 1.2em; font-size: 90%; }
 .empty, .cut { color: #777; } form.filter { margin-bottom: 1em; } nav.pages a { margin-right: 1em; }
-${COLOURS.map(([name, colour]) => `.ansi-${name}-fg { color: ${colour}; } .ansi-${name}-bg { background-color: ${colour}; }`).join("\n")}
+${ANSI_STYLE}
 `;

@@ -1,19 +1,13 @@
-// A job's output as the web serves it: rendered from ANSI to HTML (ansi_up escapes the text), or
+// A job's output as the web serves it: rendered from ANSI to HTML (ansi.ts, which escapes the text), or
 // as plain text; read from job_output OUTPUT_BATCH rows at a time, never whole, and followed while
 // the job runs.
-import { AnsiUp } from "ansi_up";
 import type pg from "pg";
 import { TERMINAL_STATUSES, type Status } from "../runner/status.js";
 import type { BuildEvents } from "./live.js";
 import { RECHECK_MS } from "./live.js";
 import { jobOfBuild, jobOutputRows, OUTPUT_BATCH } from "./queries.js";
 
-/** A converter for one stream of output: colours carry across chunks. Classes, not style attributes, which the Content-Security-Policy refuses. */
-export function ansiConverter(): AnsiUp {
-  const a = new AnsiUp();
-  a.use_classes = true;
-  return a;
-}
+export { ansiConverter } from "./ansi.js";
 
 /** The statuses of a job that will not print any more. */
 export function jobOver(status: Status, buildStatus: Status): boolean {

@@ -13,13 +13,16 @@ import { loadWorkerConfig, requireSections, type WorkerConfig } from "../config/
 import { EnvironmentError } from "../errors/errors.js";
 import { createLogger, type Logger } from "../log/log.js";
 import { listenAddress } from "../net/address.js";
+import { SERVER_NAME } from "../net/listen.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
 import { registerActions, type ActionServices } from "./actions.js";
+import { waitForServers } from "../worker/startup.js";
 import { registerApi } from "./api.js";
 import { registerAccess, registerSignIn, type AccessOptions } from "./auth.js";
 import { SignInLimiter } from "./limiter.js";
 import { BuildEvents } from "./live.js";
 import { WebError } from "./params.js";
+import { webProcess } from "./process.js";
 import { errorReply, registerRoutes, type WebDeps } from "./routes.js";
 
 /** What every answer carries: no inline script or style, no framing, no guessing of types. */
@@ -43,7 +46,7 @@ export function webApp(deps: WebDeps, access: Omit<AccessOptions, "pool" | "log"
     done(null, fields);
   });
   app.addHook("onRequest", async (_req, reply) => {
-    reply.headers(SECURITY_HEADERS);
+    reply.headers(SECURITY_HEADERS).header("server", SERVER_NAME);
   });
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof WebError) return errorReply(req, reply, err.statusCode, err.message);
@@ -69,7 +72,7 @@ export function webApp(deps: WebDeps, access: Omit<AccessOptions, "pool" | "log"
 }
 
 /** The [web] section; refused with file and reason when absent. */
-function webSection(cfg: WorkerConfig): NonNullable<WorkerConfig["web"]> {
+export function webSection(cfg: WorkerConfig): NonNullable<WorkerConfig["web"]> {
   if (!cfg.web) throw new ConfigError(cfg.file, undefined, undefined, "[web] section is required by djinn-worker web (addr = \"host:port\")");
   return cfg.web;
 }
@@ -100,15 +103,18 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   requireSections(cfg, "database");
   const log = createLogger(cfg);
   for (const w of cfg.warnings) log.warn(w);
+  const proc = webProcess(web.pidfile, log);
   const pool = createPool(cfg.database!, 10);
   pool.on("error", () => undefined);
   const events = new BuildEvents(cfg.database!, log);
   try {
-    await probePool(pool, cfg.database!.addr);
+    // A machine still booting PostgreSQL: waited for, then exit 75 for the service manager to start it again.
+    await waitForServers(() => probePool(pool, cfg.database!.addr), log, { onWait: (why) => proc.state(`waiting: ${why}`) });
     await requireCurrentSchema(pool, cfg.file);
     await events.start();
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
+    proc.failed(err);
     throw err;
   }
   const acting = await actionServices(cfg, log);
@@ -121,18 +127,23 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     closeRedis();
-    throw new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
+    const refused = new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
+    proc.failed(refused);
+    throw refused;
   }
   const bound = app.server.address();
   log.info({ addr: typeof bound === "object" && bound ? `${bound.address}:${bound.port}` : web.addr }, "web listening");
+  proc.state("serving");
   const done = new Promise<number>((resolve) => {
     const stop = async () => {
       log.info("web stopping");
+      proc.state("stopping");
       // The connections first: their streams end with them, rather than wake to a closed hub.
       await app.close().catch(() => undefined);
       await events.close();
       closeRedis();
       await pool.end().catch(() => undefined);
+      proc.stopped();
       resolve(0);
     };
     process.once("SIGTERM", () => void stop());
