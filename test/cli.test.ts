@@ -197,12 +197,14 @@ test("check validates [web]: what djinn-worker web refuses, and whether its port
     assert.deepEqual(await webLines(`addr = "127.0.0.1:${free}"\n`), [`ok   web: 127.0.0.1:${free} is free to listen on`]);
     const taken = (other.address() as AddressInfo).port;
     assert.deepEqual(await webLines(`addr = "127.0.0.1:${taken}"\n`), [`FAIL web: cannot listen on 127.0.0.1:${taken}: address already in use`]);
-    // What the web process itself would stop with, word for word.
-    const refused = await webLines(`addr = "127.0.0.1:${free}"\npublic = false\n`);
+    // A [web] key the web process refuses: check refuses it with the same line, word for word.
+    fs.writeFileSync(worker, `${sections}[web]\naddr = "127.0.0.1:${free}"\nsession = "1s"\n`);
+    const checked = await runCli(["check", "-config", worker, "-driver", driver]);
     const web = await runCli(["web", "-config", worker]);
     assert.equal(web.code, 1);
-    assert.deepEqual(refused, [`FAIL web: ${web.stderr.replace(/^djinn-worker: /, "").trimEnd()}`]);
-    assert.match(refused[0], new RegExp(`^FAIL web: ${worker.replace(/[.]/g, "\\.")}:\\d+: web\\.public: `));
+    assert.notEqual(checked.code, 0);
+    assert.equal(checked.stderr, web.stderr);
+    assert.match(web.stderr, new RegExp(`^djinn-worker: ${worker.replace(/[.]/g, "\\.")}:\\d+: web\\.session: `));
   } finally {
     other.close();
     fs.rmSync(dir, { recursive: true, force: true });
