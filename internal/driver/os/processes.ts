@@ -21,6 +21,13 @@ export const cgroupSource = { root: detectCgroupRoot };
  * layout's /sys/fs/cgroup/unified), when one is mounted; run cgroups are made inside it.
  */
 export function detectCgroupRoot(): string | undefined {
+  // Mounts and this process's cgroup do not change under a running worker: read once, not per build.
+  if (!detected) detected = { root: readCgroupRoot() };
+  return detected.root;
+}
+let detected: { root: string | undefined } | undefined;
+
+function readCgroupRoot(): string | undefined {
   let mount: string | undefined;
   let own: string | undefined;
   try {
@@ -93,10 +100,17 @@ export class RunProcesses {
     return killRun(undefined, this.token, this.dir);
   }
 
-  /** At the end of the build: kills what is left by every net (a root job can leave a cgroup) and removes the cgroup. */
-  async close(): Promise<void> {
-    await killRun(this.cgroup, this.token, this.dir);
-    if (this.cgroup) await removeCgroup(this.cgroup);
+  /**
+   * At the end of the build: kills what is left by every net (a root job can leave a cgroup) and
+   * removes the cgroup. With a cgroup, `close` ends once the cgroup is empty and gone, and
+   * `stray` is the marker sweep for what left it, shared with other runs' (one look at /proc for
+   * all of them): the caller may let it finish in the background. Without one, it is awaited here.
+   */
+  async close(): Promise<{ stray: Promise<number> }> {
+    if (!this.cgroup) return { stray: Promise.resolve(await killMarked(this.token, this.dir)) };
+    await killCgroup(this.cgroup);
+    await removeCgroup(this.cgroup);
+    return { stray: killMarked(this.token, this.dir) };
   }
 }
 
@@ -175,41 +189,86 @@ async function removeCgroup(cgroup: string): Promise<void> {
   }
 }
 
-/**
- * Kills the processes (other than this one) that carry the run's marker in their environment or
- * work under the run's directory; repeated until none is found, as a dying shell may fork.
- */
-async function killMarked(token: string, dir: string | undefined): Promise<number> {
-  const marker = `${RUN_MARKER}=${token}`;
-  let killed = 0;
-  for (let round = 0; round < 5; round++) {
-    const pids = (await fs.readdir("/proc").catch(() => [] as string[])).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
-    let found = 0;
-    // A few dozen reads at a time: a busy host has thousands of processes.
-    for (let i = 0; i < pids.length; i += 64) {
-      const batch = pids.slice(i, i + 64);
-      const marked = await Promise.all(batch.map((pid) => isMarked(pid, marker, dir)));
-      batch.forEach((pid, j) => {
-        if (!marked[j]) return;
-        kill(Number(pid));
-        found++;
-      });
-    }
-    killed += found;
-    if (found === 0) break;
-    await sleep(20);
-  }
-  return killed;
+interface MarkedRun {
+  marker: string;
+  dir: string | undefined;
+  rounds: number;
+  killed: number;
+  done: (killed: number) => void;
 }
 
-async function isMarked(pid: string, marker: string, dir: string | undefined): Promise<boolean> {
-  if (dir) {
-    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "");
-    if (cwd === dir || cwd.startsWith(`${dir}/`)) return true;
+/** Runs waiting for the next look at /proc; one pass serves every run waiting when it starts. */
+const waitingRuns: MarkedRun[] = [];
+let scanning = false;
+
+/**
+ * Kills the processes (other than this one) that carry the run's marker in their environment or
+ * work under the run's directory; repeated until none is found (up to 5 passes), as a dying
+ * shell may fork. Runs that ask at once share one pass over /proc.
+ */
+function killMarked(token: string, dir: string | undefined): Promise<number> {
+  return new Promise((done) => {
+    waitingRuns.push({ marker: `${RUN_MARKER}=${token}`, dir, rounds: 0, killed: 0, done });
+    if (!scanning) void scanLoop();
+  });
+}
+
+async function scanLoop(): Promise<void> {
+  scanning = true;
+  try {
+    while (waitingRuns.length) {
+      const runs = waitingRuns.splice(0);
+      const found = await scanProc(runs);
+      const again = runs.filter((r, i) => {
+        r.killed += found[i];
+        r.rounds++;
+        if (found[i] > 0 && r.rounds < 5) return true;
+        r.done(r.killed);
+        return false;
+      });
+      if (again.length) {
+        await sleep(20);
+        waitingRuns.push(...again);
+      }
+    }
+  } finally {
+    scanning = false;
   }
+}
+
+/** One pass over /proc: kills each process marked for one of `runs`; how many each run had. */
+async function scanProc(runs: MarkedRun[]): Promise<number[]> {
+  const found = runs.map(() => 0);
+  const pids = (await fs.readdir("/proc").catch(() => [] as string[])).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
+  const withDir = runs.some((r) => r.dir);
+  // A few dozen reads at a time: a busy host has thousands of processes.
+  for (let i = 0; i < pids.length; i += 64) {
+    const batch = pids.slice(i, i + 64);
+    const marks = await Promise.all(batch.map((pid) => processMarks(pid, withDir)));
+    batch.forEach((pid, j) => {
+      const m = marks[j];
+      if (!m) return;
+      const r = runs.findIndex((run) => isMarked(m, run));
+      if (r < 0) return;
+      kill(Number(pid));
+      found[r]++;
+    });
+  }
+  return found;
+}
+
+/** What marks a process as a run's: its working directory and its environment's entries. */
+async function processMarks(pid: string, withDir: boolean): Promise<{ cwd: string; environ: string[] } | undefined> {
+  const cwd = withDir ? await fs.readlink(`/proc/${pid}/cwd`).catch(() => "") : "";
   const environ = await fs.readFile(`/proc/${pid}/environ`).catch(() => undefined);
+  if (!cwd && !environ) return undefined;
+  return { cwd, environ: environ ? environ.toString("latin1").split("\0") : [] };
+}
+
+function isMarked(m: { cwd: string; environ: string[] }, run: MarkedRun): boolean {
+  if (run.dir && (m.cwd === run.dir || m.cwd.startsWith(`${run.dir}/`))) return true;
   // Whole NUL-separated entries only: DJINN_RUN=<token> and nothing longer.
-  return environ !== undefined && environ.toString("latin1").split("\0").includes(marker);
+  return m.environ.includes(run.marker);
 }
 
 function kill(pid: number): void {
