@@ -10,7 +10,7 @@
 //  and, for 1 and 3, where a build's time goes on the worker, phase by phase (p50/p99): from the
 //  "build finished" line's phasesMs (claim, load, prepare, environment, first command, status)
 //  and, at debug level (1 only), "build acknowledged"'s ackMs.
-// Usage: node build/bench/queue.js [--samples N] [--builds N] [--drain N] [--print-mib N]
+// Usage: node build/bench/queue.js [--samples N] [--builds N] [--drain N] [--print-mib N] [--only latency,throughput,drain,output]
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
@@ -25,6 +25,8 @@ const samples = numberArg("samples", 30);
 const builds = numberArg("builds", 1000);
 const drain = numberArg("drain", 2000);
 const printMib = numberArg("print-mib", 128);
+const onlyAt = process.argv.indexOf("--only");
+const sections = new Set(onlyAt < 0 ? ["latency", "throughput", "drain", "output"] : (process.argv[onlyAt + 1] ?? "").split(","));
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
@@ -70,7 +72,7 @@ async function main(): Promise<void> {
     };
 
     // 1. Latency: one idle worker, builds one at a time.
-    {
+    if (sections.has("latency")) {
       const { pool, cfg } = await env("lat", 2, "debug");
       const d = await startDaemon(cfg);
       daemons.push(d);
@@ -101,7 +103,7 @@ async function main(): Promise<void> {
     }
 
     // 2. Throughput: two workers, --builds one-job builds queued before they start.
-    {
+    if (sections.has("throughput")) {
       const { pool, cfg } = await env("tput", 4);
       const text = manifestText(["true"]);
       for (let i = 0; i < builds; i++) {
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
     }
 
     // 3. Drain: --drain builds inserted in bulk, four workers, each build appends its id to one file.
-    {
+    if (sections.has("drain")) {
       const { pool, cfg } = await env("drain", 2);
       const ran = path.join(cfg.dir, "ran");
       const text = manifestText([`echo "$DJINN_BUILD" >> ${ran}`]);
@@ -159,7 +161,7 @@ async function main(): Promise<void> {
     }
 
     // 5. One job printing a lot.
-    {
+    if (sections.has("output")) {
       const { pool, cfg } = await env("big", 1);
       const d = await startDaemon(cfg);
       daemons.push(d);

@@ -32,6 +32,11 @@ export interface OutputSinkOptions {
   limit: number;
   flushBytes?: number;
   flushMs?: number;
+  /**
+   * At the end, what is still pending is not appended but kept for takeRest(): the caller writes it
+   * with the job's end, in one statement.
+   */
+  keepRest?: boolean;
 }
 
 export class JobOutputSink extends Writable {
@@ -46,6 +51,11 @@ export class JobOutputSink extends Writable {
 
   constructor(private readonly opts: OutputSinkOptions) {
     super({ decodeStrings: true });
+  }
+
+  /** Whether storing a chunk failed (what is kept then is not stored either). */
+  get failed(): boolean {
+    return this.failure !== undefined;
   }
 
   /** Bytes stored so far. */
@@ -70,7 +80,25 @@ export class JobOutputSink extends Writable {
 
   override _final(done: (err?: Error | null) => void): void {
     this.add(this.decoder.end());
+    if (this.opts.keepRest) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.chain.then(() => done(), done);
+      return;
+    }
     this.flush().then(() => done(), done);
+  }
+
+  /**
+   * Once the sink has finished (keepRest): the output not stored yet, which is then counted as
+   * stored (storedBytes) since the caller stores it; empty when there is none.
+   */
+  takeRest(): string {
+    const text = this.pending.join("");
+    this.stored += this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    return text;
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {

@@ -40,7 +40,7 @@ export interface PrepareContext {
 export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Promise<PreparedBuild> {
   const secrets = readSecrets(build, ctx);
   const fail = async (reason: string): Promise<PreparedBuild> => {
-    const rows = await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true, []);
+    const rows = await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true, [], build.jobs);
     return { plan: rowsAsPlan(rows.jobs), keys: [], setupError: maskText(reason, secrets.masks), masks: secrets.masks };
   };
   if (ctx.claim.attempt > MAX_DELIVERIES) {
@@ -53,7 +53,7 @@ export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Pro
   // Before any row is written from the plan: a name is stored and shown as it is.
   const named = secretInNames(spec.plan, spec.masks);
   if (named) return fail(`cannot prepare the build: ${named}`);
-  const rows = await matchPlanRows(ctx.pool, ctx.claim, spec.plan, false, spec.masks);
+  const rows = await matchPlanRows(ctx.pool, ctx.claim, spec.plan, false, spec.masks, build.jobs);
   if (rows.mismatch) return { plan: rowsAsPlan(rows.jobs), keys: secrets.keys, setupError: maskText(`cannot prepare the build: ${rows.mismatch}; the rows were rewritten from the manifest`, spec.masks), masks: spec.masks };
   // The rows now stand in plan order, one a job.
   spec.plan.stages.flatMap((s) => s.jobs).forEach((job, i) => (job.record = { id: rows.jobs[i].id, stageId: rows.jobs[i].stageId }));

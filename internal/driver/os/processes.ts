@@ -110,7 +110,7 @@ export class RunProcesses {
     if (!this.cgroup) return { stray: Promise.resolve(await killMarked(this.token, this.dir)) };
     await killCgroup(this.cgroup);
     await removeCgroup(this.cgroup);
-    return { stray: killMarked(this.token, this.dir) };
+    return { stray: killMarked(this.token, this.dir, { unhurried: true }) };
   }
 }
 
@@ -190,6 +190,8 @@ async function removeCgroup(cgroup: string): Promise<void> {
 }
 
 interface MarkedRun {
+  /** Whether the caller does not wait for it: it may wait for others to share a pass. */
+  unhurried: boolean;
   marker: string;
   dir: string | undefined;
   rounds: number;
@@ -206,17 +208,33 @@ let scanning = false;
  * work under the run's directory; repeated until none is found (up to 5 passes), as a dying
  * shell may fork. Runs that ask at once share one pass over /proc.
  */
-function killMarked(token: string, dir: string | undefined): Promise<number> {
+function killMarked(token: string, dir: string | undefined, opts: { unhurried?: boolean } = {}): Promise<number> {
   return new Promise((done) => {
-    waitingRuns.push({ marker: `${RUN_MARKER}=${token}`, dir, rounds: 0, killed: 0, done });
+    waitingRuns.push({ unhurried: opts.unhurried ?? false, marker: `${RUN_MARKER}=${token}`, dir, rounds: 0, killed: 0, done });
+    if (!opts.unhurried) hurry?.();
     if (!scanning) void scanLoop();
   });
 }
+
+/** How long a pass for unhurried runs only waits for more runs to share it. */
+export const GATHER_MS = 200;
+/** Starts a gathering pass at once (a run whose caller waits arrived). */
+let hurry: (() => void) | undefined;
 
 async function scanLoop(): Promise<void> {
   scanning = true;
   try {
     while (waitingRuns.length) {
+      if (waitingRuns.every((r) => r.unhurried)) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, GATHER_MS);
+          hurry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        hurry = undefined;
+      }
       const runs = waitingRuns.splice(0);
       const found = await scanProc(runs);
       const again = runs.filter((r, i) => {
