@@ -97,8 +97,6 @@ export interface DriverEntry {
   reap?(dead: RunRef, config: DriverSettings, log: Logger): Promise<void>;
   /** Removes what runs of dead workers left on this host, whichever build they ran (at start and now and then). */
   sweep?(config: DriverSettings, log: Logger): Promise<void>;
-  /** Waits for what destroyed environments still finish in the background (before the worker exits). */
-  settled?(): Promise<void>;
   /** Lines for `djinn-worker check`: reachability, versions. Throws when the driver cannot work. */
   check?(config: DriverSettings): Promise<string[]>;
 }

@@ -99,7 +99,6 @@ export class Worker {
     this.stopRetries.abort();
     await all();
     await Promise.allSettled([...this.background]);
-    await this.driversSettled();
     for (const t of this.timers) clearInterval(t);
     try {
       const back = await bounded(this.deps.queue.leave(), 5000, "Redis");
@@ -124,13 +123,6 @@ export class Worker {
   /** Before a forced exit: the environments of builds still running are destroyed (nothing left behind on this host). */
   async abandon(): Promise<void> {
     await Promise.allSettled([...this.claimed.values()].map((c) => c.driver?.destroy()));
-    await this.driversSettled();
-  }
-
-  /** What the drivers' destroyed environments still finish in the background (a last sweep, a removal). */
-  private async driversSettled(): Promise<void> {
-    const types = new Set(configuredDrivers(this.deps.drivers).map(driverTypeOfQueue));
-    await Promise.allSettled([...types].map(async (type) => (await getDriver(type)).settled?.()));
   }
 
   private freeSlot(): void {

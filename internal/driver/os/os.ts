@@ -65,13 +65,11 @@ export class OsDriver implements Driver {
     const script = path.join(this.dir!, "scripts", `job-${++this.jobs}.sh`);
     await fs.writeFile(script, job.script, { mode: 0o600 });
     if (job.signal.aborted) return { exitCode: 137 };
-    // Held here: a destroy while the job runs must not take it from under the job's end.
-    const processes = this.processes!;
     // One pipe for both streams (2>&1), so output keeps the order it was written in.
-    const [shell, ...args] = processes.command(script);
+    const [shell, ...args] = this.processes!.command(script);
     const child = spawn(shell, args, {
       cwd: workspace,
-      env: { ...this.baseEnv(), ...job.env, ...processes.env() },
+      env: { ...this.baseEnv(), ...job.env, ...this.processes!.env() },
       stdio: ["ignore", "pipe", "ignore"],
       // Its own process group, so a kill reaches everything the job started.
       detached: true,
@@ -89,7 +87,7 @@ export class OsDriver implements Driver {
       // Background processes a job left behind die with it, also those that left its process
       // group (setsid); then its pipes drain and close.
       killGroup(child);
-      await processes.killAll();
+      await this.processes!.killAll();
       await drained(child, closed, 2000);
       return { exitCode: code ?? 128 + (os.constants.signals[signal ?? "SIGKILL"] ?? 9) };
     } catch (err) {
@@ -160,28 +158,17 @@ export class OsDriver implements Driver {
     return createReadStream(real);
   }
 
-  /**
-   * Kills the run's processes and removes its cgroup now; the sweep for processes that left the
-   * cgroup, and then the workspace's removal, may finish after (settled() waits for them): until
-   * the workspace is gone, its owner record lets a later worker's sweep finish the job.
-   */
   async destroy(): Promise<void> {
     for (const child of this.running) killGroup(child);
-    const processes = this.processes;
+    await this.processes?.close();
     this.processes = undefined;
-    const dir = this.dir;
-    this.dir = undefined;
-    this.workspace = undefined;
-    const stray = processes ? (await processes.close()).stray : Promise.resolve(0);
-    if (!dir) return stray.then(() => undefined);
-    const removed = stray.then(() => fs.rm(dir, { recursive: true, force: true, maxRetries: 3 })).catch(() => undefined);
-    finishing.add(removed);
-    void removed.finally(() => finishing.delete(removed));
+    if (this.dir) {
+      await fs.rm(this.dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+      this.dir = undefined;
+      this.workspace = undefined;
+    }
   }
 }
-
-/** What destroyed runs still finish: their last sweep for stray processes, their workspaces' removal. */
-const finishing = new Set<Promise<void>>();
 
 /** Waits for the job's pipes to close; a process that escaped its group and holds them open is cut off after `ms`. */
 async function drained(child: ChildProcess, closed: Promise<void>, ms: number): Promise<void> {
@@ -242,6 +229,5 @@ registerDriver({
   create: (options) => new OsDriver(options),
   reap: (dead, _config, log) => reap(dead, log),
   sweep: async (_config, log) => void (await sweepOrphans(await stateRoot(), log)),
-  settled: async () => void (await Promise.all([...finishing])),
   check: async () => [`os: jobs run on this host with /bin/sh, in a workspace under ${await stateRoot()}`, `os: ${await cgroupSupport()}`],
 });

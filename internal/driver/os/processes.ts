@@ -2,7 +2,7 @@
 // cgroup (v2) per run where this host lets the worker make one, and always the run's marker in
 // the environment and its working directory under the run's directory. docs/drivers.md says
 // what escapes both.
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { ConfineError, confinedPath } from "../../fs/confine.js";
@@ -100,17 +100,10 @@ export class RunProcesses {
     return killRun(undefined, this.token, this.dir);
   }
 
-  /**
-   * At the end of the build: kills what is left by every net (a root job can leave a cgroup) and
-   * removes the cgroup. With a cgroup, `close` ends once the cgroup is empty and gone, and
-   * `stray` is the marker sweep for what left it, shared with other runs' (one look at /proc for
-   * all of them): the caller may let it finish in the background. Without one, it is awaited here.
-   */
-  async close(): Promise<{ stray: Promise<number> }> {
-    if (!this.cgroup) return { stray: Promise.resolve(await killMarked(this.token, this.dir)) };
-    await killCgroup(this.cgroup);
-    await removeCgroup(this.cgroup);
-    return { stray: killMarked(this.token, this.dir, { unhurried: true }) };
+  /** At the end of the build: kills what is left by every net (a root job can leave a cgroup) and removes the cgroup. */
+  async close(): Promise<void> {
+    await killRun(this.cgroup, this.token, this.dir);
+    if (this.cgroup) await removeCgroup(this.cgroup);
   }
 }
 
@@ -190,8 +183,6 @@ async function removeCgroup(cgroup: string): Promise<void> {
 }
 
 interface MarkedRun {
-  /** Whether the caller does not wait for it: it may wait for others to share a pass. */
-  unhurried: boolean;
   marker: string;
   dir: string | undefined;
   rounds: number;
@@ -206,37 +197,23 @@ let scanning = false;
 /**
  * Kills the processes (other than this one) that carry the run's marker in their environment or
  * work under the run's directory; repeated until none is found (up to 5 passes), as a dying
- * shell may fork. Runs that ask at once share one pass over /proc.
+ * shell may fork. Runs that ask at once (builds of this worker ending together) share one pass.
  */
-function killMarked(token: string, dir: string | undefined, opts: { unhurried?: boolean } = {}): Promise<number> {
+function killMarked(token: string, dir: string | undefined): Promise<number> {
   return new Promise((done) => {
-    waitingRuns.push({ unhurried: opts.unhurried ?? false, marker: `${RUN_MARKER}=${token}`, dir, rounds: 0, killed: 0, done });
-    if (!opts.unhurried) hurry?.();
+    waitingRuns.push({ marker: `${RUN_MARKER}=${token}`, dir, rounds: 0, killed: 0, done });
     if (!scanning) void scanLoop();
   });
 }
 
-/** How long a pass for unhurried runs only waits for more runs to share it. */
-export const GATHER_MS = 200;
-/** Starts a gathering pass at once (a run whose caller waits arrived). */
-let hurry: (() => void) | undefined;
-
 async function scanLoop(): Promise<void> {
   scanning = true;
   try {
+    // Runs asking in this turn of the event loop join the first pass.
+    await new Promise((resolve) => setImmediate(resolve));
     while (waitingRuns.length) {
-      if (waitingRuns.every((r) => r.unhurried)) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, GATHER_MS);
-          hurry = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        hurry = undefined;
-      }
       const runs = waitingRuns.splice(0);
-      const found = await scanProc(runs);
+      const found = scanProc(runs);
       const again = runs.filter((r, i) => {
         r.killed += found[i];
         r.rounds++;
@@ -254,39 +231,71 @@ async function scanLoop(): Promise<void> {
   }
 }
 
-/** One pass over /proc: kills each process marked for one of `runs`; how many each run had. */
-async function scanProc(runs: MarkedRun[]): Promise<number[]> {
+/**
+ * One pass over /proc: kills each process marked for one of `runs`; how many each run had.
+ * Synchronous reads into one buffer: a few hundred small reads cost less so than the promise
+ * and thread-pool round of each asynchronous one.
+ */
+function scanProc(runs: MarkedRun[]): number[] {
   const found = runs.map(() => 0);
-  const pids = (await fs.readdir("/proc").catch(() => [] as string[])).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return found;
+  }
   const withDir = runs.some((r) => r.dir);
-  // A few dozen reads at a time: a busy host has thousands of processes.
-  for (let i = 0; i < pids.length; i += 64) {
-    const batch = pids.slice(i, i + 64);
-    const marks = await Promise.all(batch.map((pid) => processMarks(pid, withDir)));
-    batch.forEach((pid, j) => {
-      const m = marks[j];
-      if (!m) return;
-      const r = runs.findIndex((run) => isMarked(m, run));
-      if (r < 0) return;
-      kill(Number(pid));
-      found[r]++;
-    });
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const environ = readEnviron(pid);
+    let r = environ === undefined ? -1 : runs.findIndex((run) => environ.includes(`\0${run.marker}\0`));
+    if (r < 0 && withDir) {
+      const cwd = readCwd(pid);
+      if (cwd) r = runs.findIndex((run) => run.dir !== undefined && (cwd === run.dir || cwd.startsWith(`${run.dir}/`)));
+    }
+    if (r < 0) continue;
+    kill(Number(pid));
+    found[r]++;
   }
   return found;
 }
 
-/** What marks a process as a run's: its working directory and its environment's entries. */
-async function processMarks(pid: string, withDir: boolean): Promise<{ cwd: string; environ: string[] } | undefined> {
-  const cwd = withDir ? await fs.readlink(`/proc/${pid}/cwd`).catch(() => "") : "";
-  const environ = await fs.readFile(`/proc/${pid}/environ`).catch(() => undefined);
-  if (!cwd && !environ) return undefined;
-  return { cwd, environ: environ ? environ.toString("latin1").split("\0") : [] };
+let environBuffer = Buffer.alloc(64 * 1024);
+
+/** A process's environment as "\0ENTRY\0ENTRY\0...\0" (latin1), so that whole entries match; undefined when unreadable. */
+function readEnviron(pid: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/environ`, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    let length = 0;
+    for (;;) {
+      if (length === environBuffer.length) {
+        const bigger = Buffer.alloc(environBuffer.length * 2);
+        environBuffer.copy(bigger);
+        environBuffer = bigger;
+      }
+      const n = readSync(fd, environBuffer, length, environBuffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return `\0${environBuffer.toString("latin1", 0, length)}\0`;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }
 
-function isMarked(m: { cwd: string; environ: string[] }, run: MarkedRun): boolean {
-  if (run.dir && (m.cwd === run.dir || m.cwd.startsWith(`${run.dir}/`))) return true;
-  // Whole NUL-separated entries only: DJINN_RUN=<token> and nothing longer.
-  return m.environ.includes(run.marker);
+function readCwd(pid: string): string {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`);
+  } catch {
+    return "";
+  }
 }
 
 function kill(pid: number): void {
