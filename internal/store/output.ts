@@ -7,7 +7,8 @@ import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type pg from "pg";
 
-export const FLUSH_BYTES = 64 * 1024;
+/** A chunk's size when a job prints fast: large enough that PostgreSQL keeps up (one row a MiB), small enough to hold two. */
+export const FLUSH_BYTES = 1024 * 1024;
 export const FLUSH_MS = 250;
 
 /** Makes decoded text storable in a PostgreSQL text column. */
@@ -67,8 +68,12 @@ export class JobOutputSink extends Writable {
     if (this.failure) return done(this.failure);
     this.add(this.decoder.write(chunk));
     if (this.pendingBytes >= (this.opts.flushBytes ?? FLUSH_BYTES)) {
-      // Waiting here is the backpressure that keeps memory flat when a job prints fast.
-      this.flush().then(() => done(), done);
+      // One chunk is stored while the next fills: waiting for the store before this one is the
+      // backpressure that keeps memory flat (about two chunks) when a job prints fast.
+      const previous = this.chain;
+      // Nobody waits for this store: its failure fails the sink at once.
+      this.flush().catch((err: Error) => this.destroy(err));
+      previous.then(() => done(), done);
       return;
     }
     this.timer ??= setTimeout(() => {
