@@ -25,6 +25,8 @@ export interface DatabaseReporterOptions {
 
 export class DatabaseReporter implements BuildReporter {
   private readonly sinks = new Map<number, JobOutputSink>();
+  /** Each running job's start, being written. */
+  private readonly starts = new Map<number, Promise<void>>();
   /** Per stage row: jobs not finished yet, and the worst status so far. */
   private readonly stages = new Map<number, { left: number; status?: Status }>();
   private note: string | undefined;
@@ -47,7 +49,11 @@ export class DatabaseReporter implements BuildReporter {
   async jobStarted(job: PlannedJob): Promise<Writable> {
     if (!job.createsDriver && !job.name.startsWith("clone.")) this.opts.phases?.mark("first command");
     const r = recordOf(job);
-    await this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId));
+    // Not waited for: the job starts while its row says so; the job's end waits for it (and
+    // fails with it), and a failed write stops the build meanwhile.
+    const started = this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId));
+    started.catch(() => undefined);
+    this.starts.set(r.id, started);
     const sink = new JobOutputSink({ limit: this.opts.outputLimit, keepRest: true, append: (text) => this.write("output", () => this.recorder.appendOutput(r.id, text)) });
     sink.on("error", (err) => this.opts.log.warn({ err: err.message }, "output not stored"));
     this.sinks.set(r.id, sink);
@@ -58,6 +64,9 @@ export class DatabaseReporter implements BuildReporter {
 
   async jobFinished(job: PlannedJob, result: JobResult): Promise<void> {
     const r = recordOf(job);
+    const started = this.starts.get(r.id);
+    this.starts.delete(r.id);
+    await started;
     const stage = this.stages.get(r.stageId)!;
     const stageStatus = stage.status ? worse(stage.status, result.status) : result.status;
     const sink = this.sinks.get(r.id);

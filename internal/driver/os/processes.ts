@@ -85,6 +85,15 @@ export class RunProcesses {
     return ["/bin/sh", "-c", `${join}exec /bin/sh "$0" 2>&1`, script];
   }
 
+  /**
+   * As command, for a shell started before its job: it joins the cgroup, then reads its script's
+   * path from stdin and becomes the job's shell, with stdin from /dev/null as any job's.
+   */
+  waitingCommand(): string[] {
+    const join = this.cgroup ? `{ echo $$ > ${singleQuote(`${this.cgroup}/cgroup.procs`)}; } 2>/dev/null; ` : "";
+    return ["/bin/sh", "-c", `${join}IFS= read -r script || exit 126; exec /bin/sh "$script" 2>&1 </dev/null`];
+  }
+
   /** What every job process gets in its environment, over the build's own variables. */
   env(): Record<string, string> {
     return { [RUN_MARKER]: this.token };
