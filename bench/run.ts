@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { numberArg } from "./lib/args.js";
+import { goal } from "./lib/goal.js";
 import { jobScript } from "../internal/runner/plan.js";
 
 const cli = fileURLToPath(new URL("../cmd/djinn-worker.js", import.meta.url));
@@ -64,6 +65,7 @@ async function main() {
   const node = median(Array.from({ length: repeat }, () => timed(process.execPath, ["-e", "0"])));
   console.log(`one-job os build (median of ${repeat}): djinn-worker run ${worker.toFixed(1)} ms, sh ${sh.toFixed(1)} ms, bare node start ${node.toFixed(1)} ms`);
   console.log(`  overhead: ${(worker - sh).toFixed(1)} ms per build; ratio ${(worker / sh).toFixed(1)}x sh (of which node start-up ${node.toFixed(1)} ms)`);
+  console.log(`  ${goal("within bare node start-up + 60 ms", worker <= node + 60)}: +${(worker - node).toFixed(1)} ms`);
 
   const bytes = Math.round(gib * 1024 ** 3);
   const big = manifest([`yes | head -c ${bytes}`]);

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { commandWord, goStyleFlags } from "../internal/cli/args.js";
-import { COMMANDS, LONG_FLAGS, VALUE_FLAGS } from "../internal/cli/commands.js";
+import { COMMANDS, LONG_FLAGS, plainDaemonLine, VALUE_FLAGS } from "../internal/cli/commands.js";
 import { freeLocalPort } from "../internal/net/port.js";
 import { cliPath } from "./helpers/env.js";
 import { runCli } from "./helpers/services.js";
@@ -20,6 +20,18 @@ function cli(args: string[], columns = 100) {
 
 /** Every word of `text`, punctuation kept: a word cut in two shows up as two words not in the widest text. */
 const words = (text: string) => new Set(text.split(/\s+/).filter(Boolean));
+
+describe("the daemon's own command line", () => {
+  test("-config and -driver once each, with values, start the daemon without the parser; anything else is the parser's", () => {
+    const line = (...args: string[]) => plainDaemonLine(goStyleFlags(args, LONG_FLAGS));
+    assert.deepEqual(line("-config", "/etc/w.toml", "-driver", "/etc/d.toml"), { config: "/etc/w.toml", driver: "/etc/d.toml" });
+    assert.deepEqual(line("--driver=/d.toml", "--config=/w.toml"), { config: "/w.toml", driver: "/d.toml" });
+    assert.equal(line("-config", "/w.toml")?.config, "/w.toml");
+    for (const args of [["-config", "a", "-config", "b"], ["-config"], ["-config", "-driver"], ["--help"], ["-version"], ["run", "m.yml"], ["-config", "a", "status"], ["--config="]]) {
+      assert.equal(line(...args), undefined, args.join(" "));
+    }
+  });
+});
 
 describe("djinn-worker command line", () => {
   test("help wraps at word boundaries at any width", () => {

@@ -65,6 +65,29 @@ describe("os driver parts", () => {
   });
 });
 
+describe("os driver parts: a shell started ahead of its job", () => {
+  test("it joins the run's cgroup first, then runs the script whose path it is given, stdin empty", async () => {
+    // A plain directory stands in for the cgroup hierarchy, as above.
+    const root = path.join(await tempDir(), "cgroup root");
+    await fs.mkdir(root);
+    const saved = cgroupSource.root;
+    cgroupSource.root = () => root;
+    try {
+      const run = await RunProcesses.open("8-0123456789abcdef", "0123456789abcdef", root);
+      const script = path.join(root, "job.sh");
+      await fs.writeFile(script, 'echo "shell $$"; cat; echo oops >&2\n');
+      const [shell, ...args] = run.waitingCommand();
+      const out = execFileSync(shell, args, { encoding: "utf8", input: `${script}\nnot for the job\n` });
+      const pid = /^shell (\d+)$/m.exec(out)?.[1];
+      assert.ok(pid, out);
+      assert.equal(out, `shell ${pid}\noops\n`, "stderr joins stdout; the job reads nothing more from stdin");
+      assert.equal(await fs.readFile(path.join(run.cgroup!, "cgroup.procs"), "utf8"), `${pid}\n`);
+    } finally {
+      cgroupSource.root = saved;
+    }
+  });
+});
+
 describe("host state: what a worker reads back from the host", () => {
   const token = "0123456789abcdef";
 

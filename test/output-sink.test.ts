@@ -55,6 +55,39 @@ describe("JobOutputSink", () => {
     assert.ok(c.chunks.length > 10, `${c.chunks.length} chunks`);
   });
 
+  it("takes the next chunk while one is being stored, and waits when a second is full", async () => {
+    const stores: (() => void)[] = [];
+    const chunks: string[] = [];
+    const sink = new JobOutputSink({ append: (text) => new Promise<void>((resolve) => stores.push(() => (chunks.push(text), resolve()))), limit: 0, flushBytes: 4, flushMs: 60_000 });
+    const written = (text: string) => new Promise<void>((resolve, reject) => sink.write(text, (err) => (err ? reject(err) : resolve())));
+    let first = false;
+    void written("aaaa").then(() => (first = true)); // full: its store starts, and the sink takes more meanwhile
+    await new Promise((r) => setImmediate(r));
+    assert.equal(first, true, "the first full chunk is taken while it is being stored");
+    assert.equal(stores.length, 1);
+    let second = false;
+    const secondDone = written("bbbb").then(() => (second = true)); // full again: waits for the first store
+    await new Promise((r) => setImmediate(r));
+    assert.equal(second, false, "two chunks held: the second full one waits for the first store");
+    stores.shift()!();
+    await secondDone;
+    assert.equal(stores.length, 1, "the second chunk is being stored");
+    stores.shift()!();
+    sink.end();
+    await once(sink, "finish");
+    assert.deepEqual(chunks, ["aaaa", "bbbb"]);
+  });
+
+  it("keeps what is left at the end for the caller to store with the job's end (keepRest)", async () => {
+    const c = collector();
+    const sink = new JobOutputSink({ append: c.append, limit: 0, flushBytes: 1024, flushMs: 60_000, keepRest: true });
+    sink.end("last words\n");
+    await once(sink, "finish");
+    assert.deepEqual(c.chunks, [], "not appended on its own");
+    assert.equal(sink.takeRest(), "last words\n");
+    assert.equal(sink.storedBytes, 11);
+  });
+
   it("stores output within the flush interval when a job prints little", async () => {
     const c = collector();
     let stored!: () => void;

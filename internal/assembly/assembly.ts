@@ -64,7 +64,7 @@ export interface AssembledBuild extends BuildSpec {
 
 export async function assembleBuild(spec: BuildSpec, place: Workplace): Promise<AssembledBuild> {
   const entry = await getDriver(spec.manifest.driver.type);
-  const driver = entry.create({ buildId: place.buildId, run: place.run, manifest: spec.manifest.driver, config: place.drivers, imagesPath: place.imagesPath, log: place.log });
+  const driver = entry.create({ buildId: place.buildId, run: place.run, manifest: spec.manifest.driver, config: place.drivers, imagesPath: place.imagesPath, env: spec.env, log: place.log });
   let artifacts: ArtifactStore | undefined;
   if (place.artifacts) {
     const { dir, limit, fresh } = place.artifacts;

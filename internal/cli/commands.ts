@@ -35,14 +35,34 @@ export const DAEMON = {
       // Described by the usage line and the epilog: listed, yargs glues "[default]" to it at some widths.
       false,
       (y) => y.options(configFlags),
-      (args) =>
-        guard(async () => {
-          const { startDaemon } = await import("../worker/daemon.js");
-          const running = await startDaemon(args.config, args.driver);
-          process.exit(await running.done);
-        }),
+      (args) => runDaemon(args.config, args.driver),
     ),
 };
+
+/** Runs the daemon until it stops, then exits with its code. */
+export function runDaemon(config: string, driver: string): Promise<void> {
+  return guard(async () => {
+    const { startDaemon } = await import("../worker/daemon.js");
+    const running = await startDaemon(config, driver);
+    process.exit(await running.done);
+  });
+}
+
+/**
+ * The daemon's own command line, when that is all there is: no command, and -config and -driver
+ * each at most once with a value. The service manager starts it so; it needs no parser loaded.
+ */
+export function plainDaemonLine(argv: string[]): { config: string; driver: string } | undefined {
+  const got: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--(config|driver)(?:=(.*))?$/.exec(argv[i]);
+    if (!m || m[1] in got) return undefined;
+    const value = m[2] ?? argv[++i];
+    if (value === undefined || value === "" || (m[2] === undefined && value.startsWith("-"))) return undefined;
+    got[m[1]] = value;
+  }
+  return { config: got.config ?? defaultConfigFile("worker"), driver: got.driver ?? defaultConfigFile("driver") };
+}
 
 const migrate: Command = {
   name: "migrate",

@@ -1,10 +1,9 @@
 // The command line: yargs with djinn-worker's commands, help and version, and every mistake on it
 // reported as one line.
 import { commandWord, goStyleFlags, helpAsFlag, missingPositional, unknownCommand } from "./args.js";
-import { COMMANDS, DAEMON, LONG_FLAGS, REPEATABLE_FLAGS, VALUE_FLAGS } from "./commands.js";
+import { COMMANDS, DAEMON, LONG_FLAGS, plainDaemonLine, REPEATABLE_FLAGS, runDaemon, VALUE_FLAGS } from "./commands.js";
 import { EXIT, die } from "./failure.js";
 import { InputError } from "../errors/errors.js";
-import yargs from "./yargs.cjs";
 
 const USAGE = "Usage: djinn-worker [-config FILE] [-driver FILE]  (the daemon)  |  djinn-worker <command> [options]";
 const EPILOG = [
@@ -15,8 +14,12 @@ const EPILOG = [
 ].join("\n");
 
 /** Parses `args` (the process's arguments) and runs the command they name; it ends the process on failure. */
-export function program(args: string[], versionLine: string): Promise<unknown> {
+export async function program(args: string[], versionLine: string): Promise<unknown> {
   const argv = goStyleFlags(helpAsFlag(args), LONG_FLAGS);
+  // The daemon as a service manager starts it: a worker that waits for builds does not keep the parser.
+  const daemon = plainDaemonLine(argv);
+  if (daemon) return runDaemon(daemon.config, daemon.driver);
+  const { default: yargs } = await import("./yargs.cjs");
   const word = commandWord(argv, VALUE_FLAGS);
   const y = yargs(argv).scriptName("djinn-worker").usage(USAGE).epilog(EPILOG);
   for (const command of [DAEMON, ...COMMANDS]) command.declare(y);

@@ -83,6 +83,8 @@ export interface DriverOptions {
   config: DriverSettings;
   /** worker.toml [images] path, when the daemon runs the build. */
   imagesPath?: string;
+  /** The build's variables as every job gets them (JobRun.env): a driver may start a job's process ahead of the job. */
+  env?: Record<string, string>;
   log: Logger;
 }
 

@@ -24,6 +24,22 @@ function myUid(): number {
  * the sticky bit (as /tmp does), so that nobody else can rename the directory away.
  */
 export async function ensurePrivateDir(dir: string): Promise<string> {
+  // Checked in full once; after that one lstat a call tells that it is still the very directory
+  // checked (same inode), still this user's and 0700: anything else is checked in full again.
+  const known = verified.get(dir);
+  if (known) {
+    const st = await fs.lstat(dir).catch(() => undefined);
+    if (st && st.isDirectory() && st.dev === known.dev && st.ino === known.ino && st.uid === myUid() && (st.mode & 0o7777) === 0o700) return dir;
+    verified.delete(dir);
+  }
+  await checkPrivateDir(dir);
+  return dir;
+}
+
+/** Directories ensurePrivateDir checked in full, by path: the inode it found. */
+const verified = new Map<string, { dev: number; ino: number }>();
+
+async function checkPrivateDir(dir: string): Promise<void> {
   const parent = path.dirname(dir);
   const up = await fs.stat(parent).catch((err: NodeJS.ErrnoException) => {
     throw new PrivateDirError(`${parent}: ${err.code === "ENOENT" ? "no such directory" : err.message}`);
@@ -39,7 +55,7 @@ export async function ensurePrivateDir(dir: string): Promise<string> {
   if (!st.isDirectory()) throw new PrivateDirError(`${dir} is not a directory: remove it`);
   if (st.uid !== myUid()) throw new PrivateDirError(`${dir} belongs to uid ${st.uid}, not to this user (uid ${myUid()}): remove it`);
   if ((st.mode & 0o7777) !== 0o700) await fs.chmod(dir, 0o700);
-  return dir;
+  verified.set(dir, { dev: st.dev, ino: st.ino });
 }
 
 /**

@@ -4,11 +4,10 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node, 
 import { declaration, DRIVER_TYPES } from "../driver/catalogue.js";
 import { InputError } from "../errors/errors.js";
 import { isShellName } from "../shell/quote.js";
+import { manifestTooLarge, setupStageName } from "./names.js";
 
-/** The setup stage is named like Djinn's (`setup - #<label>`) so it never collides with a user's own "setup" stage. */
-export function setupStageName(label: string): string {
-  return `setup - #${label}`;
-}
+export { manifestTooLarge, setupStageName };
+
 
 export class ManifestError extends InputError {
   constructor(readonly field: string, readonly reason: string, readonly line?: number) {
@@ -17,11 +16,6 @@ export class ManifestError extends InputError {
   }
 }
 
-/** Why a manifest of `bytes` (or more, when only that much was read) is refused: the one line every reader gives. */
-export function manifestTooLarge(limit: number, bytes?: number, setting = "manifest_limit in worker.toml"): string {
-  const size = bytes === undefined ? "larger than" : `${bytes} bytes, over`;
-  return `the manifest is ${size} the limit of ${limit} bytes${setting ? ` (${setting})` : ""}`;
-}
 
 export interface Passthrough {
   /** Where it comes from: an object name, or a path in the build environment for artifacts. */

@@ -1,5 +1,6 @@
 // A manifest turned into the stages and jobs a runner executes, with Djinn's setup stage first.
-import { setupStageName, type Manifest, type Passthrough } from "../manifest/manifest.js";
+import type { Manifest, Passthrough } from "../manifest/manifest.js";
+import { setupStageName } from "../manifest/names.js";
 import { shellQuote, singleQuote } from "../shell/quote.js";
 
 const CREATE_DRIVER_JOB = "create-driver";

@@ -123,47 +123,42 @@ const leaseInterval = (ms: number) => `${Math.max(1, Math.round(ms))} millisecon
  * reset in the same transaction, so it runs again from the start.
  */
 export async function claimBuild(pool: pg.Pool, id: number, worker: string, leaseMs: number): Promise<ClaimResult> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    const cur = await client.query(`SELECT status, worker, attempt, runs, (lease_expires_at IS NOT NULL AND lease_expires_at > now()) AS live FROM builds WHERE id = $1 FOR UPDATE`, [id]);
-    if (cur.rowCount === 0) {
-      await client.query("ROLLBACK");
-      return { outcome: "missing" };
-    }
-    const row = cur.rows[0];
-    const status = parseStatus(row.status, `builds row ${id}`);
-    if (TERMINAL_STATUSES.includes(status)) {
-      await client.query("ROLLBACK");
-      return { outcome: "finished", status };
-    }
-    if (row.worker && row.worker !== worker && row.live) {
-      await client.query("ROLLBACK");
-      return { outcome: "held", worker: row.worker };
-    }
-    const run = freshRunToken();
-    const upd = await client.query(
-      `UPDATE builds SET status = $5, worker = $2, attempt = attempt + 1, started_at = now(), finished_at = NULL,
-         lease_expires_at = now() + $3::interval, runs = array_append(runs, $4) WHERE id = $1 RETURNING attempt`,
-      [id, worker, leaseInterval(leaseMs), run, RUNNING],
-    );
-    if (row.attempt > 0) await resetRun(client, id);
-    await client.query("COMMIT");
-    return {
-      outcome: "claimed",
-      attempt: upd.rows[0].attempt,
-      previousWorker: row.attempt > 0 ? row.worker : null,
-      run,
-      // A token that is not one of ours names nothing on the host: never used to look for files.
-      earlierRuns: ((row.runs ?? []) as string[]).filter(isRunToken),
-    };
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
+  const run = freshRunToken();
+  // One statement, so one round trip: the row is locked, checked, claimed and (for a run again)
+  // its earlier records reset atomically; `attempt` is null when it was not this worker's to claim.
+  const r = await pool.query({ name: "djinn-claim", text: CLAIM, values: [id, worker, leaseInterval(leaseMs), run, RUNNING, TERMINAL_STATUSES, "queued" satisfies Status] });
+  if (r.rowCount === 0) return { outcome: "missing" };
+  const row = r.rows[0];
+  const status = parseStatus(row.status, `builds row ${id}`);
+  if (row.attempt === null) {
+    if (TERMINAL_STATUSES.includes(status)) return { outcome: "finished", status };
+    return { outcome: "held", worker: row.worker };
   }
+  return {
+    outcome: "claimed",
+    attempt: row.attempt,
+    previousWorker: row.before > 0 ? row.worker : null,
+    run,
+    // A token that is not one of ours names nothing on the host: never used to look for files.
+    earlierRuns: ((row.runs ?? []) as string[]).filter(isRunToken),
+  };
 }
+
+/** claimBuild's statement: $1 build, $2 worker, $3 lease, $4 run token, $5 running, $6 terminal statuses, $7 queued. */
+const CLAIM = `
+WITH cur AS (
+  SELECT id, status, worker, attempt, runs, (lease_expires_at IS NOT NULL AND lease_expires_at > now()) AS live FROM builds WHERE id = $1 FOR UPDATE),
+upd AS (
+  UPDATE builds b SET status = $5, worker = $2, attempt = b.attempt + 1, started_at = now(), finished_at = NULL,
+    lease_expires_at = now() + $3::interval, runs = array_append(b.runs, $4::text)
+  FROM cur WHERE b.id = cur.id AND NOT (cur.status = ANY($6::text[])) AND NOT (cur.worker IS NOT NULL AND cur.worker <> $2 AND cur.live)
+  RETURNING b.attempt),
+again AS (SELECT 1 FROM upd, cur WHERE cur.attempt > 0),
+o AS (DELETE FROM job_output WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again)),
+a AS (DELETE FROM artifacts WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again)),
+j AS (UPDATE jobs SET status = $7, exit_code = NULL, output_bytes = 0, started_at = NULL, finished_at = NULL WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again)),
+s AS (UPDATE stages SET status = $7, started_at = NULL, finished_at = NULL WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again))
+SELECT cur.status, cur.worker, cur.attempt AS before, cur.runs, (SELECT attempt FROM upd) AS attempt FROM cur`;
 
 export interface StoredVariable {
   key: string;
@@ -191,6 +186,8 @@ export interface LoadedBuild {
   notify: string[];
   variables: StoredVariable[];
   keys: { name: string; encrypted: Buffer }[];
+  /** Its stage/job rows as they were when loaded, after the claim (matchPlanRows needs to write nothing when they match). */
+  jobs?: StoredJob[];
 }
 
 /** What AES-GCM adds to what it encrypts (nonce and tag): an encrypted manifest's size less this is the manifest's. */
@@ -201,18 +198,11 @@ const SEALED_BYTES = 28;
  * `manifestBytes` says how large it is): the worker refuses it without holding or parsing it.
  */
 export async function loadBuild(pool: pg.Pool, id: number, manifestLimit: number): Promise<LoadedBuild> {
-  const b = await pool.query(
-    `SELECT id, secret, namespace, notify, size AS manifest_bytes,
-       CASE WHEN size <= $2 THEN manifest ELSE '' END AS manifest,
-       CASE WHEN size <= $2 THEN manifest_encrypted END AS manifest_encrypted
-     FROM builds, LATERAL (SELECT GREATEST(octet_length(manifest), COALESCE(octet_length(manifest_encrypted) - ${SEALED_BYTES}, 0)) AS size) s
-     WHERE id = $1`,
-    [id, manifestLimit],
-  );
+  // One round trip: the row, its variables, keys and stage/job rows as JSON (bytea as base64).
+  const b = await pool.query({ name: "djinn-load", text: LOAD, values: [id, manifestLimit] });
   if (b.rowCount === 0) throw new BuildGoneError(`build ${id} not found`);
-  const vars = await pool.query(`SELECT key, value, masked, value_encrypted FROM variables WHERE build_id = $1 ORDER BY position, id`, [id]);
-  const keys = await pool.query(`SELECT name, private_key_encrypted FROM keys WHERE build_id = $1 ORDER BY id`, [id]);
   const row = b.rows[0];
+  const bytes = (b64: string | null) => (b64 === null ? null : Buffer.from(b64, "base64"));
   return {
     id,
     secret: row.secret,
@@ -221,10 +211,24 @@ export async function loadBuild(pool: pg.Pool, id: number, manifestLimit: number
     manifestBytes: Number(row.manifest_bytes),
     namespace: row.namespace,
     notify: row.notify ?? [],
-    variables: vars.rows.map((v) => ({ key: v.key, value: v.value, masked: v.masked, valueEncrypted: v.value_encrypted })),
-    keys: keys.rows.map((k) => ({ name: k.name, encrypted: k.private_key_encrypted })),
+    variables: (row.variables as { key: string; value: string | null; masked: boolean; value_encrypted: string | null }[]).map((v) => ({ key: v.key, value: v.value, masked: v.masked, valueEncrypted: bytes(v.value_encrypted) })),
+    keys: (row.keys as { name: string; key: string }[]).map((k) => ({ name: k.name, encrypted: bytes(k.key)! })),
+    jobs: (row.jobs as { id: number; stage_id: number; stage: string; name: string }[]).map((j) => ({ id: Number(j.id), stageId: Number(j.stage_id), stage: j.stage, name: j.name })),
   };
 }
+
+/** loadBuild's statement: $1 build, $2 manifest limit. */
+const LOAD = `
+SELECT id, secret, namespace, notify, size AS manifest_bytes,
+  CASE WHEN size <= $2 THEN manifest ELSE '' END AS manifest,
+  CASE WHEN size <= $2 THEN manifest_encrypted END AS manifest_encrypted,
+  (SELECT coalesce(json_agg(json_build_object('key', key, 'value', value, 'masked', masked, 'value_encrypted', encode(value_encrypted, 'base64')) ORDER BY position, id), '[]')
+     FROM variables WHERE build_id = $1) AS variables,
+  (SELECT coalesce(json_agg(json_build_object('name', name, 'key', encode(private_key_encrypted, 'base64')) ORDER BY id), '[]') FROM keys WHERE build_id = $1) AS keys,
+  (SELECT coalesce(json_agg(json_build_object('id', j.id, 'stage_id', j.stage_id, 'stage', s.name, 'name', j.name) ORDER BY s.position, j.position, j.id), '[]')
+     FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1) AS jobs
+FROM builds, LATERAL (SELECT GREATEST(octet_length(manifest), COALESCE(octet_length(manifest_encrypted) - ${SEALED_BYTES}, 0)) AS size) s
+WHERE id = $1`;
 
 /** The build's row went away between claim and load. */
 export class BuildGoneError extends Error {
@@ -259,7 +263,10 @@ function planDifference(stored: StoredJob[], plan: BuildPlan): string | undefine
  * records that do not describe it. With `keepAny`, any existing rows are kept (a build that fails
  * in setup only needs a first job to say why). `masked` values are replaced in the commands column.
  */
-export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: string; attempt: number }, plan: BuildPlan, keepAny: boolean, masked: string[]): Promise<{ jobs: StoredJob[]; mismatch?: string }> {
+export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: string; attempt: number }, plan: BuildPlan, keepAny: boolean, masked: string[], loaded?: StoredJob[]): Promise<{ jobs: StoredJob[]; mismatch?: string }> {
+  // Rows loaded after the claim that already are the plan's (the producer wrote them): nothing to
+  // write, so no transaction; the writes that follow are each guarded by the claim.
+  if (loaded?.length && (keepAny || !planDifference(loaded, plan))) return { jobs: loaded };
   const client = await pool.connect();
   try {
     await client.query("BEGIN");

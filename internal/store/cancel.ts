@@ -2,7 +2,7 @@
 // of its first job, in one transaction that locks the row as a claim does, so a worker that takes
 // its payload afterwards finds it finished (claimBuild refuses a finished build).
 import type pg from "pg";
-import { setupStageName } from "../manifest/manifest.js";
+import { setupStageName } from "../manifest/names.js";
 import type { BuildId } from "../queue/build-id.js";
 import { createDriverJob } from "../runner/plan.js";
 import type { Status } from "../runner/status.js";

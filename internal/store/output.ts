@@ -7,7 +7,8 @@ import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type pg from "pg";
 
-export const FLUSH_BYTES = 64 * 1024;
+/** A chunk's size when a job prints fast: large enough that PostgreSQL keeps up (one row a MiB), small enough to hold two. */
+export const FLUSH_BYTES = 1024 * 1024;
 export const FLUSH_MS = 250;
 
 /** Makes decoded text storable in a PostgreSQL text column. */
@@ -32,6 +33,11 @@ export interface OutputSinkOptions {
   limit: number;
   flushBytes?: number;
   flushMs?: number;
+  /**
+   * At the end, what is still pending is not appended but kept for takeRest(): the caller writes it
+   * with the job's end, in one statement.
+   */
+  keepRest?: boolean;
 }
 
 export class JobOutputSink extends Writable {
@@ -48,6 +54,11 @@ export class JobOutputSink extends Writable {
     super({ decodeStrings: true });
   }
 
+  /** Whether storing a chunk failed (what is kept then is not stored either). */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   /** Bytes stored so far. */
   get storedBytes(): number {
     return this.stored;
@@ -57,8 +68,12 @@ export class JobOutputSink extends Writable {
     if (this.failure) return done(this.failure);
     this.add(this.decoder.write(chunk));
     if (this.pendingBytes >= (this.opts.flushBytes ?? FLUSH_BYTES)) {
-      // Waiting here is the backpressure that keeps memory flat when a job prints fast.
-      this.flush().then(() => done(), done);
+      // One chunk is stored while the next fills: waiting for the store before this one is the
+      // backpressure that keeps memory flat (about two chunks) when a job prints fast.
+      const previous = this.chain;
+      // Nobody waits for this store: its failure fails the sink at once.
+      this.flush().catch((err: Error) => this.destroy(err));
+      previous.then(() => done(), done);
       return;
     }
     this.timer ??= setTimeout(() => {
@@ -70,7 +85,25 @@ export class JobOutputSink extends Writable {
 
   override _final(done: (err?: Error | null) => void): void {
     this.add(this.decoder.end());
+    if (this.opts.keepRest) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.chain.then(() => done(), done);
+      return;
+    }
     this.flush().then(() => done(), done);
+  }
+
+  /**
+   * Once the sink has finished (keepRest): the output not stored yet, which is then counted as
+   * stored (storedBytes) since the caller stores it; empty when there is none.
+   */
+  takeRest(): string {
+    const text = this.pending.join("");
+    this.stored += this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    return text;
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {

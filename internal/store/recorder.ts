@@ -26,8 +26,9 @@ export class BuildRecorder {
   /** $1–$4 of every guarded statement: the build, its claim (worker, attempt) and `running`; a statement's own parameters are $5 on. */
   private readonly guard = `EXISTS (SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4)`;
 
-  private async guarded(sql: string, params: unknown[]): Promise<void> {
-    const r = await this.pool.query(sql, [this.buildId, this.worker, this.attempt, RUNNING, ...params]);
+  /** `name` prepares the statement once per connection: the recorder's statements run for every build. */
+  private async guarded(sql: string, params: unknown[], name?: string): Promise<void> {
+    const r = await this.pool.query({ name, text: sql, values: [this.buildId, this.worker, this.attempt, RUNNING, ...params] });
     if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
   }
 
@@ -43,6 +44,23 @@ export class BuildRecorder {
        j AS (UPDATE jobs SET status = $4, started_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1)
        ${NOTIFY_FROM("j")}`,
       [jobId, stageId],
+      "djinn-job-started",
+    );
+  }
+
+  /**
+   * A job's end in one statement: the last of its output (`rest`, may be empty), its row, and
+   * its stage's row when `stage` says the stage ended with it.
+   */
+  jobEnded(jobId: number, status: Status, exitCode: number | undefined, outputBytes: number, rest: string, stage?: { id: number; status: Status }): Promise<void> {
+    const times = status === "skipped" ? "finished_at = NULL" : "started_at = coalesce(started_at, now()), finished_at = now()";
+    return this.guarded(
+      `WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $9 WHERE $9 <> '' AND ${this.guard}),
+       j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8, ${times} WHERE id = $5 AND ${this.guard} RETURNING 1),
+       s AS (UPDATE stages SET status = $11, finished_at = now() WHERE id = $10 AND ${this.guard})
+       ${NOTIFY_FROM("j")}`,
+      [jobId, status, exitCode ?? null, outputBytes, rest, stage?.id ?? null, stage?.status ?? null],
+      status === "skipped" ? "djinn-job-skipped" : "djinn-job-ended",
     );
   }
 
@@ -61,7 +79,7 @@ export class BuildRecorder {
   }
 
   appendOutput(jobId: number, text: string): Promise<void> {
-    return this.guarded(`WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $6 WHERE ${this.guard} RETURNING 1) ${NOTIFY_FROM("o")}`, [jobId, text]);
+    return this.guarded(`WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $6 WHERE ${this.guard} RETURNING 1) ${NOTIFY_FROM("o")}`, [jobId, text], "djinn-output");
   }
 
   artifactStored(jobId: number, a: { source: string; name: string; size: number; sha256: string; path: string }): Promise<void> {
@@ -77,6 +95,7 @@ export class BuildRecorder {
       `WITH b AS (UPDATE builds SET status = $5, finished_at = coalesce(CASE WHEN status = $5 THEN finished_at END, now()), lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status IN ($4, $5) RETURNING 1)
        ${NOTIFY_FROM("b")}`,
       [status],
+      "djinn-finish",
     );
   }
 

@@ -10,14 +10,15 @@ export interface BuildKey {
 }
 
 /**
- * The driver, checking the claim once the environment exists (the runner destroys it when that
- * fails), then placing the build's private keys in ~/.ssh.
+ * The driver, checking the claim once the environment exists and before the build's private keys
+ * are placed in ~/.ssh (the runner destroys it when that fails).
  */
 export function claimedDriver(inner: Driver, keys: readonly BuildKey[], assertHeld: () => Promise<void>): Driver {
   return {
     async create(output, signal) {
       await inner.create(output, signal);
-      await assertHeld();
+      // Before keys go in; without keys, the create-driver job's end (a write guarded by the claim) checks it a moment later.
+      if (keys.length) await assertHeld();
       for (const k of keys) await inner.place(`~/.ssh/${k.name}`, Readable.from([k.value]), k.value.length, 0o600);
     },
     execute: (job) => inner.execute(job),

@@ -5,8 +5,6 @@ import type { DriverConfig, WorkerConfig } from "../config/config.js";
 import { loadDaemonConfig } from "./configuration.js";
 import { Crypto } from "../crypto/crypto.js";
 import { createLogger, reopenLog, type Logger } from "../log/log.js";
-import { Mailer } from "../mail/mail.js";
-import { Metrics } from "../metrics/metrics.js";
 import { newWorkerId, probeRedis, redisOptions, WorkerQueue } from "../queue/queue.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
 import { MAX_TIMER_MS, sleep } from "../timers/timers.js";
@@ -121,10 +119,11 @@ async function openRedis(cfg: WorkerConfig, id: string, log: Logger): Promise<{ 
 
 /** The mailer and the metrics server, when configured; a failure names which. */
 async function startServices(cfg: WorkerConfig, log: Logger, redis: Redis, pool: pg.Pool) {
-  const metrics = cfg.metrics ? new Metrics() : undefined;
+  // Their libraries are loaded only when configured: an idle worker without them stays small.
+  const metrics = cfg.metrics ? new (await import("../metrics/metrics.js")).Metrics() : undefined;
   let part = "smtp";
   try {
-    const mailer = cfg.smtp ? new Mailer(cfg.smtp, log) : undefined;
+    const mailer = cfg.smtp ? new (await import("../mail/mail.js")).Mailer(cfg.smtp, log) : undefined;
     part = "metrics";
     const server = metrics
       ? await metrics.serve(cfg.metrics!.addr, {

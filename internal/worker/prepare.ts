@@ -7,7 +7,8 @@ import { specifyBuild, type BuildSpec, type Variable } from "../assembly/assembl
 import type { DriverConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import { configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
-import { manifestTooLarge, parseManifest, setupStageName, type Manifest } from "../manifest/manifest.js";
+import type { Manifest } from "../manifest/manifest.js";
+import { manifestTooLarge, setupStageName } from "../manifest/names.js";
 import { maskedValueProblem, maskPatterns, maskText, secretInNames } from "../runner/mask.js";
 import { createDriverJob, type BuildPlan, type PlannedStage } from "../runner/plan.js";
 import { matchPlanRows, type LoadedBuild, type StoredJob } from "../store/builds.js";
@@ -40,20 +41,22 @@ export interface PrepareContext {
 export async function prepareBuild(build: LoadedBuild, ctx: PrepareContext): Promise<PreparedBuild> {
   const secrets = readSecrets(build, ctx);
   const fail = async (reason: string): Promise<PreparedBuild> => {
-    const rows = await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true, []);
+    const rows = await matchPlanRows(ctx.pool, ctx.claim, setupOnlyPlan(build.id), true, [], build.jobs);
     return { plan: rowsAsPlan(rows.jobs), keys: [], setupError: maskText(reason, secrets.masks), masks: secrets.masks };
   };
   if (ctx.claim.attempt > MAX_DELIVERIES) {
     return fail(`build taken ${ctx.claim.attempt - 1} times without finishing (its worker died, or its result could not be written): not run again`);
   }
   if (secrets.problem) return fail(secrets.problem);
-  const manifest = readManifest(build, ctx);
+  // The parser (and its YAML library) is loaded with the first build, not at start.
+  const { parseManifest } = await import("../manifest/manifest.js");
+  const manifest = readManifest(build, ctx, parseManifest);
   if (typeof manifest === "string") return fail(manifest);
   const spec = specifyBuild(manifest, String(build.id), secrets.variables, secrets.keys.flatMap((k) => keyMasks(k.value.toString("utf8"))));
   // Before any row is written from the plan: a name is stored and shown as it is.
   const named = secretInNames(spec.plan, spec.masks);
   if (named) return fail(`cannot prepare the build: ${named}`);
-  const rows = await matchPlanRows(ctx.pool, ctx.claim, spec.plan, false, spec.masks);
+  const rows = await matchPlanRows(ctx.pool, ctx.claim, spec.plan, false, spec.masks, build.jobs);
   if (rows.mismatch) return { plan: rowsAsPlan(rows.jobs), keys: secrets.keys, setupError: maskText(`cannot prepare the build: ${rows.mismatch}; the rows were rewritten from the manifest`, spec.masks), masks: spec.masks };
   // The rows now stand in plan order, one a job.
   spec.plan.stages.flatMap((s) => s.jobs).forEach((job, i) => (job.record = { id: rows.jobs[i].id, stageId: rows.jobs[i].stageId }));
@@ -105,7 +108,7 @@ function readSecrets(build: LoadedBuild, ctx: PrepareContext): Secrets {
 }
 
 /** The manifest in the clear, parsed, on a driver this worker has; or why the build cannot run. */
-function readManifest(build: LoadedBuild, ctx: PrepareContext): Manifest | string {
+function readManifest(build: LoadedBuild, ctx: PrepareContext, parseManifest: (text: string) => { manifest: Manifest }): Manifest | string {
   // Parsing a huge manifest would hold the event loop (and the heartbeat) past the lease.
   if (build.manifestBytes > ctx.manifestLimit) return `cannot prepare the build: ${manifestTooLarge(ctx.manifestLimit, build.manifestBytes)}`;
   let text = build.manifestText;

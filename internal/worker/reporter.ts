@@ -25,6 +25,8 @@ export interface DatabaseReporterOptions {
 
 export class DatabaseReporter implements BuildReporter {
   private readonly sinks = new Map<number, JobOutputSink>();
+  /** Each running job's start, being written. */
+  private readonly starts = new Map<number, Promise<void>>();
   /** Per stage row: jobs not finished yet, and the worst status so far. */
   private readonly stages = new Map<number, { left: number; status?: Status }>();
   private note: string | undefined;
@@ -47,8 +49,12 @@ export class DatabaseReporter implements BuildReporter {
   async jobStarted(job: PlannedJob): Promise<Writable> {
     if (!job.createsDriver && !job.name.startsWith("clone.")) this.opts.phases?.mark("first command");
     const r = recordOf(job);
-    await this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId));
-    const sink = new JobOutputSink({ limit: this.opts.outputLimit, append: (text) => this.write("output", () => this.recorder.appendOutput(r.id, text)) });
+    // Not waited for: the job starts while its row says so; the job's end waits for it (and
+    // fails with it), and a failed write stops the build meanwhile.
+    const started = this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId));
+    started.catch(() => undefined);
+    this.starts.set(r.id, started);
+    const sink = new JobOutputSink({ limit: this.opts.outputLimit, keepRest: true, append: (text) => this.write("output", () => this.recorder.appendOutput(r.id, text)) });
     sink.on("error", (err) => this.opts.log.warn({ err: err.message }, "output not stored"));
     this.sinks.set(r.id, sink);
     if (this.note) sink.write(this.note);
@@ -58,12 +64,21 @@ export class DatabaseReporter implements BuildReporter {
 
   async jobFinished(job: PlannedJob, result: JobResult): Promise<void> {
     const r = recordOf(job);
-    await this.write("job finish", () => this.recorder.jobFinished(r.id, result.status, result.exitCode, this.sinks.get(r.id)?.storedBytes ?? 0));
-    this.sinks.delete(r.id);
-    if (job.createsDriver) this.opts.phases?.mark("environment");
+    const started = this.starts.get(r.id);
+    this.starts.delete(r.id);
+    await started;
     const stage = this.stages.get(r.stageId)!;
-    stage.status = stage.status ? worse(stage.status, result.status) : result.status;
-    if (--stage.left === 0) await this.write("stage finish", () => this.recorder.stageFinished(r.stageId, stage.status!));
+    const stageStatus = stage.status ? worse(stage.status, result.status) : result.status;
+    const sink = this.sinks.get(r.id);
+    // The runner has ended the sink and waited for it: what it kept goes with the job's end, and
+    // so does the stage's end when this was its last job (one statement).
+    const rest = sink && !sink.failed ? sink.takeRest() : "";
+    const stageEnd = stage.left === 1 ? { id: r.stageId, status: stageStatus } : undefined;
+    await this.write("job finish", () => this.recorder.jobEnded(r.id, result.status, result.exitCode, sink?.storedBytes ?? 0, rest, stageEnd));
+    this.sinks.delete(r.id);
+    stage.status = stageStatus;
+    stage.left--;
+    if (job.createsDriver) this.opts.phases?.mark("environment");
   }
 
   async artifactStored(job: PlannedJob, artifact: StoredArtifact & { source: string }): Promise<void> {

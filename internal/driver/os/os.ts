@@ -25,6 +25,8 @@ export class OsDriver implements Driver {
   private jobs = 0;
   private processes?: RunProcesses;
   private readonly running = new Set<ChildProcess>();
+  /** The first job's shell, waiting for its script. */
+  private ready?: WaitingShell;
   private readonly ref: RunRef;
 
   constructor(private readonly options: DriverOptions) {
@@ -35,9 +37,15 @@ export class OsDriver implements Driver {
     this.dir = await fs.mkdtemp(workspacePrefix(await stateRoot(), this.ref));
     await writeOwner(this.dir, this.ref);
     this.workspace = path.join(this.dir, "workspace");
-    await fs.mkdir(this.workspace, { mode: 0o700 });
-    await fs.mkdir(path.join(this.dir, "scripts"), { mode: 0o700 });
-    this.processes = await RunProcesses.open(runName(this.ref), this.ref.run, this.dir);
+    const [, , processes] = await Promise.all([
+      fs.mkdir(this.workspace, { mode: 0o700 }),
+      fs.mkdir(path.join(this.dir, "scripts"), { mode: 0o700 }),
+      RunProcesses.open(runName(this.ref), this.ref.run, this.dir),
+    ]);
+    this.processes = processes;
+    // Joining a cgroup can take a while on a busy host: the first job's shell does it now, while
+    // the build's records are written, and waits for its script.
+    if (this.options.env) this.ready = this.startShell(this.options.env);
     output.write(`Running on the host (os driver), workspace ${this.workspace}\n`);
     if (this.processes.noCgroup) this.options.log.debug({ reason: this.processes.noCgroup }, "os driver: no cgroup for the build; its processes are tracked by environment and directory");
   }
@@ -60,21 +68,57 @@ export class OsDriver implements Driver {
     };
   }
 
+  /**
+   * A job's shell that joins the run's cgroup and then waits for the path of its script on stdin
+   * (started before the job: see create). Its own process group, so a kill reaches everything
+   * the job starts; a failure to start is the job's, when it runs.
+   */
+  private startShell(env: Record<string, string>): WaitingShell {
+    const [shell, ...args] = this.processes!.waitingCommand();
+    const child = spawn(shell, args, {
+      cwd: this.requireWorkspace(),
+      env: { ...this.baseEnv(), ...env, ...this.processes!.env() },
+      stdio: ["pipe", "pipe", "ignore"],
+      detached: true,
+    });
+    const waiting: WaitingShell = { child, env };
+    child.once("error", (err) => (waiting.failed = err));
+    child.stdin!.on("error", () => undefined);
+    this.running.add(child);
+    return waiting;
+  }
+
+  /** The shell started for this job, when it is still waiting and has the job's environment. */
+  private takeReady(env: Record<string, string>): ChildProcess | undefined {
+    const ready = this.ready;
+    this.ready = undefined;
+    if (!ready) return undefined;
+    const { child } = ready;
+    if (ready.env === env && !ready.failed && child.exitCode === null && child.signalCode === null) return child;
+    killGroup(child);
+    this.running.delete(child);
+    return undefined;
+  }
+
   async execute(job: JobRun): Promise<ExecResult> {
     const workspace = this.requireWorkspace();
     const script = path.join(this.dir!, "scripts", `job-${++this.jobs}.sh`);
     await fs.writeFile(script, job.script, { mode: 0o600 });
     if (job.signal.aborted) return { exitCode: 137 };
-    // One pipe for both streams (2>&1), so output keeps the order it was written in.
-    const [shell, ...args] = this.processes!.command(script);
-    const child = spawn(shell, args, {
-      cwd: workspace,
-      env: { ...this.baseEnv(), ...job.env, ...this.processes!.env() },
-      stdio: ["ignore", "pipe", "ignore"],
-      // Its own process group, so a kill reaches everything the job started.
-      detached: true,
-    });
-    this.running.add(child);
+    let child = this.takeReady(job.env);
+    if (child) child.stdin!.end(`${script}\n`);
+    else {
+      // One pipe for both streams (2>&1), so output keeps the order it was written in.
+      const [shell, ...args] = this.processes!.command(script);
+      child = spawn(shell, args, {
+        cwd: workspace,
+        env: { ...this.baseEnv(), ...job.env, ...this.processes!.env() },
+        stdio: ["ignore", "pipe", "ignore"],
+        // Its own process group, so a kill reaches everything the job started.
+        detached: true,
+      });
+      this.running.add(child);
+    }
     const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
     const kill = () => killGroup(child);
     job.signal.addEventListener("abort", kill, { once: true });
@@ -168,6 +212,13 @@ export class OsDriver implements Driver {
       this.workspace = undefined;
     }
   }
+}
+
+interface WaitingShell {
+  child: ChildProcess;
+  /** The environment it was started with: the build's, which every job gets. */
+  env: Record<string, string>;
+  failed?: Error;
 }
 
 /** Waits for the job's pipes to close; a process that escaped its group and holds them open is cut off after `ms`. */

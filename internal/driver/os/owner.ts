@@ -33,9 +33,13 @@ function startTime(pid: number): string | undefined {
   }
 }
 
+/** This process's start time: read once, it never changes. */
+let ownStart: string | undefined;
+
 /** Records this process as the owner of the run's directory: the first thing written into it. */
 export async function writeOwner(dir: string, ref: RunRef): Promise<void> {
-  const owner: Owner = { pid: process.pid, started: startTime(process.pid) ?? "", name: runName(ref), run: ref.run };
+  ownStart ??= startTime(process.pid) ?? "";
+  const owner: Owner = { pid: process.pid, started: ownStart, name: runName(ref), run: ref.run };
   await fs.writeFile(path.join(dir, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 });
 }
 

@@ -2,7 +2,7 @@
 // cgroup (v2) per run where this host lets the worker make one, and always the run's marker in
 // the environment and its working directory under the run's directory. docs/drivers.md says
 // what escapes both.
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { ConfineError, confinedPath } from "../../fs/confine.js";
@@ -21,6 +21,13 @@ export const cgroupSource = { root: detectCgroupRoot };
  * layout's /sys/fs/cgroup/unified), when one is mounted; run cgroups are made inside it.
  */
 export function detectCgroupRoot(): string | undefined {
+  // Mounts and this process's cgroup do not change under a running worker: read once, not per build.
+  if (!detected) detected = { root: readCgroupRoot() };
+  return detected.root;
+}
+let detected: { root: string | undefined } | undefined;
+
+function readCgroupRoot(): string | undefined {
   let mount: string | undefined;
   let own: string | undefined;
   try {
@@ -76,6 +83,15 @@ export class RunProcesses {
   command(script: string): string[] {
     const join = this.cgroup ? `{ echo $$ > ${singleQuote(`${this.cgroup}/cgroup.procs`)}; } 2>/dev/null; ` : "";
     return ["/bin/sh", "-c", `${join}exec /bin/sh "$0" 2>&1`, script];
+  }
+
+  /**
+   * As command, for a shell started before its job: it joins the cgroup, then reads its script's
+   * path from stdin and becomes the job's shell, with stdin from /dev/null as any job's.
+   */
+  waitingCommand(): string[] {
+    const join = this.cgroup ? `{ echo $$ > ${singleQuote(`${this.cgroup}/cgroup.procs`)}; } 2>/dev/null; ` : "";
+    return ["/bin/sh", "-c", `${join}IFS= read -r script || exit 126; exec /bin/sh "$script" 2>&1 </dev/null`];
   }
 
   /** What every job process gets in its environment, over the build's own variables. */
@@ -175,41 +191,120 @@ async function removeCgroup(cgroup: string): Promise<void> {
   }
 }
 
-/**
- * Kills the processes (other than this one) that carry the run's marker in their environment or
- * work under the run's directory; repeated until none is found, as a dying shell may fork.
- */
-async function killMarked(token: string, dir: string | undefined): Promise<number> {
-  const marker = `${RUN_MARKER}=${token}`;
-  let killed = 0;
-  for (let round = 0; round < 5; round++) {
-    const pids = (await fs.readdir("/proc").catch(() => [] as string[])).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
-    let found = 0;
-    // A few dozen reads at a time: a busy host has thousands of processes.
-    for (let i = 0; i < pids.length; i += 64) {
-      const batch = pids.slice(i, i + 64);
-      const marked = await Promise.all(batch.map((pid) => isMarked(pid, marker, dir)));
-      batch.forEach((pid, j) => {
-        if (!marked[j]) return;
-        kill(Number(pid));
-        found++;
-      });
-    }
-    killed += found;
-    if (found === 0) break;
-    await sleep(20);
-  }
-  return killed;
+interface MarkedRun {
+  marker: string;
+  dir: string | undefined;
+  rounds: number;
+  killed: number;
+  done: (killed: number) => void;
 }
 
-async function isMarked(pid: string, marker: string, dir: string | undefined): Promise<boolean> {
-  if (dir) {
-    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "");
-    if (cwd === dir || cwd.startsWith(`${dir}/`)) return true;
+/** Runs waiting for the next look at /proc; one pass serves every run waiting when it starts. */
+const waitingRuns: MarkedRun[] = [];
+let scanning = false;
+
+/**
+ * Kills the processes (other than this one) that carry the run's marker in their environment or
+ * work under the run's directory; repeated until none is found (up to 5 passes), as a dying
+ * shell may fork. Runs that ask at once (builds of this worker ending together) share one pass.
+ */
+function killMarked(token: string, dir: string | undefined): Promise<number> {
+  return new Promise((done) => {
+    waitingRuns.push({ marker: `${RUN_MARKER}=${token}`, dir, rounds: 0, killed: 0, done });
+    if (!scanning) void scanLoop();
+  });
+}
+
+async function scanLoop(): Promise<void> {
+  scanning = true;
+  try {
+    // Runs asking in this turn of the event loop join the first pass.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (waitingRuns.length) {
+      const runs = waitingRuns.splice(0);
+      const found = scanProc(runs);
+      const again = runs.filter((r, i) => {
+        r.killed += found[i];
+        r.rounds++;
+        if (found[i] > 0 && r.rounds < 5) return true;
+        r.done(r.killed);
+        return false;
+      });
+      if (again.length) {
+        await sleep(20);
+        waitingRuns.push(...again);
+      }
+    }
+  } finally {
+    scanning = false;
   }
-  const environ = await fs.readFile(`/proc/${pid}/environ`).catch(() => undefined);
-  // Whole NUL-separated entries only: DJINN_RUN=<token> and nothing longer.
-  return environ !== undefined && environ.toString("latin1").split("\0").includes(marker);
+}
+
+/**
+ * One pass over /proc: kills each process marked for one of `runs`; how many each run had.
+ * Synchronous reads into one buffer: a few hundred small reads cost less so than the promise
+ * and thread-pool round of each asynchronous one.
+ */
+function scanProc(runs: MarkedRun[]): number[] {
+  const found = runs.map(() => 0);
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return found;
+  }
+  const withDir = runs.some((r) => r.dir);
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const environ = readEnviron(pid);
+    let r = environ === undefined ? -1 : runs.findIndex((run) => environ.includes(`\0${run.marker}\0`));
+    if (r < 0 && withDir) {
+      const cwd = readCwd(pid);
+      if (cwd) r = runs.findIndex((run) => run.dir !== undefined && (cwd === run.dir || cwd.startsWith(`${run.dir}/`)));
+    }
+    if (r < 0) continue;
+    kill(Number(pid));
+    found[r]++;
+  }
+  return found;
+}
+
+let environBuffer = Buffer.alloc(64 * 1024);
+
+/** A process's environment as "\0ENTRY\0ENTRY\0...\0" (latin1), so that whole entries match; undefined when unreadable. */
+function readEnviron(pid: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/environ`, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    let length = 0;
+    for (;;) {
+      if (length === environBuffer.length) {
+        const bigger = Buffer.alloc(environBuffer.length * 2);
+        environBuffer.copy(bigger);
+        environBuffer = bigger;
+      }
+      const n = readSync(fd, environBuffer, length, environBuffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return `\0${environBuffer.toString("latin1", 0, length)}\0`;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readCwd(pid: string): string {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`);
+  } catch {
+    return "";
+  }
 }
 
 function kill(pid: number): void {

@@ -1,0 +1,13 @@
+// What is said of a manifest without parsing one: the setup stage's name and the size refusal.
+// Apart from the parser (./manifest.ts), so a worker loads the YAML library only once a build needs it.
+
+/** The setup stage is named like Djinn's (`setup - #<label>`) so it never collides with a user's own "setup" stage. */
+export function setupStageName(label: string): string {
+  return `setup - #${label}`;
+}
+
+/** Why a manifest of `bytes` (or more, when only that much was read) is refused: the one line every reader gives. */
+export function manifestTooLarge(limit: number, bytes?: number, setting = "manifest_limit in worker.toml"): string {
+  const size = bytes === undefined ? "larger than" : `${bytes} bytes, over`;
+  return `the manifest is ${size} the limit of ${limit} bytes${setting ? ` (${setting})` : ""}`;
+}
