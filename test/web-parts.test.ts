@@ -6,6 +6,7 @@ import { escapeHtml, formatDuration, html, Html } from "../internal/web/html.js"
 import { ANSI_STYLE, nearestPalette, paletteRgb } from "../internal/web/ansi.js";
 import { ansiConverter } from "../internal/web/output.js";
 import { parseCursor, parseFilter, parseId, WebError } from "../internal/web/params.js";
+import { tailOf } from "../internal/web/queries.js";
 
 describe("web parts", () => {
   test("html escapes every interpolation that is not already markup", () => {
@@ -75,4 +76,12 @@ describe("web parts", () => {
   test("durations read as people say them", () => {
     assert.deepEqual([400, 5000, 65_000, 3_720_000].map(formatDuration), ["0.4s", "5s", "1m 5s", "1h 2m"]);
   });
+});
+
+test("a tail cut inside a row starts at the next line, and never splits a character", { timeout: 10_000 }, () => {
+  assert.equal(tailOf("first\nsecond\nthird\n", 0), "first\nsecond\nthird\n");
+  assert.equal(tailOf("first\nsecond\nthird\n", 2), "second\nthird\n");
+  assert.equal(tailOf("first\nsecond\nthird\n", 6), "second\nthird\n");
+  assert.equal(tailOf("éé\nü\n", 1), "ü\n");
+  assert.equal(tailOf("no line end", 3), "");
 });

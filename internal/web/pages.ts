@@ -12,6 +12,7 @@ import {
   jobOutputRows,
   lastOutputId,
   OUTPUT_BATCH,
+  tailOf,
   tailStart,
   type BuildDetail,
   type BuildRow,
@@ -114,10 +115,12 @@ export async function* buildPage(pool: pg.Pool, b: BuildDetail, viewer?: PageVie
 <pre class="output" data-job="${j.id}">`.text;
       const ansi = ansiConverter();
       let cursor = tail.afterId;
+      let skipBytes = tail.skipBytes;
       for (;;) {
         const rows = await jobOutputRows(pool, j.id, cursor, after);
         for (const row of rows) {
-          yield ansi.ansi_to_html(row.data);
+          yield ansi.ansi_to_html(tailOf(row.data, skipBytes));
+          skipBytes = 0;
           cursor = row.id;
         }
         if (rows.length < OUTPUT_BATCH) break;

@@ -188,7 +188,8 @@ export async function lastOutputId(pool: pg.Pool, buildId: number): Promise<numb
 }
 
 /** Output rows at a time: a few MiB at most in memory whatever a job printed. */
-export const OUTPUT_BATCH = 32;
+/** Rows read at once: a row is at most a MiB (../store/output.ts FLUSH_BYTES), so a batch holds at most 8. */
+export const OUTPUT_BATCH = 8;
 
 /** A job's output rows after `afterId` (up to `uptoId` when given), in order, at most OUTPUT_BATCH. */
 export async function jobOutputRows(pool: pg.Pool, jobId: number, afterId: number, uptoId?: number): Promise<{ id: number; data: string }[]> {
@@ -201,9 +202,10 @@ export async function jobOutputRows(pool: pg.Pool, jobId: number, afterId: numbe
 
 /**
  * Where a job's output tail starts: the id after which its last rows up to `uptoId` hold at least
- * `bytes` (0 when the whole output is shorter), and whether anything was left out before it.
+ * `bytes` (0 when the whole output is shorter), how many bytes of the first of those rows to leave
+ * out (a row may be a MiB: the tail is cut inside it, see tailOf), and whether anything was left out.
  */
-export async function tailStart(pool: pg.Pool, jobId: number, uptoId: number, bytes: number): Promise<{ afterId: number; cut: boolean }> {
+export async function tailStart(pool: pg.Pool, jobId: number, uptoId: number, bytes: number): Promise<{ afterId: number; skipBytes: number; cut: boolean }> {
   let before = uptoId + 1;
   let total = 0;
   for (;;) {
@@ -213,9 +215,19 @@ export async function tailStart(pool: pg.Pool, jobId: number, uptoId: number, by
       before = Number(row.id);
       if (total >= bytes) {
         const earlier = await pool.query(`SELECT 1 FROM job_output WHERE job_id = $1 AND id < $2 LIMIT 1`, [jobId, before]);
-        return { afterId: before - 1, cut: (earlier.rowCount ?? 0) > 0 };
+        const skipBytes = total - bytes;
+        return { afterId: before - 1, skipBytes, cut: skipBytes > 0 || (earlier.rowCount ?? 0) > 0 };
       }
     }
-    if (r.rows.length < OUTPUT_BATCH) return { afterId: 0, cut: false };
+    if (r.rows.length < OUTPUT_BATCH) return { afterId: 0, skipBytes: 0, cut: false };
   }
+}
+
+/** `data` without its first `skipBytes` bytes, starting at a line: what a tail shows of its first row. */
+export function tailOf(data: string, skipBytes: number): string {
+  if (skipBytes <= 0) return data;
+  // From the byte before the cut: a cut right after a line end keeps the line that starts there.
+  const rest = Buffer.from(data, "utf8").subarray(skipBytes - 1).toString("utf8");
+  const line = rest.indexOf("\n");
+  return line < 0 ? "" : rest.slice(line + 1);
 }
