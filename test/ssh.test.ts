@@ -280,11 +280,20 @@ jobs:
       // A channel closed under it is not asked for again here: that would hide the close.
       const gate = new ChannelGate(client, "the machine", { retry: { attempts: 1, firstDelayMs: 0, maxDelayMs: 0 } });
       const first = await gate.exec("echo $$ $PPID; exec cat");
-      const [cat, server] = await new Promise<string[]>((resolve) => first.channel.once("data", (d: Buffer) => resolve(d.toString().trim().split(" "))));
+      const [cat, server] = await new Promise<string[]>((resolve) => {
+        let said = "";
+        const onData = (d: Buffer) => {
+          if (!(said += d.toString()).includes("\n")) return;
+          first.channel.off("data", onData);
+          resolve(said.trim().split(" "));
+        };
+        first.channel.on("data", onData);
+      });
       // The connection's dropbear stops; the next channel is asked for; the first's command dies
       // (a zombie until dropbear reaps it); dropbear goes on and sees both at once, as under load.
       assert.equal((await sshRun(vm.port, `kill -STOP ${server}`)).code, 0);
       const second = runQuiet(gate, "echo second");
+      // Without quiet starts its open request is on the wire by now; with them it waits for the first's exit.
       await new Promise(setImmediate);
       const zombie = `kill -KILL ${cat} && while [ "$(cut -d' ' -f3 /proc/${cat}/stat)" != Z ]; do :; done`;
       assert.equal((await sshRun(vm.port, `${zombie}; kill -CONT ${server}`)).code, 0);
