@@ -18,7 +18,7 @@ import { ensurePrivateDir, PrivateDirError, readOwnFile } from "../internal/fs/p
 import { otherUserSkip } from "./helpers/env.js";
 import { archOf, imageCandidates, imagesRoot, resolveImage } from "../internal/driver/qemu/qemu.js";
 import { loginMethod } from "../internal/driver/ssh/connect.js";
-import { DEFAULT_CHANNEL_RETRY, exitCodeOf, isChannelRefusal, retryDelay } from "../internal/driver/ssh/gate.js";
+import { DEFAULT_CHANNEL_RETRY, exitCodeOf, isChannelRefusal, retryDelay, startsNeedQuiet } from "../internal/driver/ssh/gate.js";
 import { exportLines, jobWrapper } from "../internal/driver/ssh/session.js";
 import { parseAddress } from "../internal/driver/ssh/ssh.js";
 import { noSftpSubsystem } from "../internal/driver/ssh/transfer.js";
@@ -182,6 +182,11 @@ describe("host state: what a worker reads back from the host", () => {
 });
 
 describe("ssh driver parts", () => {
+  test("channels start one at a time on the dropbear releases that drop a connection over a channel started as a command ends", () => {
+    for (const v of ["dropbear_2022.82", "dropbear_2022.83", "dropbear_2024.84", "dropbear_2024.85", "dropbear", "dropbear_X"]) assert.equal(startsNeedQuiet(v), true, v);
+    for (const v of ["dropbear_2020.81", "dropbear_2022.81", "dropbear_2024.86", "dropbear_2025.88", "OpenSSH_9.2p1", "", undefined]) assert.equal(startsNeedQuiet(v), false, String(v));
+  });
+
   test("addresses parse as host:port, port 22 by default", () => {
     assert.deepEqual(parseAddress("10.0.0.1:2222"), { host: "10.0.0.1", port: 2222 });
     assert.deepEqual(parseAddress("build-box"), { host: "build-box", port: 22 });

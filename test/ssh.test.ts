@@ -17,8 +17,11 @@ import { parseManifest } from "../internal/manifest/manifest.js";
 import { planBuild } from "../internal/runner/plan.js";
 import type { Status } from "../internal/runner/status.js";
 import { runBuild } from "../internal/runner/runner.js";
+import { runQuiet } from "../internal/driver/ssh/channels.js";
+import { connectWithRetry } from "../internal/driver/ssh/connect.js";
+import { ChannelGate, startsNeedQuiet } from "../internal/driver/ssh/gate.js";
 import { requireService, which } from "./helpers/env.js";
-import { bootByHand, collectingReporter, ensureFixtureImage, freeLocalPort, qemuMissing, qemuProcesses, sshConfig, sshRun, type HandBootedVm } from "./helpers/qemu.js";
+import { bootByHand, collectingReporter, ensureFixtureImage, FIXTURE_KEY, freeLocalPort, qemuMissing, qemuProcesses, sshConfig, sshRun, type HandBootedVm } from "./helpers/qemu.js";
 
 const log = pino({ level: "silent" });
 
@@ -265,6 +268,40 @@ jobs:
       assert.match(t, /artifact \/root\/nosftp\/deep not collected: .*not a regular file/);
     } finally {
       await sshRun(vm.port, "mv /usr/lib/sftp-server.off /usr/lib/sftp-server; rm -rf /root/nosftp");
+    }
+  });
+
+  test("a channel asked for while another channel's command ends keeps dropbear's connection (mkj/dropbear#321)", async () => {
+    // The fixture's dropbear is one that closes such a channel at once and then dies on its output.
+    const version = (await sshRun(vm.port, "dropbear -V 2>&1")).stdout.match(/v(\d{4}\.\d+)/)?.[1];
+    assert.ok(version && startsNeedQuiet(`dropbear_${version}`), `dropbear ${version} of the fixture`);
+    const client = await connectWithRetry({ host: "127.0.0.1", port: vm.port, user: "root", keyFile: FIXTURE_KEY }, { timeoutMs: 60_000 });
+    try {
+      // A channel closed under it is not asked for again here: that would hide the close.
+      const gate = new ChannelGate(client, "the machine", { retry: { attempts: 1, firstDelayMs: 0, maxDelayMs: 0 } });
+      const first = await gate.exec("echo $$ $PPID; exec cat");
+      const [cat, server] = await new Promise<string[]>((resolve) => {
+        let said = "";
+        const onData = (d: Buffer) => {
+          if (!(said += d.toString()).includes("\n")) return;
+          first.channel.off("data", onData);
+          resolve(said.trim().split(" "));
+        };
+        first.channel.on("data", onData);
+      });
+      // The connection's dropbear stops; the next channel is asked for; the first's command dies
+      // (a zombie until dropbear reaps it); dropbear goes on and sees both at once, as under load.
+      assert.equal((await sshRun(vm.port, `kill -STOP ${server}`)).code, 0);
+      const second = runQuiet(gate, "echo second");
+      // Without quiet starts its open request is on the wire by now; with them it waits for the first's exit.
+      await new Promise(setImmediate);
+      const zombie = `kill -KILL ${cat} && while [ "$(cut -d' ' -f3 /proc/${cat}/stat)" != Z ]; do :; done`;
+      assert.equal((await sshRun(vm.port, `${zombie}; kill -CONT ${server}`)).code, 0);
+      assert.deepEqual(await second, { code: 0, stdout: "second\n", stderr: "" });
+      assert.equal(await first.exit, 137);
+      assert.equal((await runQuiet(gate, "echo still connected")).stdout, "still connected\n");
+    } finally {
+      client.end();
     }
   });
 

@@ -45,7 +45,31 @@ export interface GateOptions {
   retry?: ChannelRetry;
   /** Aborted when the build is: nothing is waited for or asked again after that. */
   signal?: AbortSignal;
+  /** Start channels one at a time, each when no short command is ending (see `startsNeedQuiet`); by default as the server's version needs. */
+  quietStarts?: boolean;
 }
+
+/**
+ * True for an SSH server (its software version, e.g. "dropbear_2022.83") that closes a session
+ * channel still waiting for its command when a process of another channel of the connection exits
+ * at that moment, and then ends the whole connection on a failed assertion
+ * (`!channel->sent_close`) when the command it started anyway has output: dropbear 2022.82 to
+ * 2024.85 (mkj/dropbear#321, fixed in 2024.86). A dropbear whose version cannot be read is taken
+ * for one of those.
+ */
+export function startsNeedQuiet(software: string | undefined): boolean {
+  if (!software || !/^dropbear/i.test(software)) return false;
+  const v = /^dropbear[_-]?(\d{4})\.(\d+)/i.exec(software);
+  if (!v) return true;
+  const version = Number(v[1]) * 1000 + Number(v[2]);
+  return version >= 2022_082 && version < 2024_086;
+}
+
+/**
+ * The longest a channel start waits for short commands to end (a stream its reader left behind):
+ * after that it starts anyway, at the risk `startsNeedQuiet` describes, rather than hang.
+ */
+export const QUIET_WAIT_MS = 30_000;
 
 /** An exec channel, and its command's exit code. */
 export interface ExecChannel {
@@ -75,6 +99,11 @@ export class ChannelGate {
   private readonly maxOpen: number;
   private readonly retry: ChannelRetry;
   private readonly signal?: AbortSignal;
+  private readonly quietStarts: boolean;
+  /** With quiet starts: the start under way (the next waits for it). */
+  private lastStart: Promise<void> = Promise.resolve();
+  /** With quiet starts: the exits of short commands still running. */
+  private readonly ending = new Set<Promise<unknown>>();
 
   constructor(
     readonly client: Client,
@@ -85,18 +114,21 @@ export class ChannelGate {
     this.maxOpen = Math.max(1, opts.maxOpen ?? DEFAULT_MAX_CHANNELS);
     this.retry = opts.retry ?? DEFAULT_CHANNEL_RETRY;
     this.signal = opts.signal;
+    this.quietStarts = opts.quietStarts ?? startsNeedQuiet(remoteSoftware(client));
   }
 
   /**
    * An exec channel running `command`. With `cleanup`, the build's signal does not stop it: for
-   * killing a job and removing its scripts, which must happen after an abort too.
+   * killing a job and removing its scripts, which must happen after an abort too. A `lasting`
+   * command (a job) may run for long: later channels do not wait for it to end.
    */
-  exec(command: string, opts: { cleanup?: boolean } = {}): Promise<ExecChannel> {
+  exec(command: string, opts: { cleanup?: boolean; lasting?: boolean } = {}): Promise<ExecChannel> {
     return this.opened<ExecChannel>(
       (done) => this.client.exec(command, (err, channel) => done(err, err ? (undefined as never) : watchExit(channel))),
       (opened) => opened.channel,
       opts.cleanup ? undefined : this.signal,
       isChannelRefusal,
+      opts.lasting ? undefined : (opened) => opened.exit,
     );
   }
 
@@ -122,7 +154,14 @@ export class ChannelGate {
   }
 
   /** Holds a place from before the channel is asked for until it closes. */
-  private async opened<T>(open: Opener<T>, channelOf: (opened: T) => ClientChannel | SFTPWrapper, signal: AbortSignal | undefined, retryIf: (err: Error) => boolean): Promise<T> {
+  private async opened<T>(
+    open: Opener<T>,
+    channelOf: (opened: T) => ClientChannel | SFTPWrapper,
+    signal: AbortSignal | undefined,
+    retryIf: (err: Error) => boolean,
+    /** For a short command: its exit, which later starts wait for (quiet starts). */
+    exitOf?: (opened: T) => Promise<unknown>,
+  ): Promise<T> {
     await this.place(signal);
     let held = true;
     const release = () => {
@@ -132,12 +171,44 @@ export class ChannelGate {
       this.queue.shift()?.();
     };
     try {
-      const opened = await this.withRetries(open, signal, retryIf);
-      channelOf(opened).once("close", release);
-      return opened;
+      const start = async () => {
+        const opened = await this.withRetries(open, signal, retryIf);
+        channelOf(opened).once("close", release);
+        // Noted before the next start may look: it waits for this command to end.
+        const exit = this.quietStarts ? exitOf?.(opened) : undefined;
+        if (exit) {
+          this.ending.add(exit);
+          void exit.finally(() => this.ending.delete(exit));
+        }
+        return opened;
+      };
+      return await (this.quietStarts ? this.quietly(start) : start());
     } catch (err) {
       release();
       throw err;
+    }
+  }
+
+  /**
+   * Runs `start` once the start before it is done and no short command is ending: on a server
+   * that needs it (`startsNeedQuiet`), no process of the connection exits while a channel waits
+   * for its command.
+   */
+  private async quietly<T>(start: () => Promise<T>): Promise<T> {
+    const before = this.lastStart;
+    let done!: () => void;
+    this.lastStart = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await before;
+      if (this.ending.size > 0) {
+        const ended = new AbortController();
+        void Promise.all(this.ending).then(() => ended.abort());
+        await sleep(QUIET_WAIT_MS, { signal: ended.signal });
+        ended.abort();
+      }
+      return await start();
+    } finally {
+      done();
     }
   }
 
@@ -192,6 +263,12 @@ export function exitCodeOf(code: number | null | undefined, signalName?: string)
   if (!signalName) return undefined;
   const name = (signalName.startsWith("SIG") ? signalName : `SIG${signalName}`) as NodeJS.Signals;
   return 128 + (os.constants.signals[name] ?? 9);
+}
+
+/** The server's software version from its identification line ("dropbear_2022.83"); ssh2 keeps it, not publicly. */
+function remoteSoftware(client: Client): string | undefined {
+  const v = (client as unknown as { _remoteVer?: unknown })._remoteVer;
+  return typeof v === "string" ? v : undefined;
 }
 
 /** ssh2's table of a connection's channels (not public; absent, nothing is found). */

@@ -98,7 +98,9 @@ export class SshSession {
   /**
    * Runs a file operation (placing, expanding a pattern, reading), which may be done again: on a
    * connection that went down (a machine that dropped it), it connects again first, once. A job
-   * is never run again this way: its processes went with the connection.
+   * is never run again this way: its processes went with the connection. (The drop once seen
+   * after a cut artifact was dropbear's, over a channel started as `cat` ended: the gate no
+   * longer lets that happen; this stays for machines that drop a connection for other reasons.)
    */
   private async again<T>(op: () => Promise<T>, opts: { afterFailure: boolean } = { afterFailure: true }): Promise<T> {
     const canReconnect = () => this.lost && !this.closed && this.opened !== undefined;
@@ -142,7 +144,8 @@ export class SshSession {
       } catch (err) {
         // A machine still settling (a guest slowed by its host) may drop a connection it has just
         // accepted: connect again, a few times, rather than fail the build or take a dying
-        // connection's closed SFTP channel for "no SFTP here".
+        // connection's closed SFTP channel for "no SFTP here". (dropbear 2022.82 to 2024.85 did
+        // so when the SFTP probe and the first command started at once; see startsNeedQuiet.)
         if (!(err instanceof ConnectionLost || err instanceof SftpVanished) || attempt >= OPEN_ATTEMPTS || opts.signal?.aborted || opts.buildSignal?.aborted) throw err;
       }
     }
@@ -155,7 +158,8 @@ export class SshSession {
     client.once("close", () => (lost = true));
     const gate = new ChannelGate(client, where, { maxOpen: opts.maxChannels, retry: opts.channelRetry, signal: opts.buildSignal });
     try {
-      // Both at once: every round trip counts while a build waits for its machine.
+      // Both at once: every round trip counts while a build waits for its machine (one after the
+      // other on a server that needs quiet starts: the gate sees to that).
       const [made, files] = await Promise.all([
         runQuiet(gate, `umask 077 && d=$(mktemp -d "\${TMPDIR:-/tmp}/djinn-job.XXXXXXXX") && cd && echo "$d" && pwd -P`),
         openTransfer(gate, { sftpVanishedIsAbsent: lastTry }),
@@ -192,7 +196,7 @@ export class SshSession {
     const statusFile = `${this.scripts}/job-${n}.status`;
     const body = exportLines({ ...this.baseEnv, ...job.env }) + job.script;
     await this.files.writeScript(script, body);
-    const opened = await this.gate.exec(`exec sh -c ${singleQuote(jobWrapper(this.workspace, script, pidfile, statusFile))}`).catch((err: Error) => {
+    const opened = await this.gate.exec(`exec sh -c ${singleQuote(jobWrapper(this.workspace, script, pidfile, statusFile))}`, { lasting: true }).catch((err: Error) => {
       if (job.signal.aborted) return undefined;
       // The gate's own errors name the machine already.
       throw new DriverError(`cannot start job ${job.name}${err instanceof DriverError ? "" : ` on ${this.where}`}: ${err.message}`);

@@ -199,8 +199,8 @@ async function execRead(gate: ChannelGate, target: string, shown: string, size: 
   });
   out.on("close", () => {
     // A reader that stopped early (the artifact limit) lets the rest flow away until `cat` ends and
-    // the channel closes by itself: closing it while dropbear still sends could cost the whole
-    // connection (the next command then found it gone).
+    // the channel closes by itself: a channel left paused would hold `cat` forever, and on some
+    // dropbears the next channel waits for it to end (gate.ts, quiet starts).
     ch.unpipe(out);
     ch.resume();
   });
