@@ -151,6 +151,32 @@ CREATE INDEX builds_status_id_idx ON builds (status, id);
 CREATE INDEX builds_namespace_id_idx ON builds (namespace, id);
 `,
   },
+  {
+    version: 7,
+    name: "build_triggers and deliveries: the push that started a build, and each webhook delivery taken once",
+    sql: `
+-- What started a build pushed to a repository: shown with the build, and its author mailed when it fails.
+CREATE TABLE build_triggers (
+  build_id   bigint PRIMARY KEY REFERENCES builds (id) ON DELETE CASCADE,
+  provider   text NOT NULL,
+  repository text NOT NULL,
+  ref        text NOT NULL,
+  commit     text NOT NULL,
+  author     text NOT NULL DEFAULT '',
+  message    text NOT NULL DEFAULT ''
+);
+
+-- One row per webhook delivery (or pushed ref) that was acted on, written in the same transaction
+-- as its builds: a redelivery finds it and starts nothing.
+CREATE TABLE deliveries (
+  provider    text NOT NULL,
+  delivery    text NOT NULL,
+  builds      bigint[] NOT NULL DEFAULT '{}',
+  received_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (provider, delivery)
+);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
