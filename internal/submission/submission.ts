@@ -17,7 +17,7 @@ import { checkSubmission, type Submission, type CheckedSubmission } from "./chec
 
 export type { RefusedManifest, Trigger } from "../store/triggers.js";
 
-export { checkSubmission, SUBMIT_FIELDS, API_FIELDS, type Submission, type CheckedSubmission, type FieldNames } from "./check.js";
+export { checkSubmission, checkManifest, isEmailAddress, SUBMIT_FIELDS, API_FIELDS, type Submission, type CheckedSubmission, type FieldNames } from "./check.js";
 
 /** What a submission needs of the installation. */
 export interface SubmissionServices {

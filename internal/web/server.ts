@@ -1,6 +1,6 @@
 // `djinn-worker web`: a separate process that shows what the daemon records. It reads PostgreSQL
-// and the artifact store, listens for the daemon's build notifications, and writes nothing: the
-// daemon works the same with or without it.
+// and the artifact store, listens for the daemon's build notifications, and writes nothing but the
+// builds a forge's webhook starts (hooks.ts): the daemon works the same with or without it.
 import Fastify, { type FastifyInstance } from "fastify";
 import { ConfigError, lineInFile } from "../config/schema.js";
 import { loadWorkerConfig, requireSections, type WorkerConfig } from "../config/config.js";
@@ -12,6 +12,7 @@ import { registerApi } from "./api.js";
 import { BuildEvents } from "./live.js";
 import { WebError } from "./params.js";
 import { errorReply, registerRoutes, type WebDeps } from "./routes.js";
+import { hookServices, registerHooks, type HookDeps } from "./hooks.js";
 
 /** What every answer carries: no inline script or style, no framing, no guessing of types. */
 const SECURITY_HEADERS = {
@@ -21,8 +22,8 @@ const SECURITY_HEADERS = {
   "x-frame-options": "DENY",
 };
 
-/** The web application on `deps`, not yet listening. */
-export function webApp(deps: WebDeps, log: Logger): FastifyInstance {
+/** The web application on `deps`, not yet listening; `hooks` serves the forges' webhooks. */
+export function webApp(deps: WebDeps, log: Logger, hooks?: HookDeps): FastifyInstance {
   const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true });
   app.addHook("onRequest", async (_req, reply) => {
     reply.headers(SECURITY_HEADERS);
@@ -38,6 +39,7 @@ export function webApp(deps: WebDeps, log: Logger): FastifyInstance {
   app.setNotFoundHandler((req, reply) => errorReply(req, reply, 404, `nothing at ${req.url.split("?")[0]}`));
   registerRoutes(app, deps);
   registerApi(app, deps);
+  if (hooks) registerHooks(app, hooks);
   return app;
 }
 
@@ -64,20 +66,23 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   const pool = createPool(cfg.database!, 10);
   pool.on("error", () => undefined);
   const events = new BuildEvents(cfg.database!, log);
+  let hooks: Awaited<ReturnType<typeof hookServices>>;
   try {
     await probePool(pool, cfg.database!.addr);
     await requireCurrentSchema(pool, cfg.file);
     await events.start();
+    hooks = await hookServices(cfg, pool, log);
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     throw err;
   }
-  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path }, log);
+  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path }, log, hooks.deps);
   const addr = listenAddress(web.addr)!;
   try {
     await app.listen({ host: addr.host ?? "::", port: addr.port });
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
+    hooks.close();
     throw new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
   }
   const bound = app.server.address();
@@ -88,6 +93,7 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
       // The connections first: their streams end with them, rather than wake to a closed hub.
       await app.close().catch(() => undefined);
       await events.close();
+      hooks.close();
       await pool.end().catch(() => undefined);
       resolve(0);
     };
