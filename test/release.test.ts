@@ -69,7 +69,7 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
     });
 
     test("holds the executable, the example configs, the daemon files and the docs", () => {
-      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "README.md", "LICENSE", "docs/daemon.md"]) {
+      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "dist/post-receive", "README.md", "LICENSE", "docs/daemon.md"]) {
         assert.ok(fs.existsSync(path.join(dir, f)), `${f} is in the tarball`);
       }
       assert.equal(fs.statSync(bin).mode & 0o777, 0o755);
@@ -236,6 +236,9 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       assert.match(unit, /^ExecStart=\/usr\/bin\/djinn-worker /m);
       assert.match(unit, /^User=djinn$/m);
       assert.match(fs.readFileSync("/etc/init.d/djinn-worker", "utf8"), /DAEMON=\$\{DAEMON:-\/usr\/bin\/djinn-worker\}/);
+      const hook = fs.statSync("/usr/share/djinn-worker/post-receive");
+      assert.equal(hook.mode & 0o777, 0o755, "the post-receive hook is installed, executable");
+      assert.match(fs.readFileSync("/usr/share/djinn-worker/post-receive", "utf8"), /djinn-worker "\$@"/);
       const logrotate = spawnSync("logrotate", ["--debug", "--state", path.join(work, "logrotate.state"), "/etc/logrotate.d/djinn-worker"], { encoding: "utf8", timeout: 60_000 });
       assert.equal(logrotate.status, 0, logrotate.stderr);
       assert.doesNotMatch(logrotate.stdout + logrotate.stderr, /error/i);
