@@ -207,4 +207,4 @@ const trigger: Command = {
 };
 
 /** The commands, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [migrate, submit, trigger, status, logs, kill, run, check, web];
+export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web, trigger];
