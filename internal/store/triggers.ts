@@ -36,6 +36,11 @@ export async function insertTrigger(client: pg.PoolClient, id: BuildId, t: Trigg
   ]);
 }
 
+/** The trigger in one line, as `status` and the failure mail show it. */
+export function triggerLine(t: Trigger): string {
+  return `pushed: ${t.provider} ${t.repository} ${t.ref} ${t.commit.slice(0, 12)}${t.author ? ` by ${t.author}` : ""}${t.message ? `: ${t.message}` : ""}`;
+}
+
 /** The trigger of build `id`, if a push started it. */
 export async function buildTrigger(db: pg.Pool | pg.PoolClient, id: number): Promise<Trigger | undefined> {
   const r = await db.query(`SELECT provider, repository, ref, commit, author, message FROM build_triggers WHERE build_id = $1`, [id]);
