@@ -14,6 +14,7 @@ import { daemonSuite, servicesSkip, type Suite, type TestEnv } from "./helpers/d
 import { cliPath, repoRoot } from "./helpers/env.js";
 import { githubPing, githubPush, giteaPush, gitlabPush, hookRequest, type Forge, type HookRequest } from "./helpers/forges.js";
 import { DaemonProcess } from "./helpers/services.js";
+import { startSmtp } from "./helpers/smtp.js";
 
 const skip = servicesSkip();
 const SECRETS = { github: "gh-hook-secret-1", gitlab: "gl-hook-token-2", gitea: "gitea-hook-secret-3" };
@@ -99,10 +100,10 @@ interface Setup {
 }
 
 /** An environment with [web] and a [[providers]] table per forge, a repository served by git daemon, and the web process. */
-async function setup(suite: Suite, ctx: { after(fn: () => Promise<unknown>): void }, rewrite: (toml: string) => string = (t) => t): Promise<Setup> {
+async function setup(suite: Suite, ctx: { after(fn: () => Promise<unknown>): void }, rewrite: (toml: string) => string = (t) => t, env: { smtp?: string } = {}): Promise<Setup> {
   const port = await freeLocalPort();
   const providers = (["github", "gitlab", "gitea"] as const).flatMap((name) => ["", "[[providers]]", `name = "${name}"`, `secret = "${SECRETS[name]}"`]);
-  const t = await suite.env({ extra: ["[web]", `addr = "127.0.0.1:${port}"`, ...providers].join("\n") });
+  const t = await suite.env({ ...env, extra: ["[web]", `addr = "127.0.0.1:${port}"`, ...providers].join("\n") });
   const stops: (() => Promise<unknown>)[] = [];
   ctx.after(async () => {
     for (const s of stops.reverse()) await s();
@@ -225,6 +226,29 @@ describe("builds start when code is pushed", { skip }, () => {
     assert.equal(b.refused, ".djinn.yml: line 4: jobs: expected a list of jobs");
     assert.equal((await s.t.build(b.id)).status, "failed");
     assert.equal(await s.t.output(b.id), ".djinn.yml: line 4: jobs: expected a list of jobs\n");
+  });
+
+  it("a pushed build that fails mails the commit's author, saying which push it was; its page and the API show the push", async (ctx) => {
+    const smtp = await startSmtp();
+    ctx.after(() => smtp.stop());
+    const s = await setup(suite, ctx, undefined, { smtp: smtp.addr });
+    const d = await s.t.daemon();
+    const failing = ["driver:", "  type: os", "stages: [test]", "jobs:", "  - stage: test", "    commands: [\"echo broken on purpose\", \"false\"]", ""].join("\n");
+    const commit = await commitAndPush(s.repo.work, { ".djinn.yml": failing }, "Break the build");
+    const facts = { url: s.gitUrl, commit, authorName: "Pat Pusher", authorEmail: "pat@example.test", message: "Break the build" };
+    const r = await post(s.url, "gitlab", hookRequest("gitlab", "Push Hook", gitlabPush(facts), SECRETS.gitlab));
+    assert.equal(r.status, 202, JSON.stringify(r.json));
+    const [b] = r.json.builds as { id: number }[];
+    await d.waitForMsg("build finished", { build: b.id });
+    assert.equal((await s.t.build(b.id)).status, "failed");
+    // Quoted-printable: soft line breaks joined.
+    const mail = (await smtp.next()).replace(/=\r\n/g, "");
+    assert.match(mail, /^To: pat@example\.test/m);
+    assert.match(mail, new RegExp(`^Trigger: +gitlab mike/diaspora refs/heads/master ${commit.slice(0, 12)} by Pat Pusher <pat@example\\.test>: Break the build`, "m"));
+    const page = await (await fetch(`${s.url}/builds/${b.id}`)).text();
+    assert.match(page, new RegExp(`<dt>Pushed</dt><dd class="trigger">gitlab mike/diaspora refs/heads/master <code title="${commit}">`));
+    const api = (await (await fetch(`${s.url}/api/builds/${b.id}`)).json()) as { trigger: Record<string, string> };
+    assert.deepEqual(api.trigger, { provider: "gitlab", repository: "mike/diaspora", ref: "refs/heads/master", commit, author: "Pat Pusher <pat@example.test>", message: "Break the build" });
   });
 
   it("with Redis or PostgreSQL away a webhook gets a 5xx and nothing is stored; the forge's retry starts the builds once", async (ctx) => {
