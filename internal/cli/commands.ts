@@ -174,7 +174,7 @@ const web: Command = {
   declare: (y) =>
     y.command(
       "web",
-      "serve a read-only web view of the builds ([web] addr in worker.toml)",
+      "serve the web view of the builds ([web] addr in worker.toml), and the forges' webhooks ([[providers]])",
       (y) => y.option("config", configFlags.config),
       (args) =>
         guard(async () => {
