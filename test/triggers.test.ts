@@ -178,6 +178,11 @@ describe("builds start when code is pushed", { skip }, () => {
     assert.equal(again.status, 200);
     assert.deepEqual(again.json, { redelivery: true, builds: started.map((b) => b.id) });
     assert.deepEqual(await buildIds(s.t), started.map((b) => b.id), "a redelivery adds nothing");
+    // The same delivery arriving three times at once (a forge retrying a slow answer): one set of builds.
+    const racing = hookRequest("github", "push", JSON.parse(request.body), SECRETS.github);
+    const answers = await Promise.all([1, 2, 3].map(() => post(s.url, "github", racing)));
+    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 200, 202], JSON.stringify(answers));
+    assert.equal((await buildIds(s.t)).length, 4, "two more builds, not six");
     const status = await s.t.cli(["status", String(started[0].id)]);
     assert.match(status.stdout, new RegExp(`pushed: github Codertocat/Hello-World refs/heads/master ${first.slice(0, 12)} by Pat Pusher <pat@example\\.test>: Add the manifests`));
   });
