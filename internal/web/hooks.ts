@@ -39,7 +39,7 @@ function servicesAway(err: unknown): boolean {
   const e = err as { name?: string; code?: string; message?: string };
   if (e?.name === "QueueError" || e?.name === "DatabaseError") return true;
   if (typeof e?.code === "string" && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|57P0[1-3]|08\d\d\d)$/.test(e.code)) return true;
-  return /Connection terminated|connection timeout|Connection is closed|Stream isn't writeable|timeout exceeded when trying to connect/i.test(e?.message ?? "");
+  return /Connection terminated|connection timeout|Connection is closed|Stream isn't writeable|Command timed out|timeout exceeded when trying to connect/i.test(e?.message ?? "");
 }
 
 async function handle(route: Route, deps: HookDeps, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
@@ -111,13 +111,14 @@ export function registerHooks(app: FastifyInstance, deps: HookDeps): void {
 /**
  * What the hooks need when worker.toml names a forge ([[providers]] github, gitlab, gitea or
  * forgejo): [crypto] and [redis] as `submit` needs them. A Redis that is away fails a command at
- * once (no offline queue), so a webhook gets its 503 rather than waiting.
+ * once (no offline queue), or after 10 s when it stopped answering, so a webhook gets its 503
+ * rather than waiting.
  */
 export async function hookServices(cfg: WorkerConfig, pool: pg.Pool, log: Logger): Promise<{ deps: HookDeps; close(): void }> {
   if (!cfg.providers.some((p) => p.name !== "git")) return { deps: { cfg, log }, close: () => undefined };
   requireSections(cfg, "crypto", "redis");
   await probeRedis(cfg.redis!);
-  const redis = new Redis(redisOptions(cfg.redis!, { maxRetriesPerRequest: 1, enableOfflineQueue: false }));
+  const redis = new Redis(redisOptions(cfg.redis!, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 10_000 }));
   redis.on("error", () => undefined);
   await redis.connect();
   const services: SubmissionServices = { pool, redis, crypto: new Crypto(cfg.crypto!.block), queue: cfg.queue, manifestLimit: cfg.manifestLimit };
