@@ -187,7 +187,7 @@ describe("builds start when code is pushed", { skip }, () => {
     assert.match(status.stdout, new RegExp(`pushed: github Codertocat/Hello-World refs/heads/master ${first.slice(0, 12)} by Pat Pusher <pat@example\\.test>: Add the manifests`));
   });
 
-  it("GitLab and Gitea pushes start their builds; a wrong token, a ping, a deletion, malformed JSON and a huge body start nothing", async (ctx) => {
+  it("GitLab and Gitea pushes start their builds; a wrong token, a ping, a deletion, malformed JSON and a huge body start nothing; /metrics counts them", async (ctx) => {
     const s = await setup(suite, ctx);
     const d = await s.t.daemon();
     const commit = await commitAndPush(s.repo.work, { ".djinn/build.yaml": manifest("build") }, "Build it");
@@ -217,6 +217,19 @@ describe("builds start when code is pushed", { skip }, () => {
     assert.equal((await post(s.url, "github", malformed)).status, 400);
     assert.equal(await statusBeforeBody(`${s.url}/hooks/github`, signed.headers, 6 * 1024 * 1024), 413);
     assert.deepEqual(await buildIds(s.t), before, "nothing started");
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    for (const line of [
+      'djinn_webhooks_received_total{provider="gitlab"} 2',
+      'djinn_webhooks_received_total{provider="gitea"} 2',
+      'djinn_webhooks_received_total{provider="github"} 3',
+      'djinn_webhooks_refused_total{provider="gitlab",reason="signature"} 1',
+      'djinn_webhooks_refused_total{provider="github",reason="malformed"} 1',
+      'djinn_webhooks_refused_total{provider="github",reason="too_large"} 1',
+      'djinn_trigger_builds_started_total{provider="gitlab"} 1',
+      'djinn_trigger_builds_started_total{provider="gitea"} 1',
+    ]) {
+      assert.ok(metrics.split("\n").includes(line), `${line} in\n${metrics}`);
+    }
   });
 
   it("a manifest that does not parse is a failed build saying which file and line; a commit without one starts nothing", async (ctx) => {

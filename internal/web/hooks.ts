@@ -15,6 +15,7 @@ import type { Logger } from "../log/log.js";
 import type { SubmissionServices } from "../submission/submission.js";
 import { deliveryId, PayloadError, readEvent, signatureProblem } from "../trigger/forges.js";
 import { FetchError } from "../trigger/git.js";
+import { HookMetrics, type RefusalReason } from "../trigger/metrics.js";
 import { providerKey, startBuilds } from "../trigger/trigger.js";
 
 /** Most bytes of a webhook body: a push of many commits is some hundreds of KiB. */
@@ -25,6 +26,7 @@ type Route = (typeof ROUTES)[number];
 
 export interface HookDeps {
   cfg: WorkerConfig;
+  metrics: HookMetrics;
   /** The submission services; absent when worker.toml configures no forge (every hook answers 404). */
   services?: SubmissionServices;
   log: Logger;
@@ -43,16 +45,21 @@ function servicesAway(err: unknown): boolean {
 }
 
 async function handle(route: Route, deps: HookDeps, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const { metrics } = deps;
+  const refuse = (code: number, reason: RefusalReason, error: string) => {
+    metrics.refused(route, reason);
+    return answer(reply, code, { error });
+  };
   const provider = providerConfig(deps.cfg, route);
-  if (!provider?.secret || !deps.services) return answer(reply, 404, { error: `no [[providers]] entry for ${route} in worker.toml` });
+  if (!provider?.secret || !deps.services) return refuse(404, "no_provider", `no [[providers]] entry for ${route} in worker.toml`);
   const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const bad = signatureProblem(route, req.headers, body, provider.secret);
-  if (bad) return answer(reply, 401, { error: bad });
+  if (bad) return refuse(401, "signature", bad);
   let payload: unknown;
   try {
     payload = JSON.parse(body.toString("utf8"));
   } catch {
-    return answer(reply, 400, { error: "the body is not JSON (set the webhook's content type to application/json)" });
+    return refuse(400, "malformed", "the body is not JSON (set the webhook's content type to application/json)");
   }
   const delivery = deliveryId(route, req.headers, body);
   const log = deps.log.child({ hook: route, delivery });
@@ -60,7 +67,7 @@ async function handle(route: Route, deps: HookDeps, req: FastifyRequest, reply: 
   try {
     event = readEvent(route, req.headers, payload);
   } catch (err) {
-    if (err instanceof PayloadError) return answer(reply, 400, { error: err.message });
+    if (err instanceof PayloadError) return refuse(400, "malformed", err.message);
     throw err;
   }
   if ("ignored" in event) {
@@ -76,17 +83,18 @@ async function handle(route: Route, deps: HookDeps, req: FastifyRequest, reply: 
       return answer(reply, 200, { redelivery: true, builds: started.builds });
     }
     log.info({ repository: push.repository, ref: push.ref, commit: push.commit, builds: started.builds.map((b) => b.id) }, "webhook started builds");
+    metrics.started(push.provider, started.builds.length);
     if (started.builds.length === 0) return answer(reply, 200, { builds: [], message: `no .djinn.yml or .djinn/*.yml at ${push.commit}` });
     return answer(reply, 202, { builds: started.builds.map((b) => ({ id: b.id, manifest: b.file, url: `/builds/${b.id}`, ...(b.refused ? { refused: b.refused } : {}) })) });
   } catch (err) {
     if (err instanceof FetchError) {
       log.warn({ err: err.message }, "webhook: repository not fetched");
-      return answer(reply, 502, { error: err.message });
+      return refuse(502, "fetch", err.message);
     }
-    if (err instanceof InputError) return answer(reply, 400, { error: err.message });
+    if (err instanceof InputError) return refuse(400, "malformed", err.message);
     if (servicesAway(err)) {
       log.warn({ err: (err as Error).message }, "webhook: PostgreSQL or Redis away, nothing stored");
-      return answer(reply, 503, { error: `nothing stored, try again: ${(err as Error).message}` });
+      return refuse(503, "unavailable", `nothing stored, try again: ${(err as Error).message}`);
     }
     throw err;
   }
@@ -97,15 +105,22 @@ export function registerHooks(app: FastifyInstance, deps: HookDeps): void {
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: HOOK_BODY_LIMIT }, (_req, body, done) => done(null, body));
+    scope.addHook("onRequest", async (req) => {
+      if (req.method === "POST") deps.metrics.received(req.url.split("?")[0].replace(/^\/hooks\//, ""));
+    });
     scope.setErrorHandler((err, _req, reply) => {
       const code = (err as { statusCode?: number }).statusCode;
-      if (code === 413) return answer(reply, 413, { error: `the body is over ${HOOK_BODY_LIMIT} bytes` });
+      if (code === 413) {
+        deps.metrics.refused(_req.url.split("?")[0].replace(/^\/hooks\//, ""), "too_large");
+        return answer(reply, 413, { error: `the body is over ${HOOK_BODY_LIMIT} bytes` });
+      }
       if (code && code >= 400 && code < 500) return answer(reply, code, { error: (err as Error).message });
       deps.log.error({ err: (err as Error).message, url: _req.url }, "webhook failed");
       return answer(reply, 500, { error: "internal error (see the web process's log)" });
     });
     for (const route of ROUTES) scope.post(`/hooks/${route}`, (req, reply) => handle(route, deps, req, reply));
   });
+  app.get("/metrics", async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()));
 }
 
 /**
@@ -115,12 +130,13 @@ export function registerHooks(app: FastifyInstance, deps: HookDeps): void {
  * rather than waiting.
  */
 export async function hookServices(cfg: WorkerConfig, pool: pg.Pool, log: Logger): Promise<{ deps: HookDeps; close(): void }> {
-  if (!cfg.providers.some((p) => p.name !== "git")) return { deps: { cfg, log }, close: () => undefined };
+  const metrics = new HookMetrics();
+  if (!cfg.providers.some((p) => p.name !== "git")) return { deps: { cfg, log, metrics }, close: () => undefined };
   requireSections(cfg, "crypto", "redis");
   await probeRedis(cfg.redis!);
   const redis = new Redis(redisOptions(cfg.redis!, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 10_000 }));
   redis.on("error", () => undefined);
   await redis.connect();
   const services: SubmissionServices = { pool, redis, crypto: new Crypto(cfg.crypto!.block), queue: cfg.queue, manifestLimit: cfg.manifestLimit };
-  return { deps: { cfg, services, log }, close: () => redis.disconnect() };
+  return { deps: { cfg, services, log, metrics }, close: () => redis.disconnect() };
 }
