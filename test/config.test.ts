@@ -359,7 +359,7 @@ describe("djinn-worker check", () => {
 describe("documentation", () => {
   function keys(spec: SectionSpec, prefix = ""): string[] {
     const own = Object.entries(spec.keys).filter(([, k]) => k.kind !== "ignored").map(([k]) => prefix + k);
-    const nested = Object.entries(spec.sections ?? {}).flatMap(([name, sub]) => keys(sub, `${prefix}${name}.`));
+    const nested = Object.entries({ ...spec.sections, ...spec.tables }).flatMap(([name, sub]) => keys(sub, `${prefix}${name}.`));
     return [...own, ...nested];
   }
   const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8");
@@ -383,12 +383,12 @@ describe("documentation", () => {
     const workerExample = fs.readFileSync(path.join(repoRoot, "worker.toml.example"), "utf8");
     const ignored = (spec: SectionSpec, prefix = ""): string[] => [
       ...Object.entries(spec.keys).filter(([, k]) => k.kind === "ignored").map(([k]) => prefix + k),
-      ...Object.entries(spec.sections ?? {}).flatMap(([name, sub]) => ignored(sub, `${prefix}${name}.`)),
+      ...Object.entries({ ...spec.sections, ...spec.tables }).flatMap(([name, sub]) => ignored(sub, `${prefix}${name}.`)),
     ];
     const keys = ignored(workerSchema);
-    assert.deepEqual(keys.sort(), ["crypto.salt", "images.limit", "objects.limit", "providers"]);
+    assert.deepEqual(keys.sort(), ["crypto.salt", "images.limit", "objects.limit", "providers.client_id", "providers.client_secret"]);
     for (const key of keys) {
-      const shown = key === "providers" ? "[[providers]]" : key;
+      const shown = key;
       assert.ok(readme.includes(`\`${shown}\``), `README explains ${shown}`);
       assert.ok(workerExample.includes(shown) || workerExample.includes(`${key.split(".")[0]}]`) && new RegExp(`^# ?${key.split(".").pop()} +=`, "m").test(workerExample), `worker.toml.example mentions ${shown}`);
     }

@@ -99,8 +99,14 @@ describe("Djinn's worker.toml and driver.toml load as they are", () => {
     assert.match(text, /worker\.toml:17: crypto\.salt is ignored: Djinn's server uses it/);
     assert.match(text, /worker\.toml:41: images\.limit is ignored: it limits image uploads/);
     assert.match(text, /worker\.toml:52: objects\.limit is ignored: it limits object uploads/);
-    assert.match(text, /worker\.toml:59: \[\[providers\]\] is ignored: Git providers are for Djinn's server/);
-    assert.equal(cfg.warnings.length, 4, text);
+    // The providers' webhook secrets are read (push triggers); their OAuth keys are Djinn's server's alone.
+    assert.match(text, /worker\.toml:62: providers\[0\]\.client_id is ignored: it is for sign-in through Djinn's server/);
+    assert.match(text, /worker\.toml:69: providers\[1\]\.client_secret is ignored/);
+    assert.equal(cfg.warnings.length, 7, text);
+    assert.deepEqual(cfg.providers, [
+      { name: "github", secret: "provider-secret-1" },
+      { name: "gitlab", secret: "provider-secret-2" },
+    ]);
     // Ignored values are never kept, so nothing can print them.
     assert.ok(!JSON.stringify(cfg).includes("provider-client-secret"));
     assert.ok(!JSON.stringify(cfg).includes("a1b2c3d4e5f6"));
@@ -434,7 +440,8 @@ describe("no command prints a stack trace", { skip: servicesSkip }, () => {
       assert.match(r.stdout, /^ok {3}smtp: 127\.0\.0\.1:\d+ ok \(STARTTLS, AUTH as postmaster@example\.com\)$/m);
       assert.match(r.stdout, /^ok {3}postgresql: /m);
       assert.match(r.stdout, /^ok {3}redis: /m);
-      assert.equal(r.stderr.split("\n").filter(Boolean).length, 4, r.stderr);
+      // One warning per key only Djinn's server reads: crypto.salt, two limits, each provider's client_id and client_secret.
+      assert.equal(r.stderr.split("\n").filter(Boolean).length, 7, r.stderr);
     } finally {
       await smtp.close();
     }

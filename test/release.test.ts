@@ -81,7 +81,7 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
     });
 
     test("holds the executable, the example configs, the daemon files, the docs and the example build", () => {
-      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "dist/djinn-worker-web.service", "dist/djinn-worker-web", "README.md", "LICENSE", "docs/daemon.md", "docs/install.md", "examples/hello.yml", "examples/greeting.txt"]) {
+      for (const f of ["bin/djinn-worker", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "dist/djinn-worker-web.service", "dist/djinn-worker-web", "dist/post-receive", "README.md", "LICENSE", "docs/daemon.md", "docs/install.md", "examples/hello.yml", "examples/greeting.txt"]) {
         assert.ok(fs.existsSync(path.join(dir, f)), `${f} is in the tarball`);
       }
       assert.equal(fs.statSync(bin).mode & 0o777, 0o755);
@@ -268,6 +268,9 @@ describe("release", { skip, timeout: 15 * 60_000 }, () => {
       assert.match(fs.readFileSync("/etc/init.d/djinn-worker-web", "utf8"), /DAEMON=\$\{DAEMON:-\/usr\/bin\/djinn-worker\}/);
       const rcOf = (name: string) => fs.readdirSync("/etc").filter((d) => /^rc.\.d$/.test(d)).flatMap((d) => fs.readdirSync(path.join("/etc", d)).filter((f) => f.slice(3) === name).map((f) => f[0]));
       assert.ok(rcOf("djinn-worker-web").length > 0 && !rcOf("djinn-worker-web").includes("S"), `djinn-worker-web is registered, never started by a runlevel: ${rcOf("djinn-worker-web")}`);
+      const hook = fs.statSync("/usr/share/djinn-worker/post-receive");
+      assert.equal(hook.mode & 0o777, 0o755, "the post-receive hook is installed, executable");
+      assert.match(fs.readFileSync("/usr/share/djinn-worker/post-receive", "utf8"), /djinn-worker "\$@"/);
       const logrotate = spawnSync("logrotate", ["--debug", "--state", path.join(work, "logrotate.state"), "/etc/logrotate.d/djinn-worker"], { encoding: "utf8", timeout: 60_000 });
       assert.equal(logrotate.status, 0, logrotate.stderr);
       assert.doesNotMatch(logrotate.stdout + logrotate.stderr, /error/i);

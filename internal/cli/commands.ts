@@ -12,9 +12,9 @@ export interface Command extends CommandSpec {
 }
 
 /** Every long flag of every command: typed Go-style (`-config`), they are rewritten for yargs. */
-export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key", "wait-for-worker", "password-file"]);
+export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key", "wait-for-worker", "password-file", "repo", "ref", "commit", "git-dir"]);
 /** The flags that take a value, so that the command word is found after them. */
-export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key", "password-file"]);
+export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key", "password-file", "repo", "ref", "commit", "git-dir"]);
 /** The value flags that may be given more than once; any other given twice is a mistake. */
 export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(["env", "secret", "notify", "key"]);
 
@@ -194,7 +194,7 @@ const web: Command = {
   declare: (y) =>
     y.command(
       "web",
-      "serve the web view of the builds ([web] addr in worker.toml): pages, live logs, the JSON API, kill and re-run for signed-in users",
+      "serve the web view of the builds ([web] addr in worker.toml): pages, live logs, the JSON API, kill and re-run for signed-in users, and the forges' webhooks ([[providers]])",
       (y) => y.option("config", configFlags.config),
       (args) =>
         guard(async () => {
@@ -237,5 +237,27 @@ const token: Command = {
     ),
 };
 
+const trigger: Command = {
+  name: "trigger",
+  declare: (y) =>
+    y.command(
+      "trigger",
+      "start the builds of pushed refs (a post-receive hook: `<old> <new> <ref>` lines on stdin), one per manifest at each commit",
+      (y) =>
+        y
+          .option("config", configFlags.config)
+          .option("repo", { type: "string", describe: "URL the builds clone the repository from (default: the --git-dir path)" })
+          .option("git-dir", { type: "string", describe: "the repository to read the pushed commits from (a hook's own); without it they are fetched from --repo" })
+          .option("ref", { type: "string", describe: "the pushed ref (with --commit, instead of stdin)" })
+          .option("commit", { type: "string", describe: "the pushed commit (with --ref)" })
+          .epilog("Prints a line per build (its id and manifest) or why none started. Exit 1 when a ref could not be read."),
+      (args) =>
+        guard(async () => {
+          const { triggerCommand } = await import("./trigger.js");
+          return triggerCommand({ configFile: args.config, repo: args.repo, gitDir: args.gitDir, ref: args.ref, commit: args.commit }, process.stdout);
+        }),
+    ),
+};
+
 /** The commands, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web, user, token];
+export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web, user, token, trigger];

@@ -1,6 +1,7 @@
 // `djinn-worker status`: a build's status and a line per job.
 import { loadWorkerConfig } from "../config/config.js";
 import { buildSummary } from "../store/builds.js";
+import { buildTrigger, triggerLine } from "../store/triggers.js";
 import { InputError } from "../errors/errors.js";
 import { parseBuildId } from "./input.js";
 import { withPool, type Out } from "./services.js";
@@ -25,6 +26,8 @@ export async function statusCommand(configFile: string, idText: string, out: Out
     }
     const meta = [`driver ${b.driver.type}`, b.namespace ? `namespace ${b.namespace}` : "", b.worker ? `worker ${b.worker}` : "", b.attempt > 1 ? `attempt ${b.attempt}` : ""].filter(Boolean);
     lines.push(terminalSafe(`  (${meta.join(", ")}${b.startedAt && b.finishedAt ? `, took ${seconds(b.startedAt, b.finishedAt)}` : ""})`));
+    const pushed = await buildTrigger(pool, b.id);
+    if (pushed) lines.push(terminalSafe(`  ${triggerLine(pushed)}`));
     if (b.status === "queued") lines.push(terminalSafe(`  ${await waitingLine(cfg, b.id, b.driver.type)}`));
     out.write(lines.join("\n") + "\n");
     return b.status;

@@ -3,7 +3,7 @@ import os from "node:os";
 import { hostAndPort, listenAddress } from "../net/address.js";
 import { CATALOGUE, driverSections, type DriverConfig } from "../driver/catalogue.js";
 import { parallelismWarning } from "./sanity.js";
-import { ConfigError, applySchema, readToml } from "./schema.js";
+import { ConfigError, SourceMap, applySchema, readToml } from "./schema.js";
 import type { SectionSpec } from "../settings/spec.js";
 
 export { ConfigError } from "./schema.js";
@@ -39,6 +39,22 @@ function serverAddr(example: string): (v: string) => string | undefined {
   return (v) => (hostAndPort(v) ? undefined : `must be host:port, e.g. "${example}", got ${JSON.stringify(v)}`);
 }
 
+/** The forges whose pushes start builds (`djinn-worker web`, /hooks/<name>), and `git` for `djinn-worker trigger`. */
+export const PROVIDER_NAMES = ["github", "gitlab", "gitea", "forgejo", "git"] as const;
+export type ProviderName = (typeof PROVIDER_NAMES)[number];
+
+/** One `[[providers]]` table, as Djinn's worker.toml writes it, plus what fetching a private repository needs. */
+const providersSpec: SectionSpec = {
+  keys: {
+    name: { kind: "string", required: true, oneOf: PROVIDER_NAMES, caseInsensitive: true, doc: "github, gitlab, gitea (forgejo is the same), or git (djinn-worker trigger)." },
+    secret: { kind: "string", secret: true, doc: "The webhook secret (GitLab: the secret token): required for github, gitlab, gitea and forgejo." },
+    key: { kind: "string", secret: true, doc: "Private SSH key (the key itself; key_file reads it from a file) used to fetch private repositories." },
+    key_object: { kind: "string", doc: "Name of the private SSH key in the object store ([objects] path), instead of key." },
+    client_id: { kind: "ignored", why: "it is for sign-in through Djinn's server; webhooks need only the secret", doc: "Djinn's OAuth client id: accepted and ignored." },
+    client_secret: { kind: "ignored", why: "it is for sign-in through Djinn's server; webhooks need only the secret", doc: "Djinn's OAuth client secret: accepted and ignored." },
+  },
+};
+
 export const workerSchema: SectionSpec = {
   keys: {
     parallelism: { kind: "integer", default: 0, min: 0, doc: "Builds run at once; 0 = number of CPUs." },
@@ -50,8 +66,8 @@ export const workerSchema: SectionSpec = {
     shutdown_timeout: { kind: "duration", default: "5m", doc: "On SIGTERM, how long running builds may finish before they are killed and re-queued." },
     output_limit: { kind: "integer", default: 0, min: 0, doc: "Most bytes of output stored per job (0 = no limit); the rest is dropped with a note." },
     manifest_limit: { kind: "integer", default: DEFAULT_MANIFEST_LIMIT, min: 1, doc: "Most bytes a build manifest may have (submit, and the worker before it parses one); a larger one is refused." },
-    providers: { kind: "ignored", why: "Git providers are for Djinn's server (sign-in, webhooks); a worker talks to none", doc: "Djinn's [[providers]] tables (name, secret, client_id, client_secret): accepted and ignored." },
   },
+  tables: { providers: providersSpec },
   sections: {
     crypto: {
       keys: {
@@ -147,7 +163,43 @@ export interface WorkerConfig {
   log: { level: "debug" | "info" | "warn" | "error"; file?: string };
   metrics?: { addr: string };
   web?: { addr: string; public: boolean; cookie_secure: boolean; session: number; pidfile?: string };
+  /** The [[providers]] tables, one per name. */
+  providers: ProviderConfig[];
   warnings: string[];
+}
+
+export interface ProviderConfig {
+  name: ProviderName;
+  /** The webhook secret; absent only for `git`. */
+  secret?: string;
+  /** A private SSH key for fetching private repositories: the key itself, or its name in the object store. */
+  key?: string;
+  keyObject?: string;
+}
+
+/** The [[providers]] tables typed; one per name, a forge's with its secret, at most one key each. */
+function checkProviders(file: string, text: string, tables: Record<string, unknown>[] | undefined): ProviderConfig[] {
+  const map = new SourceMap(text);
+  const seen = new Set<string>();
+  return (tables ?? []).map((t, i) => {
+    const table = `providers[${i}]`;
+    const name = t.name as ProviderName;
+    if (seen.has(name)) throw new ConfigError(file, `${table}.name`, map.lineOf(table, "name"), `a second [[providers]] table for ${JSON.stringify(name)}: give each provider one`);
+    seen.add(name);
+    if (name !== "git" && !t.secret) throw new ConfigError(file, `${table}.secret`, map.lineOf(table), `required for ${name}: the webhook's secret (or secret_file)`);
+    if (t.key !== undefined && t.key_object !== undefined) throw new ConfigError(file, `${table}.key_object`, map.lineOf(table, "key_object"), "key is set too: give the key one way only");
+    const p: ProviderConfig = { name };
+    if (t.secret !== undefined) p.secret = t.secret as string;
+    if (t.key !== undefined) p.key = t.key as string;
+    if (t.key_object !== undefined) p.keyObject = t.key_object as string;
+    return p;
+  });
+}
+
+/** The [[providers]] table named `name` (forgejo answers for gitea and the other way round). */
+export function providerConfig(cfg: WorkerConfig, name: ProviderName): ProviderConfig | undefined {
+  const same = (n: string) => n === name || (["gitea", "forgejo"].includes(n) && ["gitea", "forgejo"].includes(name));
+  return cfg.providers.find((p) => same(p.name));
 }
 
 export function loadWorkerConfig(file: string): WorkerConfig {
@@ -160,6 +212,7 @@ export function loadWorkerConfig(file: string): WorkerConfig {
     shutdownTimeoutMs: v.shutdown_timeout,
     outputLimit: v.output_limit,
     manifestLimit: v.manifest_limit,
+    providers: checkProviders(file, text, v.providers as Record<string, unknown>[] | undefined),
     log: v.log ?? { level: "info" },
     parallelism: (v.parallelism as number) === 0 ? os.availableParallelism() : v.parallelism,
     file,

@@ -31,11 +31,18 @@ export class SourceMap {
   /** 1-based line of `key` inside table `table` ("" for the top level), or of the table header when key is omitted. */
   lineOf(table: string, key?: string): number | undefined {
     let current = "";
+    // The n-th (from 0) `[[name]]` header is table `name[n]`.
+    const seen = new Map<string, number>();
     for (let i = 0; i < this.lines.length; i++) {
       const line = this.lines[i].trim();
-      const header = /^\[\[?\s*([^\]]+?)\s*\]\]?/.exec(line);
+      const header = /^(\[\[?)\s*([^\]]+?)\s*\]\]?/.exec(line);
       if (header) {
-        current = header[1].replace(/\s*\.\s*/g, ".").replace(/"/g, "");
+        current = header[2].replace(/\s*\.\s*/g, ".").replace(/"/g, "");
+        if (header[1] === "[[") {
+          const n = seen.get(current) ?? 0;
+          seen.set(current, n + 1);
+          current = `${current}[${n}]`;
+        }
         if (key === undefined && current === table) return i + 1;
         continue;
       }
@@ -168,6 +175,7 @@ function walk(w: SchemaWalk, table: string, spec: SectionSpec, input: Parsed): P
   for (const [name, value] of Object.entries(input)) {
     const keySpec = spec.keys[name];
     const sub = spec.sections?.[name];
+    const tables = spec.tables?.[name];
     const secretKey = secretFileKey(spec, name);
     if (keySpec?.kind === "ignored") {
       const line = map.lineOf(table, name) ?? map.lineOf(qualified(name));
@@ -180,6 +188,8 @@ function walk(w: SchemaWalk, table: string, spec: SectionSpec, input: Parsed): P
       out[secretKey] = checkValue(file, qualified(name), secretSpec, secret, line);
     } else if (keySpec) {
       out[name] = checkValue(file, qualified(name), keySpec, value, map.lineOf(table, name));
+    } else if (tables) {
+      out[name] = walkTables(w, qualified(name), tables, value);
     } else if (sub) {
       if (typeName(value) !== "table") {
         throw new ConfigError(file, qualified(name), map.lineOf(table, name), `expected a table [${qualified(name)}], got ${typeName(value)}`);
@@ -197,9 +207,18 @@ function walk(w: SchemaWalk, table: string, spec: SectionSpec, input: Parsed): P
   return out;
 }
 
+/** An array of tables (`[[name]]`): each checked against `spec`, named `name[i]` in errors. */
+function walkTables(w: SchemaWalk, name: string, spec: SectionSpec, value: unknown): Parsed[] {
+  const items = Array.isArray(value) ? value : [value];
+  return items.map((item, i) => {
+    if (typeName(item) !== "table") throw new ConfigError(w.file, name, w.map.lineOf("", name), `expected tables [[${name}]], got ${typeName(value)}`);
+    return walk(w, `${name}[${i}]`, spec, item as Parsed);
+  });
+}
+
 /** ` — did you mean "table.x"?` for `name`, a key or section `spec` does not know, or "" when no known name is close. */
 function unknownHint(table: string, spec: SectionSpec, name: string): string {
-  const known = [...Object.keys(spec.keys), ...Object.keys(spec.sections ?? {})];
+  const known = [...Object.keys(spec.keys), ...Object.keys(spec.sections ?? {}), ...Object.keys(spec.tables ?? {})];
   const hint = suggestion(name, known);
   return hint ? hint.replace(/"([^"]+)"\?$/, `"${table ? table + "." : ""}$1"?`) : "";
 }

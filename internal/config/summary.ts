@@ -20,6 +20,10 @@ function render(spec: SectionSpec, values: Record<string, unknown>, prefix: stri
     else if (typeof v === "string") v = JSON.stringify(v);
     out.push(`  ${name} = ${v}`);
   }
+  for (const [name, sub] of Object.entries(spec.tables ?? {})) {
+    const tables = (values[name] as Record<string, unknown>[] | undefined) ?? [];
+    tables.forEach((t, i) => render(sub, t, `${prefix}${name}[${i}].`, out));
+  }
   for (const [name, sub] of Object.entries(spec.sections ?? {})) {
     const inner = values[name] as Record<string, unknown> | undefined;
     if (!inner) {
@@ -39,6 +43,7 @@ export function summarizeWorker(cfg: WorkerConfig): string[] {
     shutdown_timeout: cfg.shutdownTimeoutMs,
     output_limit: cfg.outputLimit,
     manifest_limit: cfg.manifestLimit,
+    providers: cfg.providers.map((p) => ({ name: p.name, secret: p.secret, key: p.key, key_object: p.keyObject })),
   };
   const out = [`${cfg.file}:`];
   render(workerSchema, values, "", out);

@@ -19,6 +19,8 @@ export interface FailedBuild {
   /** Last lines of the build's output, already masked by the caller. */
   outputTail: string[];
   url?: string;
+  /** What started it, when a push did: `pushed: github o/r refs/heads/main 1a2b3c by Name <a@b>: message`. */
+  trigger?: string;
 }
 
 export interface MailMessage {
@@ -50,6 +52,7 @@ export function failureMessage(from: string, build: FailedBuild): MailMessage {
     `Status:    ${build.status}`,
     `Namespace: ${build.namespace ?? "(none)"}`,
     ...(build.url ? [`URL:       ${build.url}`] : []),
+    ...(build.trigger ? [`Trigger:   ${build.trigger.replace(/^pushed: /, "").replace(/[\r\n]+/g, " ")}`] : []),
     "",
     tail.length > 0 ? `Last ${tail.length} line${tail.length === 1 ? "" : "s"} of output:` : "No output.",
     ...(tail.length > 0 ? ["-----", ...tail, "-----"] : []),

@@ -124,6 +124,15 @@ export async function enqueue(redis: Redis, prefix: string, driver: string, id: 
   await redis.lpush(queueList(prefix, driver), JSON.stringify(payload));
 }
 
+/** Pushes several builds in one MULTI: all of them reach their queues, or none does. */
+export async function enqueueAll(redis: Redis, prefix: string, builds: { driver: string; id: BuildId }[]): Promise<void> {
+  const multi = redis.multi();
+  for (const b of builds) multi.lpush(queueList(prefix, b.driver), JSON.stringify({ id: b.id, enqueued_at: Date.now() } satisfies Payload));
+  const replies = await multi.exec();
+  const failed = replies?.find(([err]) => err);
+  if (!replies || failed) throw failed?.[0] ?? new Error("the transaction was discarded");
+}
+
 // Moves the first build found on any of the queues into its processing list.
 const TAKE_ANY = `
 for i = 1, #KEYS, 2 do

@@ -50,6 +50,7 @@ export function deb(d: DebInput): string {
   put("lib/systemd/system/djinn-worker-web.service", packagedPaths(repoFile("dist/djinn-worker-web.service").toString()), 0o644);
   put("etc/init.d/djinn-worker-web", packagedPaths(repoFile("dist/djinn-worker-web").toString()), 0o755);
   put("etc/logrotate.d/djinn-worker", repoFile("dist/djinn-worker.logrotate"), 0o644);
+  put("usr/share/djinn-worker/post-receive", repoFile("dist/post-receive"), 0o755);
   const doc = "usr/share/doc/djinn-worker";
   put(`${doc}/copyright`, copyright(d), 0o644);
   put(`${doc}/changelog.gz`, gzipSync(changelog(d), { level: 9 }), 0o644);

@@ -15,7 +15,7 @@ export interface TarballInput {
 }
 
 /** Files copied from the repository as they are. */
-export const TARBALL_FILES = ["README.md", "LICENSE", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "dist/djinn-worker-web.service", "dist/djinn-worker-web"];
+export const TARBALL_FILES = ["README.md", "LICENSE", "worker.toml.example", "driver.toml.example", "dist/djinn-worker.service", "dist/djinn-worker", "dist/djinn-worker.logrotate", "dist/djinn-worker-web.service", "dist/djinn-worker-web", "dist/post-receive"];
 
 export function tarball(t: TarballInput): string {
   const root = path.join(t.workDir, "tar", t.name);

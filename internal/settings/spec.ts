@@ -14,5 +14,7 @@ export type KeySpec =
 export interface SectionSpec {
   keys: Record<string, KeySpec>;
   sections?: Record<string, SectionSpec>;
+  /** Arrays of tables (`[[name]]`), each table checked against its spec; errors name `name[i].key`. */
+  tables?: Record<string, SectionSpec>;
   doc?: string;
 }

@@ -29,41 +29,52 @@ export interface NewBuild {
 
 /** Inserts a build and everything it needs in one transaction; returns its id. */
 export async function insertBuild(pool: pg.Pool, crypto: Crypto, b: NewBuild): Promise<BuildId> {
+  return inTransaction(pool, (client) => insertBuildRows(client, crypto, b));
+}
+
+/** Runs `fn` in a transaction on a client of `pool`: committed when it resolves, rolled back when it throws. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
-    const secret = randomBytes(24).toString("hex");
-    const masked = b.secrets.map(([, value]) => value);
-    const manifest = storedManifest(crypto, b.manifestText, masked);
-    const r = await client.query(
-      `INSERT INTO builds (secret, driver, manifest, manifest_encrypted, namespace, notify) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-      [secret, JSON.stringify(maskValues(b.manifest.driver, masked)), manifest.text, manifest.encrypted, b.manifest.namespace === undefined ? null : maskText(b.manifest.namespace, masked), b.notify],
-    );
-    const id = Number(r.rows[0].id) as BuildId;
-    await insertPlanRows(client, id, b.plan(id), masked);
-    for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, maskText(o.source, masked), maskText(o.dest, masked)]);
-    // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
-    let position = 0;
-    for (const [key, value] of b.env) {
-      // A variable holding a masked value is stored (and masked) as one.
-      if (maskText(value, masked) !== value) {
-        await client.query(`INSERT INTO variables (build_id, position, key, masked, value_encrypted) VALUES ($1, $2, $3, true, $4)`, [id, position++, key, crypto.encrypt(value)]);
-      } else await client.query(`INSERT INTO variables (build_id, position, key, value) VALUES ($1, $2, $3, $4)`, [id, position++, key, value]);
-    }
-    for (const [key, value] of b.secrets) {
-      await client.query(`INSERT INTO variables (build_id, position, key, masked, value_encrypted) VALUES ($1, $2, $3, true, $4)`, [id, position++, key, crypto.encrypt(value)]);
-    }
-    for (const [name, key] of b.keys ?? []) {
-      await client.query(`INSERT INTO keys (build_id, name, private_key_encrypted) VALUES ($1, $2, $3)`, [id, name, crypto.encrypt(key)]);
-    }
+    const out = await fn(client);
     await client.query("COMMIT");
-    return id;
+    return out;
   } catch (err) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {
     client.release();
   }
+}
+
+/** A build's rows, inside the caller's transaction; its id. */
+export async function insertBuildRows(client: pg.PoolClient, crypto: Crypto, b: NewBuild): Promise<BuildId> {
+  const secret = randomBytes(24).toString("hex");
+  const masked = b.secrets.map(([, value]) => value);
+  const manifest = storedManifest(crypto, b.manifestText, masked);
+  const r = await client.query(
+    `INSERT INTO builds (secret, driver, manifest, manifest_encrypted, namespace, notify) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+    [secret, JSON.stringify(maskValues(b.manifest.driver, masked)), manifest.text, manifest.encrypted, b.manifest.namespace === undefined ? null : maskText(b.manifest.namespace, masked), b.notify],
+  );
+  const id = Number(r.rows[0].id) as BuildId;
+  await insertPlanRows(client, id, b.plan(id), masked);
+  for (const o of b.manifest.objects) await client.query(`INSERT INTO objects (build_id, source, dest) VALUES ($1, $2, $3)`, [id, maskText(o.source, masked), maskText(o.dest, masked)]);
+  // The manifest's env is applied by the worker from the manifest itself; rows hold what the submitter added.
+  let position = 0;
+  for (const [key, value] of b.env) {
+    // A variable holding a masked value is stored (and masked) as one.
+    if (maskText(value, masked) !== value) {
+      await client.query(`INSERT INTO variables (build_id, position, key, masked, value_encrypted) VALUES ($1, $2, $3, true, $4)`, [id, position++, key, crypto.encrypt(value)]);
+    } else await client.query(`INSERT INTO variables (build_id, position, key, value) VALUES ($1, $2, $3, $4)`, [id, position++, key, value]);
+  }
+  for (const [key, value] of b.secrets) {
+    await client.query(`INSERT INTO variables (build_id, position, key, masked, value_encrypted) VALUES ($1, $2, $3, true, $4)`, [id, position++, key, crypto.encrypt(value)]);
+  }
+  for (const [name, key] of b.keys ?? []) {
+    await client.query(`INSERT INTO keys (build_id, name, private_key_encrypted) VALUES ($1, $2, $3)`, [id, name, crypto.encrypt(key)]);
+  }
+  return id;
 }
 
 /**

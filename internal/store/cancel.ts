@@ -39,15 +39,6 @@ export async function cancelQueuedBuild(pool: pg.Pool, id: BuildId): Promise<{ c
   }
 }
 
-/**
- * Deletes a build `submit` stored but could not queue; false when a worker has claimed it since
- * (then its payload did reach Redis). A payload that reached Redis unseen names no build: dead-listed.
- */
-export async function withdrawUnqueuedBuild(pool: pg.Pool, id: BuildId): Promise<boolean> {
-  const r = await pool.query(`DELETE FROM builds WHERE id = $1 AND status = $2 AND attempt = 0`, [id, "queued" satisfies Status]);
-  return r.rowCount === 1;
-}
-
 /** The build's first job, its setup rows written first when its producer wrote none. */
 async function firstJob(client: pg.PoolClient, id: BuildId): Promise<{ job: number; stage: number }> {
   const query = () => client.query(`SELECT j.id, j.stage_id FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1 ORDER BY s.position, j.position LIMIT 1`, [id]);
@@ -60,4 +51,29 @@ async function firstJob(client: pg.PoolClient, id: BuildId): Promise<{ job: numb
     r = await query();
   }
   return { job: Number(r.rows[0].id), stage: Number(r.rows[0].stage_id) };
+}
+
+/**
+ * Deletes the builds of a batch that could not be queued, and its delivery, in one transaction:
+ * false (nothing deleted) when a worker has claimed one of `queued` since.
+ */
+export async function withdrawBatch(pool: pg.Pool, queued: BuildId[], refused: BuildId[], delivery?: { provider: string; id: string }): Promise<boolean> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const r = await client.query(`DELETE FROM builds WHERE id = ANY($1::bigint[]) AND status = $2 AND attempt = 0`, [queued, "queued" satisfies Status]);
+    if (r.rowCount !== queued.length) {
+      await client.query("ROLLBACK");
+      return false;
+    }
+    await client.query(`DELETE FROM builds WHERE id = ANY($1::bigint[])`, [refused]);
+    if (delivery) await client.query(`DELETE FROM deliveries WHERE provider = $1 AND delivery = $2`, [delivery.provider, delivery.id]);
+    await client.query("COMMIT");
+    return true;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }

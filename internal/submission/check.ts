@@ -41,6 +41,11 @@ export const SUBMIT_FIELDS: FieldNames = { env: "--env", secret: "--secret", key
 export const API_FIELDS: FieldNames = { env: "env", secret: "secrets", key: "keys", notify: "notify" };
 
 const EMAIL = /^[^\s@<>,;]+@[^\s@<>,;]+$/;
+
+/** Whether `a` is taken as an address to notify. */
+export function isEmailAddress(a: string): boolean {
+  return EMAIL.test(a);
+}
 /** A key becomes a file in ~/.ssh: a plain file name. */
 const KEY_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 
@@ -59,7 +64,7 @@ export function checkSubmission(s: Submission, limit: number, names: FieldNames 
   for (const [name] of s.keys) {
     if (!KEY_NAME.test(name)) throw new InputError(`${names.key} ${JSON.stringify(maskText(name, masks))}: expected NAME a file name for ~/.ssh`);
   }
-  for (const a of s.notify) if (!EMAIL.test(a)) throw new InputError(`${names.notify} ${JSON.stringify(maskText(a, masks))}: not an email address`);
+  for (const a of s.notify) if (!isEmailAddress(a)) throw new InputError(`${names.notify} ${JSON.stringify(maskText(a, masks))}: not an email address`);
   return { text, manifest, warnings, env: s.env, secrets, keys: s.keys, notify: s.notify };
 }
 

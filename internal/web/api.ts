@@ -2,6 +2,7 @@
 import type { FastifyInstance } from "fastify";
 import { existingBuild, sendJobText, type WebDeps } from "./routes.js";
 import { parseFilter } from "./params.js";
+import { buildTrigger } from "../store/triggers.js";
 import { buildArtifacts, buildObjects, buildStages, buildVariables, listBuilds, type BuildRow } from "./queries.js";
 
 function buildJson(b: BuildRow) {
@@ -19,7 +20,7 @@ export function registerApi(app: FastifyInstance, deps: WebDeps): void {
 
   app.get("/api/builds/:id", async (req) => {
     const b = await existingBuild(pool, (req.params as Record<string, string>).id);
-    const [stages, artifacts, variables, objects] = await Promise.all([buildStages(pool, b.id), buildArtifacts(pool, b.id), buildVariables(pool, b.id), buildObjects(pool, b.id)]);
+    const [stages, artifacts, variables, objects, trigger] = await Promise.all([buildStages(pool, b.id), buildArtifacts(pool, b.id), buildVariables(pool, b.id), buildObjects(pool, b.id), buildTrigger(pool, b.id)]);
     return {
       ...buildJson(b),
       worker: b.worker,
@@ -38,6 +39,8 @@ export function registerApi(app: FastifyInstance, deps: WebDeps): void {
       // A masked variable's value is not in the database in clear, and is not here at all.
       variables: variables.map((v) => (v.masked ? { key: v.key, masked: true } : { key: v.key, value: v.value, masked: false })),
       objects,
+      // The push that started it (provider, repository, ref, commit, author, message); null for a submitted build.
+      trigger: trigger ?? null,
     };
   });
 

@@ -38,8 +38,8 @@ const SESSION_COOKIE = "djinn_session";
 /** The sign-in form's own token (double submit: the cookie and the form must agree), before there is a session. */
 const SIGN_IN_COOKIE = "djinn_sign_in";
 
-/** Paths served to nobody in a private installation: what signing in needs, and webhooks, which prove themselves by signature. */
-const OPEN_PREFIXES = ["/static/", "/sign-in", "/hooks/"];
+/** Paths served to nobody in a private installation: what signing in needs, webhooks (which prove themselves by signature) and the counters a Prometheus scrapes. */
+const OPEN_PREFIXES = ["/static/", "/sign-in", "/hooks/", "/metrics"];
 
 export function cookies(req: FastifyRequest): Map<string, string> {
   const out = new Map<string, string>();

@@ -4,6 +4,7 @@ import { MASK } from "../runner/mask.js";
 import { BUILD_STATUSES, TERMINAL_STATUSES } from "../runner/status.js";
 import { formatBytes, html, Html, page, postForm, runTime, statusLabel, timeTag, type PageViewer } from "./html.js";
 import { ansiConverter } from "./output.js";
+import { buildTrigger } from "../store/triggers.js";
 import {
   buildArtifacts,
   buildObjects,
@@ -68,7 +69,7 @@ function jobsTable(stages: StageRow[]): Html {
 
 /** The head of a build page, up to its output. */
 async function buildHead(pool: pg.Pool, b: BuildDetail, stages: StageRow[], after: number, viewer?: PageViewer): Promise<Html> {
-  const [variables, objects, artifacts] = await Promise.all([buildVariables(pool, b.id), buildObjects(pool, b.id), buildArtifacts(pool, b.id)]);
+  const [variables, objects, artifacts, pushed] = await Promise.all([buildVariables(pool, b.id), buildObjects(pool, b.id), buildArtifacts(pool, b.id), buildTrigger(pool, b.id)]);
   const live = !TERMINAL_STATUSES.includes(b.status);
   const driver = Object.entries(b.driverMap).map(([k, v]) => html`<li>${k}: ${v}</li>`);
   return html`<main id="build" data-build="${b.id}" data-after="${after}" data-live="${live ? "yes" : "no"}">
@@ -76,7 +77,11 @@ async function buildHead(pool: pg.Pool, b: BuildDetail, stages: StageRow[], afte
 ${viewer ? actions(b, viewer, live) : ""}
 <dl class="facts"><dt>Namespace</dt><dd>${b.namespace ?? "none"}</dd><dt>Driver</dt><dd>${b.driver}<ul class="driver">${driver}</ul></dd>
 <dt>Submitted</dt><dd>${timeTag(b.createdAt)}</dd><dt>Started</dt><dd>${timeTag(b.startedAt)}</dd><dt>Finished</dt><dd>${timeTag(b.finishedAt)}</dd>
-<dt>Took</dt><dd data-duration-for="build">${runTime(b.startedAt, b.finishedAt)}</dd><dt>Worker</dt><dd>${b.worker ?? ""}${b.attempt > 1 ? ` (attempt ${b.attempt})` : ""}</dd></dl>
+<dt>Took</dt><dd data-duration-for="build">${runTime(b.startedAt, b.finishedAt)}</dd><dt>Worker</dt><dd>${b.worker ?? ""}${b.attempt > 1 ? ` (attempt ${b.attempt})` : ""}</dd>${
+    pushed
+      ? html`<dt>Pushed</dt><dd class="trigger">${pushed.provider} ${pushed.repository} ${pushed.ref} <code title="${pushed.commit}">${pushed.commit.slice(0, 12)}</code> by ${pushed.author}: ${pushed.message}</dd>`
+      : ""
+  }</dl>
 <h2>Jobs</h2>${jobsTable(stages)}
 <h2>Artifacts</h2>${
     artifacts.length === 0

@@ -1,7 +1,7 @@
 // `djinn-worker web`: a separate process that shows what the daemon records. It reads PostgreSQL
 // and the artifact store and listens for the daemon's build notifications; it writes only what
-// its users do (sessions, and builds killed, run again or submitted the way the CLI does it): the
-// daemon works the same with or without it.
+// its users do (sessions, and builds killed, run again or submitted the way the CLI does it) and
+// the builds a forge's webhook starts (hooks.ts): the daemon works the same with or without it.
 import Fastify, { type FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { classify, describe } from "../cli/failure.js";
@@ -24,6 +24,7 @@ import { BuildEvents } from "./live.js";
 import { WebError } from "./params.js";
 import { webProcess } from "./process.js";
 import { errorReply, registerRoutes, type WebDeps } from "./routes.js";
+import { hookServices, registerHooks, type HookDeps } from "./hooks.js";
 
 /** What every answer carries: no inline script or style, no framing, no guessing of types. */
 const SECURITY_HEADERS = {
@@ -36,8 +37,8 @@ const SECURITY_HEADERS = {
 /** The largest form body: the forms hold a token, a name and a password. */
 const FORM_LIMIT = 16 * 1024;
 
-/** The web application on `deps`, not yet listening. */
-export function webApp(deps: WebDeps, access: Omit<AccessOptions, "pool" | "log">, log: Logger): FastifyInstance {
+/** The web application on `deps`, not yet listening; `hooks` serves the forges' webhooks. */
+export function webApp(deps: WebDeps, access: Omit<AccessOptions, "pool" | "log">, log: Logger, hooks?: HookDeps): FastifyInstance {
   const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true });
   // The pages' forms post urlencoded fields; a field given twice keeps its first value.
   app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string", bodyLimit: FORM_LIMIT }, (_req, body, done) => {
@@ -68,6 +69,7 @@ export function webApp(deps: WebDeps, access: Omit<AccessOptions, "pool" | "log"
   registerRoutes(app, deps);
   registerApi(app, deps);
   registerActions(app, deps, log);
+  if (hooks) registerHooks(app, hooks);
   return app;
 }
 
@@ -107,11 +109,13 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   const pool = createPool(cfg.database!, 10);
   pool.on("error", () => undefined);
   const events = new BuildEvents(cfg.database!, log);
+  let hooks: Awaited<ReturnType<typeof hookServices>>;
   try {
     // A machine still booting PostgreSQL: waited for, then exit 75 for the service manager to start it again.
     await waitForServers(() => probePool(pool, cfg.database!.addr), log, { onWait: (why) => proc.state(`waiting: ${why}`) });
     await requireCurrentSchema(pool, cfg.file);
     await events.start();
+    hooks = await hookServices(cfg, pool, log);
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     proc.failed(err);
@@ -120,13 +124,14 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   const acting = await actionServices(cfg, log);
   const closeRedis = () => acting.actions?.redis.disconnect();
   const access = { public: web.public, cookieSecure: web.cookie_secure, sessionMs: web.session, limiters: { names: new SignInLimiter(5), addresses: new SignInLimiter(20) } };
-  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log);
+  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log, hooks.deps);
   const addr = listenAddress(web.addr)!;
   try {
     await app.listen({ host: addr.host ?? "::", port: addr.port });
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     closeRedis();
+    hooks.close();
     const refused = new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
     proc.failed(refused);
     throw refused;
@@ -142,6 +147,7 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
       await app.close().catch(() => undefined);
       await events.close();
       closeRedis();
+      hooks.close();
       await pool.end().catch(() => undefined);
       proc.stopped();
       resolve(0);

@@ -17,6 +17,7 @@ import { PhaseClock } from "../timers/phases.js";
 import type { WorkerDeps } from "./deps.js";
 import { MAX_DELIVERIES, prepareBuild, type PreparedBuild } from "./prepare.js";
 import { claimedDriver } from "./claimed-driver.js";
+import { buildTrigger, triggerLine } from "../store/triggers.js";
 import { DatabaseReporter } from "./reporter.js";
 
 export type StopReason = "kill" | "shutdown" | "lost" | "unrecorded";
@@ -262,9 +263,9 @@ export class ClaimedBuild {
     const { pool, mailer } = this.w.deps;
     this.w.track(
       (async () => {
-        const tail = await outputTail(pool, build.id, 15);
+        const [tail, pushed] = await Promise.all([outputTail(pool, build.id, 15), buildTrigger(pool, build.id)]);
         // The mailer logs the one line each mail gets, sent or not.
-        await mailer!.sendBuildFailure({ id: this.idText, status, namespace: build.namespace ?? undefined, notify: build.notify, outputTail: tail }, this.log);
+        await mailer!.sendBuildFailure({ id: this.idText, status, namespace: build.namespace ?? undefined, notify: build.notify, outputTail: tail, trigger: pushed && triggerLine(pushed) }, this.log);
       })().catch((err) => this.log.warn({ err: (err as Error).message }, "failure mail not sent")),
     );
   }

@@ -10,7 +10,7 @@ import type { WorkerQueue } from "../queue/queue.js";
 /** What the worker needs of the mailer (internal/mail). */
 export interface FailureMailer {
   /** Logs one line per mail, on `buildLog`. */
-  sendBuildFailure(m: { id: string; status: Status; namespace?: string; notify: string[]; outputTail: string[] }, buildLog: Logger): Promise<boolean>;
+  sendBuildFailure(m: { id: string; status: Status; namespace?: string; notify: string[]; outputTail: string[]; trigger?: string }, buildLog: Logger): Promise<boolean>;
 }
 
 /** What the worker needs of the metrics (internal/metrics). */

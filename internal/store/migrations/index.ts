@@ -182,6 +182,32 @@ CREATE INDEX web_sessions_expires_idx ON web_sessions (expires_at);
 `,
   },
   {
+    version: 7,
+    name: "build_triggers and deliveries: the push that started a build, and each webhook delivery taken once",
+    sql: `
+-- What started a build pushed to a repository: shown with the build, and its author mailed when it fails.
+CREATE TABLE build_triggers (
+  build_id   bigint PRIMARY KEY REFERENCES builds (id) ON DELETE CASCADE,
+  provider   text NOT NULL,
+  repository text NOT NULL,
+  ref        text NOT NULL,
+  commit     text NOT NULL,
+  author     text NOT NULL DEFAULT '',
+  message    text NOT NULL DEFAULT ''
+);
+
+-- One row per webhook delivery (or pushed ref) that was acted on, written in the same transaction
+-- as its builds: a redelivery finds it and starts nothing.
+CREATE TABLE deliveries (
+  provider    text NOT NULL,
+  delivery    text NOT NULL,
+  builds      bigint[] NOT NULL DEFAULT '{}',
+  received_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (provider, delivery)
+);
+`,
+  },
+  {
     version: 9,
     name: "job output compressed with lz4 where the server has it",
     sql: `
