@@ -5,11 +5,9 @@
 // manifest), 400 malformed, 401 bad signature, 404 no such provider, 413 too large, 502 the
 // repository could not be fetched, 503 PostgreSQL or Redis away (nothing stored: the forge retries).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { Redis } from "ioredis";
 import type pg from "pg";
 import { providerConfig, requireSections, type WorkerConfig } from "../config/config.js";
-import { Crypto } from "../crypto/crypto.js";
-import { probeRedis, redisOptions } from "../queue/queue.js";
+import type { ActionServices } from "./actions.js";
 import { InputError } from "../errors/errors.js";
 import type { Logger } from "../log/log.js";
 import type { SubmissionServices } from "../submission/submission.js";
@@ -125,18 +123,14 @@ export function registerHooks(app: FastifyInstance, deps: HookDeps): void {
 
 /**
  * What the hooks need when worker.toml names a forge ([[providers]] github, gitlab, gitea or
- * forgejo): [crypto] and [redis] as `submit` needs them. A Redis that is away fails a command at
- * once (no offline queue), or after 10 s when it stopped answering, so a webhook gets its 503
- * rather than waiting.
+ * forgejo): [crypto] and [redis] as `submit` needs them, and the web process's one Redis client
+ * (`shared`, server.ts), which fails a command at once while Redis is away, so a webhook gets its
+ * 503 rather than waiting, and the forge delivers it again later.
  */
-export async function hookServices(cfg: WorkerConfig, pool: pg.Pool, log: Logger): Promise<{ deps: HookDeps; close(): void }> {
+export function hookServices(cfg: WorkerConfig, pool: pg.Pool, log: Logger, shared: ActionServices | undefined): HookDeps {
   const metrics = new HookMetrics();
-  if (!cfg.providers.some((p) => p.name !== "git")) return { deps: { cfg, log, metrics }, close: () => undefined };
+  if (!cfg.providers.some((p) => p.name !== "git")) return { cfg, log, metrics };
   requireSections(cfg, "crypto", "redis");
-  await probeRedis(cfg.redis!);
-  const redis = new Redis(redisOptions(cfg.redis!, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 10_000 }));
-  redis.on("error", () => undefined);
-  await redis.connect();
-  const services: SubmissionServices = { pool, redis, crypto: new Crypto(cfg.crypto!.block), queue: cfg.queue, manifestLimit: cfg.manifestLimit };
-  return { deps: { cfg, services, log, metrics }, close: () => redis.disconnect() };
+  const services: SubmissionServices = { pool, redis: shared!.redis, crypto: shared!.crypto, queue: cfg.queue, manifestLimit: cfg.manifestLimit };
+  return { cfg, services, log, metrics };
 }

@@ -80,14 +80,15 @@ export function webSection(cfg: WorkerConfig): NonNullable<WorkerConfig["web"]> 
 }
 
 /**
- * Redis and the key the actions need, when worker.toml has them; otherwise why not. The client
- * fails a command at once while Redis is away (no offline queue): an action answers 503 with
- * nothing stored rather than wait, and the client reconnects on its own.
+ * Redis and the key the actions and the webhooks need, when worker.toml has them; otherwise why
+ * not. The process's one Redis client fails a command at once while Redis is away (no offline
+ * queue), or after 10 s when it stopped answering: an action or a webhook answers 503 with nothing
+ * stored rather than wait, and the client reconnects on its own.
  */
 async function actionServices(cfg: WorkerConfig, log: Logger): Promise<{ actions?: ActionServices; actionsMissing?: string }> {
   const missing = (["redis", "crypto"] as const).filter((s) => !cfg[s]);
   if (missing.length) return { actionsMissing: `worker.toml has no ${missing.map((s) => `[${s}]`).join(" or ")}` };
-  const redis = new Redis(redisOptions(cfg.redis!, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 5000 }));
+  const redis = new Redis(redisOptions(cfg.redis!, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 5000, commandTimeout: 10_000 }));
   redis.on("error", () => undefined);
   // Connected before the first request when it can be; when not, the client goes on trying.
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, "web: Redis is not reachable: kill, re-run and submit answer 503 until it is"));
@@ -109,13 +110,11 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   const pool = createPool(cfg.database!, 10);
   pool.on("error", () => undefined);
   const events = new BuildEvents(cfg.database!, log);
-  let hooks: Awaited<ReturnType<typeof hookServices>>;
   try {
     // A machine still booting PostgreSQL: waited for, then exit 75 for the service manager to start it again.
     await waitForServers(() => probePool(pool, cfg.database!.addr), log, { onWait: (why) => proc.state(`waiting: ${why}`) });
     await requireCurrentSchema(pool, cfg.file);
     await events.start();
-    hooks = await hookServices(cfg, pool, log);
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     proc.failed(err);
@@ -123,15 +122,23 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   }
   const acting = await actionServices(cfg, log);
   const closeRedis = () => acting.actions?.redis.disconnect();
+  let hooks: HookDeps;
+  try {
+    hooks = hookServices(cfg, pool, log, acting.actions);
+  } catch (err) {
+    await Promise.all([pool.end().catch(() => undefined), events.close()]);
+    closeRedis();
+    proc.failed(err);
+    throw err;
+  }
   const access = { public: web.public, cookieSecure: web.cookie_secure, sessionMs: web.session, limiters: { names: new SignInLimiter(5), addresses: new SignInLimiter(20) } };
-  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log, hooks.deps);
+  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log, hooks);
   const addr = listenAddress(web.addr)!;
   try {
     await app.listen({ host: addr.host ?? "::", port: addr.port });
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     closeRedis();
-    hooks.close();
     const refused = new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
     proc.failed(refused);
     throw refused;
@@ -147,7 +154,6 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
       await app.close().catch(() => undefined);
       await events.close();
       closeRedis();
-      hooks.close();
       await pool.end().catch(() => undefined);
       proc.stopped();
       resolve(0);
