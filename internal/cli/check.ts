@@ -10,6 +10,7 @@ import { checkListen } from "../metrics/metrics.js";
 import { probeRedis, redisOptions } from "../queue/queue.js";
 import { createPool, probePool, schemaVersion, SCHEMA_VERSION } from "../store/db.js";
 import { Redis } from "ioredis";
+import { checkCacheStore } from "../cache/check.js";
 
 /** ok/FAIL lines for each configured service the daemon connects to. */
 export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean; lines: string[] }> {
@@ -55,6 +56,13 @@ export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean
       lines.push(`ok   ${await checkListen(worker.metrics.addr)}`);
     } catch (err) {
       failed((err as Error).message);
+    }
+  }
+  if (worker.cache) {
+    try {
+      lines.push(`ok   ${await checkCacheStore(worker.cache)}`);
+    } catch (err) {
+      failed(`cache: ${(err as Error).message}`);
     }
   }
   if (worker.smtp) {
