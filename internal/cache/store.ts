@@ -40,6 +40,8 @@ export interface CacheStoreOptions {
   limit?: number;
   /** Most compressed bytes of all entries together; 0 = no quota. */
   quota?: number;
+  /** gzip level; GZIP_LEVEL unless a measurement asks for another. */
+  level?: number;
 }
 
 /** A section to save: where it is and how to get its tar stream. */
@@ -101,8 +103,10 @@ export class CacheStore {
   readonly root: string;
   readonly limit: number;
   readonly quota: number;
+  private readonly level: number;
 
   constructor(opts: CacheStoreOptions) {
+    this.level = opts.level ?? GZIP_LEVEL;
     this.root = path.resolve(opts.root);
     this.limit = opts.limit ?? 0;
     this.quota = opts.quota ?? 0;
@@ -137,7 +141,7 @@ export class CacheStore {
         const counter = new TarCounter();
         const measure = new Measure(left);
         const out = createWriteStream("", { fd: handle.fd, start: position, autoClose: false });
-        await pipeline(source, counter, createGzip({ level: GZIP_LEVEL }), measure, out);
+        await pipeline(source, counter, createGzip({ level: this.level, chunkSize: 1 << 18 }), measure, out);
         written.push({ base: section.base, paths: section.paths, bytes: measure.bytes, sha256: measure.digest(), size: counter.bytes, files: counter.files });
         position += measure.bytes;
         if (left > 0) left = Math.max(1, left - measure.bytes);
@@ -190,11 +194,12 @@ export class CacheStore {
         const from = start;
         const digest = await sha256Of(handle, from, s.bytes);
         if (digest !== s.sha256) throw new CacheDamagedError(`the entry is damaged: its ${s.base} section does not match its digest`);
-        sections.push({ ...s, tar: () => rangeOf(handle, from, s.bytes).pipe(createGunzip()) });
+        sections.push({ ...s, tar: () => rangeOf(handle, from, s.bytes).pipe(createGunzip({ chunkSize: 1 << 18 })) });
         start += s.bytes;
       }
+      // Last used = the file's mtime: a read never changes it (atime does, on every reader, `list` too).
       const now = new Date();
-      await handle.utimes(now, stat.mtime).catch(() => undefined);
+      await handle.utimes(now, now).catch(() => undefined);
       return { header, bytes: length, sections, close: () => handle.close() };
     } catch (err) {
       await handle.close();
@@ -210,7 +215,7 @@ export class CacheStore {
       if (!header) continue;
       if (namespace !== undefined && (header.namespace ?? "") !== namespace) continue;
       const files = header.sections.reduce((n, s) => n + s.files, 0);
-      out.push({ name: path.relative(this.root, file), ...(header.namespace ? { namespace: header.namespace } : {}), key: header.key, bytes: stat.size, files, created: header.created, lastUsed: stat.atime });
+      out.push({ name: path.relative(this.root, file), ...(header.namespace ? { namespace: header.namespace } : {}), key: header.key, bytes: stat.size, files, created: header.created, lastUsed: stat.mtime });
     }
     return out.sort((a, b) => b.lastUsed.getTime() - a.lastUsed.getTime());
   }
@@ -258,7 +263,7 @@ export class CacheStore {
     if (this.quota <= 0) return [];
     const entries = await this.files();
     let total = entries.reduce((n, e) => n + e.stat.size, 0);
-    const order = entries.sort((a, b) => Number(a.file === keep) - Number(b.file === keep) || a.stat.atimeMs - b.stat.atimeMs);
+    const order = entries.sort((a, b) => Number(a.file === keep) - Number(b.file === keep) || a.stat.mtimeMs - b.stat.mtimeMs);
     const gone: string[] = [];
     for (const e of order) {
       if (total <= this.quota) break;

@@ -152,6 +152,24 @@ const run: Command = {
     ),
 };
 
+const cache: Command = {
+  name: "cache",
+  positional: { name: "action", what: "list or rm" },
+  declare: (y) =>
+    y.command(
+      "cache <action> [key]",
+      "list the build caches ([cache] in worker.toml), remove one, or remove those unused for a while",
+      (y) =>
+        y
+          .positional("action", { type: "string", demandOption: true, describe: "list: the entries, most recently used first; rm: remove KEY, or those not used for D" })
+          .positional("key", { type: "string", describe: "the key to remove (as the build expanded it)" })
+          .option("config", configFlags.config)
+          .option("namespace", { type: "string", describe: "the namespace whose entries are listed or removed (without it: rm KEY removes a build's without a namespace)" })
+          .option("older-than", { type: "string", describe: 'rm: every entry not used for this long (Go duration: "720h")' }),
+      (args) => guard(async () => (await import("./cache.js")).cacheCommand(args.config, { action: args.action, key: args.key, namespace: args.namespace, olderThan: args.olderThan }, process.stdout)),
+    ),
+};
+
 const check: Command = {
   name: "check",
   declare: (y) =>
@@ -186,4 +204,4 @@ const web: Command = {
 };
 
 /** The commands, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web];
+export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web, cache];

@@ -193,7 +193,7 @@ export function defaultDriverConfig(): DriverConfig {
 }
 
 /** Fails with one clear line when a section the daemon needs is absent. */
-export function requireSections(worker: WorkerConfig, ...names: ("crypto" | "database" | "redis" | "artifacts" | "objects" | "images")[]): void {
+export function requireSections(worker: WorkerConfig, ...names: ("crypto" | "database" | "redis" | "artifacts" | "objects" | "images" | "cache")[]): void {
   for (const name of names) {
     if (!worker[name]) throw new ConfigError(worker.file, undefined, undefined, `[${name}] section is required`);
   }
