@@ -51,6 +51,8 @@ export async function packPaths(container: Docker.Container, dir: string, paths:
   const found: string[] = [];
   const missing: string[] = [];
   for (const p of paths) ((await exists(container, path.posix.join(dir, p))) ? found : missing).push(p);
+  // One path right under the base: the engine's archive is already named as it should be.
+  if (found.length === 1 && path.posix.dirname(found[0]) === ".") return { archive: await getArchive(container, dir, found[0]), missing };
   const pack = tar.pack();
   const archive = new PassThrough({ highWaterMark: 1 << 20 });
   (async () => {
@@ -58,18 +60,20 @@ export async function packPaths(container: Docker.Container, dir: string, paths:
       // Its parents, so that extracting needs nothing of the engine but the base directory.
       const parts = path.posix.dirname(rel) === "." ? [] : path.posix.dirname(rel).split("/");
       for (let i = 1; i <= parts.length; i++) pack.entry({ name: `${parts.slice(0, i).join("/")}/`, type: "directory", mode: 0o755 });
-      let source: Readable;
-      try {
-        source = (await container.getArchive({ path: path.posix.join(dir, rel) })) as unknown as Readable;
-      } catch (err) {
-        throw new DriverError(`cannot read ${rel} from the container: ${dockerMessage(err)}`);
-      }
-      await copyEntries(source, pack, rel);
+      await copyEntries(await getArchive(container, dir, rel), pack, rel);
     }
     pack.finalize();
   })().catch((err: Error) => pack.destroy(err));
   pipeline(pack as unknown as Readable, archive).catch((err: Error) => archive.destroy(err instanceof DriverError ? err : new DriverError(err.message)));
   return { archive, missing };
+}
+
+async function getArchive(container: Docker.Container, dir: string, rel: string): Promise<Readable> {
+  try {
+    return (await container.getArchive({ path: path.posix.join(dir, rel) })) as unknown as Readable;
+  } catch (err) {
+    throw new DriverError(`cannot read ${rel} from the container: ${dockerMessage(err)}`);
+  }
 }
 
 /** Extracts `archive` under `dir` in the container (made when missing). */
