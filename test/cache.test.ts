@@ -16,6 +16,7 @@ import { ConfigError, loadWorkerConfig } from "../internal/config/config.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { Metrics } from "../internal/metrics/metrics.js";
 import { planBuild } from "../internal/runner/plan.js";
+import { specifyBuild } from "../internal/assembly/assembly.js";
 import { cliPath } from "./helpers/env.js";
 
 const dir = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-cache-unit-"));
@@ -102,6 +103,15 @@ describe("the manifest's cache and the plan", () => {
     assert.deepEqual(plan.stages[0].jobs.map((j) => j.name), ["create-driver", "clone.1", "restore-cache"]);
     assert.deepEqual(plan.stages.map((s) => s.name), ["setup - #7", "build", "cache - #7"]);
     assert.deepEqual(plan.stages[2].jobs.map((j) => [j.name, j.cache]), [["save-cache", "save"]]);
+  });
+
+  test("a key holding a masked value is not used (it would be a file name, listed as it is)", () => {
+    const { manifest } = parseManifest(`${base}cache: {key: "k-\${TOKEN}", paths: [v]}\n`);
+    const masked = specifyBuild(manifest, "1", [{ key: "TOKEN", value: "hunter2-s3cret", masked: true }]);
+    assert.match(masked.cache?.refused ?? "", /its key holds a masked value/);
+    const plain = specifyBuild(manifest, "1", [{ key: "TOKEN", value: "hunter2-s3cret" }]);
+    assert.equal(plain.cache?.key, "k-hunter2-s3cret");
+    assert.equal(plain.cache?.refused, undefined);
   });
 
   test("policy pull only restores, push only saves; no cache: no cache jobs", () => {

@@ -8,7 +8,7 @@ import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
 import type { Manifest, Passthrough } from "../manifest/manifest.js";
-import { maskPatterns } from "../runner/mask.js";
+import { holdsMasked, maskPatterns } from "../runner/mask.js";
 import { planBuild, type BuildPlan } from "../runner/plan.js";
 import { buildCache, type BuildCache } from "../cache/key.js";
 import type { CacheStore } from "../cache/store.js";
@@ -45,6 +45,8 @@ export function specifyBuild(manifest: Manifest, label: string, variables: Varia
   }
   masks.push(...extraMasks);
   const cache = manifest.cache && buildCache(manifest.cache, manifest.driver, env, manifest.namespace);
+  // A key names a file of the store and is shown by `cache list`, never masked: one holding a masked value is not used.
+  if (cache && holdsMasked(cache.key, masks)) cache.refused = "its key holds a masked value (keys are file names in the store, listed as they are)";
   return { manifest, plan: planBuild(manifest, label), env, masks: masks.filter((m) => m.length > 0), ...(cache ? { cache } : {}) };
 }
 

@@ -18,6 +18,8 @@ export interface BuildCache {
   key: string;
   sections: CacheSection[];
   policy: ManifestCache["policy"];
+  /** Why this build's cache cannot be used at all (its key holds a masked value): each cache job says so. */
+  refused?: string;
 }
 
 /** `${VAR}` and `$VAR` replaced by the build's variables (an unset one by nothing, as a shell does); `$$` is one `$`. */

@@ -37,6 +37,7 @@ function where(spec: BuildCache): string {
 function unusable(cache: CacheContext | undefined, driver: Driver, what: "restored" | "saved"): string | undefined {
   if (!cache?.store) return `cache not ${what}: no cache store is configured here ([cache] path in worker.toml)`;
   if (!driver.packTar || !driver.unpackTar) return `cache not ${what}: this driver cannot move caches`;
+  if (cache.spec.refused) return `cache not ${what}: ${cache.spec.refused}`;
   return undefined;
 }
 
