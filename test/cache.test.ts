@@ -313,3 +313,38 @@ describe("[cache] in worker.toml, metrics and the cache command", () => {
     assert.match(none.stderr, /\[cache\] section is required/);
   });
 });
+
+describe("a build stopped during a cache job", () => {
+  test("killed while saving or restoring: the transfer stops, the build is killed, nothing is left half written", async () => {
+    const { assembleBuild } = await import("../internal/assembly/assembly.js");
+    const { runBuild } = await import("../internal/runner/runner.js");
+    const { defaultDriverConfig } = await import("../internal/config/config.js");
+    const { collectingReporter } = await import("./helpers/qemu.js");
+    const pino = (await import("pino")).default;
+    const store = new CacheStore({ root: freshRoot() });
+    const yaml = "driver: {type: os}\ncache: {key: k, paths: [deps]}\nstages: [s]\njobs: [{stage: s, commands: ['mkdir -p deps && head -c 20000000 /dev/urandom > deps/big']}]\n";
+    const run = async (killAt?: string) => {
+      const kill = new AbortController();
+      const spec = specifyBuild(parseManifest(yaml).manifest, `kill-${++n}`, []);
+      const b = await assembleBuild(spec, { buildId: `cache-kill-${n}`, drivers: defaultDriverConfig(), cache: { store }, log: pino({ level: "silent" }) });
+      const reporter = collectingReporter();
+      const started = reporter.jobStarted.bind(reporter);
+      reporter.jobStarted = (job) => {
+        if (job.name === killAt) kill.abort();
+        return started(job);
+      };
+      const status = await runBuild({ plan: b.plan, driver: b.driver, env: b.env, masks: b.masks, objects: b.objects, cache: b.cache, reporter, signal: kill.signal });
+      return { status, out: (job: string) => reporter.jobs.get(job)?.output ?? "" };
+    };
+    const killedSaving = await run("save-cache");
+    assert.equal(killedSaving.status, "killed");
+    assert.equal(killedSaving.out("save-cache"), "build killed\n");
+    assert.deepEqual(await fs.readdir(path.join(store.root, "none")).catch(() => []), [], "no entry, nothing aside");
+    assert.equal((await run()).status, "passed");
+    const killedRestoring = await run("restore-cache");
+    assert.equal(killedRestoring.status, "killed");
+    assert.equal(killedRestoring.out("restore-cache"), "build killed\n");
+    assert.deepEqual(await fs.readdir(path.join(store.root, "none")), ["k.cache"], "the entry stays whole");
+    assert.ok(await store.open(undefined, "k").then((e) => e?.close().then(() => true)));
+  });
+});

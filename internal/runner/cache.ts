@@ -1,6 +1,7 @@
 // The build cache's two jobs (docs/cache.md): restore-cache in the setup stage, save-cache after
 // the last stage. Each says what it did in one line (files, size, time) and never fails the
 // build: a missing, damaged or unusable cache is a line, and the build goes on cold.
+import type { Readable } from "node:stream";
 import type { Driver, TarBase } from "../driver/driver.js";
 import { CacheDamagedError, CacheLimitError, type CacheStore, type SectionSource } from "../cache/store.js";
 import type { BuildCache } from "../cache/key.js";
@@ -23,6 +24,17 @@ export interface CacheContext {
 }
 
 type Note = (line: string) => Promise<void>;
+
+/** `stream`, destroyed when the build is killed or times out: a transfer under way stops at once, whichever driver moves it. */
+function untilAborted<T extends Readable>(stream: T, signal: AbortSignal): T {
+  const stop = () => stream.destroy(new Error("the build was stopped"));
+  if (signal.aborted) stop();
+  else {
+    signal.addEventListener("abort", stop, { once: true });
+    stream.once("close", () => signal.removeEventListener("abort", stop));
+  }
+  return stream;
+}
 
 
 function took(started: number): string {
@@ -63,12 +75,13 @@ export async function restoreCache(cache: CacheContext | undefined, driver: Driv
   try {
     for (const section of entry.sections) {
       if (signal.aborted) return;
-      await driver.unpackTar!(section.base as TarBase, section.tar(), signal);
+      await driver.unpackTar!(section.base as TarBase, untilAborted(section.tar(), signal), signal);
       files += section.files;
       size += section.size;
     }
   } catch (err) {
     observe?.miss();
+    if (signal.aborted) return;
     return note(`${where(spec)} not restored whole: ${(err as Error).message}; the build goes on with what was unpacked`);
   } finally {
     await entry.close();
@@ -89,13 +102,14 @@ export async function saveCache(cache: CacheContext | undefined, driver: Driver,
     tar: async () => {
       const packed = await driver.packTar!(s.base, s.paths, signal);
       missing.push(...packed.missing.map((p) => shown(s.base, p)));
-      return packed.archive;
+      return untilAborted(packed.archive, signal);
     },
   }));
   let saved;
   try {
     saved = await store!.save(spec.namespace, spec.key, sections);
   } catch (err) {
+    if (signal.aborted) return;
     const reason = err instanceof CacheLimitError ? err.message : (err as Error).message;
     return note(`${where(spec)} not saved: ${reason}`);
   }

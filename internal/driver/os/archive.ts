@@ -49,6 +49,8 @@ export async function packWorkspace(workspace: string, paths: string[], signal: 
   const child = spawn("tar", ["-c", "-f", "-", "-C", workspace, "--", ...found], { stdio: ["ignore", "pipe", "pipe"], signal });
   const stderr = stderrOf(child);
   const done = exited(child);
+  // Awaited below unless the reader stops first: an abort must not become an unhandled rejection.
+  done.catch(() => undefined);
   const archive = new PassThrough({ highWaterMark: 1 << 20 });
   pipeline(child.stdout!, archive, { end: false })
     .then(() => done)
