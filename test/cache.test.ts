@@ -203,6 +203,15 @@ describe("the file store", () => {
     await entry!.close();
   });
 
+  test("paths too many for the entry's header are refused before anything is packed", async () => {
+    const store = new CacheStore({ root: freshRoot() });
+    let packed = false;
+    const paths = Array.from({ length: 200 }, (_, i) => `vendor/${"p".repeat(60)}${i}`);
+    await assert.rejects(store.save(undefined, "k", [{ base: "workspace", paths, tar: async () => ((packed = true), tarOf(Buffer.from("x"))) }]), /the entry's header needs \d+ bytes, more than the 8192 it has \(too many or too long paths\)/);
+    assert.equal(packed, false);
+    assert.deepEqual(await fs.readdir(store.root).catch(() => []), []);
+  });
+
   test("a cut, damaged or foreign entry is a CacheDamagedError saying which", async () => {
     const store = new CacheStore({ root: freshRoot() });
     await store.save(undefined, "k", [section(randomBytes(10_000))]);

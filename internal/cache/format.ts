@@ -34,10 +34,15 @@ export class EntryFormatError extends Error {
   override name = "EntryFormatError";
 }
 
+/** What an entry would hold does not fit its header. */
+export class EntryTooLargeError extends Error {
+  override name = "EntryTooLargeError";
+}
+
 export function encodeHeader(header: EntryHeader): Buffer {
   const text = `${MAGIC}${JSON.stringify(header)}\n`;
   const bytes = Buffer.byteLength(text);
-  if (bytes > HEADER_BYTES) throw new EntryFormatError(`the entry's header needs ${bytes} bytes, more than the ${HEADER_BYTES} it has (too many or too long paths)`);
+  if (bytes > HEADER_BYTES) throw new EntryTooLargeError(`the entry's header needs ${bytes} bytes, more than the ${HEADER_BYTES} it has (too many or too long paths)`);
   const out = Buffer.alloc(HEADER_BYTES, 0x20);
   out.write(text, "utf8");
   return out;

@@ -128,6 +128,9 @@ export class CacheStore {
    */
   async save(namespace: string | undefined, key: string, sections: SectionSource[]): Promise<SavedEntry> {
     const file = this.entryPath(namespace, key);
+    // Too many or too long paths for the header are found before anything is packed.
+    const largest = { bytes: Number.MAX_SAFE_INTEGER, sha256: "0".repeat(64), size: Number.MAX_SAFE_INTEGER, files: Number.MAX_SAFE_INTEGER };
+    encodeHeader({ namespace, key, created: new Date().toISOString(), sections: sections.map((s) => ({ base: s.base, paths: s.paths, ...largest })) });
     await fs.mkdir(path.dirname(file), { recursive: true });
     const tmp = path.join(path.dirname(file), `.tmp-${randomBytes(8).toString("hex")}`);
     const handle = await fs.open(tmp, "wx", 0o600);

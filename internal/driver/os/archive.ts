@@ -8,6 +8,7 @@ import { PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isInside, resolveInside } from "../../fs/confine.js";
 import { DriverError, type PackedTar } from "../driver.js";
+import { endedEarly } from "../tar-streams.js";
 
 /** The last bytes of a process's stderr, for its error line. */
 function stderrOf(child: ChildProcess): () => string {
@@ -67,15 +68,15 @@ export async function unpackWorkspace(workspace: string, archive: Readable, sign
   const child = spawn("tar", ["-x", "-f", "-", "-C", workspace, "--no-same-owner"], { stdio: ["pipe", "ignore", "pipe"], signal });
   const stderr = stderrOf(child);
   const done = exited(child);
-  try {
-    await pipeline(archive, child.stdin!);
-  } catch (err) {
-    child.kill("SIGKILL");
-    await done.catch(() => undefined);
-    throw new DriverError(`cannot unpack: ${(err as Error).message}`);
-  }
+  const fed = await pipeline(archive, child.stdin!).then(
+    () => undefined,
+    (err: NodeJS.ErrnoException) => err,
+  );
+  // tar may leave once it has read the end of the archive, before the padding after it.
+  if (fed && !endedEarly(fed)) child.kill("SIGKILL");
   const code = await done.catch((err: Error) => {
     throw new DriverError(`cannot run tar: ${err.message}`);
   });
+  if (fed && !(endedEarly(fed) && code === 0)) throw new DriverError(`cannot unpack: ${fed.message}`);
   if (code !== 0) throw new DriverError(`tar exited ${code}: ${stderr()}`);
 }

@@ -6,6 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { singleQuote } from "../../shell/quote.js";
 import { DriverError, type PackedTar } from "../driver.js";
 import { runQuiet } from "./channels.js";
+import { endedEarly } from "../tar-streams.js";
 import type { ChannelGate } from "./gate.js";
 
 /** Prints each of its arguments (after the directory) that does not exist there, NUL-terminated. */
@@ -52,12 +53,16 @@ export async function unpackOverSsh(gate: ChannelGate, workspace: string, archiv
   });
   const stderr = stderrText(channel);
   channel.resume();
-  try {
-    await pipeline(archive, channel);
-  } catch (err) {
+  const fed = await pipeline(archive, channel).then(
+    () => undefined,
+    (err: NodeJS.ErrnoException) => err,
+  );
+  // tar may leave once it has read the end of the archive, before the padding after it.
+  if (fed && !endedEarly(fed)) {
     channel.close();
-    throw new DriverError(`cannot unpack on ${where}: ${(err as Error).message}`);
+    throw new DriverError(`cannot unpack on ${where}: ${fed.message}`);
   }
   const code = await exit;
+  if (fed && code !== 0) throw new DriverError(`cannot unpack on ${where}: ${fed.message}`);
   if (code !== 0) throw new DriverError(`tar on ${where} ${code === undefined ? "was cut off" : `exited ${code}`}${stderr() ? `: ${stderr()}` : ""}`);
 }
