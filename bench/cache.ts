@@ -38,6 +38,8 @@ async function job(driver: Driver, script: string): Promise<number> {
 
 /** Runs `fn`, measuring its time and the worker's RSS growth (sampled). */
 async function measured(fn: () => Promise<unknown>): Promise<{ ms: number; rssMiB: number }> {
+  // What the step before left to write back is not this step's cost.
+  await sh("sync");
   const before = process.memoryUsage().rss;
   let peak = before;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);

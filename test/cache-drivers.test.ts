@@ -80,10 +80,11 @@ for (const fixture of driverFixtures.filter((f) => f.name !== "podman")) {
     test("a first build fills the cache; a second restores it, and its job sees the files", async () => {
       const store = new CacheStore({ root: path.join(root, "fill") });
       await clean(store);
-      const first = await build({ store, cache: "{key: \"deps-${GOVERSION}\", paths: [deps, nested/dir, \"~/.pkgcache\"]}", commands: FILL, env: { GOVERSION: "1.22", MARK: "first" } });
+      const first = await build({ store, cache: "{key: \"deps-${GOVERSION}\", paths: [deps, absent, nested/dir, \"~/.pkgcache\", \"~/gone\"]}", commands: FILL, env: { GOVERSION: "1.22", MARK: "first" } });
       assert.equal(first.status, "passed", first.out("job"));
       assert.match(first.out("restore-cache"), /cache "deps-1.22": none saved yet; the build goes on without it/);
       assert.match(first.out("job"), /COLD/);
+      assert.match(first.out("save-cache"), /^cache: absent, ~\/gone do not exist: not in the cache$/m);
       assert.match(first.out("save-cache"), /Saved cache "deps-1.22": 5 files, [\d.]+ KiB \([\d.]+ KiB stored\) in /);
       await clean(store);
       const second = await build({ store, cache: "{key: \"deps-${GOVERSION}\", paths: [deps, nested/dir, \"~/.pkgcache\"]}", commands: FILL, env: { GOVERSION: "1.22", MARK: "second" } });

@@ -296,6 +296,7 @@ function readPassthroughs(f: Fields, field: string, node: Node | undefined, form
 /** Why a cache path is refused: it must stay under the workspace (relative) or the home (`~/...`). */
 export function cachePathProblem(p: string): string | undefined {
   const rel = p === "~" ? "" : p.startsWith("~/") ? p.slice(2) : p;
+  if (/[\n\r]/.test(p)) return "holds a line break";
   if (p.startsWith("/")) return "is absolute: a cache path is relative to the workspace, or ~/... under the home";
   if (rel.replace(/\/+$/, "") === "" || rel.replace(/\/+$/, "") === ".") return "names the whole workspace or home: name the directories to keep";
   if (rel.split("/").includes("..")) return "reaches outside the workspace or home (..)";

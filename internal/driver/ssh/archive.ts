@@ -1,41 +1,59 @@
 // Build caches over the connection, by the machine's own tar on exec channels: `tar -cf -` streams
 // out on stdout, `tar -xf -` takes one on stdin. Both under the workspace (the login's home, also
 // `~/`). A stream that tar did not end well fails; it never passes for a whole one.
-import { Readable, Transform } from "node:stream";
+import type { Readable } from "node:stream";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { singleQuote } from "../../shell/quote.js";
 import { DriverError, type PackedTar } from "../driver.js";
-import { runQuiet } from "./channels.js";
 import { endedEarly } from "../tar-streams.js";
 import type { ChannelGate } from "./gate.js";
 
-/** Prints each of its arguments (after the directory) that does not exist there, NUL-terminated. */
-const MISSING_SCRIPT = 'cd "$1" || exit 3; shift; for p; do [ -e "$p" ] || [ -L "$p" ] || printf "%s\\0" "$p"; done';
+const MISSING = "djinn-missing:";
+const LISTED = "djinn-missing-end";
+
+/**
+ * In the directory $1, says on stderr which of the other arguments do not exist, then streams a
+ * tar of those that do (two zero blocks when none: tar makes no empty archive). One channel, one
+ * round trip.
+ */
+const PACK_SCRIPT = [
+  'cd "$1" || exit 3',
+  "shift",
+  `for p; do shift; if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "$p"; else printf '${MISSING}%s\\n' "$p" >&2; fi; done`,
+  `printf '${LISTED}\\n' >&2`,
+  '[ $# -gt 0 ] || exec head -c 1024 /dev/zero',
+  'exec tar -c -f - -- "$@"',
+].join("\n");
 
 const quoted = (words: string[]) => words.map(singleQuote).join(" ");
 
-/** The last words tar said, for its error line. */
-function stderrText(channel: { stderr: NodeJS.ReadableStream }): () => string {
-  let text = "";
-  channel.stderr.on("data", (d: Buffer) => {
-    if (text.length < 4096) text += d.toString("utf8");
-  });
-  return () => text.trim().split("\n").slice(-3).join("; ");
+function tarFailed(where: string, code: number | undefined, stderr: string): DriverError {
+  const said = stderr.trim().split("\n").slice(-3).join("; ");
+  return new DriverError(`tar on ${where} ${code === undefined ? "was cut off" : `exited ${code}`}${said ? `: ${said}` : ""}`);
 }
 
 export async function packOverSsh(gate: ChannelGate, workspace: string, paths: string[], where: string): Promise<PackedTar> {
-  const r = await runQuiet(gate, `sh -c ${singleQuote(MISSING_SCRIPT)} sh ${quoted([workspace, ...paths])}`, { timeoutMs: 60_000 });
-  if (r.code !== 0) throw new DriverError(`cannot look at the cache paths on ${where}: ${r.stderr.trim() || `exit status ${r.code}`}`);
-  const missing = r.stdout.split("\0").filter(Boolean);
-  const found = paths.filter((p) => !missing.includes(p));
-  // tar refuses to make an empty archive: two zero blocks are one.
-  if (found.length === 0) return { archive: Readable.from([Buffer.alloc(1024)]), missing };
-  const { channel, exit } = await gate.exec(`tar -c -f - -C ${singleQuote(workspace)} -- ${quoted(found)}`);
-  const stderr = stderrText(channel);
+  const { channel, exit } = await gate.exec(`sh -c ${singleQuote(PACK_SCRIPT)} sh ${quoted([workspace, ...paths])}`);
+  let stderr = "";
+  const missing: string[] = [];
+  // The list of missing paths comes first on stderr, ended by a line of its own; tar's own words follow.
+  const listed = new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      if (stderr.length < 64 * 1024) stderr += d.toString("utf8");
+      const end = stderr.indexOf(`${LISTED}\n`);
+      if (end < 0) return;
+      for (const line of stderr.slice(0, end).split("\n")) if (line.startsWith(MISSING)) missing.push(line.slice(MISSING.length));
+      stderr = stderr.slice(end + LISTED.length + 1);
+      resolve();
+    };
+    channel.stderr.on("data", onData);
+    void exit.then((code) => reject(tarFailed(where, code, stderr || `cannot enter ${workspace}`)));
+  });
   const archive = new Transform({
     transform: (chunk: Buffer, _enc, done) => done(null, chunk),
     // The archive ends only when tar exited well: a cut connection or a failing tar is an error.
-    flush: (done) => void exit.then((code) => done(code === 0 ? null : new DriverError(`tar on ${where} ${code === undefined ? "was cut off" : `exited ${code}`}${stderr() ? `: ${stderr()}` : ""}`))),
+    flush: (done) => void exit.then((code) => done(code === 0 ? null : tarFailed(where, code, stderr))),
   });
   archive.on("close", () => {
     // A reader that gave up: stop tar rather than send the rest.
@@ -43,6 +61,12 @@ export async function packOverSsh(gate: ChannelGate, workspace: string, paths: s
   });
   channel.end();
   channel.pipe(archive);
+  try {
+    await listed;
+  } catch (err) {
+    archive.destroy();
+    throw err;
+  }
   return { archive, missing };
 }
 
@@ -51,7 +75,10 @@ export async function unpackOverSsh(gate: ChannelGate, workspace: string, archiv
     archive.destroy();
     throw err;
   });
-  const stderr = stderrText(channel);
+  let stderr = "";
+  channel.stderr.on("data", (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString("utf8");
+  });
   channel.resume();
   const fed = await pipeline(archive, channel).then(
     () => undefined,
@@ -64,5 +91,5 @@ export async function unpackOverSsh(gate: ChannelGate, workspace: string, archiv
   }
   const code = await exit;
   if (fed && code !== 0) throw new DriverError(`cannot unpack on ${where}: ${fed.message}`);
-  if (code !== 0) throw new DriverError(`tar on ${where} ${code === undefined ? "was cut off" : `exited ${code}`}${stderr() ? `: ${stderr()}` : ""}`);
+  if (code !== 0) throw tarFailed(where, code, stderr);
 }
