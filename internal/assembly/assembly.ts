@@ -8,8 +8,11 @@ import "../driver/all.js";
 import { ArtifactStore, ObjectStore } from "../fs/store.js";
 import type { Logger } from "../log/log.js";
 import type { Manifest, Passthrough } from "../manifest/manifest.js";
-import { maskPatterns } from "../runner/mask.js";
+import { holdsMasked, maskPatterns } from "../runner/mask.js";
 import { planBuild, type BuildPlan } from "../runner/plan.js";
+import { buildCache, type BuildCache } from "../cache/key.js";
+import type { CacheStore } from "../cache/store.js";
+import type { CacheContext, CacheObserver } from "../runner/cache.js";
 
 export interface Variable {
   key: string;
@@ -24,6 +27,8 @@ export interface BuildSpec {
   plan: BuildPlan;
   env: Record<string, string>;
   masks: string[];
+  /** The manifest's `cache:` with its key expanded from the build's variables. */
+  cache?: BuildCache;
 }
 
 /**
@@ -39,7 +44,10 @@ export function specifyBuild(manifest: Manifest, label: string, variables: Varia
     if (v.masked) masks.push(...maskPatterns(v.value));
   }
   masks.push(...extraMasks);
-  return { manifest, plan: planBuild(manifest, label), env, masks: masks.filter((m) => m.length > 0) };
+  const cache = manifest.cache && buildCache(manifest.cache, manifest.driver, env, manifest.namespace);
+  // A key names a file of the store and is shown by `cache list`, never masked: one holding a masked value is not used.
+  if (cache && holdsMasked(cache.key, masks)) cache.refused = "its key holds a masked value (keys are file names in the store, listed as they are)";
+  return { manifest, plan: planBuild(manifest, label), env, masks: masks.filter((m) => m.length > 0), ...(cache ? { cache } : {}) };
 }
 
 /** Where a build runs: its names on this host, the driver configuration, the stores' places. */
@@ -53,11 +61,14 @@ export interface Workplace {
   objectsPath?: string;
   /** The artifact store's folder, made when missing; `fresh` empties it first (an earlier run's went with its rows). */
   artifacts?: { dir: string; limit?: number; fresh?: boolean };
+  /** The cache store ([cache]); without one, a manifest's cache jobs say so. */
+  cache?: { store: CacheStore; observe?: CacheObserver };
   log: Logger;
 }
 
-export interface AssembledBuild extends BuildSpec {
+export interface AssembledBuild extends Omit<BuildSpec, "cache"> {
   driver: Driver;
+  cache?: CacheContext;
   objects: { store?: ObjectStore; list: Passthrough[] };
   artifacts?: ArtifactStore;
 }
@@ -73,5 +84,6 @@ export async function assembleBuild(spec: BuildSpec, place: Workplace): Promise<
     artifacts = new ArtifactStore(dir, limit);
   }
   const objects = { store: place.objectsPath ? new ObjectStore(place.objectsPath) : undefined, list: spec.manifest.objects };
-  return { ...spec, driver, objects, artifacts };
+  const cache = spec.cache && { spec: spec.cache, store: place.cache?.store, observe: place.cache?.observe };
+  return { ...spec, driver, objects, artifacts, cache };
 }

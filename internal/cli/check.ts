@@ -11,6 +11,7 @@ import { checkListenAddr } from "../net/listen.js";
 import { probeRedis, redisOptions } from "../queue/queue.js";
 import { createPool, probePool, schemaVersion, SCHEMA_VERSION } from "../store/db.js";
 import { Redis } from "ioredis";
+import { checkCacheStore } from "../cache/check.js";
 
 /** ok/FAIL lines for each configured service the daemon connects to, and for the web process's [web]. */
 export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean; lines: string[] }> {
@@ -66,6 +67,13 @@ export async function checkServices(worker: WorkerConfig): Promise<{ ok: boolean
     } catch (err) {
       const message = (err as Error).message;
       failed(message.startsWith("web: ") ? message : `web: ${message}`);
+    }
+  }
+  if (worker.cache) {
+    try {
+      lines.push(`ok   ${await checkCacheStore(worker.cache)}`);
+    } catch (err) {
+      failed(`cache: ${(err as Error).message}`);
     }
   }
   if (worker.smtp) {

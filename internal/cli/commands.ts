@@ -12,9 +12,9 @@ export interface Command extends CommandSpec {
 }
 
 /** Every long flag of every command: typed Go-style (`-config`), they are rewritten for yargs. */
-export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key", "wait-for-worker", "password-file", "repo", "ref", "commit", "git-dir"]);
+export const LONG_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "version", "help", "artifacts", "objects", "env", "secret", "timeout", "notify", "follow", "key", "wait-for-worker", "password-file", "repo", "ref", "commit", "git-dir", "cache", "namespace", "older-than"]);
 /** The flags that take a value, so that the command word is found after them. */
-export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key", "password-file", "repo", "ref", "commit", "git-dir"]);
+export const VALUE_FLAGS: ReadonlySet<string> = new Set(["config", "driver", "artifacts", "objects", "env", "secret", "timeout", "notify", "key", "password-file", "repo", "ref", "commit", "git-dir", "cache", "namespace", "older-than"]);
 /** The value flags that may be given more than once; any other given twice is a mistake. */
 export const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(["env", "secret", "notify", "key"]);
 
@@ -152,6 +152,7 @@ const run: Command = {
           .option("driver", { type: "string", describe: "driver configuration file (default: djinn-driver.toml if present, else the os driver only)" })
           .option("artifacts", { type: "string", default: "artifacts", describe: "directory collected artifacts are written to" })
           .option("objects", { type: "string", default: ".", describe: "directory objects are read from" })
+          .option("cache", { type: "string", describe: "directory the manifest's cache is kept in between runs (docs/cache.md); without it, a manifest's cache is neither restored nor saved" })
           .option("env", repeatable("extra variable KEY=value (repeatable)"))
           .option("secret", repeatable("masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line): its value never appears in output (repeatable)"))
           .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
@@ -162,12 +163,30 @@ const run: Command = {
             const [{ runManifest }, { createLogger }, { killOnSignals }] = await Promise.all([import("./run.js"), import("../log/log.js"), import("./signals.js")]);
             const log = createLogger({ log: { level: "info" } }, { fd: 2 });
             const signal = killOnSignals();
-            const { manifest, driver: driverFile, artifacts, objects, timeout } = args;
-            return runManifest({ manifest, driverFile, artifacts, objects, env: args.env.map(String), secrets: args.secret.map(String), timeout, signal, out: process.stdout, log });
+            const { manifest, driver: driverFile, artifacts, objects, timeout, cache } = args;
+            return runManifest({ manifest, driverFile, artifacts, objects, cache, env: args.env.map(String), secrets: args.secret.map(String), timeout, signal, out: process.stdout, log });
           },
           // The driver file of `run` is its input, not a daemon's configuration.
           { config: EXIT.badInput },
         ),
+    ),
+};
+
+const cache: Command = {
+  name: "cache",
+  positional: { name: "action", what: "list or rm" },
+  declare: (y) =>
+    y.command(
+      "cache <action> [key]",
+      "list the build caches ([cache] in worker.toml), remove one, or remove those unused for a while",
+      (y) =>
+        y
+          .positional("action", { type: "string", demandOption: true, describe: "list: the entries, most recently used first; rm: remove KEY, or those not used for D" })
+          .positional("key", { type: "string", describe: "the key to remove (as the build expanded it)" })
+          .option("config", configFlags.config)
+          .option("namespace", { type: "string", describe: "the namespace whose entries are listed or removed (without it: rm KEY removes a build's without a namespace)" })
+          .option("older-than", { type: "string", describe: 'rm: every entry not used for this long (Go duration: "720h")' }),
+      (args) => guard(async () => (await import("./cache.js")).cacheCommand(args.config, { action: args.action, key: args.key, namespace: args.namespace, olderThan: args.olderThan }, process.stdout)),
     ),
 };
 
@@ -260,4 +279,4 @@ const trigger: Command = {
 };
 
 /** The commands, in the order `--help` lists them. */
-export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web, user, token, trigger];
+export const COMMANDS: Command[] = [migrate, submit, status, logs, kill, run, check, web, user, token, trigger, cache];

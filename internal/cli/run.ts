@@ -11,12 +11,15 @@ import { InputError } from "../errors/errors.js";
 import { parseAssignments, parseSecrets, readManifestFile } from "./input.js";
 import { terminalSafe } from "./terminal.js";
 import { sharedSink } from "../stream/write.js";
+import { CacheStore } from "../cache/store.js";
 
 export interface RunOptions {
   manifest: string;
   driverFile?: string;
   artifacts: string;
   objects: string;
+  /** Where the manifest's cache is kept; without it, the cache jobs say so. */
+  cache?: string;
   env: string[];
   secrets: string[];
   timeout?: string;
@@ -60,6 +63,7 @@ export async function runManifest(opts: RunOptions): Promise<number> {
     drivers,
     objectsPath: path.resolve(opts.objects),
     artifacts: { dir: path.resolve(opts.artifacts) },
+    ...(opts.cache ? { cache: { store: new CacheStore({ root: path.resolve(opts.cache) }) } } : {}),
     log: opts.log,
   });
 
@@ -77,8 +81,8 @@ export async function runManifest(opts: RunOptions): Promise<number> {
     },
   };
   const started = Date.now();
-  const { plan, driver, env, masks, objects, artifacts } = build;
-  const status = await runBuild({ plan, driver, env, masks, objects, artifacts, reporter, signal: opts.signal, timeoutMs });
+  const { plan, driver, env, masks, objects, artifacts, cache } = build;
+  const status = await runBuild({ plan, driver, env, masks, objects, artifacts, cache, reporter, signal: opts.signal, timeoutMs });
   out.write(`\nJobs:\n`);
   const width = Math.max(...results.map(([n]) => n.length));
   for (const [name, s] of results) out.write(`  ${name.padEnd(width)}  ${s}\n`);

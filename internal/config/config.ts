@@ -3,7 +3,7 @@ import os from "node:os";
 import { hostAndPort, listenAddress } from "../net/address.js";
 import { CATALOGUE, driverSections, type DriverConfig } from "../driver/catalogue.js";
 import { parallelismWarning } from "./sanity.js";
-import { ConfigError, SourceMap, applySchema, readToml } from "./schema.js";
+import { ConfigError, SourceMap, applySchema, lineInFile, readToml } from "./schema.js";
 import type { SectionSpec } from "../settings/spec.js";
 
 export { ConfigError } from "./schema.js";
@@ -111,6 +111,10 @@ export const workerSchema: SectionSpec = {
     images: fileStore("base images (<path>/<driver>/_base/...)", { limit: { kind: "ignored", why: "it limits image uploads to Djinn's server; the worker only reads images", doc: "Djinn's upload limit for images: accepted and ignored." } }),
     artifacts: fileStore("collected artifacts", { limit: { kind: "integer", default: 0, min: 0, doc: "Bytes collected per artifact file at most; 0 = unlimited." } }),
     objects: fileStore("objects placed into builds", { limit: { kind: "ignored", why: "it limits object uploads to Djinn's server; the worker only reads objects", doc: "Djinn's upload limit for objects: accepted and ignored." } }),
+    cache: fileStore("build caches (<path>/<namespace>/<key>.cache; docs/cache.md)", {
+      limit: { kind: "integer", default: 0, min: 0, doc: "Most bytes (compressed) one cache entry may have; a larger one is not saved. 0 = no limit." },
+      quota: { kind: "integer", default: 0, min: 0, doc: "Most bytes all entries may have together; the least recently used go first. 0 = no quota." },
+    }),
     log: {
       keys: {
         level: { kind: "string", default: "info", oneOf: ["debug", "info", "warn", "error"], caseInsensitive: true, doc: "Log level: debug, info, warn or error, in any case." },
@@ -160,6 +164,7 @@ export interface WorkerConfig {
   images?: StoreConfig;
   artifacts?: StoreConfig & { limit: number };
   objects?: StoreConfig;
+  cache?: StoreConfig & { limit: number; quota: number };
   log: { level: "debug" | "info" | "warn" | "error"; file?: string };
   metrics?: { addr: string };
   web?: { addr: string; public: boolean; cookie_secure: boolean; session: number; pidfile?: string };
@@ -218,6 +223,10 @@ export function loadWorkerConfig(file: string): WorkerConfig {
     file,
     warnings,
   } as unknown as WorkerConfig;
+  const cache = cfg.cache;
+  if (cache && cache.limit > 0 && cache.quota > 0 && cache.limit > cache.quota) {
+    throw new ConfigError(file, "cache.limit", lineInFile(file, "cache", "limit"), `${cache.limit} is more than cache.quota (${cache.quota}): no entry that large could be kept`);
+  }
   const absurd = parallelismWarning(file, text, cfg.parallelism, os.availableParallelism());
   if (absurd) warnings.push(absurd);
   for (const k of ["timeout", "lease", "shutdown_timeout", "output_limit", "manifest_limit"]) delete (cfg as unknown as Record<string, unknown>)[k];
@@ -240,7 +249,7 @@ export function defaultDriverConfig(): DriverConfig {
 }
 
 /** Fails with one clear line when a section the daemon needs is absent. */
-export function requireSections(worker: WorkerConfig, ...names: ("crypto" | "database" | "redis" | "artifacts" | "objects" | "images")[]): void {
+export function requireSections(worker: WorkerConfig, ...names: ("crypto" | "database" | "redis" | "artifacts" | "objects" | "images" | "cache")[]): void {
   for (const name of names) {
     if (!worker[name]) throw new ConfigError(worker.file, undefined, undefined, `[${name}] section is required`);
   }

@@ -20,6 +20,15 @@ export interface JobRun {
   signal: AbortSignal;
 }
 
+/** Where packTar and unpackTar work: relative paths under the workspace, or under the job user's home (`~/`). */
+export type TarBase = "workspace" | "home";
+
+export interface PackedTar {
+  archive: Readable;
+  /** The paths asked for that do not exist: not in the archive. */
+  missing: string[];
+}
+
 /** How a job ended, as the driver saw it; the runner words it in the job's output. */
 export interface ExecResult {
   /** The job script's exit code (0 = passed; 128 + n when signal n ended it; 137 when the job was stopped). */
@@ -54,6 +63,14 @@ export interface Driver {
    * as paths `collect` takes (see artifacts.ts). Rejects with CollectError.
    */
   glob?(pattern: string): Promise<string[]>;
+  /**
+   * A tar stream of `paths` under `base` (the workspace, or the job user's home), named relative to
+   * it, produced as it is read; paths that do not exist are left out and listed in `missing`. The
+   * os driver keeps to its workspace (its home). For build caches (../cache/, docs/cache.md).
+   */
+  packTar?(base: TarBase, paths: string[], signal: AbortSignal): Promise<PackedTar>;
+  /** Extracts the tar stream `archive` under `base`, streamed; resolves once every entry is written. Rejects with DriverError. */
+  unpackTar?(base: TarBase, archive: Readable, signal: AbortSignal): Promise<void>;
   /** Releases everything the build used. Idempotent, never throws. */
   destroy(): Promise<void>;
 }

@@ -4,10 +4,9 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node, 
 import { declaration, DRIVER_TYPES } from "../driver/catalogue.js";
 import { InputError } from "../errors/errors.js";
 import { isShellName } from "../shell/quote.js";
-import { manifestTooLarge, setupStageName } from "./names.js";
+import { cacheStageName, manifestTooLarge, setupStageName } from "./names.js";
 
-export { manifestTooLarge, setupStageName };
-
+export { cacheStageName, manifestTooLarge, setupStageName };
 
 export class ManifestError extends InputError {
   constructor(readonly field: string, readonly reason: string, readonly line?: number) {
@@ -37,8 +36,22 @@ export interface ManifestJob {
   artifacts: Passthrough[];
 }
 
+/** `cache:` policy: restore and save, only restore, or only save (a rebuild). */
+export const CACHE_POLICIES = ["pull-push", "pull", "push"] as const;
+export type CachePolicy = (typeof CACHE_POLICIES)[number];
+
+/** The manifest's `cache:` (docs/cache.md): what is kept between builds of a namespace. */
+export interface ManifestCache {
+  /** Written with ${VAR} references, expanded when the build runs; absent: one cache per namespace and driver image. */
+  key?: string;
+  /** Relative to the workspace, or `~/...` under the job user's home. */
+  paths: string[];
+  policy: CachePolicy;
+}
+
 export interface Manifest {
   namespace?: string;
+  cache?: ManifestCache;
   driver: Record<string, string> & { type: string };
   env: [string, string][];
   objects: Passthrough[];
@@ -268,6 +281,37 @@ function readPassthroughs(f: Fields, field: string, node: Node | undefined, form
   });
 }
 
+/** Why a cache path is refused: it must stay under the workspace (relative) or the home (`~/...`). */
+export function cachePathProblem(p: string): string | undefined {
+  const rel = p === "~" ? "" : p.startsWith("~/") ? p.slice(2) : p;
+  if (/[\n\r]/.test(p)) return "holds a line break";
+  if (p.startsWith("/")) return "is absolute: a cache path is relative to the workspace, or ~/... under the home";
+  if (rel.replace(/\/+$/, "") === "" || rel.replace(/\/+$/, "") === ".") return "names the whole workspace or home: name the directories to keep";
+  if (rel.split("/").includes("..")) return "reaches outside the workspace or home (..)";
+  return undefined;
+}
+
+function readCache(f: Fields, root: YAMLMap): ManifestCache | undefined {
+  const node = f.get(root, "cache");
+  if (node === undefined || (isScalar(node) && node.value === null)) return undefined;
+  if (!isMap(node)) return f.fail("cache", "expected a map with paths, and optionally key and policy", node);
+  f.unknownKeys(node, ["key", "paths", "policy"], "cache: ");
+  const keyNode = f.get(node, "key");
+  const key = keyNode === undefined ? undefined : f.string("cache.key", keyNode);
+  if (key !== undefined && key.trim() === "") f.fail("cache.key", "must not be empty (leave it out for the default key)", keyNode);
+  const pathsNode = f.get(node, "paths");
+  const paths = f.stringList("cache.paths", pathsNode);
+  if (paths.length === 0) f.fail("cache.paths", "required: a list of directories or files to keep between builds", pathsNode ?? node);
+  paths.forEach((p, i) => {
+    const problem = cachePathProblem(p);
+    if (problem) f.fail(`cache.paths[${i}]`, `${JSON.stringify(p)} ${problem}`, pathsNode);
+  });
+  const policyNode = f.get(node, "policy");
+  const policy = policyNode === undefined ? "pull-push" : f.string("cache.policy", policyNode);
+  if (!(CACHE_POLICIES as readonly string[]).includes(policy)) f.fail("cache.policy", `must be one of ${CACHE_POLICIES.join(", ")}, got ${JSON.stringify(policy)}`, policyNode);
+  return { ...(key === undefined ? {} : { key }), paths, policy: policy as CachePolicy };
+}
+
 function readSources(f: Fields, root: YAMLMap): Source[] {
   return f.stringList("sources", f.get(root, "sources")).map((entry, i) => {
     try {
@@ -283,9 +327,10 @@ function readStages(f: Fields, root: YAMLMap): string[] {
   const stages = f.stringList("stages", node);
   if (stages.length === 0) f.fail("stages", "required: a list of stage names, run in order", node ?? root);
   const seen = new Set<string>();
-  const reserved = setupStageName("");
+  const reserved = [setupStageName(""), cacheStageName("")];
   for (const [i, s] of stages.entries()) {
-    if (s.startsWith(reserved)) f.fail(`stages[${i}]`, `stage names starting "${reserved}" are reserved for the setup stage the worker adds`, node);
+    const taken = reserved.find((r) => s.startsWith(r));
+    if (taken) f.fail(`stages[${i}]`, `stage names starting "${taken}" are reserved for the ${taken === reserved[0] ? "setup" : "cache"} stage the worker adds`, node);
     if (seen.has(s)) f.fail(`stages[${i}]`, `stage ${JSON.stringify(s)} is listed twice`, node);
     seen.add(s);
   }
@@ -349,7 +394,7 @@ function readJobs(f: Fields, root: YAMLMap, stages: string[]): ManifestJob[] {
 export function parseManifest(text: string): ParsedManifest {
   const { root, lines } = parseYaml(text);
   const f = new Fields(lines);
-  f.unknownKeys(root, ["namespace", "driver", "env", "objects", "sources", "stages", "allow_failures", "jobs"]);
+  f.unknownKeys(root, ["namespace", "driver", "env", "objects", "sources", "stages", "allow_failures", "jobs", "cache"]);
   const namespaceNode = f.get(root, "namespace");
   const namespace = namespaceNode === undefined ? undefined : f.string("namespace", namespaceNode);
   const driver = readDriver(f, root);
@@ -359,5 +404,6 @@ export function parseManifest(text: string): ParsedManifest {
   const stages = readStages(f, root);
   const allowFailures = readAllowFailures(f, root, stages);
   const jobs = readJobs(f, root, stages);
-  return { manifest: { namespace, driver, env, objects, sources, stages, allowFailures, jobs }, warnings: f.warnings };
+  const cache = readCache(f, root);
+  return { manifest: { namespace, driver, env, objects, sources, stages, allowFailures, jobs, ...(cache ? { cache } : {}) }, warnings: f.warnings };
 }

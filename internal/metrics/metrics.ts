@@ -53,6 +53,10 @@ export class Metrics {
   readonly #running: Gauge;
   readonly #queueDepth: Gauge<"queue">;
   readonly #healed: Counter<"queue">;
+  readonly #cacheHits: Counter;
+  readonly #cacheMisses: Counter;
+  readonly #cacheRestored: Counter;
+  readonly #cacheSaved: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -80,7 +84,21 @@ export class Metrics {
       labelNames: ["queue"],
       registers,
     });
+    this.#cacheHits = new Counter({ name: "djinn_cache_hits_total", help: "Build caches restored.", registers });
+    this.#cacheMisses = new Counter({ name: "djinn_cache_misses_total", help: "Build caches asked for and not restored: none saved yet, damaged, or unpacking failed.", registers });
+    this.#cacheRestored = new Counter({ name: "djinn_cache_restored_bytes_total", help: "Bytes of cache entries (as stored, compressed) restored into builds.", registers });
+    this.#cacheSaved = new Counter({ name: "djinn_cache_saved_bytes_total", help: "Bytes of cache entries (as stored, compressed) saved from builds.", registers });
   }
+
+  /** What the cache jobs of builds report (../runner/cache.ts). */
+  readonly cache = {
+    hit: (bytes: number) => {
+      this.#cacheHits.inc();
+      this.#cacheRestored.inc(bytes);
+    },
+    miss: () => this.#cacheMisses.inc(),
+    saved: (bytes: number) => this.#cacheSaved.inc(bytes),
+  };
 
   buildFinished(status: Status, durationSeconds: number): void {
     this.#builds.inc({ status });

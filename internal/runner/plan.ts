@@ -1,9 +1,11 @@
 // A manifest turned into the stages and jobs a runner executes, with Djinn's setup stage first.
 import type { Manifest, Passthrough } from "../manifest/manifest.js";
-import { setupStageName } from "../manifest/names.js";
+import { cacheStageName, setupStageName } from "../manifest/names.js";
 import { shellQuote, singleQuote } from "../shell/quote.js";
 
 const CREATE_DRIVER_JOB = "create-driver";
+export const RESTORE_CACHE_JOB = "restore-cache";
+export const SAVE_CACHE_JOB = "save-cache";
 
 export interface PlannedJob {
   stage: string;
@@ -12,6 +14,8 @@ export interface PlannedJob {
   artifacts: Passthrough[];
   /** The setup job that creates the environment and places the objects. */
   createsDriver?: boolean;
+  /** A job of the build cache (docs/cache.md): it restores it (setup, after the sources) or saves it (after the last stage). */
+  cache?: "restore" | "save";
   /** The rows this job's progress is written to, when the build has them (the daemon's). */
   record?: JobRecord;
 }
@@ -44,10 +48,18 @@ export function planBuild(manifest: Manifest, label: string): BuildPlan {
     if (src.ref) commands.push(`cd ${shellQuote(src.dir)}`, `git checkout -q ${shellQuote(src.ref)}`);
     setupJobs.push({ stage: setup, name: `clone.${i + 1}`, commands, artifacts: [] });
   });
+  const policy = manifest.cache?.policy;
+  if (policy && policy !== "push") setupJobs.push({ stage: setup, name: RESTORE_CACHE_JOB, commands: [], artifacts: [], cache: "restore" });
   const allow = new Set(manifest.allowFailures);
   const stages: PlannedStage[] = [{ name: setup, canFail: false, jobs: setupJobs }];
   for (const name of manifest.stages) {
     stages.push({ name, canFail: allow.has(name), jobs: manifest.jobs.filter((j) => j.stage === name).map((j) => ({ ...j })) });
+  }
+  // A stage of its own after the others: it runs only when no job failed the build (passed or
+  // passed_with_failures), so a broken build never saves what it left.
+  if (policy && policy !== "pull") {
+    const stage = cacheStageName(label);
+    stages.push({ name: stage, canFail: false, jobs: [{ stage, name: SAVE_CACHE_JOB, commands: [], artifacts: [], cache: "save" }] });
   }
   return { stages };
 }

@@ -8,6 +8,7 @@ import { DriverError, type Driver, type ExecResult } from "../driver/driver.js";
 import type { Passthrough } from "../manifest/manifest.js";
 import { ArtifactStore, ObjectStore, type StoredArtifact } from "../fs/store.js";
 import { collectArtifacts } from "./collect.js";
+import { restoreCache, saveCache, type CacheContext } from "./cache.js";
 import { writeDrained } from "../stream/write.js";
 import { MaskStream } from "./mask.js";
 import { outcomeLines } from "./outcome.js";
@@ -41,6 +42,8 @@ export interface RunOptions {
   /** Without it (a worker with no [artifacts] path), a job's artifacts get a note instead. */
   artifacts?: ArtifactStore;
   reporter: BuildReporter;
+  /** The build's cache, when its manifest has `cache:`: its restore-cache and save-cache jobs use it. */
+  cache?: CacheContext;
   /** Aborting it kills the build (status killed). */
   signal?: AbortSignal;
   /** 0 or undefined = no timeout; past it the build is timed_out. */
@@ -117,6 +120,10 @@ async function runJob(opts: RunOptions, job: PlannedJob, signal: AbortSignal, en
   try {
     if (job.createsDriver) {
       result = await createEnvironment(opts, output, note, signal);
+    } else if (job.cache) {
+      // Never fails the build: whatever goes wrong is a line, and the build goes on cold.
+      await (job.cache === "restore" ? restoreCache : saveCache)(opts.cache, opts.driver, note, signal);
+      result = { status: "passed", exitCode: 0 };
     } else if (job.commands.length === 0) {
       // An artifact-only job: it collects what earlier jobs left.
       result = { status: "passed", exitCode: 0 };

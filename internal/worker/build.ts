@@ -3,6 +3,7 @@
 // it). The worker around it takes, claims, renews leases and stops it (./worker.ts).
 import path from "node:path";
 import { assembleBuild, type BuildSpec } from "../assembly/assembly.js";
+import { CacheStore } from "../cache/store.js";
 import { getDriver, type Driver } from "../driver/driver.js";
 import type { Logger } from "../log/log.js";
 import { killChannel } from "../queue/names.js";
@@ -144,13 +145,14 @@ export class ClaimedBuild {
       objectsPath: config.objects?.path,
       // An earlier run's artifacts, half-written ones of a killed worker included, went with its rows.
       artifacts: config.artifacts && { dir: path.join(config.artifacts.path, this.idText), limit: config.artifacts.limit, fresh: this.claim.attempt > 1 },
+      cache: config.cache && { store: new CacheStore({ root: config.cache.path, limit: config.cache.limit, quota: config.cache.quota }), observe: this.w.deps.metrics?.cache },
       log: this.log,
     });
     this.driver = build.driver;
     this.log.info({ driver: spec.manifest.driver.type }, "build started");
-    const { plan, env, masks, objects, artifacts } = build;
+    const { plan, env, masks, objects, artifacts, cache } = build;
     const driver = claimedDriver(build.driver, keys, () => this.assertHeld());
-    return runBuild({ plan, driver, env, masks, objects, artifacts, reporter, signal: this.abort.signal, timeoutMs: config.timeoutMs });
+    return runBuild({ plan, driver, env, masks, objects, artifacts, cache, reporter, signal: this.abort.signal, timeoutMs: config.timeoutMs });
   }
 
   /** An environment made after the claim was lost (a worker that stalled past its lease) goes at once. */

@@ -25,6 +25,8 @@ export function claimedDriver(inner: Driver, keys: readonly BuildKey[], assertHe
     place: (dest, source, size, mode) => inner.place(dest, source, size, mode),
     collect: (p) => inner.collect(p),
     glob: inner.glob ? (p) => inner.glob!(p) : undefined,
+    packTar: inner.packTar ? (base, paths, signal) => inner.packTar!(base, paths, signal) : undefined,
+    unpackTar: inner.unpackTar ? (base, archive, signal) => inner.unpackTar!(base, archive, signal) : undefined,
     destroy: () => inner.destroy(),
   };
 }

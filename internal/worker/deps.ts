@@ -5,6 +5,7 @@ import type { DriverConfig, WorkerConfig } from "../config/config.js";
 import type { Crypto } from "../crypto/crypto.js";
 import type { Logger } from "../log/log.js";
 import type { Status } from "../runner/status.js";
+import type { CacheObserver } from "../runner/cache.js";
 import type { WorkerQueue } from "../queue/queue.js";
 
 /** What the worker needs of the mailer (internal/mail). */
@@ -20,6 +21,8 @@ export interface WorkerMetrics {
   setRunning(n: number): void;
   setQueueDepth(queue: string, depth: number): void;
   queueHealed(queue: string, builds: number): void;
+  /** Cache hits, misses and bytes of the builds' cache jobs. */
+  readonly cache?: CacheObserver;
 }
 
 export interface WorkerDeps {

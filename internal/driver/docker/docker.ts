@@ -7,7 +7,8 @@ import { Readable, type Writable } from "node:stream";
 import type Docker from "dockerode";
 import type { DockerConfig } from "./section.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
-import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun } from "../driver.js";
+import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type PackedTar, type TarBase } from "../driver.js";
+import { packPaths, unpackInto } from "./archive.js";
 import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, statusCode } from "./engine.js";
 import { execCapture, execIn } from "./exec.js";
 import { ensureImage } from "./images.js";
@@ -269,6 +270,27 @@ export class DockerDriver implements Driver {
     if (code === 6) throw new CollectError("not-a-file", `${file} is not a regular file`);
     if (code !== 0 || !real) throw new CollectError("failed", `cannot resolve ${file} in the container (readlink -f exit status ${code})`);
     return real.path;
+  }
+
+  /** The directory a cache base is in the container: the workspace, or the image user's home. */
+  private async baseDir(base: TarBase): Promise<{ container: Docker.Container; dir: string }> {
+    const { container, settings } = this.requireContainer();
+    if (base === "workspace") return { container, dir: settings.workspace };
+    try {
+      return { container, dir: await this.home(container) };
+    } catch (err) {
+      throw new DriverError(`cannot find the home directory in the container: ${dockerMessage(err)}`);
+    }
+  }
+
+  async packTar(base: TarBase, paths: string[]): Promise<PackedTar> {
+    const { container, dir } = await this.baseDir(base);
+    return packPaths(container, dir, paths);
+  }
+
+  async unpackTar(base: TarBase, archive: Readable): Promise<void> {
+    const { container, dir } = await this.baseDir(base);
+    return unpackInto(container, dir, archive);
   }
 
   private async kill(): Promise<void> {

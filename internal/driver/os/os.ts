@@ -11,7 +11,8 @@ import { pipeline } from "node:stream/promises";
 import { isInside, resolveInside } from "../../fs/confine.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { buildBaseEnv } from "../env.js";
-import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type RunRef } from "../driver.js";
+import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type PackedTar, type RunRef } from "../driver.js";
+import { packWorkspace, unpackWorkspace } from "./archive.js";
 import { PrivateDirError } from "../../fs/private.js";
 import { freshRunToken, hostStateRoot, isRunToken, runName } from "../run.js";
 import { sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
@@ -200,6 +201,15 @@ export class OsDriver implements Driver {
     const stat = await fs.stat(real);
     if (!stat.isFile()) throw new CollectError("not-a-file", `${file} is not a regular file`);
     return createReadStream(real);
+  }
+
+  /** The job user's home is the workspace (HOME): both bases are the workspace. */
+  packTar(_base: "workspace" | "home", paths: string[], signal: AbortSignal): Promise<PackedTar> {
+    return packWorkspace(this.requireWorkspace(), paths, signal);
+  }
+
+  unpackTar(_base: "workspace" | "home", archive: Readable, signal: AbortSignal): Promise<void> {
+    return unpackWorkspace(this.requireWorkspace(), archive, signal);
   }
 
   async destroy(): Promise<void> {

@@ -5,7 +5,8 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { isShellName, singleQuote } from "../../shell/quote.js";
 import { GLOB_OUTPUT_LIMIT, GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
-import { CollectError, DriverError, type ExecResult, type JobRun } from "../driver.js";
+import { CollectError, DriverError, type ExecResult, type JobRun, type PackedTar, type TarBase } from "../driver.js";
+import { packOverSsh, unpackOverSsh } from "./archive.js";
 import { runQuiet } from "./channels.js";
 import { connectWithRetry, type Client, type ConnectOptions, type SshTarget } from "./connect.js";
 import { ChannelGate, type ChannelRetry } from "./gate.js";
@@ -283,6 +284,16 @@ export class SshSession {
     return this.again(() => this.files.read(this.resolve(file), file));
   }
 
+  /** A tar stream of `paths` under the workspace (the home: `~/` is the same place). */
+  packTar(paths: string[]): Promise<PackedTar> {
+    return this.again(() => packOverSsh(this.gate, this.workspace, paths, this.where));
+  }
+
+  /** Extracts a tar stream under the workspace; never done again on a new connection (the stream is spent). */
+  unpackTar(archive: Readable): Promise<void> {
+    return this.again(() => unpackOverSsh(this.gate, this.workspace, archive, this.where), { afterFailure: false });
+  }
+
   /** Kills running jobs, removes the script directory and closes the connection. Never throws. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -326,5 +337,14 @@ export abstract class SessionDriver {
 
   glob(pattern: string): Promise<string[]> {
     return this.requireSession().glob(pattern);
+  }
+
+  /** The workspace is the login's home: both bases are the same place. */
+  packTar(_base: TarBase, paths: string[]): Promise<PackedTar> {
+    return this.requireSession().packTar(paths);
+  }
+
+  unpackTar(_base: TarBase, archive: Readable): Promise<void> {
+    return this.requireSession().unpackTar(archive);
   }
 }
