@@ -232,18 +232,25 @@ describe("builds start when code is pushed", { skip }, () => {
     }
   });
 
-  it("a manifest that does not parse is a failed build saying which file and line; a commit without one starts nothing", async (ctx) => {
-    const s = await setup(suite, ctx);
+  it("a manifest that does not parse is a failed build saying which file and line, mailed to the author; a commit without one starts nothing", async (ctx) => {
+    const smtp = await startSmtp();
+    ctx.after(() => smtp.stop());
+    const s = await setup(suite, ctx, undefined, { smtp: smtp.addr });
     const bare = await commitAndPush(s.repo.work, { "main.c": "int main;\n" }, "No manifest yet");
     const none = await post(s.url, "github", hookRequest("github", "push", githubPush({ url: s.gitUrl, commit: bare }), SECRETS.github));
     assert.deepEqual([none.status, (none.json.builds as unknown[]).length], [200, 0]);
     const commit = await commitAndPush(s.repo.work, { ".djinn.yml": "driver:\n  type: os\nstages: [test]\njobs: oops\n" }, "Broken manifest");
-    const r = await post(s.url, "github", hookRequest("github", "push", githubPush({ url: s.gitUrl, commit }), SECRETS.github));
+    const r = await post(s.url, "github", hookRequest("github", "push", githubPush({ url: s.gitUrl, commit, authorName: "Pat Pusher", authorEmail: "pat@example.test" }), SECRETS.github));
     assert.equal(r.status, 202);
     const [b] = r.json.builds as { id: number; refused: string }[];
     assert.equal(b.refused, ".djinn.yml: line 4: jobs: expected a list of jobs");
     assert.equal((await s.t.build(b.id)).status, "failed");
     assert.equal(await s.t.output(b.id), ".djinn.yml: line 4: jobs: expected a list of jobs\n");
+    // No worker runs it, so the web process mails its failure, as the daemon mails a failed build.
+    const mail = (await smtp.next()).replace(/=\r\n/g, "");
+    assert.match(mail, /^To: pat@example\.test/m);
+    assert.match(mail, new RegExp(`^Subject: Djinn CI - Build #${b.id} failed`, "m"));
+    assert.match(mail, /^\.djinn\.yml: line 4: jobs: expected a list of jobs$/m);
   });
 
   it("a pushed build that fails mails the commit's author, saying which push it was; its page and the API show the push", async (ctx) => {
@@ -287,7 +294,13 @@ describe("builds start when code is pushed", { skip }, () => {
     // Redis answers, but the push of the second build fails (its queue key holds a string): both are withdrawn.
     const redis = suite.redisClient();
     await redis.set(`${s.t.queue}_os`, "not a list");
-    const half = await post(s.url, "github", request);
+    // The web process's Redis client reconnects on its own after the outage (within about 2 s);
+    // until it has, the answer is a 503 for the connection, which the forge would retry too.
+    let half = await post(s.url, "github", request);
+    for (let i = 0; i < 100 && /Stream isn't writeable|Connection is closed/.test(String(half.json.error)); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      half = await post(s.url, "github", request);
+    }
     assert.equal(half.status, 503, JSON.stringify(half.json));
     assert.match(String(half.json.error), /WRONGTYPE.*nothing stored/);
     assert.deepEqual([await buildIds(s.t), await deliveries()], [[], 0], "nothing half submitted");

@@ -4,7 +4,9 @@
 // fetched from --repo, and its manifests submitted as a webhook's are (../trigger).
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { loadWorkerConfig, providerConfig, requireSections } from "../config/config.js";
+import { loadWorkerConfig, providerConfig, requireSections, type WorkerConfig } from "../config/config.js";
+import { createLogger } from "../log/log.js";
+import { mailRefusedBuilds } from "../trigger/refusal-mail.js";
 import { Crypto } from "../crypto/crypto.js";
 import { InputError } from "../errors/errors.js";
 import type { SubmissionServices } from "../submission/submission.js";
@@ -74,7 +76,7 @@ async function pushOf(repo: Repo, r: PushedRef, url: string): Promise<Push> {
 }
 
 /** One line for the pusher per ref: the builds started, or why none was. */
-async function triggerRef(services: SubmissionServices, opts: TriggerOptions, url: string, key: string | undefined, r: PushedRef): Promise<string> {
+async function triggerRef(cfg: WorkerConfig, services: SubmissionServices, opts: TriggerOptions, url: string, key: string | undefined, r: PushedRef): Promise<string> {
   if (ZERO.test(r.commit)) return `${r.ref}: deleted, nothing to build`;
   const repo = opts.gitDir ? localRepo(opts.gitDir) : await fetchCommit(url, r.ref, r.commit, { key, allowFile: true });
   let push: Push;
@@ -85,6 +87,8 @@ async function triggerRef(services: SubmissionServices, opts: TriggerOptions, ur
     throw err;
   }
   const started = await startBuilds(services, push, { repo });
+  // Once, without retries: the pusher's `git push` waits for this hook.
+  await mailRefusedBuilds(cfg, createLogger({ log: { level: "error" } }, { fd: 2 }), push, started, { retries: 0 });
   if (started.redelivery) return `${r.ref}: already triggered: build ${started.builds.join(", ")}`;
   if (started.builds.length === 0) return `${r.ref}: no .djinn.yml or .djinn/*.yml at ${push.commit.slice(0, 12)}, nothing to build`;
   return started.builds
@@ -112,7 +116,7 @@ export async function triggerCommand(opts: TriggerOptions, out: Out, stdin: Node
       for (const r of refs) {
         let said: string;
         try {
-          said = await triggerRef(services, { ...opts, gitDir }, url, key, r);
+          said = await triggerRef(cfg, services, { ...opts, gitDir }, url, key, r);
         } catch (err) {
           // One ref that cannot be read does not keep the others from their builds.
           if (!(err instanceof FetchError || err instanceof InputError)) throw err;

@@ -15,6 +15,7 @@ import { deliveryId, PayloadError, readEvent, signatureProblem } from "../trigge
 import { FetchError } from "../trigger/git.js";
 import { HookMetrics, type RefusalReason } from "../trigger/metrics.js";
 import { providerKey, startBuilds } from "../trigger/trigger.js";
+import { mailRefusedBuilds } from "../trigger/refusal-mail.js";
 
 /** Most bytes of a webhook body: a push of many commits is some hundreds of KiB. */
 export const HOOK_BODY_LIMIT = 5 * 1024 * 1024;
@@ -82,6 +83,8 @@ async function handle(route: Route, deps: HookDeps, req: FastifyRequest, reply: 
     }
     log.info({ repository: push.repository, ref: push.ref, commit: push.commit, builds: started.builds.map((b) => b.id) }, "webhook started builds");
     metrics.started(push.provider, started.builds.length);
+    // Not waited for: the forge wants its answer within seconds, and the mail retries on its own.
+    void mailRefusedBuilds(deps.cfg, log, push, started);
     if (started.builds.length === 0) return answer(reply, 200, { builds: [], message: `no .djinn.yml or .djinn/*.yml at ${push.commit}` });
     return answer(reply, 202, { builds: started.builds.map((b) => ({ id: b.id, manifest: b.file, url: `/builds/${b.id}`, ...(b.refused ? { refused: b.refused } : {}) })) });
   } catch (err) {
