@@ -128,6 +128,7 @@ for (const fixture of driverFixtures.filter((f) => f.name !== "podman")) {
         const beta = await build({ store, namespace: "beta", cache: cacheOf(key), commands: FILL, env: { MARK: "beta" } });
         assert.match(beta.out("restore-cache"), /none saved yet/, key);
         assert.match(beta.out("job"), /COLD/, key);
+        assert.match(beta.out("save-cache"), /Saved cache/, `${key}: ${beta.out("save-cache")}`);
       }
       assert.deepEqual(await fs.readFile(alphaFile), before, "alpha's entry untouched");
       const betaEntries = await fs.readdir(path.join(root, "ns", "ns-beta"));
