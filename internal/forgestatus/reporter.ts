@@ -9,7 +9,7 @@ import { providerConfig, type ProviderConfig, type ProviderName, type WorkerConf
 import type { Logger } from "../log/log.js";
 import { claimPosting, pushedBuild, recordPosted, releasePosting, unpostedBuilds, type PushedBuild } from "../store/forge-statuses.js";
 import { deadline, sleep } from "../timers/timers.js";
-import { forgeState, statusRequest, worthRetrying, type StatusRequest } from "./requests.js";
+import { forgeState, RepositoryNameError, statusRequest, worthRetrying, type StatusRequest } from "./requests.js";
 
 /** Tries of one post, and the wait before the second (doubled each time). */
 export const POST_ATTEMPTS = 4;
@@ -41,7 +41,7 @@ async function refusal(res: Response): Promise<string> {
 export async function sendStatus(req: StatusRequest, signal: AbortSignal, attempts = POST_ATTEMPTS, backoffMs = FIRST_BACKOFF_MS): Promise<Outcome> {
   let why = "";
   for (let attempt = 1; attempt <= attempts && !signal.aborted; attempt++) {
-    if (attempt > 1) await sleep(backoffMs * 2 ** (attempt - 2), { signal, unref: true });
+    if (attempt > 1) await sleep(backoffMs * 2 ** (attempt - 2), { signal });
     const limit = deadline(REQUEST_TIMEOUT_MS, signal);
     try {
       const res = await fetch(req.url, { method: req.method, headers: req.headers, body: JSON.stringify(req.body), signal: limit.signal, redirect: "error" });
@@ -151,8 +151,16 @@ export class StatusReporter {
 
   /** Posts `b`'s status; true when it was posted or refused for good (recorded), false to try again later. */
   private async post(b: PushedBuild, p: ProviderConfig): Promise<boolean> {
-    const req = statusRequest({ provider: b.provider as ProviderName, repository: b.repository, commit: b.commit, manifest: b.manifest, buildId: b.id, status: b.status }, { url: p.apiUrl!, token: p.token! }, this.cfg.web?.url);
-    const facts = { build: b.id, provider: b.provider, repository: b.repository, commit: b.commit, state: forgeState(p.name, b.status) };
+    let req: StatusRequest;
+    try {
+      req = statusRequest({ provider: b.provider as ProviderName, repository: b.repository, commit: b.commit, manifest: b.manifest, buildId: b.id, status: b.status }, { url: p.apiUrl!, token: p.token! }, this.cfg.web?.url);
+    } catch (err) {
+      if (!(err instanceof RepositoryNameError)) throw err;
+      await recordPosted(this.pool, b.id, b.status);
+      this.log.warn({ build: b.id, provider: b.provider, err: err.message }, "forge status refused: not tried again");
+      return true;
+    }
+    const facts = { build: b.id, provider: b.provider, repository: b.repository, commit: b.commit, state: forgeState(b.provider as ProviderName, b.status) };
     const outcome = await sendStatus(req, this.closing.signal);
     if (outcome.posted) {
       await recordPosted(this.pool, b.id, b.status);

@@ -69,9 +69,22 @@ export function buildPage(webUrl: string | undefined, buildId: number): string |
   return webUrl ? `${webUrl.replace(/\/+$/, "")}/builds/${buildId}` : undefined;
 }
 
-/** owner/name as path segments, each escaped: a repository name never adds a segment to the URL. */
+/** A repository name that cannot be a status's address: answered as a refusal, never sent. */
+export class RepositoryNameError extends Error {
+  override name = "RepositoryNameError";
+}
+
+/** `segment` escaped whole, so it stays one segment of the URL (a dot segment would move up one). */
+function segment(s: string, repository: string): string {
+  if (s === "" || s === "." || s === "..") throw new RepositoryNameError(`${JSON.stringify(repository)} is not owner/name`);
+  return encodeURIComponent(s);
+}
+
+/** owner/name as two path segments: a repository name never adds one to the URL. */
 function ownerRepo(repository: string): string {
-  return repository.split("/").map(encodeURIComponent).join("/");
+  const slash = repository.indexOf("/");
+  if (slash < 0) throw new RepositoryNameError(`${JSON.stringify(repository)} is not owner/name`);
+  return `${segment(repository.slice(0, slash), repository)}/${segment(repository.slice(slash + 1), repository)}`;
 }
 
 /**
@@ -88,7 +101,7 @@ export function statusRequest(st: CommitStatus, api: { url: string; token: strin
   if (st.provider === "gitlab") {
     return {
       method: "POST",
-      url: `${base}/projects/${encodeURIComponent(st.repository)}/statuses/${sha}`,
+      url: `${base}/projects/${segment(st.repository, st.repository)}/statuses/${sha}`,
       headers: { ...json, accept: "application/json", "private-token": api.token },
       body: { ...common, name: statusContext(st.manifest) },
     };
