@@ -16,8 +16,8 @@ export const POST_ATTEMPTS = 4;
 export const FIRST_BACKOFF_MS = 1000;
 /** Longest one request may take. */
 const REQUEST_TIMEOUT_MS = 10_000;
-/** How long a process holds a build's posting: longer than all tries of a post take. */
-const CLAIM_MS = 5 * 60_000;
+/** How long a process holds a build's posting: longer than all tries of a post take (about 50 s). */
+const CLAIM_MS = 2 * 60_000;
 /** How often the sweep looks for changes not posted, and how far back. */
 export const SWEEP_MS = 60_000;
 export const SWEEP_DAYS = 7;
