@@ -4,7 +4,9 @@
 // result, each once, with the documented method, path, headers and body; the token never in a log
 // or a page; a forge that is away is retried, then logged, and caught up on when web starts again.
 import assert from "node:assert/strict";
+import fs from "node:fs/promises";
 import { describe, it } from "node:test";
+import { freeLocalPort } from "../internal/net/port.js";
 import { daemonSuite, servicesSkip } from "./helpers/daemon-suite.js";
 import { startForgeApi, type ApiRequest, type ForgeApi } from "./helpers/forge-api.js";
 import { githubPush, giteaPush, gitlabPush, hookRequest } from "./helpers/forges.js";
@@ -123,5 +125,30 @@ describe("commit statuses posted to the forge", { skip }, () => {
     assert.equal(done.headers.authorization, `Bearer ${TOKENS.github}`);
     await again.web.waitForMsg("forge status posted", { build: b, state: "success" });
     assert.equal((await s.t.pool.query(`SELECT status FROM forge_statuses WHERE build_id = $1`, [b])).rows[0].status, "passed");
+  });
+  it("with two web processes on one database, each change of a build is posted once", async (ctx) => {
+    const api = await startForgeApi();
+    ctx.after(() => api.close());
+    // A slow forge: the two processes' posts would overlap if both sent them.
+    api.delayMs = 300;
+    const s = await setup(suite, ctx, withTokens(api));
+    const second = `${s.t.dir}/web2.toml`;
+    const port = await freeLocalPort();
+    await fs.writeFile(second, (await fs.readFile(`${s.t.dir}/web.toml`, "utf8")).replace(/(\[web\]\naddr = "127\.0\.0\.1:)\d+"/, `$1${port}"`));
+    const other = await startWeb(second, (fn) => ctx.after(fn));
+    const commit = await commitAndPush(s.repo.work, { ".djinn.yml": manifest("main"), ".djinn/b.yml": manifest("b") }, "Twice watched");
+    const r = await post(s.url, "github", hookRequest("github", "push", githubPush({ url: s.gitUrl, commit }), SECRETS.github));
+    const ids = (r.json.builds as { id: number }[]).map((b) => b.id);
+    const d = await s.t.daemon();
+    for (const id of ids) await d.waitForMsg("build finished", { build: id });
+    for (const id of ids) {
+      const target = `${WEB_URL}/builds/${id}`;
+      await api.waitFor((q) => q.body.target_url === target && q.body.state === "success", `build ${id}'s success`);
+      await Promise.any([s.web, other.web].map((w) => w.waitForMsg("forge status posted", { build: id, state: "success" })));
+      const posted = api.requests.filter((q) => q.body.target_url === target).map((q) => String(q.body.description));
+      assert.match(posted.join(", "), /^(build queued, )?(build running, )?build passed$/, `build ${id}`);
+      const logged = [...s.web.lines, ...other.web.lines].filter((l) => l.msg === "forge status posted" && l.build === id);
+      assert.equal(logged.length, posted.length, "each post logged once, by the process that sent it");
+    }
   });
 });

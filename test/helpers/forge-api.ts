@@ -16,6 +16,8 @@ export interface ForgeApi {
   requests: ApiRequest[];
   /** The HTTP status every later request is answered with. */
   answer: number;
+  /** How long each answer is held back: a slow forge, so that posts of several processes overlap. */
+  delayMs: number;
   /** The first request (past or future) matching `pred`. */
   waitFor(pred: (r: ApiRequest) => boolean, what: string, timeoutMs?: number): Promise<ApiRequest>;
   close(): Promise<void>;
@@ -27,6 +29,7 @@ export async function startForgeApi(): Promise<ForgeApi> {
     url: "",
     requests: [],
     answer: 201,
+    delayMs: 0,
     waitFor(pred, what, timeoutMs = 120_000) {
       const seen = api.requests.find(pred);
       if (seen) return Promise.resolve(seen);
@@ -54,7 +57,9 @@ export async function startForgeApi(): Promise<ForgeApi> {
       const r: ApiRequest = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body };
       api.requests.push(r);
       const code = api.answer;
-      res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(code < 300 ? { id: api.requests.length, ...body } : { message: "Service Unavailable" }));
+      const reply = () => res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(code < 300 ? { id: api.requests.length, ...body } : { message: "Service Unavailable" }));
+      if (api.delayMs) setTimeout(reply, api.delayMs);
+      else reply();
       for (const w of [...waiters]) {
         if (w.pred(r)) {
           waiters.splice(waiters.indexOf(w), 1);
