@@ -39,6 +39,11 @@ function serverAddr(example: string): (v: string) => string | undefined {
   return (v) => (hostAndPort(v) ? undefined : `must be host:port, e.g. "${example}", got ${JSON.stringify(v)}`);
 }
 
+/** Why `v` is not an http(s) URL a forge's API answers at, or undefined. */
+function checkApiUrl(v: string): string | undefined {
+  return /^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(v) ? undefined : `must be an http:// or https:// URL without a query, e.g. "https://gitea.example.com/api/v1", got ${JSON.stringify(v)}`;
+}
+
 /** The forges whose pushes start builds (`djinn-worker web`, /hooks/<name>), and `git` for `djinn-worker trigger`. */
 export const PROVIDER_NAMES = ["github", "gitlab", "gitea", "forgejo", "git"] as const;
 export type ProviderName = (typeof PROVIDER_NAMES)[number];
@@ -50,6 +55,8 @@ const providersSpec: SectionSpec = {
     secret: { kind: "string", secret: true, doc: "The webhook secret (GitLab: the secret token): required for github, gitlab, gitea and forgejo." },
     key: { kind: "string", secret: true, doc: "Private SSH key (the key itself; key_file reads it from a file) used to fetch private repositories." },
     key_object: { kind: "string", doc: "Name of the private SSH key in the object store ([objects] path), instead of key." },
+    token: { kind: "string", secret: true, doc: "An API token of the forge: with it `djinn-worker web` posts each pushed build's status to its commit (docs/triggers.md)." },
+    api_url: { kind: "string", check: checkApiUrl, doc: "The forge's API: default https://api.github.com (github), https://gitlab.com/api/v4 (gitlab); required for gitea and forgejo (https://host/api/v1)." },
     client_id: { kind: "ignored", why: "it is for sign-in through Djinn's server; webhooks need only the secret", doc: "Djinn's OAuth client id: accepted and ignored." },
     client_secret: { kind: "ignored", why: "it is for sign-in through Djinn's server; webhooks need only the secret", doc: "Djinn's OAuth client secret: accepted and ignored." },
   },
@@ -128,6 +135,7 @@ export const workerSchema: SectionSpec = {
         cookie_secure: { kind: "boolean", default: false, doc: "Mark the sign-in cookie Secure: set it when the pages are reached over https (a proxy in front)." },
         session: { kind: "duration", default: "12h", min: 60_000, doc: "How long a sign-in lasts." },
         pidfile: { kind: "string", doc: "File djinn-worker web writes its pid to (and <pidfile>.state), for the SysVinit script." },
+        url: { kind: "string", check: checkApiUrl, doc: "The pages' public base URL (https://ci.example.com): the link of the commit statuses posted to forges." },
       },
     },
     metrics: { keys: { addr: { kind: "string", required: true, check: (v) => (listenAddress(v) ? undefined : `must be host:port or :port with a port of 0-65535, e.g. "127.0.0.1:9110", got ${JSON.stringify(v)}`), doc: "host:port for /metrics and /healthz." } } },
@@ -167,7 +175,7 @@ export interface WorkerConfig {
   cache?: StoreConfig & { limit: number; quota: number };
   log: { level: "debug" | "info" | "warn" | "error"; file?: string };
   metrics?: { addr: string };
-  web?: { addr: string; public: boolean; cookie_secure: boolean; session: number; pidfile?: string };
+  web?: { addr: string; public: boolean; cookie_secure: boolean; session: number; pidfile?: string; url?: string };
   /** The [[providers]] tables, one per name. */
   providers: ProviderConfig[];
   warnings: string[];
@@ -180,7 +188,14 @@ export interface ProviderConfig {
   /** A private SSH key for fetching private repositories: the key itself, or its name in the object store. */
   key?: string;
   keyObject?: string;
+  /** An API token: commit statuses are posted with it (forges only). */
+  token?: string;
+  /** Where the forge's API answers; set (or defaulted) whenever token is. */
+  apiUrl?: string;
 }
+
+/** The API of github.com and of gitlab.com; a Gitea or Forgejo has no common host, so its api_url is required. */
+export const DEFAULT_API_URLS: Partial<Record<ProviderName, string>> = { github: "https://api.github.com", gitlab: "https://gitlab.com/api/v4" };
 
 /** The [[providers]] tables typed; one per name, a forge's with its secret, at most one key each. */
 function checkProviders(file: string, text: string, tables: Record<string, unknown>[] | undefined): ProviderConfig[] {
@@ -193,8 +208,13 @@ function checkProviders(file: string, text: string, tables: Record<string, unkno
     seen.add(name);
     if (name !== "git" && !t.secret) throw new ConfigError(file, `${table}.secret`, map.lineOf(table), `required for ${name}: the webhook's secret (or secret_file)`);
     if (t.key !== undefined && t.key_object !== undefined) throw new ConfigError(file, `${table}.key_object`, map.lineOf(table, "key_object"), "key is set too: give the key one way only");
+    if (t.token !== undefined && name === "git") throw new ConfigError(file, `${table}.token`, map.lineOf(table, "token"), "git has no API to post commit statuses to: set token on a forge's table");
+    const apiUrl = (t.api_url as string | undefined)?.replace(/\/+$/, "") ?? DEFAULT_API_URLS[name];
+    if (t.token !== undefined && !apiUrl) throw new ConfigError(file, `${table}.api_url`, map.lineOf(table), `required for ${name} with a token: the forge's API, e.g. "https://gitea.example.com/api/v1"`);
     const p: ProviderConfig = { name };
     if (t.secret !== undefined) p.secret = t.secret as string;
+    if (t.token !== undefined) p.token = t.token as string;
+    if (apiUrl !== undefined && (t.token !== undefined || t.api_url !== undefined)) p.apiUrl = apiUrl;
     if (t.key !== undefined) p.key = t.key as string;
     if (t.key_object !== undefined) p.keyObject = t.key_object as string;
     return p;
@@ -229,6 +249,7 @@ export function loadWorkerConfig(file: string): WorkerConfig {
   }
   const absurd = parallelismWarning(file, text, cfg.parallelism, os.availableParallelism());
   if (absurd) warnings.push(absurd);
+  if (cfg.providers.some((p) => p.token) && !cfg.web?.url) warnings.push(`${file}: [[providers]] token is set but [web] url is not: commit statuses are posted without a link to the build`);
   for (const k of ["timeout", "lease", "shutdown_timeout", "output_limit", "manifest_limit"]) delete (cfg as unknown as Record<string, unknown>)[k];
   return cfg;
 }

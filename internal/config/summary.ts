@@ -43,7 +43,7 @@ export function summarizeWorker(cfg: WorkerConfig): string[] {
     shutdown_timeout: cfg.shutdownTimeoutMs,
     output_limit: cfg.outputLimit,
     manifest_limit: cfg.manifestLimit,
-    providers: cfg.providers.map((p) => ({ name: p.name, secret: p.secret, key: p.key, key_object: p.keyObject })),
+    providers: cfg.providers.map((p) => ({ name: p.name, secret: p.secret, key: p.key, key_object: p.keyObject, token: p.token, api_url: p.apiUrl })),
   };
   const out = [`${cfg.file}:`];
   render(workerSchema, values, "", out);

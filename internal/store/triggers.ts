@@ -22,10 +22,12 @@ export interface Trigger {
   author: string;
   /** The commit's message, or the pull request's title. */
   message: string;
+  /** The manifest's path in the repository (.djinn.yml, .djinn/lint.yml). */
+  manifest?: string;
 }
 
 export async function insertTrigger(client: pg.PoolClient, id: BuildId, t: Trigger): Promise<void> {
-  await client.query(`INSERT INTO build_triggers (build_id, provider, repository, ref, commit, author, message) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+  await client.query(`INSERT INTO build_triggers (build_id, provider, repository, ref, commit, author, message, manifest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
     id,
     t.provider,
     t.repository,
@@ -33,6 +35,7 @@ export async function insertTrigger(client: pg.PoolClient, id: BuildId, t: Trigg
     t.commit,
     t.author,
     t.message,
+    t.manifest ?? "",
   ]);
 }
 

@@ -47,7 +47,7 @@ export function triggerOf(push: Push): Trigger {
 
 /** A manifest file as the item of a batch: checked, pinned to the commit, or refused with the file and line. */
 export function manifestItem(push: Push, file: ManifestFile, limit: number): BatchItem {
-  const trigger = triggerOf(push);
+  const trigger = { ...triggerOf(push), manifest: file.path };
   const notify = push.author.email && isEmailAddress(push.author.email) ? [push.author.email] : [];
   const refuse = (reason: string): BatchItem => ({ refused: { text: file.bytes ? file.bytes.toString("utf8").replace(/\0/g, "") : "", reason, notify }, trigger });
   if (!file.bytes) return refuse(`${file.path}: ${manifestTooLarge(limit, file.size)}`);

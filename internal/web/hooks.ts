@@ -29,6 +29,8 @@ export interface HookDeps {
   /** The submission services; absent when worker.toml configures no forge (every hook answers 404). */
   services?: SubmissionServices;
   log: Logger;
+  /** Told of the builds a webhook started (their commit statuses are posted). */
+  started?: (ids: number[]) => void;
 }
 
 function answer(reply: FastifyReply, code: number, body: Record<string, unknown>): FastifyReply {
@@ -85,6 +87,7 @@ async function handle(route: Route, deps: HookDeps, req: FastifyRequest, reply: 
     metrics.started(push.provider, started.builds.length);
     // Not waited for: the forge wants its answer within seconds, and the mail retries on its own.
     void mailRefusedBuilds(deps.cfg, log, push, started);
+    deps.started?.(started.builds.map((b) => b.id));
     if (started.builds.length === 0) return answer(reply, 200, { builds: [], message: `no .djinn.yml or .djinn/*.yml at ${push.commit}` });
     return answer(reply, 202, { builds: started.builds.map((b) => ({ id: b.id, manifest: b.file, url: `/builds/${b.id}`, ...(b.refused ? { refused: b.refused } : {}) })) });
   } catch (err) {

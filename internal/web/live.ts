@@ -20,6 +20,7 @@ export interface Waiter {
 
 export class BuildEvents {
   private readonly waiting = new Map<number, Set<() => void>>();
+  private readonly listeners = new Set<(buildId: number | undefined) => void>();
   private client?: pg.Client;
   private closed = false;
 
@@ -38,7 +39,10 @@ export class BuildEvents {
     const client = new pg.Client({ host, port, database: this.db.name, user: this.db.username, password: this.db.password, application_name: "djinn-worker web", connectionTimeoutMillis: 5000 });
     client.on("notification", (n) => {
       const id = Number(n.payload);
-      if (n.channel === BUILD_CHANNEL && Number.isSafeInteger(id)) this.wake(id);
+      if (n.channel === BUILD_CHANNEL && Number.isSafeInteger(id)) {
+        this.wake(id);
+        for (const l of this.listeners) l(id);
+      }
     });
     client.on("error", () => undefined);
     client.on("end", () => {
@@ -57,12 +61,18 @@ export class BuildEvents {
         await this.connect();
         this.log.info("web: listening for build events again");
         this.wakeAll();
+        for (const l of this.listeners) l(undefined);
         return;
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, "web: cannot listen for build events; trying again");
         await sleep(delay, { unref: true });
       }
     }
+  }
+
+  /** Calls `listener` with each notified build, and with undefined when notifications may have been missed. */
+  subscribe(listener: (buildId: number | undefined) => void): void {
+    this.listeners.add(listener);
   }
 
   /** Registers at once (before the caller reads), so a notification between the read and the wait is not missed. */

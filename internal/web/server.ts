@@ -25,6 +25,7 @@ import { WebError } from "./params.js";
 import { webProcess } from "./process.js";
 import { errorReply, registerRoutes, type WebDeps } from "./routes.js";
 import { hookServices, registerHooks, type HookDeps } from "./hooks.js";
+import { StatusReporter } from "../forgestatus/reporter.js";
 
 /** What every answer carries: no inline script or style, no framing, no guessing of types. */
 const SECURITY_HEADERS = {
@@ -131,6 +132,13 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
     proc.failed(err);
     throw err;
   }
+  // Commit statuses for the forges with a token: told by the daemon's notifications and by the hooks.
+  const reporter = StatusReporter.create(pool, cfg, log);
+  if (reporter) {
+    events.subscribe((id) => reporter.changed(id));
+    hooks.started = (ids) => ids.forEach((id) => reporter.changed(id));
+    reporter.start();
+  }
   const access = { public: web.public, cookieSecure: web.cookie_secure, sessionMs: web.session, limiters: { names: new SignInLimiter(5), addresses: new SignInLimiter(20) } };
   const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log, hooks);
   const addr = listenAddress(web.addr)!;
@@ -139,6 +147,7 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
   } catch (err) {
     await Promise.all([pool.end().catch(() => undefined), events.close()]);
     closeRedis();
+    await reporter?.close();
     const refused = new EnvironmentError(`cannot listen on ${web.addr}: ${(err as Error).message}`);
     proc.failed(refused);
     throw refused;
@@ -153,6 +162,7 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
       // The connections first: their streams end with them, rather than wake to a closed hub.
       await app.close().catch(() => undefined);
       await events.close();
+      await reporter?.close();
       closeRedis();
       await pool.end().catch(() => undefined);
       proc.stopped();

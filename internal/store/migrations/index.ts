@@ -208,6 +208,23 @@ CREATE TABLE deliveries (
 `,
   },
   {
+    version: 8,
+    name: "forge_statuses: the commit status last posted for each pushed build, and the manifest it came from",
+    sql: `
+-- The manifest's path in the pushed repository: the status's context (djinn-worker/<path>).
+ALTER TABLE build_triggers ADD COLUMN manifest text NOT NULL DEFAULT '';
+
+-- The build status last posted to the forge for a pushed build, so each change is posted once
+-- however many web processes run; sending_until claims the posting for one process a while.
+CREATE TABLE forge_statuses (
+  build_id      bigint PRIMARY KEY REFERENCES builds (id) ON DELETE CASCADE,
+  status        text,
+  sending_until timestamptz,
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
+  {
     version: 9,
     name: "job output compressed with lz4 where the server has it",
     sql: `
