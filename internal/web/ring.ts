@@ -1,0 +1,164 @@
+// A bounded ring of ready Server-Sent Events for one build: its reader renders each new output
+// row once and pushes the event's bytes here, and every viewer of the build writes from the same
+// bytes. The ring keeps the newest events up to a size; a viewer that falls behind its start
+// catches up from the database on its own, then joins again (RingCursor says when).
+export type RingKind = "output" | "status" | "end" | "ping";
+
+export interface RingEvent {
+  /** Position in the ring's sequence: 0, 1, 2, ... */
+  seq: number;
+  kind: RingKind;
+  /** The output row an output or end event is at (the reader's cursor for the others). */
+  row: number;
+  /** The event as written to every viewer. */
+  bytes: Buffer;
+}
+
+export class EventRing {
+  private readonly events: RingEvent[] = [];
+  private held = 0;
+  private next = 0;
+  private floor: number;
+  private latest?: RingEvent;
+  private over = false;
+  private readonly waiting = new Set<() => void>();
+
+  /** `start`: the output row after which the reader begins; older rows were never in the ring. */
+  constructor(
+    start: number,
+    readonly maxBytes: number,
+    readonly maxEvents = 4096,
+  ) {
+    this.floor = start;
+  }
+
+  /** Every output row after this one that the reader has read is held: a viewer at or past it can join. */
+  get base(): number {
+    return this.floor;
+  }
+
+  get firstSeq(): number {
+    return this.events[0]?.seq ?? this.next;
+  }
+
+  get nextSeq(): number {
+    return this.next;
+  }
+
+  /** The newest status event, which a viewer gets first when it joins. */
+  get status(): RingEvent | undefined {
+    return this.latest;
+  }
+
+  /** No event will follow (the build ended, or its reader stopped). */
+  get closed(): boolean {
+    return this.over;
+  }
+
+  get bytes(): number {
+    return this.held;
+  }
+
+  push(kind: RingKind, row: number, bytes: Buffer): void {
+    if (this.over) return;
+    const e: RingEvent = { seq: this.next++, kind, row, bytes };
+    this.events.push(e);
+    this.held += bytes.length;
+    if (kind === "status") this.latest = e;
+    // The oldest events go first; the newest is always kept, however large.
+    while ((this.held > this.maxBytes || this.events.length > this.maxEvents) && this.events.length > 1) {
+      const old = this.events.shift()!;
+      this.held -= old.bytes.length;
+      if (old.kind === "output") this.floor = old.row;
+    }
+    this.wake();
+  }
+
+  close(): void {
+    this.over = true;
+    this.wake();
+  }
+
+  /** The event at `seq`: undefined when not pushed yet, "gone" when already dropped. */
+  at(seq: number): RingEvent | "gone" | undefined {
+    const i = seq - this.firstSeq;
+    if (i < 0) return "gone";
+    return this.events[i];
+  }
+
+  /** Resolves once event `seq` is pushed, the ring closes, or `signal` aborts. */
+  changed(seq: number, signal: AbortSignal): Promise<void> {
+    if (seq < this.next || this.over || signal.aborted) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.waiting.delete(done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.waiting.add(done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  private wake(): void {
+    for (const done of [...this.waiting]) done();
+  }
+}
+
+/**
+ * One viewer's place in a ring. It has every output row up to `row`; `next` gives what to write
+ * next: each later output row once and in order, the newest status first on joining, later
+ * statuses, pings and the end as they come. "behind" means rows after `row` were dropped: they
+ * are for the database to give (advance `row` while writing them), then `join` again.
+ */
+export class RingCursor {
+  private seq = 0;
+  private joined = 0;
+  private statusDue?: RingEvent;
+
+  constructor(
+    private readonly ring: EventRing,
+    public row: number,
+  ) {
+    this.join();
+  }
+
+  /** Starts over at the ring's oldest event; statuses already passed are replaced by the newest. */
+  join(): void {
+    this.seq = this.ring.firstSeq;
+    this.joined = this.ring.nextSeq;
+    this.statusDue = this.ring.status;
+  }
+
+  /** The sequence number this cursor waits for (EventRing.changed). */
+  get waitingFor(): number {
+    return this.seq;
+  }
+
+  next(): RingEvent | "behind" | undefined {
+    if (this.row < this.ring.base) return "behind";
+    if (this.statusDue) {
+      const s = this.statusDue;
+      this.statusDue = undefined;
+      return s;
+    }
+    for (;;) {
+      const e = this.ring.at(this.seq);
+      // Only events this viewer already has, or statuses, were dropped: the rows it needs are all held.
+      if (e === "gone") {
+        this.join();
+        return this.next();
+      }
+      if (!e) return undefined;
+      this.seq++;
+      if (e.kind === "output") {
+        if (e.row <= this.row) continue;
+        this.row = e.row;
+        return e;
+      }
+      if (e.kind === "end") return e;
+      if (e.seq < this.joined) continue;
+      return e;
+    }
+  }
+}
