@@ -58,7 +58,7 @@ class BuildFeed {
   }
 
   private async open(): Promise<EventRing> {
-    const ring = new EventRing(await lastOutputId(this.feeds.pool, this.id), RING_BYTES);
+    const ring = new EventRing(await lastOutputId(this.feeds.pool, this.id), this.feeds.ringBytes);
     void this.run(ring).finally(() => ring.close());
     return ring;
   }
@@ -125,6 +125,7 @@ export class BuildFeeds {
     readonly pool: pg.Pool,
     readonly events: BuildEvents,
     readonly log: Logger,
+    readonly ringBytes = RING_BYTES,
   ) {}
 
   /** The build's ring, its reader started by the first viewer; `release` when the viewer leaves. */
