@@ -141,8 +141,8 @@ describe("djinn-worker web: many viewers of one build", { skip }, () => {
 
   it("gives 50 viewers every line once and in order from one output query per batch, and a late viewer the rows the ring dropped", { timeout: 180_000 }, async (ctx) => {
     const t = await suite.env();
-    // A ring of a few steps: the late viewer below resumes from before its start.
-    const web = await inProcessWeb(t, { ringBytes: 4096 });
+    // A ring of a few steps (each about 400 bytes): the late viewer below resumes from before its start.
+    const web = await inProcessWeb(t, { ringBytes: 1024 });
     ctx.after(() => web.stop());
     const b = await runningBuild(t);
     const viewers = Array.from({ length: 50 }, () => new Viewer(`${web.url}/builds/${b.id}/events`));
