@@ -16,7 +16,7 @@ import { buildDetail, buildStages } from "./queries.js";
 import { RingCursor, type EventRing } from "./ring.js";
 
 /** Rows a viewer behind its ring reads at a time: little held per viewer, however many are behind. */
-export const CATCH_UP_ROWS = 4;
+export const CATCH_UP_ROWS = 2;
 
 /** The statuses a build page shows, as its script applies them. */
 export async function buildState(pool: pg.Pool, id: number) {

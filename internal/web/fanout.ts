@@ -14,7 +14,7 @@ import { lastOutputId, OUTPUT_BATCH } from "./queries.js";
 import { EventRing } from "./ring.js";
 
 /** The most a build's ring holds: a few seconds of a job printing megabytes a second. */
-export const RING_BYTES = 16 * 1024 * 1024;
+export const RING_BYTES = 8 * 1024 * 1024;
 
 /** Viewers behind their ring that read the database at once: the rest wait their turn, the pool stays free for the readers. */
 export const CATCH_UP_READERS = 3;
