@@ -161,6 +161,42 @@ describe("web parts", () => {
     assert.deepEqual(drain(c), ["status"], "the newest status, once");
   });
 
+  test("before a push drops an event a viewer still needs, the ring's reader waits for it; a stuck one is let go after the wait", async () => {
+    const ring = new EventRing(0, 250);
+    const slow = new RingCursor(ring, 0);
+    const stuck = new RingCursor(ring, 0);
+    const gone = new RingCursor(ring, 0);
+    gone.close();
+    ring.push("output", 1, bytes(100));
+    ring.push("output", 2, bytes(100));
+    await ring.room(10, 60_000);
+    assert.equal(ring.firstSeq, 0, "room for 10 bytes drops nothing: no wait");
+    // Row 3 would drop row 1, which neither reading cursor has written yet.
+    let roomy = false;
+    const waiting = ring.room(100, 60_000).then(() => (roomy = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(roomy, false, "it waits for the slow viewers");
+    assert.equal((slow.next() as RingEvent).row, 1);
+    stuck.close();
+    await waiting;
+    ring.push("output", 3, bytes(100));
+    assert.deepEqual([ring.base, (slow.next() as RingEvent).row, (slow.next() as RingEvent).row], [1, 2, 3], "nothing the slow viewer needed was dropped");
+    // A viewer that does not move holds the reader back only for the wait; then it is let go, and behind.
+    const lagging = new RingCursor(ring, 1);
+    const soon = async (p: Promise<void>) => {
+      let done = false;
+      void p.then(() => (done = true));
+      await new Promise((r) => setImmediate(r));
+      return done;
+    };
+    const held = ring.room(100, 20);
+    assert.equal(await soon(held), false, "it waits for the viewer that needs row 2");
+    await held;
+    ring.push("output", 4, bytes(100));
+    assert.equal(lagging.next(), "behind");
+    assert.equal(await soon(ring.room(100, 60_000)), true, "the viewer let go no longer holds the reader back");
+  });
+
   test("a waiter on a ring wakes at the next event, at its close, or when its viewer leaves", async () => {
     const ring = new EventRing(0, 1e6);
     const gone = new AbortController();

@@ -43,15 +43,18 @@ export function sseEvent(name: string, id: number | undefined, data: unknown): s
 export async function streamEvents(feeds: BuildFeeds, id: number, after: number, res: ServerResponse, signal: AbortSignal): Promise<void> {
   res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no", "x-content-type-options": "nosniff" });
   let release: (() => void) | undefined;
+  let cursor: RingCursor | undefined;
   try {
     // Tells EventSource how long to wait before it reconnects.
     await writeDrained(res, "retry: 1000\n\n");
     const watch = await feeds.watch(id);
     release = watch.release;
-    await follow(feeds, id, new RingCursor(watch.ring, after), watch.ring, res, signal);
+    cursor = new RingCursor(watch.ring, after);
+    await follow(feeds, id, cursor, watch.ring, res, signal);
   } catch (err) {
     feeds.log.warn({ build: id, err: describe(err) }, "web: an event stream stopped early; its page reconnects and resumes");
   } finally {
+    cursor?.close();
     release?.();
     res.end();
   }

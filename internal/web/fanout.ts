@@ -1,6 +1,7 @@
 // One reader per watched build: however many pages follow a build, its statuses and new output
 // rows are queried once per notification and each row is rendered (ANSI → HTML) once, into the
-// build's EventRing of ready events that every viewer writes from. The reader starts with the
+// build's EventRing of ready events that every viewer writes from, waiting a while for viewers
+// that still need what the ring would drop. The reader starts with the
 // first viewer, at the build's newest row, and stops with the last one or at the build's end.
 import type pg from "pg";
 import { describe } from "../cli/failure.js";
@@ -11,10 +12,13 @@ import { buildState, sseEvent } from "./events.js";
 import { RECHECK_MS, type BuildEvents } from "./live.js";
 import { ansiConverter } from "./output.js";
 import { lastOutputId, OUTPUT_BATCH } from "./queries.js";
-import { EventRing } from "./ring.js";
+import { EventRing, type RingKind } from "./ring.js";
 
 /** The most a build's ring holds: a few seconds of a job printing megabytes a second. */
 export const RING_BYTES = 8 * 1024 * 1024;
+
+/** How long the reader waits for a viewer that still needs an event the ring would drop, before it lets the viewer go. */
+export const PACE_MS = 1000;
 
 /** Viewers behind their ring that read the database at once: the rest wait their turn, the pool stays free for the readers. */
 export const CATCH_UP_READERS = 3;
@@ -72,6 +76,11 @@ class BuildFeed {
     const { pool, events, log } = this.feeds;
     let after = ring.base;
     let shown = "";
+    const put = async (kind: RingKind, row: number, text: string) => {
+      const bytes = Buffer.from(text);
+      await ring.room(bytes.length, PACE_MS);
+      ring.push(kind, row, bytes);
+    };
     try {
       while (!this.stop.signal.aborted) {
         // Registered before reading, so a notification during the read is not missed.
@@ -86,19 +95,19 @@ class BuildFeed {
             for (const row of rows) {
               let ansi = this.converters.get(row.jobId);
               if (!ansi) this.converters.set(row.jobId, (ansi = ansiConverter()));
-              ring.push("output", row.id, Buffer.from(sseEvent("output", row.id, { job: row.jobId, html: ansi.ansi_to_html(row.data) })));
+              await put("output", row.id, sseEvent("output", row.id, { job: row.jobId, html: ansi.ansi_to_html(row.data) }));
               after = row.id;
             }
             read += rows.length;
             if (rows.length < OUTPUT_BATCH || this.stop.signal.aborted) break;
           }
           const now = JSON.stringify(state);
-          if (now !== shown) ring.push("status", after, Buffer.from(sseEvent("status", undefined, state)));
+          if (now !== shown) await put("status", after, sseEvent("status", undefined, state));
           // A keep-alive when a wait passed with nothing new.
-          else if (read === 0) ring.push("ping", after, Buffer.from(": still here\n\n"));
+          else if (read === 0) await put("ping", after, ": still here\n\n");
           shown = now;
           if (TERMINAL_STATUSES.includes(state.build.status)) {
-            ring.push("end", after, Buffer.from(sseEvent("end", after, { status: state.build.status })));
+            await put("end", after, sseEvent("end", after, { status: state.build.status }));
             return;
           }
           await waiter.wait(RECHECK_MS, this.stop.signal);

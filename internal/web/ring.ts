@@ -1,7 +1,9 @@
 // A bounded ring of ready Server-Sent Events for one build: its reader renders each new output
 // row once and pushes the event's bytes here, and every viewer of the build writes from the same
-// bytes. The ring keeps the newest events up to a size; a viewer that falls behind its start
-// catches up from the database on its own, then joins again (RingCursor says when).
+// bytes. The ring keeps the newest events up to a size. Before a push would drop events a viewer
+// still needs, the reader waits for it a while (backpressure: a burst of output does not outrun
+// viewers that are merely busy); a viewer still behind then is let go, catches up from the
+// database on its own, and joins again (RingCursor says when).
 export type RingKind = "output" | "status" | "end" | "ping";
 
 export interface RingEvent {
@@ -22,6 +24,10 @@ export class EventRing {
   private latest?: RingEvent;
   private over = false;
   private readonly waiting = new Set<() => void>();
+  /** The cursors reading from the ring now (not those behind it). */
+  private readonly readers = new Set<RingCursor>();
+  /** While the reader waits for room: readers at or before `need` still need an event a push would drop. */
+  private pacing?: { need: number; done: () => void };
 
   /** `start`: the output row after which the reader begins; older rows were never in the ring. */
   constructor(
@@ -79,6 +85,51 @@ export class EventRing {
     this.wake();
   }
 
+  /**
+   * Resolves when a push of `bytes` drops nothing a reading cursor still needs, or after `ms`;
+   * the cursors still needing a dropped event then are let go (they are behind).
+   */
+  async room(bytes: number, ms: number): Promise<void> {
+    if (this.over) return;
+    let k = 0;
+    for (let freed = 0; k < this.events.length - 1 && (this.held + bytes - freed > this.maxBytes || this.events.length + 1 - k > this.maxEvents); k++) freed += this.events[k].bytes.length;
+    if (k === 0) return;
+    const need = this.events[k - 1].seq;
+    if (!this.needed(need)) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.pacing = { need, done: resolve };
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
+    this.pacing = undefined;
+    for (const r of this.readers) if (r.waitingFor <= need) this.readers.delete(r);
+  }
+
+  /** A cursor starts reading at its position (RingCursor.join). */
+  attach(c: RingCursor): void {
+    this.readers.add(c);
+  }
+
+  /** A cursor stops reading: it is behind, or its viewer left. */
+  detach(c: RingCursor): void {
+    if (this.readers.delete(c)) this.recheck();
+  }
+
+  /** A reading cursor moved on from `from`: looked at only when it was one the reader waits for. */
+  moved(c: RingCursor, from: number): void {
+    if (this.pacing && from <= this.pacing.need && c.waitingFor > this.pacing.need) this.recheck();
+  }
+
+  private needed(need: number): boolean {
+    for (const r of this.readers) if (r.waitingFor <= need) return true;
+    return false;
+  }
+
+  private recheck(): void {
+    if (this.pacing && !this.needed(this.pacing.need)) this.pacing.done();
+  }
+
   /** The event at `seq`: undefined when not pushed yet, "gone" when already dropped. */
   at(seq: number): RingEvent | "gone" | undefined {
     const i = seq - this.firstSeq;
@@ -125,9 +176,16 @@ export class RingCursor {
 
   /** Starts over at the ring's oldest event; statuses already passed are replaced by the newest. */
   join(): void {
+    this.ring.detach(this);
     this.seq = this.ring.firstSeq;
     this.joined = this.ring.nextSeq;
     this.statusDue = this.ring.status;
+    this.ring.attach(this);
+  }
+
+  /** The viewer left: the ring's reader no longer waits for it. */
+  close(): void {
+    this.ring.detach(this);
   }
 
   /** The sequence number this cursor waits for (EventRing.changed). */
@@ -136,7 +194,17 @@ export class RingCursor {
   }
 
   next(): RingEvent | "behind" | undefined {
-    if (this.row < this.ring.base) return "behind";
+    const from = this.seq;
+    const e = this.step();
+    if (this.seq !== from) this.ring.moved(this, from);
+    return e;
+  }
+
+  private step(): RingEvent | "behind" | undefined {
+    if (this.row < this.ring.base) {
+      this.ring.detach(this);
+      return "behind";
+    }
     if (this.statusDue) {
       const s = this.statusDue;
       this.statusDue = undefined;
@@ -147,7 +215,7 @@ export class RingCursor {
       // Only events this viewer already has, or statuses, were dropped: the rows it needs are all held.
       if (e === "gone") {
         this.join();
-        return this.next();
+        return this.step();
       }
       if (!e) return undefined;
       this.seq++;
