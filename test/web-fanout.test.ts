@@ -141,7 +141,7 @@ describe("djinn-worker web: many viewers of one build", { skip }, () => {
 
   it("gives 50 viewers every line once and in order from one output query per batch, and a late viewer the rows the ring dropped", { timeout: 180_000 }, async (ctx) => {
     const t = await suite.env();
-    // A ring of a few steps (each about 400 bytes): the late viewer below resumes from before its start.
+    // A ring smaller than a step: the late viewer below resumes from before its start.
     const web = await inProcessWeb(t, { ringBytes: 1024 });
     ctx.after(() => web.stop());
     const b = await runningBuild(t);
@@ -149,12 +149,14 @@ describe("djinn-worker web: many viewers of one build", { skip }, () => {
     await Promise.all(viewers.map((v) => v.until((x) => x.statuses > 0)));
     assert.equal(web.feeds.watched, 1, "one reader for the build");
 
+    // Larger than the ring: each is dropped as the next comes, and its buffer holds a later event once written.
+    const long = (step: number) => String.fromCharCode(97 + (step % 26)).repeat(6000);
     const before = web.counted.outputReads;
     const steps = 15;
     const printed: number[] = [];
     for (let step = 1; step <= steps; step++) {
       // A line with colour and markup: rendered and escaped once, the same for everyone.
-      const ids = await b.print([`line ${step}a \x1b[31m<b>red</b>\x1b[0m\n`, `line ${step}b\n`]);
+      const ids = await b.print([`line ${step}a \x1b[31m<b>red</b>\x1b[0m\n`, `line ${step}b ${long(step)}\n`]);
       printed.push(...ids);
       await Promise.all(viewers.map((v) => v.until((x) => x.rows.length >= printed.length)));
     }
@@ -168,7 +170,7 @@ describe("djinn-worker web: many viewers of one build", { skip }, () => {
     await b.finish();
     await Promise.all([...viewers, late].map((v) => v.until((x) => x.closed !== undefined)));
 
-    const html = (step: number) => [`line ${step}a <span class="ansi-red-fg">&lt;b&gt;red&lt;/b&gt;</span>\n`, `line ${step}b\n`];
+    const html = (step: number) => [`line ${step}a <span class="ansi-red-fg">&lt;b&gt;red&lt;/b&gt;</span>\n`, `line ${step}b ${long(step)}\n`];
     const expected = Array.from({ length: steps }, (_, i) => html(i + 1)).flat();
     for (const [i, v] of viewers.entries()) {
       assert.deepEqual(v.rows.map((r) => r.id), printed, `viewer ${i}: every row once, in order`);

@@ -197,6 +197,26 @@ describe("web parts", () => {
     assert.equal(await soon(ring.room(100, 60_000)), true, "the viewer let go no longer holds the reader back");
   });
 
+  test("a dropped event's buffer is used again only once no viewer writes it", () => {
+    const ring = new EventRing(0, 3 * 10_000);
+    const text = (c: string) => c.repeat(10_000);
+    const first = ring.encode(text("a"));
+    ring.push("output", 1, first);
+    const c = new RingCursor(ring, 0);
+    const e1 = c.next() as RingEvent;
+    ring.writing(e1);
+    for (let row = 2; row <= 4; row++) ring.push("output", row, ring.encode(text(String(row))));
+    assert.equal(ring.base, 1, "row 1 was dropped while a viewer writes it");
+    const during = ring.encode(text("x"));
+    assert.ok(during.buffer !== first.buffer, "a buffer under a write is not used again");
+    assert.equal(first.toString(), text("a"), "and keeps its bytes");
+    ring.written(e1);
+    ring.push("output", 5, during);
+    const after = ring.encode(text("y"));
+    assert.ok(after.buffer === first.buffer, "its write done, the buffer holds a new event");
+    assert.equal(after.toString(), text("y"));
+  });
+
   test("a waiter on a ring wakes at the next event, at its close, or when its viewer leaves", async () => {
     const ring = new EventRing(0, 1e6);
     const gone = new AbortController();

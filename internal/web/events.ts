@@ -68,7 +68,9 @@ async function follow(feeds: BuildFeeds, id: number, cursor: RingCursor, ring: E
       if (!(await catchUp(feeds, id, cursor, converters, res))) return;
       cursor.join();
     } else if (e) {
-      await writeDrained(res, e.bytes);
+      // The ring uses the event's buffer again only once this write is done with it.
+      ring.writing(e);
+      await writeDrained(res, e.bytes, () => ring.written(e));
       if (e.kind === "end") return;
     } else if (ring.closed) return;
     else await ring.changed(cursor.waitingFor, signal);

@@ -77,7 +77,7 @@ class BuildFeed {
     let after = ring.base;
     let shown = "";
     const put = async (kind: RingKind, row: number, text: string) => {
-      const bytes = Buffer.from(text);
+      const bytes = ring.encode(text);
       await ring.room(bytes.length, PACE_MS);
       ring.push(kind, row, bytes);
     };

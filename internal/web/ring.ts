@@ -3,7 +3,9 @@
 // bytes. The ring keeps the newest events up to a size. Before a push would drop events a viewer
 // still needs, the reader waits for it a while (backpressure: a burst of output does not outrun
 // viewers that are merely busy); a viewer still behind then is let go, catches up from the
-// database on its own, and joins again (RingCursor says when).
+// database on its own, and joins again (RingCursor says when). The buffers of dropped events are
+// used again once no viewer writes them: a buffer that outlives a few collections is freed only
+// at a full one, and without reuse the web process would hold tens of MiB of dropped events.
 export type RingKind = "output" | "status" | "end" | "ping";
 
 export interface RingEvent {
@@ -14,7 +16,16 @@ export interface RingEvent {
   row: number;
   /** The event as written to every viewer. */
   bytes: Buffer;
+  /** Writes of it that are not yet done (EventRing.writing, written). */
+  writes?: number;
+  /** Dropped from the ring while written: its buffer is used again when the writes are done. */
+  dropped?: boolean;
 }
+
+/** Events smaller than this get a buffer of their own: reuse is for the large ones that make up the ring. */
+const REUSE_FROM = 4096;
+/** Buffers are made in steps of this, so that one can hold the next event of about its size. */
+const STEP = 4096;
 
 export class EventRing {
   private readonly events: RingEvent[] = [];
@@ -28,6 +39,10 @@ export class EventRing {
   private readonly readers = new Set<RingCursor>();
   /** While the reader waits for room: readers at or before `need` still need an event a push would drop. */
   private pacing?: { need: number; done: () => void };
+  /** Buffers of dropped events that no viewer writes, ready for new events; and the buffers the ring made. */
+  private readonly spare: Buffer[] = [];
+  private spareBytes = 0;
+  private readonly made = new WeakSet<object>();
 
   /** `start`: the output row after which the reader begins; older rows were never in the ring. */
   constructor(
@@ -76,6 +91,8 @@ export class EventRing {
       const old = this.events.shift()!;
       this.held -= old.bytes.length;
       if (old.kind === "output") this.floor = old.row;
+      if (old.writes) old.dropped = true;
+      else this.reuse(old);
     }
     this.wake();
   }
@@ -83,6 +100,45 @@ export class EventRing {
   close(): void {
     this.over = true;
     this.wake();
+  }
+
+  /** `text` as the bytes of an event, in the buffer of a dropped one when there is one to spare. */
+  encode(text: string): Buffer {
+    const n = Buffer.byteLength(text);
+    if (n < REUSE_FROM) return Buffer.from(text);
+    const i = this.spare.findIndex((b) => b.length >= n && b.length < n + 4 * STEP);
+    let store: Buffer;
+    if (i >= 0) {
+      store = this.spare.splice(i, 1)[0];
+      this.spareBytes -= store.length;
+    } else {
+      store = Buffer.allocUnsafeSlow(Math.ceil(n / STEP) * STEP);
+      this.made.add(store.buffer);
+    }
+    store.write(text, 0, "utf8");
+    return store.subarray(0, n);
+  }
+
+  /** A viewer starts writing `e`: its buffer is not used again before `written`. */
+  writing(e: RingEvent): void {
+    e.writes = (e.writes ?? 0) + 1;
+  }
+
+  /** A write of `e` is done (or failed): nothing reads its buffer for it any more. */
+  written(e: RingEvent): void {
+    if (--e.writes! === 0 && e.dropped) this.reuse(e);
+  }
+
+  /** A dropped event that nobody writes: its buffer, if the ring made it, is kept for a new event (a few MiB at most). */
+  private reuse(e: RingEvent): void {
+    // The newest status may still be handed to a viewer that joins.
+    if (e === this.latest || !this.made.has(e.bytes.buffer)) return;
+    const store = Buffer.from(e.bytes.buffer);
+    if (this.spare.length > 0 && this.spareBytes + store.length > this.maxBytes / 4) return;
+    this.spare.push(store);
+    this.spareBytes += store.length;
+    // The event is gone from the ring; nothing may read it through this object again.
+    e.bytes = Buffer.alloc(0);
   }
 
   /**
