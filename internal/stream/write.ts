@@ -7,9 +7,11 @@ type Target = Pick<NodeJS.WritableStream, "write" | "on" | "off"> & { destroyed?
  * Writes `chunk`; when `out`'s buffer is full, waits until it drains. A stream that closes or
  * fails meanwhile, or was destroyed before, ends the wait too: never hangs. The failure itself
  * is for whoever owns the stream (a pipeline, an error listener); this only stops waiting.
+ * `onDone` is called once the stream is done with `chunk`.
  */
-export async function writeDrained(out: Target, chunk: string | Uint8Array): Promise<void> {
-  if (!out.write(chunk)) await drained(out);
+export async function writeDrained(out: Target, chunk: string | Uint8Array, onDone?: (err?: Error | null) => void): Promise<void> {
+  // `onDone`: the stream is done with `chunk` (written out, or failed), so its memory may be used again.
+  if (!out.write(chunk, onDone)) await drained(out);
 }
 
 /** Resolves when a full `out` has room again, closes or fails. */

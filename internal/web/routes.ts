@@ -8,6 +8,7 @@ import { badgeSvg } from "./badge.js";
 import { contentDisposition, openStored, parseRange } from "./download.js";
 import { streamEvents } from "./events.js";
 import { html, page } from "./html.js";
+import type { BuildFeeds } from "./fanout.js";
 import type { BuildEvents } from "./live.js";
 import { jobText } from "./output.js";
 import { buildPage, listPage } from "./pages.js";
@@ -20,6 +21,8 @@ import { pageViewer } from "./auth.js";
 export interface WebDeps {
   pool: pg.Pool;
   events: BuildEvents;
+  /** One reader per watched build, its events shared by every viewer. */
+  feeds: BuildFeeds;
   /** `[artifacts] path`; downloads answer 404 without it. */
   artifactsRoot?: string;
   /** Redis and the key for kill, re-run and submit; without them those answer 503 saying why (`actionsMissing`). */
@@ -78,7 +81,7 @@ export function registerRoutes(app: FastifyInstance, deps: WebDeps): void {
     const after = parseCursor(req.headers["last-event-id"], (req.query as Record<string, unknown>).after);
     const signal = clientGone(reply);
     reply.hijack();
-    await streamEvents(pool, deps.events, b.id, after, reply.raw, signal).catch(() => reply.raw.destroy());
+    await streamEvents(deps.feeds, b.id, after, reply.raw, signal);
   });
 
   app.get("/builds/:id/artifacts/:artifact", async (req, reply) => {

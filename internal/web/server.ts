@@ -20,6 +20,7 @@ import { waitForServers } from "../worker/startup.js";
 import { registerApi } from "./api.js";
 import { registerAccess, registerSignIn, type AccessOptions } from "./auth.js";
 import { SignInLimiter } from "./limiter.js";
+import { BuildFeeds } from "./fanout.js";
 import { BuildEvents } from "./live.js";
 import { WebError } from "./params.js";
 import { webProcess } from "./process.js";
@@ -140,7 +141,8 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
     reporter.start();
   }
   const access = { public: web.public, cookieSecure: web.cookie_secure, sessionMs: web.session, limiters: { names: new SignInLimiter(5), addresses: new SignInLimiter(20) } };
-  const app = webApp({ pool, events, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log, hooks);
+  const feeds = new BuildFeeds(pool, events, log);
+  const app = webApp({ pool, events, feeds, artifactsRoot: cfg.artifacts?.path, ...acting }, access, log, hooks);
   const addr = listenAddress(web.addr)!;
   try {
     await app.listen({ host: addr.host ?? "::", port: addr.port });
@@ -161,6 +163,7 @@ export async function startWeb(configFile: string): Promise<RunningWeb> {
       proc.state("stopping");
       // The connections first: their streams end with them, rather than wake to a closed hub.
       await app.close().catch(() => undefined);
+      feeds.close();
       await events.close();
       await reporter?.close();
       closeRedis();
