@@ -1,9 +1,7 @@
 // What signed-in users and API clients may do: kill a build, run one again, submit one. Each goes
 // through the path the CLI uses (../control/kill.ts, ../submission), never a copy of it.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { Redis } from "ioredis";
 import { killBuild, killLine } from "../control/kill.js";
-import type { Crypto } from "../crypto/crypto.js";
 import type { Logger } from "../log/log.js";
 import type { BuildId } from "../queue/build-id.js";
 import { isShellName } from "../shell/quote.js";
@@ -11,18 +9,7 @@ import { API_FIELDS, checkSubmission, storeAndQueue, type Submission } from "../
 import { storedSubmission } from "../submission/rerun.js";
 import { apiUser, formUser, type Viewer } from "./auth.js";
 import { parseId, WebError } from "./params.js";
-import type { WebDeps } from "./routes.js";
-
-/** What the actions need beyond the database: [redis] to queue and kill, [crypto] to store and re-read masked values. */
-export interface ActionServices {
-  redis: Redis;
-  crypto: Crypto;
-  /** [redis] addr, for the line that says it is away. */
-  redisAddr: string;
-  /** [redis] queue prefix (worker.toml `queue`). */
-  queue: string;
-  manifestLimit: number;
-}
+import type { ActionServices, WebDeps } from "./routes.js";
 
 /** The fields of POST /api/builds: what `submit` takes. */
 const FIELDS = ["manifest", "env", "secrets", "keys", "notify"];

@@ -10,30 +10,12 @@ import { describe } from "../cli/failure.js";
 import { readOutput } from "../store/output.js";
 import { writeDrained } from "../stream/write.js";
 import type { BuildFeeds } from "./fanout.js";
-import { runTime } from "./html.js";
 import { ansiConverter } from "./output.js";
-import { buildDetail, buildStages } from "./queries.js";
+import { buildState, sseEvent } from "./sse.js";
 import { RingCursor, type EventRing } from "./ring.js";
 
 /** Rows a viewer behind its ring reads at a time: little held per viewer, however many are behind. */
 export const CATCH_UP_ROWS = 2;
-
-/** The statuses a build page shows, as its script applies them. */
-export async function buildState(pool: pg.Pool, id: number) {
-  const [build, stages] = await Promise.all([buildDetail(pool, id), buildStages(pool, id)]);
-  if (!build) return undefined;
-  return {
-    build: { status: build.status, duration: runTime(build.startedAt, build.finishedAt) },
-    stages: stages.map((s) => ({ id: s.id, status: s.status })),
-    jobs: stages.flatMap((s) => s.jobs.map((j) => ({ id: j.id, status: j.status, exitCode: j.exitCode, duration: runTime(j.startedAt, j.finishedAt) }))),
-  };
-}
-
-/** One event; without `id` it leaves the viewer's resume point where it was. */
-export function sseEvent(name: string, id: number | undefined, data: unknown): string {
-  // JSON never holds a raw newline, so the data is one `data:` line.
-  return `event: ${name}\n${id === undefined ? "" : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`;
-}
 
 /**
  * Streams the build's events into `res` from output row `after` on, until the build ends or

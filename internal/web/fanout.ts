@@ -8,7 +8,7 @@ import { describe } from "../cli/failure.js";
 import type { Logger } from "../log/log.js";
 import { TERMINAL_STATUSES } from "../runner/status.js";
 import { readOutput } from "../store/output.js";
-import { buildState, sseEvent } from "./events.js";
+import { buildState, sseEvent } from "./sse.js";
 import { RECHECK_MS, type BuildEvents } from "./live.js";
 import { ansiConverter } from "./output.js";
 import { lastOutputId, OUTPUT_BATCH } from "./queries.js";

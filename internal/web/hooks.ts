@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type pg from "pg";
 import { providerConfig, requireSections, type WorkerConfig } from "../config/config.js";
-import type { ActionServices } from "./actions.js";
+import type { ActionServices } from "./routes.js";
 import { InputError } from "../errors/errors.js";
 import type { Logger } from "../log/log.js";
 import type { SubmissionServices } from "../submission/submission.js";

@@ -15,8 +15,20 @@ import { buildPage, listPage } from "./pages.js";
 import { parseCursor, parseFilter, parseId, WebError } from "./params.js";
 import { artifact, buildDetail, jobOfBuild, latestBuild, listBuilds } from "./queries.js";
 import { SCRIPT, STYLE } from "./assets.js";
-import type { ActionServices } from "./actions.js";
+import type { Redis } from "ioredis";
+import type { Crypto } from "../crypto/crypto.js";
 import { pageViewer } from "./auth.js";
+
+/** What the actions need beyond the database: [redis] to queue and kill, [crypto] to store and re-read masked values. */
+export interface ActionServices {
+  redis: Redis;
+  crypto: Crypto;
+  /** [redis] addr, for the line that says it is away. */
+  redisAddr: string;
+  /** [redis] queue prefix (worker.toml `queue`). */
+  queue: string;
+  manifestLimit: number;
+}
 
 export interface WebDeps {
   pool: pg.Pool;

@@ -15,7 +15,7 @@ import { createLogger, type Logger } from "../log/log.js";
 import { listenAddress } from "../net/address.js";
 import { SERVER_NAME } from "../net/listen.js";
 import { createPool, probePool, requireCurrentSchema } from "../store/db.js";
-import { registerActions, type ActionServices } from "./actions.js";
+import { registerActions } from "./actions.js";
 import { waitForServers } from "../worker/startup.js";
 import { registerApi } from "./api.js";
 import { registerAccess, registerSignIn, type AccessOptions } from "./auth.js";
@@ -24,7 +24,7 @@ import { BuildFeeds } from "./fanout.js";
 import { BuildEvents } from "./live.js";
 import { WebError } from "./params.js";
 import { webProcess } from "./process.js";
-import { errorReply, registerRoutes, type WebDeps } from "./routes.js";
+import { errorReply, registerRoutes, type ActionServices, type WebDeps } from "./routes.js";
 import { hookServices, registerHooks, type HookDeps } from "./hooks.js";
 import { StatusReporter } from "../forgestatus/reporter.js";
 
