@@ -48,7 +48,16 @@ export async function packOverSsh(gate: ChannelGate, workspace: string, paths: s
       resolve();
     };
     channel.stderr.on("data", onData);
-    void exit.then((code) => reject(tarFailed(where, code, stderr || `cannot enter ${workspace}`)));
+    // The exit may be told before stderr's last data is (a listener added after the channel opened
+    // sees buffered data a tick later): only stderr's end says the list never came.
+    const stderrDone = new Promise<void>((done) => {
+      channel.stderr.once("end", done);
+      channel.once("close", done);
+    });
+    void exit.then(async (code) => {
+      await stderrDone;
+      reject(tarFailed(where, code, stderr || `cannot enter ${workspace}`));
+    });
   });
   const archive = new Transform({
     transform: (chunk: Buffer, _enc, done) => done(null, chunk),
