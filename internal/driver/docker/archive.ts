@@ -11,7 +11,7 @@ import { DriverError, type PackedTar } from "../driver.js";
 import { dockerMessage, statusCode } from "./engine.js";
 
 /** Whether `p` exists in the container (a symlink counts as itself). */
-async function exists(container: Docker.Container, p: string): Promise<boolean> {
+export async function existsInContainer(container: Docker.Container, p: string): Promise<boolean> {
   try {
     const res = (await container.infoArchive({ path: p })) as unknown as Readable;
     res.resume();
@@ -50,7 +50,7 @@ async function copyEntries(archive: Readable, pack: tar.Pack, rel: string): Prom
 export async function packPaths(container: Docker.Container, dir: string, paths: string[]): Promise<PackedTar> {
   const found: string[] = [];
   const missing: string[] = [];
-  for (const p of paths) ((await exists(container, path.posix.join(dir, p))) ? found : missing).push(p);
+  for (const p of paths) ((await existsInContainer(container, path.posix.join(dir, p))) ? found : missing).push(p);
   // One path right under the base: the engine's archive is already named as it should be.
   if (found.length === 1 && path.posix.dirname(found[0]) === ".") return { archive: await getArchive(container, dir, found[0]), missing };
   const pack = tar.pack();

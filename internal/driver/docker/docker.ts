@@ -8,7 +8,7 @@ import type Docker from "dockerode";
 import type { DockerConfig } from "./section.js";
 import { GLOB_SCRIPT, parseGlobOutput } from "../artifacts.js";
 import { CollectError, DriverError, registerDriver, type Driver, type DriverOptions, type ExecResult, type JobRun, type PackedTar, type TarBase } from "../driver.js";
-import { packPaths, unpackInto } from "./archive.js";
+import { existsInContainer, packPaths, unpackInto } from "./archive.js";
 import { checkEngine, dockerClient, dockerConfigOf, dockerMessage, pingEngine, statusCode } from "./engine.js";
 import { execCapture, execIn } from "./exec.js";
 import { ensureImage } from "./images.js";
@@ -171,7 +171,7 @@ export class DockerDriver implements Driver {
   private async putFile(container: Docker.Container, target: string, source: Readable, size: number, mode: number): Promise<void> {
     let existing = path.posix.dirname(target);
     const missing: string[] = [];
-    while (existing !== "/" && !(await this.pathExists(container, existing))) {
+    while (existing !== "/" && !(await existsInContainer(container, existing))) {
       missing.unshift(path.posix.basename(existing));
       existing = path.posix.dirname(existing);
     }
@@ -192,17 +192,6 @@ export class DockerDriver implements Driver {
     if (code !== 0 || !path.posix.isAbsolute(home)) throw new Error(`$HOME is ${JSON.stringify(home)} (exit status ${code})`);
     this.homeDir = home;
     return home;
-  }
-
-  private async pathExists(container: Docker.Container, p: string): Promise<boolean> {
-    try {
-      const res = (await container.infoArchive({ path: p })) as unknown as Readable;
-      res.resume();
-      return true;
-    } catch (err) {
-      if (statusCode(err) === 404) return false;
-      throw err;
-    }
   }
 
   async collect(file: string): Promise<Readable> {
