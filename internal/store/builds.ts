@@ -278,9 +278,7 @@ export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: 
   // Rows loaded after the claim that already are the plan's (the producer wrote them): nothing to
   // write, so no transaction; the writes that follow are each guarded by the claim.
   if (loaded?.length && (keepAny || !planDifference(loaded, plan))) return { jobs: loaded };
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
+  return inTransaction(pool, async (client) => {
     const held = await client.query(`SELECT 1 FROM builds WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4 FOR UPDATE`, [claim.id, claim.worker, claim.attempt, RUNNING]);
     if (held.rowCount === 0) throw new ClaimLostError(`build ${claim.id}: claim lost (another worker took it over)`);
     let stored = await storedJobs(client, claim.id);
@@ -291,14 +289,8 @@ export async function matchPlanRows(pool: pg.Pool, claim: { id: number; worker: 
       await insertPlanRows(client, claim.id, plan, masked);
       stored = await storedJobs(client, claim.id);
     }
-    await client.query("COMMIT");
     return { jobs: stored, mismatch };
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Extends the leases of `ids` held by `worker`; returns the ids it still holds. */

@@ -6,22 +6,18 @@ import { setupStageName } from "../manifest/names.js";
 import type { BuildId } from "../queue/build-id.js";
 import { createDriverJob } from "../runner/plan.js";
 import type { Status } from "../runner/status.js";
-import { insertPlanRows } from "./builds.js";
+import { inTransaction, insertPlanRows } from "./builds.js";
 
 /** The first line of a cancelled build's output. */
 export const CANCELLED_NOTE = "--- cancelled before it ran (kill of a queued build) ---\n";
 
 /** Kills build `id` if it is still queued; its status otherwise (a worker has it, or it is over). */
 export async function cancelQueuedBuild(pool: pg.Pool, id: BuildId): Promise<{ cancelled: true } | { cancelled: false; status: Status | undefined }> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
+  return inTransaction(pool, async (client) => {
     const cur = await client.query(`SELECT status FROM builds WHERE id = $1 FOR UPDATE`, [id]);
     const status = cur.rows[0]?.status as Status | undefined;
-    if (status !== "queued") {
-      await client.query("ROLLBACK");
-      return { cancelled: false, status };
-    }
+    // Nothing written: committing only lets the row go.
+    if (status !== "queued") return { cancelled: false, status };
     await client.query(`UPDATE builds SET status = $2, finished_at = now(), lease_expires_at = NULL WHERE id = $1`, [id, "killed" satisfies Status]);
     const first = await firstJob(client, id);
     await client.query(`UPDATE jobs SET status = $2 WHERE build_id = $1`, [id, "skipped" satisfies Status]);
@@ -29,14 +25,8 @@ export async function cancelQueuedBuild(pool: pg.Pool, id: BuildId): Promise<{ c
     await client.query(`UPDATE jobs SET status = $2, finished_at = now() WHERE id = $1`, [first.job, "killed" satisfies Status]);
     await client.query(`UPDATE stages SET status = $2, finished_at = now() WHERE id = $1`, [first.stage, "killed" satisfies Status]);
     await client.query(`INSERT INTO job_output (build_id, job_id, data) VALUES ($1, $2, $3)`, [id, first.job, CANCELLED_NOTE]);
-    await client.query("COMMIT");
     return { cancelled: true };
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** The build's first job, its setup rows written first when its producer wrote none. */
@@ -58,22 +48,20 @@ async function firstJob(client: pg.PoolClient, id: BuildId): Promise<{ job: numb
  * false (nothing deleted) when a worker has claimed one of `queued` since.
  */
 export async function withdrawBatch(pool: pg.Pool, queued: BuildId[], refused: BuildId[], delivery?: { provider: string; id: string }): Promise<boolean> {
-  const client = await pool.connect();
   try {
-    await client.query("BEGIN");
-    const r = await client.query(`DELETE FROM builds WHERE id = ANY($1::bigint[]) AND status = $2 AND attempt = 0`, [queued, "queued" satisfies Status]);
-    if (r.rowCount !== queued.length) {
-      await client.query("ROLLBACK");
-      return false;
-    }
-    await client.query(`DELETE FROM builds WHERE id = ANY($1::bigint[])`, [refused]);
-    if (delivery) await client.query(`DELETE FROM deliveries WHERE provider = $1 AND delivery = $2`, [delivery.provider, delivery.id]);
-    await client.query("COMMIT");
+    await inTransaction(pool, async (client) => {
+      const r = await client.query(`DELETE FROM builds WHERE id = ANY($1::bigint[]) AND status = $2 AND attempt = 0`, [queued, "queued" satisfies Status]);
+      // Thrown to roll back the deletes made so far.
+      if (r.rowCount !== queued.length) throw new ClaimedMeanwhile();
+      await client.query(`DELETE FROM builds WHERE id = ANY($1::bigint[])`, [refused]);
+      if (delivery) await client.query(`DELETE FROM deliveries WHERE provider = $1 AND delivery = $2`, [delivery.provider, delivery.id]);
+    });
     return true;
   } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    if (err instanceof ClaimedMeanwhile) return false;
     throw err;
-  } finally {
-    client.release();
   }
 }
+
+/** A build of the batch was claimed by a worker since it was queued: the batch stays. */
+class ClaimedMeanwhile extends Error {}

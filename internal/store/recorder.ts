@@ -3,7 +3,7 @@
 // to whoever follows the build live.
 import type pg from "pg";
 import type { Status } from "../runner/status.js";
-import { ClaimLostError, resetRun, RUNNING } from "./builds.js";
+import { ClaimLostError, inTransaction, resetRun, RUNNING } from "./builds.js";
 
 /** The channel the recorder's writes are announced on; the payload is the build's id, nothing more. */
 export const BUILD_CHANNEL = "djinn_build";
@@ -101,19 +101,11 @@ export class BuildRecorder {
 
   /** Gives the build back (shutdown, unwritable result): queued again, this run's rows reset, the claim free. */
   async release(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
+    await inTransaction(this.pool, async (client) => {
       // Never a finished build: its result stands.
       const r = await client.query(`UPDATE builds SET status = $5, lease_expires_at = NULL WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = $4`, [this.buildId, this.worker, this.attempt, RUNNING, "queued" satisfies Status]);
       if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over)`);
       await resetRun(client, this.buildId);
-      await client.query("COMMIT");
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 }
