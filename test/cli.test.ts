@@ -60,6 +60,8 @@ describe("run's own command line", () => {
       line("run", "ci/build.yml", "-artifacts", "out", "-objects=objs", "-driver", "d.toml", "-timeout", "1h30m", "-cache", "c"),
       line("run", "m.yml", "--env", "A=1", "--secret=S", "--env=B=x=y", "-env", "C= spaced value ", "--secret", "T=2"),
       line("run", "m.yml", "--timeout=30s", "--artifacts", "a b"),
+      // Words a parser might take for booleans, numbers or null stay strings, as yargs keeps them.
+      line("run", "true", "--artifacts", "0x10", "--objects", "null", "--env", "true", "--env=A=1\nB"),
     ];
     for (const args of plain) {
       const fast = plainRunLine(args);
