@@ -1,19 +1,25 @@
 // `djinn-worker run` against the raw tools doing the same work:
 //  1. a one-job os build vs `sh` running the same commands (overhead ratio);
 //  2. a job printing 1 GiB: the worker's peak RSS and throughput vs `yes | head -c 1G >/dev/null`.
-// Usage: node build/bench/run.js [--gib N] [--repeat N]
+// With --binary PATH (a release's bin/djinn-worker) or --sea (the bundle and single executable
+// built here as `npm run release` builds them), the executable's one-job build too, against the
+// start-up of a single executable that runs an empty script (built here) and of `node -e 0`.
+// Usage: node build/bench/run.js [--gib N] [--repeat N] [--binary PATH | --sea]
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { numberArg } from "./lib/args.js";
+import { flagArg, numberArg, stringArg } from "./lib/args.js";
 import { goal } from "./lib/goal.js";
+import { bundle, singleExecutable } from "../internal/release/bundle.js";
 import { jobScript } from "../internal/runner/plan.js";
 
 const cli = fileURLToPath(new URL("../cmd/djinn-worker.js", import.meta.url));
 const gib = numberArg("gib", 1);
 const repeat = numberArg("repeat", 10);
+const binaryArg = stringArg("binary");
+const buildSea = flagArg("sea");
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-bench-run-"));
 
 function manifest(commands: string[]): string {
@@ -32,6 +38,42 @@ function timed(cmd: string, args: string[]): number {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
+}
+
+/**
+ * Median time of each command over `repeat` rounds, after one warm-up round. The commands take
+ * turns within each round, so a busy moment of a shared machine falls on all of them alike.
+ */
+function medians(commands: [string, string[]][]): number[] {
+  for (const [cmd, args] of commands) timed(cmd, args);
+  const times = commands.map(() => [] as number[]);
+  for (let i = 0; i < repeat; i++) commands.forEach(([cmd, args], j) => times[j].push(timed(cmd, args)));
+  return times.map(median);
+}
+
+/** The executables to time: the one given, or the release's built here, and an empty single executable to compare its start with. */
+async function executables(): Promise<{ binary: string; empty?: string } | undefined> {
+  if (!binaryArg && !buildSea) return undefined;
+  const work = path.join(dir, "sea");
+  fs.mkdirSync(work);
+  let binary = binaryArg ? path.resolve(binaryArg) : "";
+  if (!binary) {
+    const script = path.join(work, "djinn-worker.cjs");
+    await bundle(cli, script, "bench");
+    binary = path.join(work, "djinn-worker");
+    singleExecutable(script, binary, work);
+  }
+  // The same node binary with an empty script: what any single executable costs to start.
+  const empty = path.join(dir, "empty");
+  fs.mkdirSync(empty);
+  fs.writeFileSync(path.join(empty, "empty.cjs"), "\n");
+  try {
+    singleExecutable(path.join(empty, "empty.cjs"), path.join(empty, "empty"), empty);
+    return { binary, empty: path.join(empty, "empty") };
+  } catch (err) {
+    process.stderr.write(`bench: cannot build an empty single executable (${(err as Error).message}); comparing with node -e 0 only\n`);
+    return { binary };
+  }
 }
 
 /** Runs a command and samples its peak RSS (VmHWM) until it exits. */
@@ -55,17 +97,30 @@ async function peakRss(cmd: string, args: string[]): Promise<{ ms: number; peakM
 }
 
 async function main() {
-  const commands = ["echo hello", "ls -la >/dev/null", "true"];
-  const m = manifest(commands);
+  const jobCommands = ["echo hello", "ls -la >/dev/null", "true"];
+  const m = manifest(jobCommands);
   const script = path.join(dir, "same.sh");
-  fs.writeFileSync(script, jobScript(commands));
-  timed(process.execPath, [cli, "run", m, "--artifacts", path.join(dir, "a")]);
-  const worker = median(Array.from({ length: repeat }, () => timed(process.execPath, [cli, "run", m, "--artifacts", path.join(dir, "a")])));
-  const sh = median(Array.from({ length: repeat }, () => timed("sh", [script])));
-  const node = median(Array.from({ length: repeat }, () => timed(process.execPath, ["-e", "0"])));
+  fs.writeFileSync(script, jobScript(jobCommands));
+  const runArgs = ["run", m, "--artifacts", path.join(dir, "a")];
+  // Built before anything is timed, so that every command is timed in the same rounds.
+  const exe = await executables();
+  const timedCommands: [string, string[]][] = [
+    [process.execPath, [cli, ...runArgs]],
+    ["sh", [script]],
+    [process.execPath, ["-e", "0"]],
+  ];
+  if (exe) timedCommands.push([exe.binary, runArgs]);
+  if (exe?.empty) timedCommands.push([exe.empty, []]);
+  const [worker, sh, node, binary, empty] = medians(timedCommands);
   console.log(`one-job os build (median of ${repeat}): djinn-worker run ${worker.toFixed(1)} ms, sh ${sh.toFixed(1)} ms, bare node start ${node.toFixed(1)} ms`);
   console.log(`  overhead: ${(worker - sh).toFixed(1)} ms per build; ratio ${(worker / sh).toFixed(1)}x sh (of which node start-up ${node.toFixed(1)} ms)`);
   console.log(`  ${goal("within bare node start-up + 60 ms", worker <= node + 60)}: +${(worker - node).toFixed(1)} ms`);
+  if (exe) {
+    const base = empty ?? node;
+    const baseName = empty === undefined ? "node -e 0" : "an empty single executable";
+    console.log(`single executable ${binaryArg ?? "(bundle and SEA built here)"} (same rounds): run ${binary.toFixed(1)} ms; start of ${empty === undefined ? "" : `an empty single executable ${empty.toFixed(1)} ms, `}node -e 0 ${node.toFixed(1)} ms`);
+    console.log(`  ${goal(`within the start-up of ${baseName} + 60 ms`, binary <= base + 60)}: +${(binary - base).toFixed(1)} ms (+${(binary - node).toFixed(1)} ms over node -e 0)`);
+  }
 
   const bytes = Math.round(gib * 1024 ** 3);
   const big = manifest([`yes | head -c ${bytes}`]);

@@ -8,7 +8,9 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { commandWord, goStyleFlags } from "../internal/cli/args.js";
-import { COMMANDS, LONG_FLAGS, plainDaemonLine, VALUE_FLAGS } from "../internal/cli/commands.js";
+import { COMMANDS, LONG_FLAGS, plainDaemonLine, plainRunLine, runOptions, VALUE_FLAGS, type RunArgs } from "../internal/cli/commands.js";
+import { onceEach } from "../internal/cli/program.js";
+import yargs from "../internal/cli/yargs.cjs";
 import { freeLocalPort } from "../internal/net/port.js";
 import { cliPath } from "./helpers/env.js";
 import { runCli } from "./helpers/services.js";
@@ -30,6 +32,64 @@ describe("the daemon's own command line", () => {
     for (const args of [["-config", "a", "-config", "b"], ["-config"], ["-config", "-driver"], ["--help"], ["-version"], ["run", "m.yml"], ["-config", "a", "status"], ["--config="]]) {
       assert.equal(line(...args), undefined, args.join(" "));
     }
+  });
+});
+
+/** What yargs, declared as the program declares `run`, makes of `args`: `run`'s arguments, or its complaint. */
+function yargsRun(args: string[]): RunArgs | string {
+  let got: RunArgs | string = "no handler ran";
+  yargs(args)
+    .command("run <manifest>", "", runOptions, (a) => {
+      got = { manifest: a.manifest, driver: a.driver, artifacts: a.artifacts, objects: a.objects, cache: a.cache, env: a.env.map(String), secret: a.secret.map(String), timeout: a.timeout };
+    })
+    .strict()
+    .check(onceEach)
+    .exitProcess(false)
+    .fail((msg, err) => {
+      got = msg ?? String(err);
+    })
+    .parse();
+  return got;
+}
+
+describe("run's own command line", () => {
+  test("a plain `run` line starts without the parser and means what the parser makes of it; anything else is the parser's", () => {
+    const line = (...args: string[]) => goStyleFlags(args, LONG_FLAGS);
+    const plain = [
+      line("run", "m.yml"),
+      line("run", "ci/build.yml", "-artifacts", "out", "-objects=objs", "-driver", "d.toml", "-timeout", "1h30m", "-cache", "c"),
+      line("run", "m.yml", "--env", "A=1", "--secret=S", "--env=B=x=y", "-env", "C= spaced value ", "--secret", "T=2"),
+      line("run", "m.yml", "--timeout=30s", "--artifacts", "a b"),
+      // Words a parser might take for booleans, numbers or null stay strings, as yargs keeps them.
+      line("run", "true", "--artifacts", "0x10", "--objects", "null", "--env", "true", "--env=A=1\nB"),
+    ];
+    for (const args of plain) {
+      const fast = plainRunLine(args);
+      assert.ok(fast, `${args.join(" ")} is plain`);
+      assert.deepEqual(fast, yargsRun(args), args.join(" "));
+    }
+    // The parser's: help, mistakes (it words them), and spellings it reads its own way.
+    const others = [
+      ["run"],
+      ["run", "--help"],
+      ["run", "m.yml", "-h"],
+      ["run", "m.yml", "--artifacts", "a", "--artifacts", "b"],
+      ["run", "m.yml", "extra.yml"],
+      ["run", "m.yml", "--artifacts"],
+      ["run", "m.yml", "--artifacts="],
+      ["run", "m.yml", "--artifacts", "-x"],
+      ["run", "m.yml", "--env", "A=1", "B=2"],
+      ["run", "m.yml", "--unknown", "x"],
+      ["run", "m.yml", "--config", "w.toml"],
+      ["run", "m.yml", "--no-cache"],
+      ["run", "m.yml", "--", "x"],
+      ["run", "--artifacts", "a", "m.yml"],
+      ["run", "0x10"],
+      ["run", "-"],
+      ["--config", "w.toml", "run", "m.yml"],
+      ["status", "1"],
+    ];
+    for (const args of others) assert.equal(plainRunLine(args), undefined, args.join(" "));
   });
 });
 

@@ -139,6 +139,76 @@ const kill: Command = {
     ),
 };
 
+/** What `run` is given: its manifest and flags, as yargs or plainRunLine reads them. */
+export interface RunArgs {
+  manifest: string;
+  driver?: string;
+  artifacts: string;
+  objects: string;
+  cache?: string;
+  env: string[];
+  secret: string[];
+  timeout?: string;
+}
+
+/** `run`'s positional and flags, for yargs. */
+export const runOptions = (y: Argv) =>
+  y
+    .positional("manifest", { type: "string", demandOption: true, describe: "the build manifest (YAML)" })
+    .option("driver", { type: "string", describe: "driver configuration file (default: djinn-driver.toml if present, else the os driver only)" })
+    .option("artifacts", { type: "string", default: "artifacts", describe: "directory collected artifacts are written to" })
+    .option("objects", { type: "string", default: ".", describe: "directory objects are read from" })
+    .option("cache", { type: "string", describe: "directory the manifest's cache is kept in between runs (docs/cache.md); without it, a manifest's cache is neither restored nor saved" })
+    .option("env", repeatable("extra variable KEY=value (repeatable)"))
+    .option("secret", repeatable("masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line): its value never appears in output (repeatable)"))
+    .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
+    .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input, 3 killed, 4 timed out, 5 internal error.");
+
+/** The flags of `run` that take a value, single or repeatable (as runOptions declares them). */
+const RUN_SINGLE = new Set(["driver", "artifacts", "objects", "cache", "timeout"]);
+const RUN_REPEATABLE = new Set(["env", "secret"]);
+
+/**
+ * `run`'s command line, when it is plain: `run MANIFEST` then flags of `run` each with a value
+ * (`--flag VALUE` or `--flag=VALUE`), a single-value one at most once. A build run from a script
+ * then starts without the parser; anything else (help, a mistake, an unusual spelling) is the parser's.
+ */
+export function plainRunLine(argv: string[]): RunArgs | undefined {
+  const [word, manifest] = argv;
+  // yargs may read a positional that looks like a number as one.
+  if (word !== "run" || manifest === undefined || /^[-+.\d]|^$/.test(manifest)) return undefined;
+  const args: RunArgs = { manifest, driver: undefined, artifacts: "artifacts", objects: ".", cache: undefined, env: [], secret: [], timeout: undefined };
+  const seen = new Set<string>();
+  for (let i = 2; i < argv.length; i++) {
+    const m = /^--([a-z]+)(?:=(.*))?$/s.exec(argv[i]);
+    if (!m) return undefined;
+    const [, flag, inline] = m;
+    const value = inline ?? argv[++i];
+    if (value === undefined || value === "" || value.startsWith("-")) return undefined;
+    if (RUN_REPEATABLE.has(flag)) args[flag as "env" | "secret"].push(value);
+    else if (RUN_SINGLE.has(flag) && !seen.has(flag)) {
+      seen.add(flag);
+      args[flag as "driver" | "artifacts" | "objects" | "cache" | "timeout"] = value;
+    } else return undefined;
+  }
+  return args;
+}
+
+/** Runs one manifest on this machine, then exits with its build's code. */
+export function runCommand(args: RunArgs): Promise<void> {
+  return guard(
+    async () => {
+      const [{ runManifest }, { createLogger }, { killOnSignals }] = await Promise.all([import("./run.js"), import("../log/log.js"), import("./signals.js")]);
+      const log = createLogger({ log: { level: "info" } }, { fd: 2 });
+      const signal = killOnSignals();
+      const { manifest, driver: driverFile, artifacts, objects, timeout, cache } = args;
+      return runManifest({ manifest, driverFile, artifacts, objects, cache, env: args.env, secrets: args.secret, timeout, signal, out: process.stdout, log });
+    },
+    // The driver file of `run` is its input, not a daemon's configuration.
+    { config: EXIT.badInput },
+  );
+}
+
 const run: Command = {
   name: "run",
   positional: manifest,
@@ -146,29 +216,8 @@ const run: Command = {
     y.command(
       "run <manifest>",
       "run one build manifest on this machine, output to the terminal",
-      (y) =>
-        y
-          .positional("manifest", { type: "string", demandOption: true, describe: "the build manifest (YAML)" })
-          .option("driver", { type: "string", describe: "driver configuration file (default: djinn-driver.toml if present, else the os driver only)" })
-          .option("artifacts", { type: "string", default: "artifacts", describe: "directory collected artifacts are written to" })
-          .option("objects", { type: "string", default: ".", describe: "directory objects are read from" })
-          .option("cache", { type: "string", describe: "directory the manifest's cache is kept in between runs (docs/cache.md); without it, a manifest's cache is neither restored nor saved" })
-          .option("env", repeatable("extra variable KEY=value (repeatable)"))
-          .option("secret", repeatable("masked variable KEY=value, or KEY to take the value from this environment (keeps it off the command line): its value never appears in output (repeatable)"))
-          .option("timeout", { type: "string", describe: 'build timeout, Go duration syntax ("30m", "1h30m")' })
-          .epilog("Exit status: 0 passed (or passed with failures), 1 failed, 2 bad input, 3 killed, 4 timed out, 5 internal error."),
-      (args) =>
-        guard(
-          async () => {
-            const [{ runManifest }, { createLogger }, { killOnSignals }] = await Promise.all([import("./run.js"), import("../log/log.js"), import("./signals.js")]);
-            const log = createLogger({ log: { level: "info" } }, { fd: 2 });
-            const signal = killOnSignals();
-            const { manifest, driver: driverFile, artifacts, objects, timeout, cache } = args;
-            return runManifest({ manifest, driverFile, artifacts, objects, cache, env: args.env.map(String), secrets: args.secret.map(String), timeout, signal, out: process.stdout, log });
-          },
-          // The driver file of `run` is its input, not a daemon's configuration.
-          { config: EXIT.badInput },
-        ),
+      runOptions,
+      (args) => runCommand({ manifest: args.manifest, driver: args.driver, artifacts: args.artifacts, objects: args.objects, cache: args.cache, env: args.env.map(String), secret: args.secret.map(String), timeout: args.timeout }),
     ),
 };
 

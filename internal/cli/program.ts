@@ -1,7 +1,7 @@
 // The command line: yargs with djinn-worker's commands, help and version, and every mistake on it
 // reported as one line.
 import { commandWord, goStyleFlags, helpAsFlag, missingPositional, unknownCommand } from "./args.js";
-import { COMMANDS, DAEMON, LONG_FLAGS, plainDaemonLine, REPEATABLE_FLAGS, runDaemon, VALUE_FLAGS } from "./commands.js";
+import { COMMANDS, DAEMON, LONG_FLAGS, plainDaemonLine, plainRunLine, REPEATABLE_FLAGS, runCommand, runDaemon, VALUE_FLAGS } from "./commands.js";
 import { EXIT, die } from "./failure.js";
 import { InputError } from "../errors/errors.js";
 
@@ -19,6 +19,9 @@ export async function program(args: string[], versionLine: string): Promise<unkn
   // The daemon as a service manager starts it: a worker that waits for builds does not keep the parser.
   const daemon = plainDaemonLine(argv);
   if (daemon) return runDaemon(daemon.config, daemon.driver);
+  // So does a build run from a script: yargs and its help cost `run` more than the build's own work.
+  const run = plainRunLine(argv);
+  if (run) return runCommand(run);
   const { default: yargs } = await import("./yargs.cjs");
   const word = commandWord(argv, VALUE_FLAGS);
   const y = yargs(argv).scriptName("djinn-worker").usage(USAGE).epilog(EPILOG);
@@ -48,7 +51,7 @@ export async function program(args: string[], versionLine: string): Promise<unkn
 }
 
 /** A single-value flag given twice (`--artifacts A --artifacts B`) is refused rather than guessed at. */
-function onceEach(argv: Record<string, unknown>): true {
+export function onceEach(argv: Record<string, unknown>): true {
   for (const flag of VALUE_FLAGS) {
     const value = argv[flag];
     if (!REPEATABLE_FLAGS.has(flag) && Array.isArray(value)) throw new InputError(`-${flag} is given ${value.length} times: give it once`);
