@@ -62,7 +62,7 @@ export class OsDriver implements Driver {
     return {
       PATH: process.env.PATH || DEFAULT_PATH,
       HOME: workspace,
-      USER: os.userInfo().username,
+      USER: userName(),
       LANG: "C.UTF-8",
       TMPDIR: os.tmpdir(),
       ...buildBaseEnv(this.options.buildId),
@@ -222,6 +222,13 @@ export class OsDriver implements Driver {
       this.workspace = undefined;
     }
   }
+}
+
+let ownUserName: string | undefined;
+
+/** This process's user name: looked up once (the user database is read on every call), it never changes under a running worker. */
+function userName(): string {
+  return (ownUserName ??= os.userInfo().username);
 }
 
 interface WaitingShell {
