@@ -31,6 +31,22 @@ const sections = new Set(onlyAt < 0 ? ["latency", "throughput", "drain", "output
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+/** A process's CPU seconds so far: its own, and its children's that it has waited for (a worker's: its jobs' shells). */
+function cpuSeconds(pid: number): { self: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  // utime, stime, cutime, cstime are fields 14–17 (11–14 after the command); clock ticks of 1/100 s on Linux.
+  return { self: (f[11] + f[12]) / 100, children: (f[13] + f[14]) / 100 };
+}
+const cpuSum = (pids: number[]) => pids.map(cpuSeconds).reduce((a, c) => ({ self: a.self + c.self, children: a.children + c.children }), { self: 0, children: 0 });
+/** CPU the workers spent per build since `from` (their start-up left out): less noisy than wall time on a shared machine. */
+function cpuPerBuild(pids: number[], n: number, from: { self: number; children: number }): string {
+  const now = cpuSum(pids);
+  const sum = { self: now.self - from.self, children: now.children - from.children };
+  return `worker CPU per build ${((sum.self * 1000) / n).toFixed(1)} ms (+ ${((sum.children * 1000) / n).toFixed(1)} ms in its jobs' processes)`;
+}
+/** Wall-clock nanoseconds, to compare with `date +%s%N`: sub-millisecond, where Date.now() would add up to 1 ms to a sample. */
+const nowNs = () => (performance.timeOrigin + performance.now()) * 1e6;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function manifestText(commands: string[]): string {
@@ -84,14 +100,14 @@ async function main(): Promise<void> {
       const lat: number[] = [];
       for (let i = 0; i < samples; i++) {
         const id = await insertManifestBuild(pool, text);
-        const t0 = Date.now() * 1e6;
+        const t0 = nowNs();
         await enqueue(redis, "lat", "os", id);
         await d.waitForMsg("build finished", { build: id });
         lat.push((Number(readFileSync(stamp, "utf8").trim()) - t0) / 1e6);
       }
       const raw: number[] = [];
       for (let i = 0; i < samples; i++) {
-        const t0 = Date.now() * 1e6;
+        const t0 = nowNs();
         const out = spawnSync("/bin/sh", ["-c", "date +%s%N"], { encoding: "utf8" }).stdout;
         raw.push((Number(out.trim()) - t0) / 1e6);
       }
@@ -150,6 +166,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const ds = await Promise.all([0, 1, 2, 3].map(() => startDaemon(cfg)));
       daemons.push(...ds);
+      const cpu0 = cpuSum(ds.map((d) => d.pid));
       await waitPassed(pool, drain);
       const secs = (performance.now() - t0) / 1000;
       const counts = new Map<number, number>();
@@ -158,6 +175,7 @@ async function main(): Promise<void> {
       const duplicated = [...counts.values()].filter((n) => n > 1).length;
       const notPassed = (await pool.query(`SELECT count(*)::int AS n FROM builds WHERE status <> 'passed'`)).rows[0].n;
       printPhases(`drain of ${drain}`, ds);
+      console.log(`  ${cpuPerBuild(ds.map((d) => d.pid), drain, cpu0)}`);
       console.log(`drain ${drain} queued builds (target 20000: --drain 20000), 4 workers × parallelism 2: ${secs.toFixed(1)} s (${(drain / secs).toFixed(1)} builds/s), lost ${lost}, duplicated ${duplicated}, not passed ${notPassed}`);
       console.log(`  ${goal("≥ 250 builds/s, 0 lost, 0 duplicated", drain / secs >= 250 && lost === 0 && duplicated === 0)}${drain < 20000 ? " (on fewer than 20000 builds)" : ""}`);
       for (const d of ds) d.kill("SIGTERM");

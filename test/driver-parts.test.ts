@@ -1,7 +1,7 @@
 // The pure parts of the ssh, qemu and docker drivers and what all four share, with no engine: no
 // Docker, no qemu, no SSH server. Only the local filesystem and /bin/sh.
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -11,7 +11,8 @@ import { baseTarPath } from "../internal/driver/docker/images.js";
 import { DriverError } from "../internal/driver/driver.js";
 import { buildBaseEnv, envList } from "../internal/driver/env.js";
 import { runNameOfWorkspace, validOwner } from "../internal/driver/os/owner.js";
-import { cgroupOf, cgroupSource, reapRun, RunProcesses } from "../internal/driver/os/processes.js";
+import { cgroupOf, cgroupSource, reapRun, RUN_MARKER, RunProcesses } from "../internal/driver/os/processes.js";
+import { parseForks, parseLastPid, pidWindow } from "../internal/driver/os/pids.js";
 import { freshRunToken, parseRunName, runName } from "../internal/driver/run.js";
 import { ConfineError } from "../internal/fs/confine.js";
 import { ensurePrivateDir, PrivateDirError, readOwnFile } from "../internal/fs/private.js";
@@ -61,6 +62,54 @@ describe("os driver parts", () => {
       assert.equal(await fs.readFile(path.join(run.cgroup!, "cgroup.procs"), "utf8"), `${pid}\n`);
     } finally {
       cgroupSource.root = saved;
+    }
+  });
+});
+
+describe("os driver parts: which pids the /proc sweep of a run looks at", () => {
+  test("the last pid and the fork count are read from /proc/loadavg and /proc/stat, and nothing else is believed", () => {
+    assert.equal(parseLastPid("0.68 0.81 1.18 1/193 15257\n"), 15257);
+    for (const bad of ["", "0.68 0.81 1.18 1/193\n", "0.68 0.81 1.18 1/193 x\n", "15257"]) assert.equal(parseLastPid(bad), undefined, bad);
+    assert.equal(parseForks("cpu  1 2 3\nintr 5 6\nctxt 9\nbtime 1\nprocesses 796193\nprocs_running 2\n"), 796193);
+    assert.equal(parseForks("cpu 1 2 3\nprocs_running 2\n"), undefined);
+  });
+
+  test("a pid given out after the mark is in the window, an older one is not, across a wrap too", () => {
+    const inWindow = pidWindow({ last: 1000, forks: 50, max: 32768 }, { last: 1010, forks: 60, max: 32768 })!;
+    assert.deepEqual([999, 1000, 1001, 1010, 1011, 31000, 5].map(inWindow), [false, false, true, true, false, false, false]);
+    // Allocation wrapped from 32767 back to 300.
+    const wrapped = pidWindow({ last: 32760, forks: 50, max: 32768 }, { last: 310, forks: 70, max: 32768 })!;
+    assert.deepEqual([32760, 32761, 32767, 300, 310, 311, 20000].map(wrapped), [false, true, true, true, true, false, false]);
+  });
+
+  test("no window when a mark is missing or so many forks came between that allocation may have gone all the way round", () => {
+    const since = { last: 1000, forks: 50, max: 32768 };
+    assert.equal(pidWindow(undefined, since), undefined);
+    assert.equal(pidWindow(since, undefined), undefined);
+    assert.equal(pidWindow(since, { last: 1001, forks: 50 + 16_300, max: 32768 }), undefined);
+    assert.equal(pidWindow(since, { last: 1001, forks: 40, max: 32768 }), undefined, "a fork count that went back (another boot's)");
+    // pid_max lowered under the run: a pid above the new limit is an old process, looked at all the same.
+    assert.equal(pidWindow(since, { last: 1001, forks: 51, max: 4096 })!(5000), true);
+  });
+
+  test("a process that existed before the run is not the run's, even with its marker; one made during the run is", async () => {
+    const saved = cgroupSource.root;
+    cgroupSource.root = () => undefined;
+    const token = freshRunToken();
+    const env = { ...process.env, [RUN_MARKER]: token };
+    const older = spawn("/bin/sleep", ["300"], { env, stdio: "ignore", detached: true });
+    try {
+      const run = await RunProcesses.open(`9-${token}`, token, await tempDir());
+      const newer = spawn("/bin/sleep", ["300"], { env, stdio: "ignore", detached: true });
+      const newerExit = new Promise((resolve) => newer.once("exit", resolve));
+      await run.close();
+      assert.equal(await newerExit, null, "the run's process was killed");
+      assert.equal(older.exitCode, null);
+      assert.equal(older.signalCode, null, "the older process lives on");
+      assert.ok(process.kill(older.pid!, 0));
+    } finally {
+      cgroupSource.root = saved;
+      older.kill("SIGKILL");
     }
   });
 });

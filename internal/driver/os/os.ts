@@ -38,11 +38,9 @@ export class OsDriver implements Driver {
     this.dir = await fs.mkdtemp(workspacePrefix(await stateRoot(), this.ref));
     await writeOwner(this.dir, this.ref);
     this.workspace = path.join(this.dir, "workspace");
-    const [, , processes] = await Promise.all([
-      fs.mkdir(this.workspace, { mode: 0o700 }),
-      fs.mkdir(path.join(this.dir, "scripts"), { mode: 0o700 }),
-      RunProcesses.open(runName(this.ref), this.ref.run, this.dir),
-    ]);
+    // Job scripts go beside the workspace, in the run's directory (mkdtemp makes it 0700): no
+    // directory of their own to make and remove for every build.
+    const [, processes] = await Promise.all([fs.mkdir(this.workspace, { mode: 0o700 }), RunProcesses.open(runName(this.ref), this.ref.run, this.dir)]);
     this.processes = processes;
     // Joining a cgroup can take a while on a busy host: the first job's shell does it now, while
     // the build's records are written, and waits for its script.
@@ -62,7 +60,7 @@ export class OsDriver implements Driver {
     return {
       PATH: process.env.PATH || DEFAULT_PATH,
       HOME: workspace,
-      USER: os.userInfo().username,
+      USER: userName(),
       LANG: "C.UTF-8",
       TMPDIR: os.tmpdir(),
       ...buildBaseEnv(this.options.buildId),
@@ -103,7 +101,7 @@ export class OsDriver implements Driver {
 
   async execute(job: JobRun): Promise<ExecResult> {
     const workspace = this.requireWorkspace();
-    const script = path.join(this.dir!, "scripts", `job-${++this.jobs}.sh`);
+    const script = path.join(this.dir!, `job-${++this.jobs}.sh`);
     await fs.writeFile(script, job.script, { mode: 0o600 });
     if (job.signal.aborted) return { exitCode: 137 };
     let child = this.takeReady(job.env);
@@ -222,6 +220,13 @@ export class OsDriver implements Driver {
       this.workspace = undefined;
     }
   }
+}
+
+let ownUserName: string | undefined;
+
+/** This process's user name: looked up once (the user database is read on every call), it never changes under a running worker. */
+function userName(): string {
+  return (ownUserName ??= os.userInfo().username);
 }
 
 interface WaitingShell {

@@ -9,6 +9,7 @@ import { ConfineError, confinedPath } from "../../fs/confine.js";
 import { sleep } from "../../timers/timers.js";
 import { singleQuote } from "../../shell/quote.js";
 import { isRunToken, parseRunName } from "../run.js";
+import { pidMark, pidWindow, type PidMark } from "./pids.js";
 
 /** The variable every job process starts with; its value is the run token. */
 export const RUN_MARKER = "DJINN_RUN";
@@ -60,19 +61,23 @@ export class RunProcesses {
     readonly cgroup: string | undefined,
     /** Why there is no cgroup, for the build's output. */
     readonly noCgroup: string | undefined,
+    /** Where pid allocation stood before the run's first process: the sweep looks only at processes made since. */
+    private readonly since: PidMark | undefined,
   ) {}
 
   /** Makes the run's cgroup when possible; never fails (tracking falls back to the marker). */
   static async open(name: string, token: string, dir: string): Promise<RunProcesses> {
+    // Before any process of the run exists (callers start none before open resolves).
+    const since = pidMark();
     const root = cgroupSource.root();
-    if (!root) return new RunProcesses(token, dir, undefined, "no cgroup v2 hierarchy is mounted");
+    if (!root) return new RunProcesses(token, dir, undefined, "no cgroup v2 hierarchy is mounted", since);
     try {
       const cgroup = cgroupOf(root, name);
       await fs.mkdir(cgroup);
-      return new RunProcesses(token, dir, cgroup, undefined);
+      return new RunProcesses(token, dir, cgroup, undefined, since);
     } catch (err) {
-      if (err instanceof ConfineError) return new RunProcesses(token, dir, undefined, err.message);
-      return new RunProcesses(token, dir, undefined, `cannot make a cgroup in ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      if (err instanceof ConfineError) return new RunProcesses(token, dir, undefined, err.message, since);
+      return new RunProcesses(token, dir, undefined, `cannot make a cgroup in ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, since);
     }
   }
 
@@ -106,12 +111,12 @@ export class RunProcesses {
    */
   async killAll(): Promise<number> {
     if (this.cgroup) return killCgroup(this.cgroup);
-    return killRun(undefined, this.token, this.dir);
+    return killRun(undefined, this.token, this.dir, this.since);
   }
 
   /** At the end of the build: kills what is left by every net (a root job can leave a cgroup) and removes the cgroup. */
   async close(): Promise<void> {
-    await killRun(this.cgroup, this.token, this.dir);
+    await killRun(this.cgroup, this.token, this.dir, this.since);
     if (this.cgroup) await removeCgroup(this.cgroup);
   }
 }
@@ -146,10 +151,11 @@ export async function reapRun(name: string, token: string, dirs: string[]): Prom
   return killed;
 }
 
-async function killRun(cgroup: string | undefined, token: string, dir: string | undefined): Promise<number> {
+/** `since`: where pid allocation stood before the run's first process, when this worker started it (not for a dead worker's run). */
+async function killRun(cgroup: string | undefined, token: string, dir: string | undefined, since?: PidMark): Promise<number> {
   let killed = 0;
   if (cgroup) killed += await killCgroup(cgroup);
-  killed += await killMarked(token, dir);
+  killed += await killMarked(token, dir, since);
   return killed;
 }
 
@@ -170,9 +176,14 @@ async function killCgroup(cgroup: string): Promise<number> {
   return members.length;
 }
 
+/**
+ * The cgroup's members. A synchronous read: the kernel makes cgroup.procs from memory, without
+ * the cgroup mutex a migration holds, and one read costs less than the thread-pool rounds of an
+ * asynchronous readFile (open, stat, read, close); it is read at the end of every job.
+ */
 async function cgroupProcs(cgroup: string): Promise<number[] | undefined> {
   try {
-    return (await fs.readFile(path.join(cgroup, "cgroup.procs"), "utf8")).split("\n").filter(Boolean).map(Number);
+    return readFileSync(path.join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
   } catch {
     return undefined;
   }
@@ -194,6 +205,7 @@ async function removeCgroup(cgroup: string): Promise<void> {
 interface MarkedRun {
   marker: string;
   dir: string | undefined;
+  since: PidMark | undefined;
   rounds: number;
   killed: number;
   done: (killed: number) => void;
@@ -208,9 +220,9 @@ let scanning = false;
  * work under the run's directory; repeated until none is found (up to 5 passes), as a dying
  * shell may fork. Runs that ask at once (builds of this worker ending together) share one pass.
  */
-function killMarked(token: string, dir: string | undefined): Promise<number> {
+function killMarked(token: string, dir: string | undefined, since: PidMark | undefined): Promise<number> {
   return new Promise((done) => {
-    waitingRuns.push({ marker: `${RUN_MARKER}=${token}`, dir, rounds: 0, killed: 0, done });
+    waitingRuns.push({ marker: `${RUN_MARKER}=${token}`, dir, since, rounds: 0, killed: 0, done });
     if (!scanning) void scanLoop();
   });
 }
@@ -242,6 +254,8 @@ async function scanLoop(): Promise<void> {
 
 /**
  * One pass over /proc: kills each process marked for one of `runs`; how many each run had.
+ * A run this worker started looks only at the processes made since it began (./pids.ts): every
+ * process of the run is one of those, and on a busy host they are few of all.
  * Synchronous reads into one buffer: a few hundred small reads cost less so than the promise
  * and thread-pool round of each asynchronous one.
  */
@@ -253,14 +267,18 @@ function scanProc(runs: MarkedRun[]): number[] {
   } catch {
     return found;
   }
-  const withDir = runs.some((r) => r.dir);
+  // Read after the listing: every pid in it was given out by now.
+  const now = pidMark();
+  const windows = runs.map((run) => pidWindow(run.since, now));
   for (const pid of entries) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const mine = runs.map((_run, i) => windows[i]?.(Number(pid)) ?? true);
+    if (!mine.includes(true)) continue;
     const environ = readEnviron(pid);
-    let r = environ === undefined ? -1 : runs.findIndex((run) => environ.includes(`\0${run.marker}\0`));
-    if (r < 0 && withDir) {
+    let r = environ === undefined ? -1 : runs.findIndex((run, i) => mine[i] && environ.includes(`\0${run.marker}\0`));
+    if (r < 0 && runs.some((run, i) => mine[i] && run.dir)) {
       const cwd = readCwd(pid);
-      if (cwd) r = runs.findIndex((run) => run.dir !== undefined && (cwd === run.dir || cwd.startsWith(`${run.dir}/`)));
+      if (cwd) r = runs.findIndex((run, i) => mine[i] && run.dir !== undefined && (cwd === run.dir || cwd.startsWith(`${run.dir}/`)));
     }
     if (r < 0) continue;
     kill(Number(pid));
@@ -287,9 +305,11 @@ function readEnviron(pid: string): string | undefined {
         environBuffer.copy(bigger);
         environBuffer = bigger;
       }
-      const n = readSync(fd, environBuffer, length, environBuffer.length - length, null);
-      if (n === 0) break;
+      const want = environBuffer.length - length;
+      const n = readSync(fd, environBuffer, length, want, null);
       length += n;
+      // procfs gives the whole environment up to the size asked for: a short read is its end.
+      if (n < want) break;
     }
     return `\0${environBuffer.toString("latin1", 0, length)}\0`;
   } catch {
