@@ -19,6 +19,7 @@ import { Suite, type TestEnv } from "../test/helpers/daemon-suite.js";
 import type { DaemonProcess } from "../test/helpers/services.js";
 import { webEnv, type WebEnv } from "../test/helpers/web.js";
 import { numberArg } from "./lib/args.js";
+import { percentile } from "./lib/percentile.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const lines = numberArg("lines", 50);
@@ -30,7 +31,7 @@ const artifactMib = numberArg("artifact-mib", 256);
 /** --only 2,3: the parts to run (all by default). */
 const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1].split(",").map(Number) : [1, 2, 3, 4];
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
+const pct = percentile;
 const ms = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} ms`;
 const ratio = (a: number, b: number) => `${(a / b).toFixed(1)}×`;
 

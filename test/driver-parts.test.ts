@@ -13,6 +13,7 @@ import { buildBaseEnv, envList } from "../internal/driver/env.js";
 import { runNameOfWorkspace, validOwner } from "../internal/driver/os/owner.js";
 import { cgroupOf, cgroupSource, reapRun, RUN_MARKER, RunProcesses } from "../internal/driver/os/processes.js";
 import { parseForks, parseLastPid, pidWindow } from "../internal/driver/os/pids.js";
+import { cgroup2Mount } from "../internal/driver/os/mounts.js";
 import { freshRunToken, parseRunName, runName } from "../internal/driver/run.js";
 import { ConfineError } from "../internal/fs/confine.js";
 import { ensurePrivateDir, PrivateDirError, readOwnFile } from "../internal/fs/private.js";
@@ -111,6 +112,21 @@ describe("os driver parts: which pids the /proc sweep of a run looks at", () => 
       cgroupSource.root = saved;
       older.kill("SIGKILL");
     }
+  });
+});
+
+describe("os driver parts: the cgroup2 mount", () => {
+  const v1 = "25 22 0:22 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
+  test("the hybrid layout's unified mount, with and without favordynmods", () => {
+    const hybrid = (superOptions: string) => `${v1}30 22 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 ${superOptions}\n`;
+    assert.deepEqual(cgroup2Mount(hybrid("rw")), { mountPoint: "/sys/fs/cgroup/unified", favorsDynamicChanges: false });
+    assert.deepEqual(cgroup2Mount(hybrid("rw,nsdelegate,favordynmods")), { mountPoint: "/sys/fs/cgroup/unified", favorsDynamicChanges: true });
+  });
+  test("a mount point with an escaped space, and no cgroup2 at all", () => {
+    const spaced = "31 1 0:28 / /mnt/cg\\040two rw shared:9 - cgroup2 none rw,favordynmods\n";
+    assert.deepEqual(cgroup2Mount(spaced), { mountPoint: "/mnt/cg two", favorsDynamicChanges: true });
+    assert.equal(cgroup2Mount(v1), undefined);
+    assert.equal(cgroup2Mount(""), undefined);
   });
 });
 

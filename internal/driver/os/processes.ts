@@ -9,6 +9,7 @@ import { ConfineError, confinedPath } from "../../fs/confine.js";
 import { sleep } from "../../timers/timers.js";
 import { singleQuote } from "../../shell/quote.js";
 import { isRunToken, parseRunName } from "../run.js";
+import { cgroup2Mount, type Cgroup2Mount } from "./mounts.js";
 import { pidMark, pidWindow, type PidMark } from "./pids.js";
 
 /** The variable every job process starts with; its value is the run token. */
@@ -29,27 +30,16 @@ export function detectCgroupRoot(): string | undefined {
 let detected: { root: string | undefined } | undefined;
 
 function readCgroupRoot(): string | undefined {
-  let mount: string | undefined;
+  let mount: Cgroup2Mount | undefined;
   let own: string | undefined;
   try {
-    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-      // id parent major:minor root mountpoint options ... - fstype source superoptions
-      const [left, right] = line.split(" - ");
-      if (right?.split(" ")[0] === "cgroup2") {
-        mount = unescapeMount(left.split(" ")[4]);
-        break;
-      }
-    }
+    mount = cgroup2Mount(readFileSync("/proc/self/mountinfo", "utf8"));
     own = /^0::(\/.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1];
   } catch {
     return undefined;
   }
   if (!mount || own === undefined) return undefined;
-  return path.join(mount, own);
-}
-
-function unescapeMount(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return path.join(mount.mountPoint, own);
 }
 
 /** The processes of one run: `name` is the run's name (build and run token), `dir` its directory. */
@@ -126,7 +116,15 @@ export async function cgroupSupport(): Promise<string> {
   const probe = await RunProcesses.open(`check-${process.pid}`, "check", "/nonexistent");
   if (!probe.cgroup) return `no cgroup per build (${probe.noCgroup}): a build's processes are found by its DJINN_RUN marker and directory`;
   await removeCgroup(probe.cgroup);
-  return `a cgroup per build under ${path.dirname(probe.cgroup)}`;
+  const where = `a cgroup per build under ${path.dirname(probe.cgroup)}`;
+  let mount: Cgroup2Mount | undefined;
+  try {
+    mount = cgroup2Mount(readFileSync("/proc/self/mountinfo", "utf8"));
+  } catch {
+    return where;
+  }
+  if (!mount || mount.favorsDynamicChanges) return where;
+  return `${where} (mounted without favordynmods: each build's first command waits some 10 ms for the kernel, see docs/os.md)`;
 }
 
 /** A run's cgroup: a child of `root` (the worker's own cgroup) and nothing else; throws ConfineError otherwise. */
