@@ -42,6 +42,8 @@ export async function bundle(entry: string, outfile: string, version: string): P
     plugins: [absentOptionalParts],
     minifySyntax: true,
     minifyWhitespace: true,
+    minifyIdentifiers: true,
+    keepNames: true,
     legalComments: "none",
     metafile: true,
     logLevel: "warning",
