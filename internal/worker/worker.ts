@@ -16,6 +16,7 @@ import { bounded, sleep } from "../timers/timers.js";
 import type { ClaimedBuild, WorkerServices } from "./build.js";
 import type { WorkerDeps } from "./deps.js";
 import { healQueue } from "./heal.js";
+import { letYoungGenerationGrow } from "./young-generation.js";
 import { PhaseClock } from "../timers/phases.js";
 
 /** How often a worker looks for what dead workers left on its host. */
@@ -182,6 +183,7 @@ export class Worker {
     // Loaded with the first build (the runner, manifest, assembly, recorder): an idle worker does
     // without. Before the claim, so that nothing comes between claiming a build and holding it.
     const { ClaimedBuild } = await import("./build.js");
+    letYoungGenerationGrow();
     const claim = await this.claim(id, taken);
     if (!claim) return;
     phases.mark("claim");
