@@ -42,6 +42,7 @@ export const DAEMON = {
 /** Runs the daemon until it stops, then exits with its code. */
 export function runDaemon(config: string, driver: string): Promise<void> {
   return guard(async () => {
+    (await import("../worker/young-generation.js")).keepYoungGenerationSmall();
     const { startDaemon } = await import("../worker/daemon.js");
     const running = await startDaemon(config, driver);
     process.exit(await running.done);

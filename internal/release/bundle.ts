@@ -1,7 +1,7 @@
 // The release binary: the CLI bundled by esbuild into one CommonJS script, made a Node.js
 // single executable application (the node binary with the script injected by postject).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
 import * as esbuild from "esbuild";
@@ -42,6 +42,8 @@ export async function bundle(entry: string, outfile: string, version: string): P
     plugins: [absentOptionalParts],
     minifySyntax: true,
     minifyWhitespace: true,
+    minifyIdentifiers: true,
+    keepNames: true,
     legalComments: "none",
     metafile: true,
     logLevel: "warning",
@@ -53,12 +55,24 @@ export async function bundle(entry: string, outfile: string, version: string): P
       throw new Error(`the bundle would load ${imported.path} from disk at run time`);
     }
   }
+  requireAscii(outfile);
   const packages = new Set<string>();
   for (const input of Object.keys(result.metafile.inputs)) {
     const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
     if (m) packages.add(m[1]);
   }
   return [...packages].sort();
+}
+
+/**
+ * The executable holds its script in memory as a string: one non-ASCII character makes all of it a
+ * two-byte string, twice the size (some 4 MiB more). esbuild escapes such characters in strings,
+ * but not in regular expressions or tagged templates: those are escaped in the source.
+ */
+function requireAscii(script: string): void {
+  const text = readFileSync(script, "utf8");
+  const at = text.search(/[^\x00-\x7f]/);
+  if (at >= 0) throw new Error(`the bundle has a non-ASCII character near ${JSON.stringify(text.slice(Math.max(0, at - 40), at + 20))}: escape it in the source (a regular expression or tagged template)`);
 }
 
 /** Makes `exe` from the node binary running this script and the bundled `script`. */

@@ -1,6 +1,6 @@
 // The PostgreSQL connection and the schema's versioned migrations.
 import { readFileSync } from "node:fs";
-import pg from "pg";
+import pg from "./pg.js";
 import type { WorkerConfig } from "../config/config.js";
 import { serverAddress } from "../net/address.js";
 import { connectReason, serverUnavailable } from "../net/connect.js";

@@ -3,7 +3,7 @@
 // recorded with all its builds or not at all.
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
-import { setupStageName } from "../manifest/manifest.js";
+import { setupStageName } from "../manifest/names.js";
 import type { BuildId } from "../queue/build-id.js";
 import { createDriverJob } from "../runner/plan.js";
 import type { Status } from "../runner/status.js";

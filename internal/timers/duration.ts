@@ -23,7 +23,9 @@ export function parseDuration(text: string): number {
   }
   if (s === "") throw new Error(`invalid duration "${text}"`);
   let total = 0;
-  const part = /^([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)/;
+  // µs and μs escaped: one non-ASCII character in a regular expression makes the release bundle's
+  // whole script a two-byte string in memory (internal/release/bundle.ts).
+  const part = /^([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/;
   while (s !== "") {
     const m = part.exec(s);
     if (!m || m[1] === "" || m[1] === ".") {

@@ -79,7 +79,7 @@ export function page(title: string, body: Html, viewer?: PageViewer): Html {
   const who = viewer ? html`<span class="who">${viewer.name}</span> ${postForm("/sign-out", viewer, "Sign out", "sign-out")}` : html`<a class="sign-in" href="/sign-in">Sign in</a>`;
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title} · djinn-worker</title><link rel="stylesheet" href="/static/web.css"><script src="/static/web.js" defer></script></head>
+<title>${title} &middot; djinn-worker</title><link rel="stylesheet" href="/static/web.css"><script src="/static/web.js" defer></script></head>
 <body><header class="top"><a href="/">djinn-worker builds</a><nav class="account">${who}</nav></header>
 ${body}
 </body></html>

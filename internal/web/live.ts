@@ -2,7 +2,7 @@
 // status change of a build on BUILD_CHANNEL (payload: the build id), and each open page, event
 // stream or followed log waiting on that build is woken. A wake only says "look again": readers
 // always read the rows themselves, so a lost or merged notification loses nothing.
-import pg from "pg";
+import pg from "../store/pg.js";
 import type { WorkerConfig } from "../config/config.js";
 import type { Logger } from "../log/log.js";
 import { serverAddress } from "../net/address.js";

@@ -95,7 +95,7 @@ ${viewer ? actions(b, viewer, live) : ""}
       ? html`<p class="empty">None added at submission.</p>`
       : html`<table class="variables"><tbody>${variables.map((v) => html`<tr><td><code>${v.key}</code></td><td><code>${v.masked ? MASKED : (v.value ?? "")}</code>${v.masked ? html` <small>(masked)</small>` : ""}</td></tr>`)}</tbody></table>`
   }
-<h2>Objects</h2>${objects.length === 0 ? html`<p class="empty">None.</p>` : html`<table class="objects"><tbody>${objects.map((o) => html`<tr><td><code>${o.source}</code></td><td>→</td><td><code>${o.dest}</code></td></tr>`)}</tbody></table>`}
+<h2>Objects</h2>${objects.length === 0 ? html`<p class="empty">None.</p>` : html`<table class="objects"><tbody>${objects.map((o) => html`<tr><td><code>${o.source}</code></td><td>&rarr;</td><td><code>${o.dest}</code></td></tr>`)}</tbody></table>`}
 <h2>Output</h2>
 `;
 }
@@ -116,7 +116,7 @@ export async function* buildPage(pool: pg.Pool, b: BuildDetail, viewer?: PageVie
       const raw = `/builds/${b.id}/jobs/${j.id}/raw`;
       const tail = await tailStart(pool, j.id, after, TAIL_BYTES);
       yield html`<section class="job" id="job-${j.id}"><h3>${s.name} / ${j.name} ${statusLabel(j.status, `job-${j.id}`)}</h3>
-<p class="raw"><a href="${raw}">Raw log</a>${tail.cut ? html` · <span class="cut">Only the last MiB of this job's output is shown here: the raw log has all of it.</span>` : ""}</p>
+<p class="raw"><a href="${raw}">Raw log</a>${tail.cut ? html` &middot; <span class="cut">Only the last MiB of this job's output is shown here: the raw log has all of it.</span>` : ""}</p>
 <pre class="output" data-job="${j.id}">`.text;
       const ansi = ansiConverter();
       let cursor = tail.afterId;

@@ -13,9 +13,10 @@ import { parsePayload } from "../queue/queue.js";
 import { BuildGoneError, ClaimLostError, claimBuild, renewLeases } from "../store/builds.js";
 import { permanentDatabaseError } from "../store/db.js";
 import { bounded, sleep } from "../timers/timers.js";
-import { ClaimedBuild, type WorkerServices } from "./build.js";
+import type { ClaimedBuild, WorkerServices } from "./build.js";
 import type { WorkerDeps } from "./deps.js";
 import { healQueue } from "./heal.js";
+import { letYoungGenerationGrow } from "./young-generation.js";
 import { PhaseClock } from "../timers/phases.js";
 
 /** How often a worker looks for what dead workers left on its host. */
@@ -179,6 +180,10 @@ export class Worker {
       this.later(taken, "a copy of a build this worker is running");
       return;
     }
+    // Loaded with the first build (the runner, manifest, assembly, recorder): an idle worker does
+    // without. Before the claim, so that nothing comes between claiming a build and holding it.
+    const { ClaimedBuild } = await import("./build.js");
+    letYoungGenerationGrow();
     const claim = await this.claim(id, taken);
     if (!claim) return;
     phases.mark("claim");

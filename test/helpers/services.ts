@@ -341,8 +341,10 @@ export class DaemonProcess {
 }
 
 /** Starts `djinn-worker -config ... -driver ...` and waits for it to be taking builds. */
-export async function startDaemon(cfg: TestConfig, opts: { ready?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [cliPath, "-config", cfg.worker, "-driver", cfg.driver], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
+export async function startDaemon(cfg: TestConfig, opts: { ready?: boolean; env?: NodeJS.ProcessEnv; executable?: string } = {}): Promise<DaemonProcess> {
+  // `executable`: a release executable instead of this build's CLI.
+  const [file, ...args] = opts.executable ? [opts.executable] : [process.execPath, cliPath];
+  const child = spawn(file, [...args, "-config", cfg.worker, "-driver", cfg.driver], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   const d = new DaemonProcess(child);
   if (opts.ready ?? true) await d.waitForMsg("worker started");
   return d;
