@@ -1,4 +1,5 @@
-// Build caches through every driver (./helpers/driver-fixtures.ts): a first build fills the cache
+// Build caches through every driver (./helpers/driver-fixtures.ts, the docker driver on Podman's
+// Docker-compatible API too): a first build fills the cache
 // and a second restores it, a failed build saves nothing, two builds saving one key at once leave
 // one whole entry, a namespace never reaches another's entry, a damaged entry is a line and a cold
 // build, and the quota evicts the least recently used entry.
@@ -35,7 +36,7 @@ const FILL = [
 
 const CLEAN = "rm -rf deps nested .pkgcache";
 
-for (const fixture of driverFixtures.filter((f) => f.name !== "podman")) {
+for (const fixture of driverFixtures) {
   const skip = requireService(fixture.service, await fixture.missing());
 
   describe(`build caches: ${fixture.name}`, { skip, timeout: 20 * 60_000 }, () => {
