@@ -13,9 +13,11 @@ export interface HostileTar {
 
 /**
  * `outside`: an absolute directory the archive must not reach (its symlink points there);
- * `marker`: a word in every name that must not be written, to look for afterwards.
+ * `marker`: a word in every name that must not be written, to look for afterwards. Without
+ * `climbing`, no relative symlink leads out (`deps/up -> ../..` and what is beneath it): the Docker
+ * Engine refuses a whole archive that holds one ("invalid symlink").
  */
-export async function hostileTar(outside: string, marker: string): Promise<HostileTar> {
+export async function hostileTar(outside: string, marker: string, climbing = true): Promise<HostileTar> {
   const pack = tar.pack();
   const long = `deps/${"l".repeat(150)}`;
   const entries: [Partial<tar.Header> & { name: string }, string?][] = [
@@ -34,6 +36,7 @@ export async function hostileTar(outside: string, marker: string): Promise<Hosti
     [{ name: `deps/${marker}-hard-out`, type: "link", linkname: `../${marker}-dotdot` }],
     [{ name: "deps/after", mode: 0o644 }, "after\n"],
   ];
+  if (!climbing) entries.splice(0, entries.length, ...entries.filter(([h]) => !h.name.startsWith("deps/up")));
   for (const [header, body] of entries) pack.entry({ mtime: new Date(0), ...header }, body ?? "");
   pack.finalize();
   const refused = entries.map(([h]) => h.name).filter((n) => n.includes(marker));
