@@ -90,7 +90,7 @@ describe("a restored cache writes only under its base", () => {
     assert.ok(!(await tree(path.dirname(ws))).some((f) => f.includes("x".repeat(120))));
   });
 
-  test("what the guard cannot read as tar readers do fails the stream: a wrong checksum, a symlink with data, a sparse member, an archive cut inside an entry", async () => {
+  test("what the guard cannot read as tar readers do fails the stream: a wrong checksum, a symlink with data, a sparse member, an archive cut inside a member", async () => {
     const src = await fs.mkdtemp(path.join(dir, "bad-"));
     await fs.writeFile(path.join(src, "f"), "x".repeat(2000));
     const good = spawnSync("tar", ["-c", "-f", "-", "-C", src, "f"]).stdout;
@@ -105,7 +105,7 @@ describe("a restored cache writes only under its base", () => {
     sparse[156] = "S".charCodeAt(0);
     rechecksum(sparse);
     await assert.rejects(guarded(sparse), /tar type "S"/);
-    await assert.rejects(guarded(good.subarray(0, 1024)), /ends inside an entry/);
+    await assert.rejects(guarded(good.subarray(0, 1024)), /ends inside a member/);
   });
 
   test("leadsOut: absolute names and `..` parts, not names that merely contain dots", () => {
