@@ -313,10 +313,21 @@ function rangeOf(handle: fs.FileHandle, start: number, length: number): Readable
   return createReadStream("", { fd: handle.fd, start, end: start + length - 1, autoClose: false, highWaterMark: 1 << 20 });
 }
 
-/** The gunzipped tar of `range`, through a TarGuard; an error anywhere ends the guard with it. */
+/**
+ * The gunzipped tar of `range`, through a TarGuard; an error anywhere ends the guard with it. Not
+ * by pipeline: that destroys `range` when the reader stops early (a tar that leaves at the end of
+ * the archive), and destroying it closes the entry's file descriptor under its FileHandle.
+ */
 function guarded(range: Readable, gunzip: Transform): TarGuard {
   const guard = new TarGuard();
-  pipeline(range, gunzip, guard).catch(() => undefined);
+  const fail = (err: Error) => guard.destroy(err);
+  range.once("error", fail);
+  gunzip.once("error", fail);
+  range.pipe(gunzip).pipe(guard);
+  guard.once("close", () => {
+    range.unpipe(gunzip);
+    gunzip.destroy();
+  });
   return guard;
 }
 
