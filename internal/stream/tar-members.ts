@@ -147,13 +147,23 @@ export abstract class TarMembers extends Transform {
   /** What to send for `m` before its data (its headers, changed or not); undefined leaves it out, data and all. */
   protected abstract member(m: TarMember): Buffer[] | undefined;
 
+  /** What one input chunk gives, sent as one chunk: a reader (a pipe, an HTTP body) gets few large writes, not one per header. */
+  private out: Buffer[] = [];
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     try {
       this.consume(chunk);
-      done();
+      const out = this.out;
+      this.out = [];
+      if (out.length === 0) done();
+      else done(null, out.length === 1 ? out[0] : Buffer.concat(out));
     } catch (err) {
       done(err as Error);
     }
+  }
+
+  private send(piece: Buffer): void {
+    this.out.push(piece);
   }
 
   override _flush(done: TransformCallback): void {
@@ -167,7 +177,7 @@ export abstract class TarMembers extends Transform {
       if (this.mode === "end") return; // after the two zero blocks that end an archive, nothing is read
       if (this.mode === "pass" || this.mode === "skip") {
         const n = Math.min(this.left, chunk.length - at);
-        if (this.mode === "pass") this.push(chunk.subarray(at, at + n));
+        if (this.mode === "pass") this.send(chunk.subarray(at, at + n));
         this.left -= n;
         at += n;
         if (this.left === 0) this.mode = "header";
@@ -205,7 +215,7 @@ export abstract class TarMembers extends Transform {
   private header(block: Buffer): void {
     if (block.every((b) => b === 0)) {
       if (this.metaBytes > 0) throw new TarFormatError("the archive ends after a header with no member");
-      if (this.endBlocks) this.push(block);
+      if (this.endBlocks) this.send(block);
       if (++this.zeros === 2) this.mode = "end";
       return;
     }
@@ -247,7 +257,7 @@ export abstract class TarMembers extends Transform {
     this.metaBytes = 0;
     this.longName = this.longLink = this.pax = undefined;
     const send = this.member(m);
-    for (const piece of send ?? []) this.push(piece);
+    for (const piece of send ?? []) this.send(piece);
     this.left = Math.ceil(size / BLOCK) * BLOCK;
     this.mode = this.left === 0 ? "header" : send ? "pass" : "skip";
   }
