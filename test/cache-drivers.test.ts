@@ -1,11 +1,13 @@
-// Build caches through every driver (./helpers/driver-fixtures.ts): a first build fills the cache
+// Build caches through every driver (./helpers/driver-fixtures.ts, the docker driver on Podman's
+// Docker-compatible API too): a first build fills the cache
 // and a second restores it, a failed build saves nothing, two builds saving one key at once leave
 // one whole entry, a namespace never reaches another's entry, a damaged entry is a line and a cold
-// build, and the quota evicts the least recently used entry.
+// build, an entry never writes outside the workspace, and the quota evicts the least recently used entry.
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
 import { assembleBuild, specifyBuild } from "../internal/assembly/assembly.js";
@@ -17,6 +19,7 @@ import type { Status } from "../internal/runner/status.js";
 import { collectingReporter } from "./helpers/qemu.js";
 import { driverFixtures, type DriverFixture } from "./helpers/driver-fixtures.js";
 import { requireService } from "./helpers/env.js";
+import { hostileTar } from "./helpers/hostile-tar.js";
 
 const log = pino({ level: "silent" });
 
@@ -35,7 +38,7 @@ const FILL = [
 
 const CLEAN = "rm -rf deps nested .pkgcache";
 
-for (const fixture of driverFixtures.filter((f) => f.name !== "podman")) {
+for (const fixture of driverFixtures) {
   const skip = requireService(fixture.service, await fixture.missing());
 
   describe(`build caches: ${fixture.name}`, { skip, timeout: 20 * 60_000 }, () => {
@@ -168,6 +171,29 @@ for (const fixture of driverFixtures.filter((f) => f.name !== "podman")) {
         // The build saved a whole entry again.
         assert.ok(await store.open(undefined, "d").then((e) => e?.close().then(() => true)), what);
       }
+    });
+
+    test("an entry that tries to write outside the workspace writes nothing there: its symlinks are restored as links, what leads out is left out and named", async () => {
+      const store = new CacheStore({ root: path.join(root, "hostile") });
+      await clean(store);
+      // On the host for os; in the container or machine for the others.
+      const outside = fixture.name === "os" ? await fs.mkdtemp(path.join(root, "outside-")) : "/tmp";
+      const marker = `ESCAPED${process.pid}`;
+      // The Docker Engine refuses a whole archive with a relative symlink leading out of where it unpacks (docs/cache.md).
+      const climbing = fixture.name !== "docker" && fixture.name !== "podman";
+      const hostile = await hostileTar(outside, marker, climbing);
+      await store.save(undefined, "hostile", [{ base: "workspace", paths: ["deps"], tar: async () => Readable.from([hostile.bytes]) }]);
+      const check = [
+        `[ "$(cat deps/ok)" = ok ] && [ "$(readlink deps/abs)" = ${outside} ] && ${climbing ? '[ "$(readlink deps/up)" = ../.. ] && ' : ""}[ "$(cat deps/after)" = after ] && echo BELONGS`,
+        `found=$( (ls -A .. ${outside}; find . -name '*${marker}*') 2>/dev/null | grep ${marker} || true); [ -z "$found" ] && echo CONFINED || echo "ESCAPED: $found"`,
+      ];
+      const restored = await build({ store, cache: "{key: hostile, paths: [deps], policy: pull}", commands: check });
+      assert.equal(restored.status, "passed", restored.out("job"));
+      assert.match(restored.out("restore-cache"), new RegExp(`cache: ${hostile.refused.length} entries not restored, as they would be written outside the workspace: deps/abs/${marker}-through-abs \\(it is under a symlink`));
+      assert.match(restored.out("restore-cache"), /Restored cache "hostile"/);
+      assert.match(restored.out("job"), /^BELONGS$/m);
+      assert.match(restored.out("job"), /^CONFINED$/m);
+      if (fixture.name === "os") assert.deepEqual(await fs.readdir(outside), []);
     });
 
     test("the quota evicts the least recently used entry", async () => {

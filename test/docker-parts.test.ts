@@ -16,6 +16,7 @@ import { buildLabels, containerOptions, containerSettings, describeLimits, jobCo
 import { imageReferenceProblem } from "../internal/driver/docker/reference.js";
 import { capture, Demux, followProgress } from "../internal/driver/docker/streams.js";
 import { openFirstEntry, singleFileTar } from "../internal/driver/docker/tar.js";
+import { directoryHeaders, TarPrefixer } from "../internal/driver/docker/rename.js";
 
 function sha256(data: Buffer | string): string {
   return createHash("sha256").update(data).digest("hex");
@@ -257,4 +258,59 @@ describe("docker archives", () => {
     const { body } = await openFirstEntry(Readable.from([archive.subarray(0, 512 + 600)]));
     await assert.rejects(buffer(body), /^TarError: the archive is damaged: /);
   });
+});
+
+describe("docker archives renamed on the fly", () => {
+  /** Every file, link and directory under `root` with what it is: contents, link target, or "dir". */
+  function described(root: string): string[] {
+    return (fs.readdirSync(root, { recursive: true }) as string[]).sort().map((rel) => {
+      const full = path.join(root, rel);
+      const st = fs.lstatSync(full);
+      if (st.isSymbolicLink()) return `${rel} -> ${fs.readlinkSync(full)}`;
+      if (st.isDirectory()) return `${rel}/`;
+      return `${rel}: ${fs.readFileSync(full, "utf8")} (${st.nlink} links, mode ${(st.mode & 0o777).toString(8)})`;
+    });
+  }
+
+  for (const format of ["gnu", "pax", "ustar"]) {
+    test(`${format} archives of two paths, prefixed and joined, unpack as the paths under their parents: long names, hard links, symlinks kept`, async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-rename-test-"));
+      try {
+        const src = path.join(dir, "src");
+        const long = format === "ustar" ? "l".repeat(90) : "l".repeat(150);
+        fs.mkdirSync(path.join(src, "deps", "sub", long), { recursive: true });
+        fs.writeFileSync(path.join(src, "deps", "sub", long, "f"), "long\n");
+        fs.writeFileSync(path.join(src, "deps", "a"), "a\n", { mode: 0o640 });
+        fs.linkSync(path.join(src, "deps", "a"), path.join(src, "deps", "hard"));
+        fs.symlinkSync(`sub/${long}/f`, path.join(src, "deps", "link"));
+        fs.symlinkSync("/usr/bin/python3", path.join(src, "deps", "abs"));
+        fs.mkdirSync(path.join(src, "other"));
+        fs.writeFileSync(path.join(src, "other", "o"), "o\n");
+        const tarOf = (name: string) => spawnSync("tar", [`--format=${format}`, "-C", src, "-cf", "-", name], { maxBuffer: 4 << 20 }).stdout;
+        // As the engine names them: from the path's base name; a cache wants them under x/y/ and at the top.
+        const joined = await buffer(
+          Readable.from(
+            (async function* () {
+              for (const h of directoryHeaders(["x/", "x/y/"])) yield h;
+              for await (const chunk of Readable.from([tarOf("deps")]).pipe(new TarPrefixer("x/y"))) yield chunk;
+              for await (const chunk of Readable.from([tarOf("other")]).pipe(new TarPrefixer(""))) yield chunk;
+              yield Buffer.alloc(1024);
+            })(),
+          ),
+        );
+        const out = path.join(dir, "out");
+        fs.mkdirSync(out);
+        const r = spawnSync("tar", ["-x", "-f", "-", "-C", out], { input: joined });
+        assert.equal(r.status, 0, r.stderr.toString());
+        const expected = path.join(dir, "expected");
+        fs.mkdirSync(path.join(expected, "x", "y"), { recursive: true });
+        spawnSync("tar", ["-x", "-f", "-", "-C", path.join(expected, "x", "y")], { input: tarOf("deps") });
+        spawnSync("tar", ["-x", "-f", "-", "-C", expected], { input: tarOf("other") });
+        assert.deepEqual(described(out), described(expected));
+        assert.ok(described(out).some((l) => l.startsWith("x/y/deps/hard: a\n (2 links")), "the hard link is one");
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

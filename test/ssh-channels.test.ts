@@ -12,6 +12,7 @@ import pino from "pino";
 import type { DriverConfig } from "../internal/config/config.js";
 import { CollectError, getDriver } from "../internal/driver/driver.js";
 import "../internal/driver/all.js";
+import { FIRST_CIPHER } from "../internal/driver/ssh/connect.js";
 import type { ChannelRetry } from "../internal/driver/ssh/gate.js";
 import { SshSession, type SessionOptions } from "../internal/driver/ssh/session.js";
 import { ArtifactStore } from "../internal/fs/store.js";
@@ -78,6 +79,14 @@ describe("ssh channels a server refuses", { skip, timeout: 3 * 60_000 }, () => {
       assert.ok(server.counts.refusedExecs >= 3, `exec requests refused: ${server.counts.refusedExecs}`);
     });
   }
+
+  test("the connection asks for chacha20-poly1305 first, as OpenSSH does, though the server offers AES-GCM first", async () => {
+    const server = await serve({});
+    const session = await open(server);
+    assert.equal((await job(session, "true\n")).exitCode, 0);
+    assert.ok(server.counts.ciphers.length > 0, "a connection was made");
+    assert.deepEqual([...new Set(server.counts.ciphers)], [FIRST_CIPHER]);
+  });
 
   test("no more channels at once than the server allows, with no retry to hide behind", async () => {
     const server = await serve({ sftp: false, maxOpen: 3 });

@@ -12,6 +12,7 @@ import { createGunzip, createGzip } from "node:zlib";
 import { ConfineError, confinedPath } from "../fs/confine.js";
 import { EnvironmentError } from "../errors/errors.js";
 import { decodeHeader, encodeHeader, entryLength, EntryFormatError, HEADER_BYTES, TarCounter, type EntryHeader, type SectionHeader } from "./format.js";
+import { TarGuard } from "./guard.js";
 import { ENTRY_SUFFIX, entryName, type CacheSection } from "./key.js";
 
 /** gzip level 1: on 200 MiB of small source files it packs at about 3× the speed of the default (6) for a file about 10% larger (bench/cache.ts). */
@@ -59,8 +60,11 @@ export interface SavedEntry {
 }
 
 export interface OpenedSection extends SectionHeader {
-  /** The section's tar stream, uncompressed. */
-  tar(): Readable;
+  /**
+   * The section's tar stream, uncompressed, less the entries that would be written outside the
+   * base it is unpacked into (./guard.ts): once it has ended, `refused` names those.
+   */
+  tar(): TarGuard;
 }
 
 export interface OpenedEntry {
@@ -197,7 +201,7 @@ export class CacheStore {
         const from = start;
         const digest = await sha256Of(handle, from, s.bytes);
         if (digest !== s.sha256) throw new CacheDamagedError(`the entry is damaged: its ${s.base} section does not match its digest`);
-        sections.push({ ...s, tar: () => rangeOf(handle, from, s.bytes).pipe(createGunzip({ chunkSize: 1 << 18 })) });
+        sections.push({ ...s, tar: () => guarded(rangeOf(handle, from, s.bytes), createGunzip({ chunkSize: 1 << 18 })) });
         start += s.bytes;
       }
       // Last used = the file's mtime: a read never changes it (atime does, on every reader, `list` too).
@@ -307,6 +311,24 @@ async function readHeader(file: string): Promise<EntryHeader> {
 function rangeOf(handle: fs.FileHandle, start: number, length: number): Readable {
   if (length === 0) return Readable.from([]);
   return createReadStream("", { fd: handle.fd, start, end: start + length - 1, autoClose: false, highWaterMark: 1 << 20 });
+}
+
+/**
+ * The gunzipped tar of `range`, through a TarGuard; an error anywhere ends the guard with it. Not
+ * by pipeline: that destroys `range` when the reader stops early (a tar that leaves at the end of
+ * the archive), and destroying it closes the entry's file descriptor under its FileHandle.
+ */
+function guarded(range: Readable, gunzip: Transform): TarGuard {
+  const guard = new TarGuard();
+  const fail = (err: Error) => guard.destroy(err);
+  range.once("error", fail);
+  gunzip.once("error", fail);
+  range.pipe(gunzip).pipe(guard);
+  guard.once("close", () => {
+    range.unpipe(gunzip);
+    gunzip.destroy();
+  });
+  return guard;
 }
 
 async function sha256Of(handle: fs.FileHandle, start: number, length: number): Promise<string> {

@@ -72,12 +72,15 @@ export async function restoreCache(cache: CacheContext | undefined, driver: Driv
   }
   let files = 0;
   let size = 0;
+  const refused: string[] = [];
   try {
     for (const section of entry.sections) {
       if (signal.aborted) return;
-      await driver.unpackTar!(section.base as TarBase, untilAborted(section.tar(), signal), signal);
+      const tar = section.tar();
+      await driver.unpackTar!(section.base as TarBase, untilAborted(tar, signal), signal);
       files += section.files;
       size += section.size;
+      refused.push(...tar.refused);
     }
   } catch (err) {
     observe?.miss();
@@ -86,6 +89,7 @@ export async function restoreCache(cache: CacheContext | undefined, driver: Driv
   } finally {
     await entry.close();
   }
+  if (refused.length) await note(`cache: ${refused.length} ${refused.length === 1 ? "entry" : "entries"} not restored, as ${refused.length === 1 ? "it" : "they"} would be written outside the workspace: ${refused.slice(0, 5).join(", ")}${refused.length > 5 ? ", ..." : ""}`);
   observe?.hit(entry.bytes);
   await note(`Restored ${where(spec)}: ${files} files, ${formatBytes(size)} (${formatBytes(entry.bytes)} stored) in ${took(started)}`);
 }

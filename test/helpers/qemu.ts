@@ -124,7 +124,7 @@ export interface HandBootedVm {
 }
 
 /** Boots the fixture the plain way (qemu + polling `ssh true`), as an operator would by hand. */
-export async function bootByHand(opts: { accel?: string; timeoutMs?: number } = {}): Promise<HandBootedVm> {
+export async function bootByHand(opts: { accel?: string; timeoutMs?: number; memoryMiB?: number } = {}): Promise<HandBootedVm> {
   const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "djinn-qemu-hand-"));
   const port = await freeLocalPort();
   const extraPort = await freeLocalPort();
@@ -132,7 +132,7 @@ export async function bootByHand(opts: { accel?: string; timeoutMs?: number } = 
   const child: ChildProcess = spawn(
     "qemu-system-x86_64",
     [
-      "-accel", opts.accel ?? "tcg", "-smp", "1", "-m", "256",
+      "-accel", opts.accel ?? "tcg", "-smp", "1", "-m", String(opts.memoryMiB ?? 256),
       "-drive", `file=${FIXTURE_IMAGE},if=virtio,snapshot=on`,
       "-netdev", `user,id=net0,hostfwd=tcp:127.0.0.1:${port}-:22,hostfwd=tcp:127.0.0.1:${extraPort}-:2222`, "-device", "virtio-net-pci,netdev=net0",
       "-nographic", "-display", "none", "-serial", `file:${path.join(stateDir, "serial.log")}`, "-monitor", "none",

@@ -46,6 +46,8 @@ export interface Counts {
   ran: string[];
   /** Channels closed while their command still ran (the client hung up on it). */
   closedWhileRunning: number;
+  /** The cipher each connection agreed on (client to server). */
+  ciphers: string[];
 }
 
 export interface RefusingServer {
@@ -75,7 +77,7 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
   const home = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "djinn-sshd-home-")));
   await fs.mkdir(path.join(home, "tmp"));
   const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, TMPDIR: path.join(home, "tmp"), LC_ALL: "C" };
-  const counts: Counts = { connections: 0, opens: 0, refusedOpens: 0, execs: 0, refusedExecs: 0, mostOpen: 0, ran: [], closedWhileRunning: 0 };
+  const counts: Counts = { connections: 0, opens: 0, refusedOpens: 0, execs: 0, refusedExecs: 0, mostOpen: 0, ran: [], closedWhileRunning: 0, ciphers: [] };
   const hostKey = parsableHostKey();
   const children = new Set<ReturnType<typeof spawn>>();
   const connections = new Set<{ end(): void }>();
@@ -107,6 +109,7 @@ export async function startRefusingServer(policy: RefusalPolicy): Promise<Refusi
     connections.add(client);
     client.on("close", () => connections.delete(client));
     client.on("authentication", (ctx) => ctx.accept());
+    client.on("handshake", (agreed) => counts.ciphers.push(agreed.cs.cipher));
     client.on("error", () => undefined);
     client.on("session", (accept, reject) => {
       const n = ++counts.opens;
