@@ -194,10 +194,10 @@ export class CacheStore {
         throw new CacheDamagedError(`the entry is damaged: ${(err as EntryFormatError).message}`);
       }
       const length = entryLength(header);
-      // Read, not only stat'ed: a filesystem that answers fstat by path (sshfs) gives the size of
+      // Read, not stat'ed: a filesystem that answers fstat by path (sshfs) gives the size of
       // whatever a save has renamed there since, while this handle still reads the entry it opened.
       const ends = await endsAt(handle, length);
-      if (stat.size !== length && ends !== "whole") throw new CacheDamagedError(`the entry is ${ends === "short" ? "cut short" : "damaged"}: ${stat.size} bytes where its header says ${length}`);
+      if (ends !== "whole") throw new CacheDamagedError(`the entry is ${ends === "short" ? "cut short" : "damaged"}: ${stat.size} bytes where its header says ${length}`);
       let start = HEADER_BYTES;
       const sections: OpenedSection[] = [];
       for (const s of header.sections) {
