@@ -194,7 +194,10 @@ export class CacheStore {
         throw new CacheDamagedError(`the entry is damaged: ${(err as EntryFormatError).message}`);
       }
       const length = entryLength(header);
-      if (stat.size !== length) throw new CacheDamagedError(`the entry is ${stat.size < length ? "cut short" : "damaged"}: ${stat.size} bytes where its header says ${length}`);
+      // Read, not stat'ed: a filesystem that answers fstat by path (sshfs) gives the size of
+      // whatever a save has renamed there since, while this handle still reads the entry it opened.
+      const ends = await endsAt(handle, length);
+      if (ends !== "whole") throw new CacheDamagedError(`the entry is ${ends === "short" ? "cut short" : "damaged"}: ${stat.size} bytes where its header says ${length}`);
       let start = HEADER_BYTES;
       const sections: OpenedSection[] = [];
       for (const s of header.sections) {
@@ -329,6 +332,13 @@ function guarded(range: Readable, gunzip: Transform): TarGuard {
     gunzip.destroy();
   });
   return guard;
+}
+
+/** Whether the opened file ends where its header says (`length`), before, or after: by reading its last byte and the one past it. */
+async function endsAt(handle: fs.FileHandle, length: number): Promise<"whole" | "short" | "long"> {
+  const two = Buffer.alloc(2);
+  const { bytesRead } = await handle.read(two, 0, 2, length - 1);
+  return bytesRead < 1 ? "short" : bytesRead > 1 ? "long" : "whole";
 }
 
 async function sha256Of(handle: fs.FileHandle, start: number, length: number): Promise<string> {
