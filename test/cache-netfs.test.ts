@@ -15,6 +15,7 @@ import { HEADER_BYTES } from "../internal/cache/format.js";
 import { CacheStore, type SectionSource } from "../internal/cache/store.js";
 import { freeLocalPort } from "../internal/net/port.js";
 import { requireService, which } from "./helpers/env.js";
+import { tarOf } from "./helpers/one-file-tar.js";
 import { SFTP_SERVER } from "./helpers/ssh-server.js";
 
 function missing(): string | undefined {
@@ -27,28 +28,6 @@ function missing(): string | undefined {
 }
 const skip = requireService("sshfs", missing());
 
-/** A tar stream whose single file `f` holds `bytes`. */
-function tarOf(bytes: Buffer): Readable {
-  const header = Buffer.alloc(512);
-  header.write("f", 0);
-  header.write("0000644\0", 100);
-  header.write("0000000\0", 108);
-  header.write("0000000\0", 116);
-  header.write(bytes.length.toString(8).padStart(11, "0") + "\0", 124);
-  header.write("00000000000\0", 136);
-  header.write("0", 156);
-  header.write("ustar\0", 257);
-  header.write("00", 263);
-  header.fill(" ", 148, 156);
-  let sum = 0;
-  for (const b of header) sum += b;
-  header.write(sum.toString(8).padStart(6, "0") + "\0 ", 148);
-  const pad = Buffer.alloc((512 - (bytes.length % 512)) % 512);
-  const whole = Buffer.concat([header, bytes, pad, Buffer.alloc(1024)]);
-  return Readable.from((function* () {
-    for (let at = 0; at < whole.length; at += 64 * 1024) yield whole.subarray(at, at + 64 * 1024);
-  })());
-}
 const section = (bytes: Buffer): SectionSource => ({ base: "workspace", paths: ["deps"], tar: async () => tarOf(bytes) });
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
