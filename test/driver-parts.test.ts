@@ -54,12 +54,15 @@ describe("os driver parts", () => {
       const run = await RunProcesses.open("7-0123456789abcdef", "0123456789abcdef", root);
       assert.equal(run.cgroup, path.join(root, "djinn-7-0123456789abcdef"));
       const script = path.join(root, "job.sh");
-      await fs.writeFile(script, 'echo "shell $$"; echo oops >&2\n');
+      await fs.writeFile(script, 'echo "shell $$ $0"; echo oops >&2\nif then\necho never\n');
       const [shell, ...args] = run.command(script);
-      const out = execFileSync(shell, args, { encoding: "utf8" });
-      const pid = /^shell (\d+)$/m.exec(out)?.[1];
+      const r = spawnSync(shell, args, { encoding: "utf8" });
+      const out = r.stdout;
+      const pid = /^shell (\d+) /m.exec(out)?.[1];
       assert.ok(pid, out);
-      assert.equal(out, `shell ${pid}\noops\n`, "stderr joins stdout");
+      assert.match(out, new RegExp(`^shell ${pid} ${script.replace(/[.*+?^${}()|[\]\\$]/g, "\\$&")}\noops\n.*: 2: .*Syntax error`), "stderr joins stdout; $0 is the script; it is read a command at a time");
+      assert.doesNotMatch(out, /never/);
+      assert.equal(r.status, 2);
       assert.equal(await fs.readFile(path.join(run.cgroup!, "cgroup.procs"), "utf8"), `${pid}\n`);
     } finally {
       cgroupSource.root = saved;
@@ -131,7 +134,7 @@ describe("os driver parts: the cgroup2 mount", () => {
 });
 
 describe("os driver parts: a shell started ahead of its job", () => {
-  test("it joins the run's cgroup first, then runs the script whose path it is given, stdin empty", async () => {
+  test("it joins the run's cgroup first, then runs its script when told to, stdin empty", async () => {
     // A plain directory stands in for the cgroup hierarchy, as above.
     const root = path.join(await tempDir(), "cgroup root");
     await fs.mkdir(root);
@@ -140,12 +143,14 @@ describe("os driver parts: a shell started ahead of its job", () => {
     try {
       const run = await RunProcesses.open("8-0123456789abcdef", "0123456789abcdef", root);
       const script = path.join(root, "job.sh");
-      await fs.writeFile(script, 'echo "shell $$"; cat; echo oops >&2\n');
-      const [shell, ...args] = run.waitingCommand();
-      const out = execFileSync(shell, args, { encoding: "utf8", input: `${script}\nnot for the job\n` });
-      const pid = /^shell (\d+)$/m.exec(out)?.[1];
+      await fs.writeFile(script, 'echo "shell $$ $0 [${DJINN_GO-unset}]"; cat; echo oops >&2; exit 3\n');
+      const [shell, ...args] = run.waitingCommand(script);
+      const r = spawnSync(shell, args, { encoding: "utf8", input: `\nnot for the job\n` });
+      const out = r.stdout;
+      const pid = /^shell (\d+) /m.exec(out)?.[1];
       assert.ok(pid, out);
-      assert.equal(out, `shell ${pid}\noops\n`, "stderr joins stdout; the job reads nothing more from stdin");
+      assert.equal(out, `shell ${pid} ${script} [unset]\noops\n`, "stderr joins stdout; $0 is the script; the job reads nothing more from stdin");
+      assert.equal(r.status, 3, "the script's exit status is the shell's");
       assert.equal(await fs.readFile(path.join(run.cgroup!, "cgroup.procs"), "utf8"), `${pid}\n`);
     } finally {
       cgroupSource.root = saved;

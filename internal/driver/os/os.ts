@@ -73,27 +73,32 @@ export class OsDriver implements Driver {
    * the job starts; a failure to start is the job's, when it runs.
    */
   private startShell(env: Record<string, string>): WaitingShell {
-    const [shell, ...args] = this.processes!.waitingCommand();
+    const script = this.scriptPath(this.jobs + 1);
+    const [shell, ...args] = this.processes!.waitingCommand(script);
     const child = spawn(shell, args, {
       cwd: this.requireWorkspace(),
       env: { ...this.baseEnv(), ...env, ...this.processes!.env() },
       stdio: ["pipe", "pipe", "ignore"],
       detached: true,
     });
-    const waiting: WaitingShell = { child, env };
+    const waiting: WaitingShell = { child, env, script };
     child.once("error", (err) => (waiting.failed = err));
     child.stdin!.on("error", () => undefined);
     this.running.add(child);
     return waiting;
   }
 
+  private scriptPath(job: number): string {
+    return path.join(this.dir!, `job-${job}.sh`);
+  }
+
   /** The shell started for this job, when it is still waiting and has the job's environment. */
-  private takeReady(env: Record<string, string>): ChildProcess | undefined {
+  private takeReady(env: Record<string, string>, script: string): ChildProcess | undefined {
     const ready = this.ready;
     this.ready = undefined;
     if (!ready) return undefined;
     const { child } = ready;
-    if (ready.env === env && !ready.failed && child.exitCode === null && child.signalCode === null) return child;
+    if (ready.env === env && ready.script === script && !ready.failed && child.exitCode === null && child.signalCode === null) return child;
     killGroup(child);
     this.running.delete(child);
     return undefined;
@@ -101,11 +106,11 @@ export class OsDriver implements Driver {
 
   async execute(job: JobRun): Promise<ExecResult> {
     const workspace = this.requireWorkspace();
-    const script = path.join(this.dir!, `job-${++this.jobs}.sh`);
+    const script = this.scriptPath(++this.jobs);
     await fs.writeFile(script, job.script, { mode: 0o600 });
     if (job.signal.aborted) return { exitCode: 137 };
-    let child = this.takeReady(job.env);
-    if (child) child.stdin!.end(`${script}\n`);
+    let child = this.takeReady(job.env, script);
+    if (child) child.stdin!.end("\n");
     else {
       // One pipe for both streams (2>&1), so output keeps the order it was written in.
       const [shell, ...args] = this.processes!.command(script);
@@ -233,6 +238,8 @@ interface WaitingShell {
   child: ChildProcess;
   /** The environment it was started with: the build's, which every job gets. */
   env: Record<string, string>;
+  /** The script it will run: the first job's. */
+  script: string;
   failed?: Error;
 }
 
