@@ -2,7 +2,7 @@
 // root (../run.ts hostStateRoot), which only the worker's user may write to.
 // For offline, trusted builds only: there is no isolation beyond the workspace directory.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, rmdirSync, unlinkSync, writeFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -15,7 +15,7 @@ import { CollectError, DriverError, registerDriver, type Driver, type DriverOpti
 import { packWorkspace, unpackWorkspace } from "./archive.js";
 import { PrivateDirError } from "../../fs/private.js";
 import { freshRunToken, hostStateRoot, isRunToken, runName } from "../run.js";
-import { sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
+import { ownerFile, sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
 import { cgroupSupport, reapRun, RunProcesses } from "./processes.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -36,7 +36,7 @@ export class OsDriver implements Driver {
 
   async create(output: Writable, _signal: AbortSignal): Promise<void> {
     this.dir = await fs.mkdtemp(workspacePrefix(await stateRoot(), this.ref));
-    await writeOwner(this.dir, this.ref);
+    writeOwner(this.dir, this.ref);
     this.workspace = path.join(this.dir, "workspace");
     // Job scripts go beside the workspace, in the run's directory (mkdtemp makes it 0700): no
     // directory of their own to make and remove for every build.
@@ -107,7 +107,8 @@ export class OsDriver implements Driver {
   async execute(job: JobRun): Promise<ExecResult> {
     const workspace = this.requireWorkspace();
     const script = this.scriptPath(++this.jobs);
-    await fs.writeFile(script, job.script, { mode: 0o600 });
+    // Synchronously, as the owner record: a script is small, and its directory the run's own.
+    writeFileSync(script, job.script, { mode: 0o600 });
     if (job.signal.aborted) return { exitCode: 137 };
     let child = this.takeReady(job.env, script);
     if (child) child.stdin!.end("\n");
@@ -220,10 +221,41 @@ export class OsDriver implements Driver {
     await this.processes?.close();
     this.processes = undefined;
     if (this.dir) {
-      await fs.rm(this.dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+      await removeRun(this.dir, this.jobs);
       this.dir = undefined;
       this.workspace = undefined;
     }
+  }
+}
+
+/**
+ * Removes a finished run's directory: the workspace (whatever the jobs left), then the scripts,
+ * the owner record last. What the driver wrote itself is removed by name, synchronously; a
+ * recursive removal walks a tree with several thread-pool rounds per entry. Anything else there
+ * (a job can write beside its script) falls back to removing the whole directory.
+ */
+async function removeRun(dir: string, jobs: number): Promise<void> {
+  const workspace = path.join(dir, "workspace");
+  const removeAll = (target: string) => fs.rm(target, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+  try {
+    rmdirSync(workspace);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") await removeAll(workspace);
+  }
+  try {
+    for (let n = 1; n <= jobs; n++) unlinkIfThere(path.join(dir, `job-${n}.sh`));
+    unlinkIfThere(ownerFile(dir));
+    rmdirSync(dir);
+  } catch {
+    await removeAll(dir);
+  }
+}
+
+function unlinkIfThere(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
 }
 
