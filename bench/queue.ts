@@ -8,7 +8,7 @@
 //  5. a job printing --print-mib MiB (default 128): stored throughput and the worker's peak RSS
 //     (flat: output is streamed into PostgreSQL, never held), vs `yes | head -c` into /dev/null;
 //  and, for 1 and 3, where a build's time goes on the worker, phase by phase (p50/p99): from the
-//  "build finished" line's phasesMs (claim, load, prepare, environment, first command, status)
+//  "build finished" line's phasesMs (claim with load, prepare, environment, first command, status)
 //  and, at debug level (1 only), "build acknowledged"'s ackMs.
 // The daemons are this build's CLI (node build/cmd/djinn-worker.js), or with --binary PATH a release
 // executable (npm run release: release/work/djinn-worker), started as dist/djinn-worker.service does.
