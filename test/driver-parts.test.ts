@@ -13,7 +13,7 @@ import { buildBaseEnv, envList } from "../internal/driver/env.js";
 import { runNameOfWorkspace, validOwner } from "../internal/driver/os/owner.js";
 import { cgroupOf, cgroupSource, reapRun, RUN_MARKER, RunProcesses } from "../internal/driver/os/processes.js";
 import { parseForks, parseLastPid, pidWindow } from "../internal/driver/os/pids.js";
-import { cgroup2Mount } from "../internal/driver/os/mounts.js";
+import { cgroup2Mount, mountHolding } from "../internal/driver/os/mounts.js";
 import { freshRunToken, parseRunName, runName } from "../internal/driver/run.js";
 import { ConfineError } from "../internal/fs/confine.js";
 import { ensurePrivateDir, PrivateDirError, readOwnFile } from "../internal/fs/private.js";
@@ -115,6 +115,23 @@ describe("os driver parts: which pids the /proc sweep of a run looks at", () => 
       cgroupSource.root = saved;
       older.kill("SIGKILL");
     }
+  });
+});
+
+describe("os driver parts: the mount a path is on", () => {
+  const info = [
+    "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard",
+    "25 24 0:23 / /dev/shm rw,relatime - tmpfs tmpfs rw",
+    "30 25 0:27 / /dev/shm rw,relatime - tmpfs tmpfs rw,size=1k",
+    "40 27 7:0 / /mnt/state\\040dir rw,relatime - ext4 /dev/loop0 rw",
+    "",
+  ].join("\n");
+  test("the longest mount point that holds it, the later of two at one point, escapes undone", () => {
+    assert.deepEqual(mountHolding(info, "/tmp/djinn-worker-0"), { mountPoint: "/", fstype: "ext4", device: "254:0" });
+    assert.deepEqual(mountHolding(info, "/dev/shm/x"), { mountPoint: "/dev/shm", fstype: "tmpfs", device: "0:27" });
+    assert.deepEqual(mountHolding(info, "/mnt/state dir/djinn-worker-0"), { mountPoint: "/mnt/state dir", fstype: "ext4", device: "7:0" });
+    assert.deepEqual(mountHolding(info, "/mnt/state dirx"), { mountPoint: "/", fstype: "ext4", device: "254:0" }, "a mount point holds only what is below it");
+    assert.equal(mountHolding("", "/tmp"), undefined);
   });
 });
 

@@ -17,6 +17,7 @@ import { PrivateDirError } from "../../fs/private.js";
 import { freshRunToken, hostStateRoot, isRunToken, runName } from "../run.js";
 import { ownerFile, sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
 import { cgroupSupport, reapRun, RunProcesses } from "./processes.js";
+import { stateFilesystem } from "./statefs.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -334,5 +335,5 @@ registerDriver({
   create: (options) => new OsDriver(options),
   reap: (dead, _config, log) => reap(dead, log),
   sweep: async (_config, log) => void (await sweepOrphans(await stateRoot(), log)),
-  check: async () => [`os: jobs run on this host with /bin/sh, in a workspace under ${await stateRoot()}`, `os: ${await cgroupSupport()}`],
+  check: async () => [`os: jobs run on this host with /bin/sh, in a workspace under ${await stateRoot()}`, `os: ${stateFilesystem(await stateRoot())}`, `os: ${await cgroupSupport()}`],
 });
