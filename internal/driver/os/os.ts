@@ -2,7 +2,7 @@
 // root (../run.ts hostStateRoot), which only the worker's user may write to.
 // For offline, trusted builds only: there is no isolation beyond the workspace directory.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, createWriteStream, rmdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -244,19 +244,11 @@ async function removeRun(dir: string, jobs: number): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") await removeAll(workspace);
   }
   try {
-    for (let n = 1; n <= jobs; n++) unlinkIfThere(path.join(dir, `job-${n}.sh`));
-    unlinkIfThere(ownerFile(dir));
+    for (let n = 1; n <= jobs; n++) rmSync(path.join(dir, `job-${n}.sh`), { force: true });
+    rmSync(ownerFile(dir), { force: true });
     rmdirSync(dir);
   } catch {
     await removeAll(dir);
-  }
-}
-
-function unlinkIfThere(file: string): void {
-  try {
-    unlinkSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
 }
 
