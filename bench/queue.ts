@@ -8,7 +8,7 @@
 //  5. a job printing --print-mib MiB (default 128): stored throughput and the worker's peak RSS
 //     (flat: output is streamed into PostgreSQL, never held), vs `yes | head -c` into /dev/null;
 //  and, for 1 and 3, where a build's time goes on the worker, phase by phase (p50/p99): from the
-//  "build finished" line's phasesMs (claim, load, prepare, environment, first command, status)
+//  "build finished" line's phasesMs (claim with load, prepare, environment, first command, status)
 //  and, at debug level (1 only), "build acknowledged"'s ackMs.
 // The daemons are this build's CLI (node build/cmd/djinn-worker.js), or with --binary PATH a release
 // executable (npm run release: release/work/djinn-worker), started as dist/djinn-worker.service does.
@@ -25,6 +25,8 @@ import { numberArg } from "./lib/args.js";
 import { goal } from "./lib/goal.js";
 import { percentile } from "./lib/percentile.js";
 import { cgroup2Mount } from "../internal/driver/os/mounts.js";
+import { stateFilesystem } from "../internal/driver/os/statefs.js";
+import { hostStatePath } from "../internal/driver/run.js";
 
 // Enough builds that p99 is a percentile, not the one slowest build (the first, which loads what builds need).
 const samples = numberArg("samples", 200);
@@ -199,7 +201,7 @@ async function main(): Promise<void> {
       printPhases(`drain of ${drain}`, ds);
       console.log(`  ${cpuPerBuild(ds.map((d) => d.pid), drain, cpu0)}`);
       console.log(`drain ${drain} queued builds (target 20000: --drain 20000), 4 workers × parallelism 2: ${secs.toFixed(1)} s (${(drain / secs).toFixed(1)} builds/s), lost ${lost}, duplicated ${duplicated}, not passed ${notPassed}`);
-      console.log(`  ${goal("≥ 250 builds/s, 0 lost, 0 duplicated", drain / secs >= 250 && lost === 0 && duplicated === 0)}${drain < 20000 ? " (on fewer than 20000 builds)" : ""}`);
+      console.log(`  ${goal("≥ 250 builds/s, 0 lost, 0 duplicated", drain / secs >= 250 && lost === 0 && duplicated === 0)}${drain < 20000 ? " (on fewer than 20000 builds)" : ""}; ${stateFilesystem(hostStatePath())}`);
       for (const d of ds) d.kill("SIGTERM");
       await Promise.all(ds.map((d) => d.exit));
       await pool.end();

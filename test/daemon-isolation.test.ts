@@ -90,7 +90,7 @@ describe("worker daemon: isolation and a Redis that forgets", { skip }, () => {
     // A second run claims the build once the first's lease is over, and dies at once, before its
     // reap: its token is recorded, it left nothing.
     const second = await until("a second claim", async () => {
-      const claim = await claimBuild(t.pool, id, "second-worker-died-at-once", 1);
+      const claim = await claimBuild(t.pool, id, "second-worker-died-at-once", 1, 1 << 20);
       return claim.outcome === "claimed" ? claim : undefined;
     });
     assert.equal(second.earlierRuns.length, 1);

@@ -88,6 +88,7 @@ describe("worker daemon: operations", { skip }, () => {
       assert.match(r.stdout, new RegExp(`^ok   postgresql: ${suite.postgres.addr}/\\w+, schema version ${SCHEMA_VERSION} \\(current\\)$`, "m"));
       assert.match(r.stdout, new RegExp(`^ok   redis: ${suite.redis.addr}, Redis \\d`, "m"));
       assert.match(r.stdout, new RegExp(`^ok   smtp: ${smtp.addr} ok`, "m"));
+      assert.match(r.stdout, /^ok   os: workspaces under \/\S+, on \w+ \(\/\S*\)( without a journal: each file a build makes there gets slower while many are removed \(see docs\/os\.md\))?$/m);
       assert.match(r.stdout, /^ok   os: (a cgroup per build under \/\S+( \(mounted without favordynmods: .+\))?|no cgroup per build \(.+\): a build's processes are found by its DJINN_RUN marker and directory)$/m);
       const old = await suite.env({ migrate: false, smtp: `127.0.0.1:${await freePort()}` });
       const r2 = await runCli(["check", "-config", old.cfg.worker, "-driver", old.cfg.driver]);

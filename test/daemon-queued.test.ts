@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import { enqueue } from "../internal/queue/queue.js";
-import { claimBuild } from "../internal/store/builds.js";
+import { claimBuild, loadBuild } from "../internal/store/builds.js";
 import { CANCELLED_NOTE } from "../internal/store/cancel.js";
 import { osManifest, servicesSkip, daemonSuite, type TestEnv } from "./helpers/daemon-suite.js";
 import { cliPath } from "./helpers/env.js";
@@ -103,8 +103,13 @@ describe("worker daemon: queued builds", { skip }, () => {
   it("a build a worker claimed before the kill is not cancelled under it: the kill goes to the worker", async () => {
     const t = await suite.env();
     const id = await insertManifestBuild(t.pool, osManifest([["echo ran"]]));
-    const claim = await claimBuild(t.pool, id, "elsewhere-1", 60_000);
+    const claim = await claimBuild(t.pool, id, "elsewhere-1", 60_000, 1 << 20);
     assert.equal(claim.outcome, "claimed");
+    assert.deepEqual(claim.outcome === "claimed" && claim.build, await loadBuild(t.pool, id, 1 << 20), "the claim reads the build as loadBuild does");
+    assert.match(claim.outcome === "claimed" ? claim.build.manifestText : "", /echo ran/);
+    const large = await insertManifestBuild(t.pool, osManifest([["echo ran"]]));
+    const limited = await claimBuild(t.pool, large, "elsewhere-1", 60_000, 10);
+    assert.ok(limited.outcome === "claimed" && limited.build.manifestText === "" && limited.build.manifestBytes > 10, "over the limit, the manifest is not read");
     const kill = await t.cli(["kill", String(id)]);
     assert.equal(kill.code, 1, "no worker of this test is subscribed");
     assert.match(kill.stdout, /is running: no worker is running it right now, nothing killed/);

@@ -246,6 +246,15 @@ describe("worker daemon", { skip }, () => {
     assert.equal(row.sha256, createHash("sha256").update("OBJECT CONTENT\n").digest("hex"));
   });
 
+  it("a build that collects no artifacts leaves no folder in the artifact store", async () => {
+    const t = await suite.env();
+    const d = await t.daemon();
+    const id = await t.submit(osManifest([["echo nothing to collect > out.txt"]]));
+    await d.waitForMsg("build finished", { build: id });
+    assert.equal((await t.build(id)).status, "passed");
+    await assert.rejects(fs.stat(path.join(t.dir, "artifacts", String(id))), { code: "ENOENT" });
+  });
+
   it("two jobs collecting to one artifact name keep both: each row's file has the row's digest", async () => {
     const t = await suite.env();
     const d = await t.daemon();

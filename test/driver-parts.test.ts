@@ -13,7 +13,7 @@ import { buildBaseEnv, envList } from "../internal/driver/env.js";
 import { runNameOfWorkspace, validOwner } from "../internal/driver/os/owner.js";
 import { cgroupOf, cgroupSource, reapRun, RUN_MARKER, RunProcesses } from "../internal/driver/os/processes.js";
 import { parseForks, parseLastPid, pidWindow } from "../internal/driver/os/pids.js";
-import { cgroup2Mount } from "../internal/driver/os/mounts.js";
+import { cgroup2Mount, mountHolding } from "../internal/driver/os/mounts.js";
 import { freshRunToken, parseRunName, runName } from "../internal/driver/run.js";
 import { ConfineError } from "../internal/fs/confine.js";
 import { ensurePrivateDir, PrivateDirError, readOwnFile } from "../internal/fs/private.js";
@@ -54,12 +54,15 @@ describe("os driver parts", () => {
       const run = await RunProcesses.open("7-0123456789abcdef", "0123456789abcdef", root);
       assert.equal(run.cgroup, path.join(root, "djinn-7-0123456789abcdef"));
       const script = path.join(root, "job.sh");
-      await fs.writeFile(script, 'echo "shell $$"; echo oops >&2\n');
+      await fs.writeFile(script, 'echo "shell $$ $0"; echo oops >&2\nif then\necho never\n');
       const [shell, ...args] = run.command(script);
-      const out = execFileSync(shell, args, { encoding: "utf8" });
-      const pid = /^shell (\d+)$/m.exec(out)?.[1];
+      const r = spawnSync(shell, args, { encoding: "utf8" });
+      const out = r.stdout;
+      const pid = /^shell (\d+) /m.exec(out)?.[1];
       assert.ok(pid, out);
-      assert.equal(out, `shell ${pid}\noops\n`, "stderr joins stdout");
+      assert.match(out, new RegExp(`^shell ${pid} ${script.replace(/[.*+?^${}()|[\]\\$]/g, "\\$&")}\noops\n.*: 2: .*Syntax error`), "stderr joins stdout; $0 is the script; it is read a command at a time");
+      assert.doesNotMatch(out, /never/);
+      assert.equal(r.status, 2);
       assert.equal(await fs.readFile(path.join(run.cgroup!, "cgroup.procs"), "utf8"), `${pid}\n`);
     } finally {
       cgroupSource.root = saved;
@@ -115,6 +118,23 @@ describe("os driver parts: which pids the /proc sweep of a run looks at", () => 
   });
 });
 
+describe("os driver parts: the mount a path is on", () => {
+  const info = [
+    "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard",
+    "25 24 0:23 / /dev/shm rw,relatime - tmpfs tmpfs rw",
+    "30 25 0:27 / /dev/shm rw,relatime - tmpfs tmpfs rw,size=1k",
+    "40 27 7:0 / /mnt/state\\040dir rw,relatime - ext4 /dev/loop0 rw",
+    "",
+  ].join("\n");
+  test("the longest mount point that holds it, the later of two at one point, escapes undone", () => {
+    assert.deepEqual(mountHolding(info, "/tmp/djinn-worker-0"), { mountPoint: "/", fstype: "ext4", device: "254:0" });
+    assert.deepEqual(mountHolding(info, "/dev/shm/x"), { mountPoint: "/dev/shm", fstype: "tmpfs", device: "0:27" });
+    assert.deepEqual(mountHolding(info, "/mnt/state dir/djinn-worker-0"), { mountPoint: "/mnt/state dir", fstype: "ext4", device: "7:0" });
+    assert.deepEqual(mountHolding(info, "/mnt/state dirx"), { mountPoint: "/", fstype: "ext4", device: "254:0" }, "a mount point holds only what is below it");
+    assert.equal(mountHolding("", "/tmp"), undefined);
+  });
+});
+
 describe("os driver parts: the cgroup2 mount", () => {
   const v1 = "25 22 0:22 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
   test("the hybrid layout's unified mount, with and without favordynmods", () => {
@@ -131,7 +151,7 @@ describe("os driver parts: the cgroup2 mount", () => {
 });
 
 describe("os driver parts: a shell started ahead of its job", () => {
-  test("it joins the run's cgroup first, then runs the script whose path it is given, stdin empty", async () => {
+  test("it joins the run's cgroup first, then runs its script when told to, stdin empty", async () => {
     // A plain directory stands in for the cgroup hierarchy, as above.
     const root = path.join(await tempDir(), "cgroup root");
     await fs.mkdir(root);
@@ -140,12 +160,14 @@ describe("os driver parts: a shell started ahead of its job", () => {
     try {
       const run = await RunProcesses.open("8-0123456789abcdef", "0123456789abcdef", root);
       const script = path.join(root, "job.sh");
-      await fs.writeFile(script, 'echo "shell $$"; cat; echo oops >&2\n');
-      const [shell, ...args] = run.waitingCommand();
-      const out = execFileSync(shell, args, { encoding: "utf8", input: `${script}\nnot for the job\n` });
-      const pid = /^shell (\d+)$/m.exec(out)?.[1];
+      await fs.writeFile(script, 'echo "shell $$ $0 [${DJINN_GO-unset}]"; cat; echo oops >&2; exit 3\n');
+      const [shell, ...args] = run.waitingCommand(script);
+      const r = spawnSync(shell, args, { encoding: "utf8", input: `\nnot for the job\n` });
+      const out = r.stdout;
+      const pid = /^shell (\d+) /m.exec(out)?.[1];
       assert.ok(pid, out);
-      assert.equal(out, `shell ${pid}\noops\n`, "stderr joins stdout; the job reads nothing more from stdin");
+      assert.equal(out, `shell ${pid} ${script} [unset]\noops\n`, "stderr joins stdout; $0 is the script; the job reads nothing more from stdin");
+      assert.equal(r.status, 3, "the script's exit status is the shell's");
       assert.equal(await fs.readFile(path.join(run.cgroup!, "cgroup.procs"), "utf8"), `${pid}\n`);
     } finally {
       cgroupSource.root = saved;

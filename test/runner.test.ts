@@ -68,6 +68,14 @@ describe("runner", () => {
     ]);
   });
 
+  test("the run's directory is gone at the end, with what its jobs left in the workspace and beside their scripts", async () => {
+    const r = await build(`driver: {type: os}\nstages: [a]\njobs:\n- {stage: a, commands: ['mkdir -p deep/er && echo x > deep/er/f', 'echo y > "$(dirname "$0")/beside"']}\n- {stage: a, commands: ['test -e ../beside']}\n`);
+    assert.equal(r.status, "passed", "the second job sees the file the first left beside its script");
+    const workspace = /workspace (\/\S+)$/m.exec(r.output.get("create-driver")!)?.[1];
+    assert.ok(workspace?.startsWith(hostStatePath()), r.output.get("create-driver"));
+    assert.equal(fs.existsSync(path.dirname(workspace!)), false);
+  });
+
   test("an artifact over the limit is cut to exactly the limit and the job output says so", async () => {
     const r = await build("driver: {type: os}\nstages: [a]\njobs:\n- stage: a\n  commands: ['head -c 300000 /dev/zero > big']\n  artifacts: [big]\n", { limit: 4096 });
     assert.equal(r.status, "passed");

@@ -59,7 +59,7 @@ export interface Workplace {
   imagesPath?: string;
   /** The object store's root; without one, each object gets a note instead. */
   objectsPath?: string;
-  /** The artifact store's folder, made when missing; `fresh` empties it first (an earlier run's went with its rows). */
+  /** The artifact store's folder, made when missing and the build collects artifacts; `fresh` empties it first (an earlier run's went with its rows). */
   artifacts?: { dir: string; limit?: number; fresh?: boolean };
   /** The cache store ([cache]); without one, a manifest's cache jobs say so. */
   cache?: { store: CacheStore; observe?: CacheObserver };
@@ -80,7 +80,10 @@ export async function assembleBuild(spec: BuildSpec, place: Workplace): Promise<
   if (place.artifacts) {
     const { dir, limit, fresh } = place.artifacts;
     if (fresh) await fs.rm(dir, { recursive: true, force: true });
-    await fs.mkdir(dir, { recursive: true });
+    // Made up front only for a build that collects something, so a store that cannot be written
+    // fails it before it runs; a build without artifacts costs no folder (ArtifactStore.put makes
+    // any it needs).
+    if (spec.manifest.jobs.some((j) => j.artifacts.length)) await fs.mkdir(dir, { recursive: true });
     artifacts = new ArtifactStore(dir, limit);
   }
   const objects = { store: place.objectsPath ? new ObjectStore(place.objectsPath) : undefined, list: spec.manifest.objects };

@@ -42,9 +42,11 @@ export const DAEMON = {
 /** Runs the daemon until it stops, then exits with its code. */
 export function runDaemon(config: string, driver: string): Promise<void> {
   return guard(async () => {
-    (await import("../worker/young-generation.js")).keepYoungGenerationSmall();
+    const youngGeneration = await import("../worker/young-generation.js");
+    youngGeneration.keepYoungGenerationSmall();
     const { startDaemon } = await import("../worker/daemon.js");
     const running = await startDaemon(config, driver);
+    youngGeneration.collectStartupGarbage();
     process.exit(await running.done);
   });
 }

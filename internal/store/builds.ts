@@ -118,6 +118,8 @@ export type ClaimResult =
       run: string;
       /** The tokens of the earlier claims, oldest first: what those runs may have left. */
       earlierRuns: string[];
+      /** The build's rows, read by the claim's own statement (as loadBuild reads them). */
+      build: LoadedBuild;
     }
   | { outcome: "missing" }
   | { outcome: "finished"; status: Status }
@@ -133,11 +135,12 @@ const leaseInterval = (ms: number) => `${Math.max(1, Math.round(ms))} millisecon
  * A build claimed before (a dead worker's, or one re-queued at shutdown) has its earlier rows
  * reset in the same transaction, so it runs again from the start.
  */
-export async function claimBuild(pool: pg.Pool, id: number, worker: string, leaseMs: number): Promise<ClaimResult> {
+export async function claimBuild(pool: pg.Pool, id: number, worker: string, leaseMs: number, manifestLimit: number): Promise<ClaimResult> {
   const run = freshRunToken();
   // One statement, so one round trip: the row is locked, checked, claimed and (for a run again)
-  // its earlier records reset atomically; `attempt` is null when it was not this worker's to claim.
-  const r = await pool.query({ name: "djinn-claim", text: CLAIM, values: [id, worker, leaseInterval(leaseMs), run, RUNNING, TERMINAL_STATUSES, "queued" satisfies Status] });
+  // its earlier records reset atomically, and read as loadBuild reads it; `attempt` is null when
+  // it was not this worker's to claim.
+  const r = await pool.query({ name: "djinn-claim", text: CLAIM, values: [id, worker, leaseInterval(leaseMs), run, RUNNING, TERMINAL_STATUSES, "queued" satisfies Status, manifestLimit] });
   if (r.rowCount === 0) return { outcome: "missing" };
   const row = r.rows[0];
   const status = parseStatus(row.status, `builds row ${id}`);
@@ -152,10 +155,31 @@ export async function claimBuild(pool: pg.Pool, id: number, worker: string, leas
     run,
     // A token that is not one of ours names nothing on the host: never used to look for files.
     earlierRuns: ((row.runs ?? []) as string[]).filter(isRunToken),
+    build: loadedBuild(id, row),
   };
 }
 
-/** claimBuild's statement: $1 build, $2 worker, $3 lease, $4 run token, $5 running, $6 terminal statuses, $7 queued. */
+/** What AES-GCM adds to what it encrypts (nonce and tag): an encrypted manifest's size less this is the manifest's. */
+const SEALED_BYTES = 28;
+
+/** loadBuild's statement, also part of claimBuild's: $1 build, `limit` the manifest limit's parameter. */
+const loadQuery = (limit: string) => `
+SELECT id, secret, namespace, notify, size AS manifest_bytes,
+  CASE WHEN size <= ${limit} THEN manifest ELSE '' END AS manifest,
+  CASE WHEN size <= ${limit} THEN manifest_encrypted END AS manifest_encrypted,
+  (SELECT coalesce(json_agg(json_build_object('key', key, 'value', value, 'masked', masked, 'value_encrypted', encode(value_encrypted, 'base64')) ORDER BY position, id), '[]')
+     FROM variables WHERE build_id = $1) AS variables,
+  (SELECT coalesce(json_agg(json_build_object('name', name, 'key', encode(private_key_encrypted, 'base64')) ORDER BY id), '[]') FROM keys WHERE build_id = $1) AS keys,
+  (SELECT coalesce(json_agg(json_build_object('id', j.id, 'stage_id', j.stage_id, 'stage', s.name, 'name', j.name) ORDER BY s.position, j.position, j.id), '[]')
+     FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1) AS jobs
+FROM builds, LATERAL (SELECT GREATEST(octet_length(manifest), COALESCE(octet_length(manifest_encrypted) - ${SEALED_BYTES}, 0)) AS size) s
+WHERE id = $1`;
+
+/**
+ * claimBuild's statement: $1 build, $2 worker, $3 lease, $4 run token, $5 running, $6 terminal
+ * statuses, $7 queued, $8 manifest limit. The build's rows are read only when the claim was made;
+ * from the statement's snapshot, which the claim's own resets (statuses only) do not change.
+ */
 const CLAIM = `
 WITH cur AS (
   SELECT id, status, worker, attempt, runs, (lease_expires_at IS NOT NULL AND lease_expires_at > now()) AS live FROM builds WHERE id = $1 FOR UPDATE),
@@ -169,7 +193,8 @@ o AS (DELETE FROM job_output WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again
 a AS (DELETE FROM artifacts WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again)),
 j AS (UPDATE jobs SET status = $7, exit_code = NULL, output_bytes = 0, started_at = NULL, finished_at = NULL WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again)),
 s AS (UPDATE stages SET status = $7, started_at = NULL, finished_at = NULL WHERE build_id = $1 AND EXISTS (SELECT 1 FROM again))
-SELECT cur.status, cur.worker, cur.attempt AS before, cur.runs, (SELECT attempt FROM upd) AS attempt FROM cur`;
+SELECT cur.status, cur.worker, cur.attempt AS before, cur.runs, (SELECT attempt FROM upd) AS attempt, l.* FROM cur
+LEFT JOIN LATERAL (${loadQuery("$8")}) l ON (SELECT attempt FROM upd) IS NOT NULL`;
 
 export interface StoredVariable {
   key: string;
@@ -201,8 +226,6 @@ export interface LoadedBuild {
   jobs?: StoredJob[];
 }
 
-/** What AES-GCM adds to what it encrypts (nonce and tag): an encrypted manifest's size less this is the manifest's. */
-const SEALED_BYTES = 28;
 
 /**
  * The build's rows. A manifest over `manifestLimit` bytes is not fetched (its text is empty and
@@ -210,9 +233,13 @@ const SEALED_BYTES = 28;
  */
 export async function loadBuild(pool: pg.Pool, id: number, manifestLimit: number): Promise<LoadedBuild> {
   // One round trip: the row, its variables, keys and stage/job rows as JSON (bytea as base64).
-  const b = await pool.query({ name: "djinn-load", text: LOAD, values: [id, manifestLimit] });
+  const b = await pool.query({ name: "djinn-load", text: loadQuery("$2"), values: [id, manifestLimit] });
   if (b.rowCount === 0) throw new BuildGoneError(`build ${id} not found`);
-  const row = b.rows[0];
+  return loadedBuild(id, b.rows[0]);
+}
+
+/** A build's rows as loadQuery reads them. */
+function loadedBuild(id: number, row: pg.QueryResultRow): LoadedBuild {
   const bytes = (b64: string | null) => (b64 === null ? null : Buffer.from(b64, "base64"));
   return {
     id,
@@ -227,19 +254,6 @@ export async function loadBuild(pool: pg.Pool, id: number, manifestLimit: number
     jobs: (row.jobs as { id: number; stage_id: number; stage: string; name: string }[]).map((j) => ({ id: Number(j.id), stageId: Number(j.stage_id), stage: j.stage, name: j.name })),
   };
 }
-
-/** loadBuild's statement: $1 build, $2 manifest limit. */
-const LOAD = `
-SELECT id, secret, namespace, notify, size AS manifest_bytes,
-  CASE WHEN size <= $2 THEN manifest ELSE '' END AS manifest,
-  CASE WHEN size <= $2 THEN manifest_encrypted END AS manifest_encrypted,
-  (SELECT coalesce(json_agg(json_build_object('key', key, 'value', value, 'masked', masked, 'value_encrypted', encode(value_encrypted, 'base64')) ORDER BY position, id), '[]')
-     FROM variables WHERE build_id = $1) AS variables,
-  (SELECT coalesce(json_agg(json_build_object('name', name, 'key', encode(private_key_encrypted, 'base64')) ORDER BY id), '[]') FROM keys WHERE build_id = $1) AS keys,
-  (SELECT coalesce(json_agg(json_build_object('id', j.id, 'stage_id', j.stage_id, 'stage', s.name, 'name', j.name) ORDER BY s.position, j.position, j.id), '[]')
-     FROM jobs j JOIN stages s ON s.id = j.stage_id WHERE j.build_id = $1) AS jobs
-FROM builds, LATERAL (SELECT GREATEST(octet_length(manifest), COALESCE(octet_length(manifest_encrypted) - ${SEALED_BYTES}, 0)) AS size) s
-WHERE id = $1`;
 
 /** The build's row went away between claim and load. */
 export class BuildGoneError extends Error {

@@ -10,7 +10,7 @@ import { killChannel } from "../queue/names.js";
 import type { BuildId, Delivery } from "../queue/delivery.js";
 import { reportSetupFailure, runBuild, type BuildReporter } from "../runner/runner.js";
 import { isFailure, type Status } from "../runner/status.js";
-import { BuildGoneError, ClaimLostError, loadBuild, type LoadedBuild } from "../store/builds.js";
+import { BuildGoneError, ClaimLostError, type LoadedBuild } from "../store/builds.js";
 import { BuildRecorder } from "../store/recorder.js";
 import { outputTail } from "../store/output.js";
 import { permanentDatabaseError } from "../store/db.js";
@@ -43,6 +43,8 @@ export interface Claim {
   earlierRuns: string[];
   /** Started when the payload was taken; marked "claim" when the claim was written. */
   phases: PhaseClock;
+  /** The build's rows, read with the claim. */
+  build: LoadedBuild;
 }
 
 export class ClaimedBuild {
@@ -94,8 +96,7 @@ export class ClaimedBuild {
   private async prepare(): Promise<{ build: LoadedBuild; prepared: PreparedBuild } | undefined> {
     const { pool, crypto, drivers, config } = this.w.deps;
     try {
-      const build = await loadBuild(pool, this.id, config.manifestLimit);
-      this.claim.phases.mark("load");
+      const build = this.claim.build;
       this.secret = build.secret;
       const claim = { id: this.id, worker: this.w.deps.id, attempt: this.claim.attempt };
       const prepared = await this.w.retry("prepare", () => prepareBuild(build, { pool, crypto, drivers, claim, manifestLimit: config.manifestLimit }), config.leaseMs);

@@ -187,7 +187,7 @@ export class Worker {
     const claim = await this.claim(id, taken);
     if (!claim) return;
     phases.mark("claim");
-    const build = new ClaimedBuild({ id, taken, attempt: claim.attempt, previousWorker: claim.previousWorker, run: claim.run, earlierRuns: claim.earlierRuns, phases }, this.services);
+    const build = new ClaimedBuild({ id, taken, attempt: claim.attempt, previousWorker: claim.previousWorker, run: claim.run, earlierRuns: claim.earlierRuns, phases, build: claim.build }, this.services);
     this.claimed.set(id, build);
     this.claiming.delete(id);
     this.deps.metrics?.setRunning(this.claimed.size);
@@ -207,7 +207,7 @@ export class Worker {
     // Two copies of one build taken at once must not both claim it: the claim does not tell this worker's runs apart.
     this.claiming.add(id);
     try {
-      claim = await claimBuild(pool, id, this.id, config.leaseMs);
+      claim = await claimBuild(pool, id, this.id, config.leaseMs, config.manifestLimit);
       this.claimBackoff = 500;
     } catch (err) {
       this.claiming.delete(id);

@@ -27,3 +27,28 @@ export function cgroup2Mount(mountinfo: string): Cgroup2Mount | undefined {
 function unescapeMount(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
+
+export interface Mount {
+  mountPoint: string;
+  fstype: string;
+  /** The device's major:minor, as /sys/dev/block names it. */
+  device: string;
+}
+
+/**
+ * The mount a path is on: the last mounted of those whose mount point holds it (a later mount
+ * over the same point hides the earlier). `file` must be absolute and resolved (no symlinks).
+ */
+export function mountHolding(mountinfo: string, file: string): Mount | undefined {
+  let found: Mount | undefined;
+  for (const line of mountinfo.split("\n")) {
+    const [left, right] = line.split(" - ");
+    if (!right) continue;
+    const fields = left.split(" ");
+    const mountPoint = unescapeMount(fields[4] ?? "");
+    const holds = mountPoint === "/" || file === mountPoint || file.startsWith(`${mountPoint}/`);
+    if (!holds || (found && found.mountPoint.length > mountPoint.length)) continue;
+    found = { mountPoint, fstype: right.split(" ")[0], device: fields[2] };
+  }
+  return found;
+}

@@ -2,7 +2,7 @@
 // root (../run.ts hostStateRoot), which only the worker's user may write to.
 // For offline, trusted builds only: there is no isolation beyond the workspace directory.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -15,8 +15,9 @@ import { CollectError, DriverError, registerDriver, type Driver, type DriverOpti
 import { packWorkspace, unpackWorkspace } from "./archive.js";
 import { PrivateDirError } from "../../fs/private.js";
 import { freshRunToken, hostStateRoot, isRunToken, runName } from "../run.js";
-import { sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
+import { ownerFile, sweepOrphans, WORKSPACE_PREFIX, writeOwner } from "./owner.js";
 import { cgroupSupport, reapRun, RunProcesses } from "./processes.js";
+import { stateFilesystem } from "./statefs.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -36,7 +37,7 @@ export class OsDriver implements Driver {
 
   async create(output: Writable, _signal: AbortSignal): Promise<void> {
     this.dir = await fs.mkdtemp(workspacePrefix(await stateRoot(), this.ref));
-    await writeOwner(this.dir, this.ref);
+    writeOwner(this.dir, this.ref);
     this.workspace = path.join(this.dir, "workspace");
     // Job scripts go beside the workspace, in the run's directory (mkdtemp makes it 0700): no
     // directory of their own to make and remove for every build.
@@ -73,27 +74,32 @@ export class OsDriver implements Driver {
    * the job starts; a failure to start is the job's, when it runs.
    */
   private startShell(env: Record<string, string>): WaitingShell {
-    const [shell, ...args] = this.processes!.waitingCommand();
+    const script = this.scriptPath(this.jobs + 1);
+    const [shell, ...args] = this.processes!.waitingCommand(script);
     const child = spawn(shell, args, {
       cwd: this.requireWorkspace(),
       env: { ...this.baseEnv(), ...env, ...this.processes!.env() },
       stdio: ["pipe", "pipe", "ignore"],
       detached: true,
     });
-    const waiting: WaitingShell = { child, env };
+    const waiting: WaitingShell = { child, env, script };
     child.once("error", (err) => (waiting.failed = err));
     child.stdin!.on("error", () => undefined);
     this.running.add(child);
     return waiting;
   }
 
+  private scriptPath(job: number): string {
+    return path.join(this.dir!, `job-${job}.sh`);
+  }
+
   /** The shell started for this job, when it is still waiting and has the job's environment. */
-  private takeReady(env: Record<string, string>): ChildProcess | undefined {
+  private takeReady(env: Record<string, string>, script: string): ChildProcess | undefined {
     const ready = this.ready;
     this.ready = undefined;
     if (!ready) return undefined;
     const { child } = ready;
-    if (ready.env === env && !ready.failed && child.exitCode === null && child.signalCode === null) return child;
+    if (ready.env === env && ready.script === script && !ready.failed && child.exitCode === null && child.signalCode === null) return child;
     killGroup(child);
     this.running.delete(child);
     return undefined;
@@ -101,11 +107,12 @@ export class OsDriver implements Driver {
 
   async execute(job: JobRun): Promise<ExecResult> {
     const workspace = this.requireWorkspace();
-    const script = path.join(this.dir!, `job-${++this.jobs}.sh`);
-    await fs.writeFile(script, job.script, { mode: 0o600 });
+    const script = this.scriptPath(++this.jobs);
+    // Synchronously, as the owner record: a script is small, and its directory the run's own.
+    writeFileSync(script, job.script, { mode: 0o600 });
     if (job.signal.aborted) return { exitCode: 137 };
-    let child = this.takeReady(job.env);
-    if (child) child.stdin!.end(`${script}\n`);
+    let child = this.takeReady(job.env, script);
+    if (child) child.stdin!.end("\n");
     else {
       // One pipe for both streams (2>&1), so output keeps the order it was written in.
       const [shell, ...args] = this.processes!.command(script);
@@ -215,10 +222,33 @@ export class OsDriver implements Driver {
     await this.processes?.close();
     this.processes = undefined;
     if (this.dir) {
-      await fs.rm(this.dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+      await removeRun(this.dir, this.jobs);
       this.dir = undefined;
       this.workspace = undefined;
     }
+  }
+}
+
+/**
+ * Removes a finished run's directory: the workspace (whatever the jobs left), then the scripts,
+ * the owner record last. What the driver wrote itself is removed by name, synchronously; a
+ * recursive removal walks a tree with several thread-pool rounds per entry. Anything else there
+ * (a job can write beside its script) falls back to removing the whole directory.
+ */
+async function removeRun(dir: string, jobs: number): Promise<void> {
+  const workspace = path.join(dir, "workspace");
+  const removeAll = (target: string) => fs.rm(target, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+  try {
+    rmdirSync(workspace);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") await removeAll(workspace);
+  }
+  try {
+    for (let n = 1; n <= jobs; n++) rmSync(path.join(dir, `job-${n}.sh`), { force: true });
+    rmSync(ownerFile(dir), { force: true });
+    rmdirSync(dir);
+  } catch {
+    await removeAll(dir);
   }
 }
 
@@ -233,6 +263,8 @@ interface WaitingShell {
   child: ChildProcess;
   /** The environment it was started with: the build's, which every job gets. */
   env: Record<string, string>;
+  /** The script it will run: the first job's. */
+  script: string;
   failed?: Error;
 }
 
@@ -295,5 +327,5 @@ registerDriver({
   create: (options) => new OsDriver(options),
   reap: (dead, _config, log) => reap(dead, log),
   sweep: async (_config, log) => void (await sweepOrphans(await stateRoot(), log)),
-  check: async () => [`os: jobs run on this host with /bin/sh, in a workspace under ${await stateRoot()}`, `os: ${await cgroupSupport()}`],
+  check: async () => [`os: jobs run on this host with /bin/sh, in a workspace under ${await stateRoot()}`, `os: ${stateFilesystem(await stateRoot())}`, `os: ${await cgroupSupport()}`],
 });
