@@ -12,7 +12,7 @@ import { startSmtpServer } from "./helpers/smtp.js";
 import { classify, describe as describeError, exitCodeFor, failureText } from "../internal/cli/failure.js";
 import { loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
 import { ConfigError } from "../internal/config/schema.js";
-import { InputError } from "../internal/errors/errors.js";
+import { fileReadReason, InputError } from "../internal/errors/errors.js";
 import { EXIT_TRY_AGAIN, StartupError } from "../internal/worker/startup.js";
 import { DatabaseError as PostgresError } from "pg-protocol";
 import redisErrors from "redis-errors";
@@ -226,6 +226,15 @@ describe("artifact names by Djinn's rule", () => {
 });
 
 describe("one error → exit code table", () => {
+  test("why a named file cannot be read: one phrase for every reader of one", () => {
+    const failed = (code: string, message = `${code}: it failed`) => Object.assign(new Error(message), { code });
+    assert.equal(fileReadReason(failed("ENOENT")), "no such file");
+    assert.equal(fileReadReason(failed("EACCES")), "permission denied");
+    assert.equal(fileReadReason(failed("EISDIR")), "is a directory");
+    assert.equal(fileReadReason(failed("ENOTDIR")), "not a directory");
+    assert.equal(fileReadReason(failed("EWHATEVER", "something odd")), "something odd");
+  });
+
   test("input is 2, environment 1, anything else 5 with a way to the stack", () => {
     const input = new InputError("build 7 not found");
     const config = new ConfigError("w.toml", "x", 1, "bad");

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { loadWorkerConfig } from "../config/config.js";
 import { addToken, checkUserName, listTokens, listUsers, putUser, removeToken, removeUser } from "../access/store.js";
-import { InputError } from "../errors/errors.js";
+import { InputError, fileReadReason } from "../errors/errors.js";
 import { withPool, type Out } from "./services.js";
 
 /** Longer than any password anyone types: more is a mistake (the wrong file), refused unread. */
@@ -17,8 +17,7 @@ async function readPassword(file: string | undefined, stdin: NodeJS.ReadableStre
     try {
       text = await readFile(file, "utf8");
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new InputError(`--password-file ${file}: cannot read: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (err as Error).message}`);
+      throw new InputError(`--password-file ${file}: cannot read: ${fileReadReason(err)}`);
     }
   } else {
     if (stdin.isTTY) throw new InputError("user add reads the password from standard input (a pipe) or --password-file FILE, never from the command line or a terminal that shows it");

@@ -5,7 +5,7 @@ import fsCallback, { constants, fstatSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Readable } from "node:stream";
-import { EnvironmentError, InputError } from "../errors/errors.js";
+import { EnvironmentError, InputError, fileReadReason } from "../errors/errors.js";
 import { manifestTooLarge, type ParsedManifest } from "../manifest/manifest.js";
 import { checkManifest } from "../submission/check.js";
 import { BUILD_EXIT } from "../runner/status.js";
@@ -63,7 +63,7 @@ export async function readKeys(items: string[]): Promise<[string, string][]> {
     try {
       keys.push([name, await fs.readFile(file, "utf8")]);
     } catch (err) {
-      throw new InputError(`--key ${name}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+      throw new InputError(`--key ${name}: cannot read ${file}: ${fileReadReason(err)}`);
     }
   }
   return keys;
@@ -124,8 +124,7 @@ async function readBounded(file: string, { limit, signal, setting }: ManifestRea
 }
 
 function cannotRead(file: string, err: unknown): InputError {
-  const code = (err as NodeJS.ErrnoException).code;
-  return new InputError(`${file}: cannot read manifest: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (err as Error).message}`);
+  return new InputError(`${file}: cannot read manifest: ${fileReadReason(err)}`);
 }
 
 /**

@@ -3,7 +3,7 @@
 import TOML from "@iarna/toml";
 import { readFileSync } from "node:fs";
 import { parseDuration, timerDurationProblem } from "../timers/duration.js";
-import { EnvironmentError } from "../errors/errors.js";
+import { EnvironmentError, fileReadReason } from "../errors/errors.js";
 import type { KeySpec, SectionSpec } from "../settings/spec.js";
 
 export class ConfigError extends EnvironmentError {
@@ -150,8 +150,7 @@ function readSecretFile(file: string, key: string, value: unknown, line: number 
 }
 
 function readProblem(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : String((err as Error).message);
+  return fileReadReason(err);
 }
 
 /** What checking one file carries along: its name, where each key is, and the warnings so far. */

@@ -61,3 +61,12 @@ export function systemReasonOf(err: unknown): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * Why a file named in the configuration, a flag or a manifest could not be read, in one phrase:
+ * "no such file" (the path names a file), else the system reason, else the error's own message.
+ */
+export function fileReadReason(err: unknown): string {
+  if ((err as NodeJS.ErrnoException)?.code === "ENOENT") return "no such file";
+  return systemReasonOf(err) ?? String((err as Error)?.message ?? err);
+}

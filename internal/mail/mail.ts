@@ -5,7 +5,7 @@ import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config/config.js";
 import { hostAndPort } from "../net/address.js";
-import { EnvironmentError, systemReasonOf } from "../errors/errors.js";
+import { EnvironmentError, systemReasonOf, fileReadReason } from "../errors/errors.js";
 import type { Status } from "../runner/status.js";
 import { sleep } from "../timers/timers.js";
 
@@ -114,9 +114,7 @@ export class Mailer {
       try {
         ca = readFileSync(cfg.ca);
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (err as Error).message;
-        throw new MailError(`smtp.ca: cannot read ${cfg.ca}: ${why}`);
+        throw new MailError(`smtp.ca: cannot read ${cfg.ca}: ${fileReadReason(err)}`);
       }
     }
     const password = cfg.password ?? "";

@@ -5,7 +5,7 @@ import type { WorkerConfig } from "../config/config.js";
 import { serverAddress } from "../net/address.js";
 import { connectReason, serverUnavailable } from "../net/connect.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "./migrations/index.js";
-import { EnvironmentError } from "../errors/errors.js";
+import { EnvironmentError, fileReadReason } from "../errors/errors.js";
 
 export { SCHEMA_VERSION } from "./migrations/index.js";
 
@@ -25,9 +25,7 @@ function readSslFile(key: "ca" | "cert" | "key", file: string | undefined): stri
   try {
     return readFileSync(file, "utf8");
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (err as Error).message;
-    throw new DatabaseError(`database.ssl.${key}: cannot read ${file}: ${why}`);
+    throw new DatabaseError(`database.ssl.${key}: cannot read ${file}: ${fileReadReason(err)}`);
   }
 }
 

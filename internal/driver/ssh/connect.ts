@@ -6,6 +6,7 @@ import ssh2, { type ConnectConfig } from "ssh2";
 import { formatDuration } from "../../timers/duration.js";
 import { DriverError } from "../driver.js";
 import { sleep } from "../../timers/timers.js";
+import { fileReadReason } from "../../errors/errors.js";
 
 export interface SshTarget {
   host: string;
@@ -55,7 +56,7 @@ function loadKey(file: string): Promise<Buffer> {
       return key;
     },
     (err: NodeJS.ErrnoException) => {
-      throw new DriverError(`cannot read SSH key ${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+      throw new DriverError(`cannot read SSH key ${file}: ${fileReadReason(err)}`);
     },
   );
 }

@@ -11,6 +11,7 @@ import { buildBaseEnv } from "../env.js";
 import { DriverError, registerDriver, type Driver, type DriverOptions } from "../driver.js";
 import { loginMethod } from "./connect.js";
 import { SessionDriver, SshSession } from "./session.js";
+import { fileReadReason } from "../../errors/errors.js";
 
 /** `host:port`, `host` (port 22) or `[v6]:port`. */
 export function parseAddress(address: string): { host: string; port: number } {
@@ -62,7 +63,7 @@ registerDriver({
     if (!cfg) throw new Error("no [ssh] section");
     if (cfg.key) {
       await access(cfg.key, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
-        throw new Error(`[ssh] key ${cfg.key}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+        throw new Error(`[ssh] key ${cfg.key}: ${fileReadReason(err)}`);
       });
     }
     return [`ssh: log in as ${cfg.user} with ${loginMethod({ keyFile: cfg.key, password: cfg.password })}, trying for up to ${formatDuration(cfg.timeoutMs)}`];
