@@ -42,11 +42,11 @@ export const DAEMON = {
 /** Runs the daemon until it stops, then exits with its code. */
 export function runDaemon(config: string, driver: string): Promise<void> {
   return guard(async () => {
-    const youngGeneration = await import("../worker/young-generation.js");
-    youngGeneration.keepYoungGenerationSmall();
+    const idleMemory = await import("../worker/idle-memory.js");
+    idleMemory.keepYoungGenerationSmall();
     const { startDaemon } = await import("../worker/daemon.js");
     const running = await startDaemon(config, driver);
-    youngGeneration.collectStartupGarbage();
+    idleMemory.collectStartupGarbage();
     process.exit(await running.done);
   });
 }

@@ -16,7 +16,7 @@ import { bounded, sleep } from "../timers/timers.js";
 import type { ClaimedBuild, WorkerServices } from "./build.js";
 import type { WorkerDeps } from "./deps.js";
 import { healQueue } from "./heal.js";
-import { letYoungGenerationGrow } from "./young-generation.js";
+import { letYoungGenerationGrow } from "./idle-memory.js";
 import { PhaseClock } from "../timers/phases.js";
 
 /** How often a worker looks for what dead workers left on its host. */
