@@ -226,7 +226,6 @@ export interface LoadedBuild {
   jobs?: StoredJob[];
 }
 
-
 /**
  * The build's rows. A manifest over `manifestLimit` bytes is not fetched (its text is empty and
  * `manifestBytes` says how large it is): the worker refuses it without holding or parsing it.
@@ -255,7 +254,7 @@ function loadedBuild(id: number, row: pg.QueryResultRow): LoadedBuild {
   };
 }
 
-/** The build's row went away between claim and load. */
+/** loadBuild found no row for the build. */
 export class BuildGoneError extends Error {
   override name = "BuildGoneError";
 }

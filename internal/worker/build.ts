@@ -10,7 +10,7 @@ import { killChannel } from "../queue/names.js";
 import type { BuildId, Delivery } from "../queue/delivery.js";
 import { reportSetupFailure, runBuild, type BuildReporter } from "../runner/runner.js";
 import { isFailure, type Status } from "../runner/status.js";
-import { BuildGoneError, ClaimLostError, type LoadedBuild } from "../store/builds.js";
+import { ClaimLostError, type LoadedBuild } from "../store/builds.js";
 import { BuildRecorder } from "../store/recorder.js";
 import { outputTail } from "../store/output.js";
 import { permanentDatabaseError } from "../store/db.js";
@@ -229,7 +229,7 @@ export class ClaimedBuild {
    */
   private async unfinished(err: unknown): Promise<void> {
     const { attempt } = this.claim;
-    const refused = err instanceof BuildGoneError || permanentDatabaseError(err);
+    const refused = permanentDatabaseError(err);
     if (!refused && !(attempt >= MAX_DELIVERIES)) return this.giveBack();
     const why = refused ? `cannot record the build: ${(err as Error).message}` : `build taken ${attempt} times without its result being written: ${(err as Error)?.message ?? "unknown error"}`;
     this.settling = true;

@@ -10,7 +10,7 @@ import { buildIdOfKillChannel, configuredDrivers, driverTypeOfQueue } from "../q
 import type { BuildId, Delivery, SettlePolicy } from "../queue/delivery.js";
 import { allQueueDepths } from "../queue/inventory.js";
 import { parsePayload } from "../queue/queue.js";
-import { BuildGoneError, ClaimLostError, claimBuild, renewLeases } from "../store/builds.js";
+import { ClaimLostError, claimBuild, renewLeases } from "../store/builds.js";
 import { permanentDatabaseError } from "../store/db.js";
 import { bounded, sleep } from "../timers/timers.js";
 import type { ClaimedBuild, WorkerServices } from "./build.js";
@@ -24,7 +24,7 @@ const SWEEP_EVERY_MS = 60_000;
 
 /** A database or Redis error that a retry may cure (as opposed to a lost claim, or a statement PostgreSQL refuses). */
 function transient(err: unknown): boolean {
-  return !(err instanceof ClaimLostError) && !(err instanceof BuildGoneError) && !permanentDatabaseError(err);
+  return !(err instanceof ClaimLostError) && !permanentDatabaseError(err);
 }
 
 export class Worker {
