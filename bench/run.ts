@@ -59,7 +59,7 @@ async function executables(): Promise<{ binary: string; empty?: string } | undef
   let binary = binaryArg ? path.resolve(binaryArg) : "";
   if (!binary) {
     const script = path.join(work, "djinn-worker.cjs");
-    await bundle(cli, script, "bench");
+    await bundle(fileURLToPath(new URL("../cmd/main.js", import.meta.url)), script, "bench");
     binary = path.join(work, "djinn-worker");
     singleExecutable(script, binary, work);
   }

@@ -12,6 +12,7 @@ import { COMMANDS, LONG_FLAGS, plainDaemonLine, plainRunLine, runOptions, VALUE_
 import { onceEach } from "../internal/cli/program.js";
 import yargs from "../internal/cli/yargs.cjs";
 import { freeLocalPort } from "../internal/net/port.js";
+import { BUNDLE, BUNDLE_CACHE, compileBundle } from "../internal/release/bundled.js";
 import { cliPath } from "./helpers/env.js";
 import { runCli } from "./helpers/services.js";
 
@@ -22,6 +23,50 @@ function cli(args: string[], columns = 100) {
 
 /** Every word of `text`, punctuation kept: a word cut in two shows up as two words not in the widest text. */
 const words = (text: string) => new Set(text.split(/\s+/).filter(Boolean));
+
+describe("the build's command", () => {
+  const build = path.resolve(path.dirname(cliPath), "..");
+
+  test("runs the bundle npm run build made, whose code cache V8 takes", () => {
+    const file = path.join(build, BUNDLE);
+    const script = compileBundle(file, fs.readFileSync(file, "utf8"), fs.readFileSync(path.join(build, BUNDLE_CACHE)));
+    assert.equal(script.cachedDataRejected, false, "V8 refused the cache: it was made from other text than the launcher compiles");
+    const r = cli(["-version"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^djinn-worker \d+\.\d+\.\d+ linux\/\w+\n$/);
+  });
+
+  test("with a cache V8 refuses or none it runs the same; without its bundle one line, unless DJINN_DEBUG runs the modules", () => {
+    // A build of its own: the launcher and the program's entry copied, the modules linked, the bundle copied.
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-launch-test-"));
+    try {
+      fs.mkdirSync(path.join(copy, "cmd"));
+      for (const f of ["djinn-worker.js", "main.js"]) fs.copyFileSync(path.join(build, "cmd", f), path.join(copy, "cmd", f));
+      fs.symlinkSync(path.join(build, "internal"), path.join(copy, "internal"));
+      fs.mkdirSync(path.join(copy, "bundle"));
+      fs.copyFileSync(path.join(build, BUNDLE), path.join(copy, BUNDLE));
+      const launch = (env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [path.join(copy, "cmd", "djinn-worker.js"), "-version"], { encoding: "utf8", env: { ...process.env, DJINN_DEBUG: "", ...env } });
+      const version = cli(["-version"]).stdout;
+      for (const cache of ["not a code cache", undefined]) {
+        if (cache === undefined) fs.rmSync(path.join(copy, BUNDLE_CACHE), { force: true });
+        else fs.writeFileSync(path.join(copy, BUNDLE_CACHE), cache);
+        const r = launch();
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout, version);
+      }
+      fs.rmSync(path.join(copy, BUNDLE));
+      const r = launch();
+      assert.equal(r.status, 1);
+      assert.equal(r.stdout, "");
+      assert.equal(r.stderr, `djinn-worker: cannot read ${path.join(copy, BUNDLE)}: no such file (run \`npm run build\`)\n`);
+      const debug = launch({ DJINN_DEBUG: "1" });
+      assert.equal(debug.status, 0, debug.stderr);
+      assert.equal(debug.stdout, version);
+    } finally {
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
+  });
+});
 
 describe("the daemon's own command line", () => {
   test("-config and -driver once each, with values, start the daemon without the parser; anything else is the parser's", () => {

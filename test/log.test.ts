@@ -4,12 +4,28 @@ import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { after, describe, test } from "node:test";
-import { createLogger, reopenLog } from "../internal/log/log.js";
+import { createLogger, deferredLogger, reopenLog } from "../internal/log/log.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "djinn-log-test-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe("logging", () => {
+  test("a deferred logger is made at its first line at or above its level, once, and writes that line", () => {
+    const file = path.join(dir, "deferred.log");
+    let made = 0;
+    const log = deferredLogger("info", () => (made++, createLogger({ log: { level: "info", file } })));
+    log.debug("below the level");
+    log.trace("below the level");
+    assert.equal(made, 0, "a line below the level made the logger");
+    log.warn({ n: 1 }, "first");
+    log.info("second");
+    assert.equal(made, 1);
+    log.debug("quiet still");
+    const lines = fs.readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.level, l.msg]), [["warn", "first"], ["info", "second"]]);
+    assert.equal(lines[0].n, 1);
+  });
+
   test("a log file that cannot be reopened on SIGHUP is logged and logging goes on to the old one", async () => {
     const sub = path.join(dir, "reopen");
     const file = path.join(sub, "worker.log");

@@ -10,7 +10,7 @@ import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import { ConfineError, confinedPath } from "../fs/confine.js";
-import { EnvironmentError } from "../errors/errors.js";
+import { CacheDamagedError, CacheError, CacheLimitError } from "./errors.js";
 import { decodeHeader, encodeHeader, entryLength, EntryFormatError, HEADER_BYTES, TarCounter, type EntryHeader, type SectionHeader } from "./format.js";
 import { TarGuard } from "./guard.js";
 import { ENTRY_SUFFIX, entryName, type CacheSection } from "./key.js";
@@ -20,20 +20,6 @@ export const GZIP_LEVEL = 1;
 
 /** A leftover of a save that never finished (its worker died) is removed once this old. */
 const STALE_TEMP_MS = 24 * 3600_000;
-
-export class CacheError extends EnvironmentError {
-  override name = "CacheError";
-}
-
-/** An entry that is there but cannot be used: cut short, damaged, not an entry. */
-export class CacheDamagedError extends CacheError {
-  override name = "CacheDamagedError";
-}
-
-/** The entry would be larger than the store allows. */
-export class CacheLimitError extends CacheError {
-  override name = "CacheLimitError";
-}
 
 export interface CacheStoreOptions {
   root: string;

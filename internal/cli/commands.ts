@@ -201,8 +201,8 @@ export function plainRunLine(argv: string[]): RunArgs | undefined {
 export function runCommand(args: RunArgs): Promise<void> {
   return guard(
     async () => {
-      const [{ runManifest }, { createLogger }, { killOnSignals }] = await Promise.all([import("./run.js"), import("../log/log.js"), import("./signals.js")]);
-      const log = createLogger({ log: { level: "info" } }, { fd: 2 });
+      const [{ runManifest }, { createLogger, deferredLogger }, { killOnSignals }] = await Promise.all([import("./run.js"), import("../log/log.js"), import("./signals.js")]);
+      const log = deferredLogger("info", () => createLogger({ log: { level: "info" } }, { fd: 2 }));
       const signal = killOnSignals();
       const { manifest, driver: driverFile, artifacts, objects, timeout, cache } = args;
       return runManifest({ manifest, driverFile, artifacts, objects, cache, env: args.env, secrets: args.secret, timeout, signal, out: process.stdout, log });

@@ -4,14 +4,10 @@
 // modules (not the clients, which commands load only when they need them). Node.js exports no
 // class for a failed system call: that one is recognised by its documented fields.
 import os from "node:os";
-import { DatabaseError as PostgresError } from "pg-protocol/dist/messages.js";
-import redisErrors from "redis-errors";
 import { ConfigError } from "../config/schema.js";
-import { EnvironmentError, InputError, systemReason } from "../errors/errors.js";
+import { debugEnabled, EnvironmentError, InputError, systemReason } from "../errors/errors.js";
 import { BUILD_EXIT } from "../runner/status.js";
-
-// redis-errors is CommonJS without named exports Node.js can see.
-const { RedisError } = redisErrors;
+import { serverOf } from "./server-errors.cjs";
 
 /** Exit codes of every command: `run`'s build outcomes (0 passed, 1 failed, 3 killed, 4 timed out), and these. */
 export const EXIT = { ...BUILD_EXIT, badInput: 2, internal: 5 } as const;
@@ -34,8 +30,8 @@ function isSystemError(e: Error): e is SystemError {
 
 export function classify(err: unknown): FailureKind {
   if (err instanceof InputError) return "input";
-  if (err instanceof EnvironmentError || err instanceof PostgresError || err instanceof RedisError) return "environment";
-  if (err instanceof Error && isSystemError(err)) return "environment";
+  if (err instanceof EnvironmentError) return "environment";
+  if (err instanceof Error && (isSystemError(err) || serverOf(err))) return "environment";
   return "internal";
 }
 
@@ -43,8 +39,8 @@ export function classify(err: unknown): FailureKind {
 export function describe(err: unknown): string {
   if (!(err instanceof Error)) return `internal error: ${String(err).split("\n")[0]} (set DJINN_DEBUG=1 for details)`;
   const first = (s: string) => s.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
-  if (err instanceof PostgresError) return `PostgreSQL: ${first(err.message)}`;
-  if (err instanceof RedisError) return `Redis: ${first(err.message)}`;
+  const server = serverOf(err);
+  if (server) return `${server}: ${first(err.message)}`;
   if (isSystemError(err) && !(err instanceof EnvironmentError)) {
     const reason = systemReason(err.code) ?? first(err.message);
     const what = err.path ?? (err.address ? `${err.address}${err.port ? `:${err.port}` : ""}` : undefined);
@@ -71,10 +67,6 @@ export function exitCodeFor(err: unknown, rules: ExitRules = {}): number {
     default:
       return EXIT.internal;
   }
-}
-
-export function debugEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.DJINN_DEBUG !== undefined && env.DJINN_DEBUG !== "" && env.DJINN_DEBUG !== "0";
 }
 
 /** The text written to stderr for `err`: one line, or the stack as well under DJINN_DEBUG. */

@@ -11,7 +11,6 @@ import { InputError } from "../errors/errors.js";
 import { parseAssignments, parseSecrets, readManifestFile } from "./input.js";
 import { terminalSafe } from "./terminal.js";
 import { sharedSink } from "../stream/write.js";
-import { CacheStore } from "../cache/store.js";
 
 export interface RunOptions {
   manifest: string;
@@ -63,7 +62,8 @@ export async function runManifest(opts: RunOptions): Promise<number> {
     drivers,
     objectsPath: path.resolve(opts.objects),
     artifacts: { dir: path.resolve(opts.artifacts) },
-    ...(opts.cache ? { cache: { store: new CacheStore({ root: path.resolve(opts.cache) }) } } : {}),
+    // The store (gzip, hashing) is loaded only when there is one.
+    ...(opts.cache ? { cache: { store: new (await import("../cache/store.js")).CacheStore({ root: path.resolve(opts.cache) }) } } : {}),
     log: opts.log,
   });
 

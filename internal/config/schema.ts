@@ -1,10 +1,10 @@
 // A small schema engine for the two TOML files: every value is checked against a
 // declared key, so every error can name the file, the key and its line.
-import TOML from "@iarna/toml";
 import { readFileSync } from "node:fs";
 import { parseDuration, timerDurationProblem } from "../timers/duration.js";
 import { EnvironmentError, fileReadReason } from "../errors/errors.js";
 import type { KeySpec, SectionSpec } from "../settings/spec.js";
+import { parseToml } from "./toml.cjs";
 
 export class ConfigError extends EnvironmentError {
   constructor(
@@ -82,7 +82,7 @@ export function readToml(file: string): { text: string; data: Parsed } {
     throw new ConfigError(file, undefined, undefined, `cannot read configuration: ${readProblem(err)}`);
   }
   try {
-    return { text, data: TOML.parse(text) as Parsed };
+    return { text, data: parseToml(text) as Parsed };
   } catch (err) {
     const e = err as Error & { line?: number; col?: number };
     const reason = e.message.split("\n")[0].replace(/ at row \d+, col \d+, pos \d+:?$/, "");

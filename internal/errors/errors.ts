@@ -21,6 +21,11 @@ export class EnvironmentError extends Error {
   }
 }
 
+/** DJINN_DEBUG=1: a failure prints its stack trace too, and a build's command runs its modules unbundled. */
+export function debugEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.DJINN_DEBUG !== undefined && env.DJINN_DEBUG !== "" && env.DJINN_DEBUG !== "0";
+}
+
 /** What a failed system call's code means, in the words every message of the worker uses. */
 const SYSTEM_REASONS: Record<string, string> = {
   ENOENT: "no such file or directory",

@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const mtime = Number(process.env.SOURCE_DATE_EPOCH) || commitTime();
 
   const script = path.join(workDir, "djinn-worker.cjs");
-  const bundled = await bundle(path.join(repo, "build/cmd/djinn-worker.js"), script, version);
+  const bundled = await bundle(path.join(repo, "build/cmd/main.js"), script, version);
   const exe = path.join(workDir, "djinn-worker");
   singleExecutable(script, exe, workDir);
   const outputs = [

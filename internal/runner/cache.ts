@@ -3,7 +3,8 @@
 // build: a missing, damaged or unusable cache is a line, and the build goes on cold.
 import type { Readable } from "node:stream";
 import type { Driver, TarBase } from "../driver/driver.js";
-import { CacheDamagedError, CacheLimitError, type CacheStore, type SectionSource } from "../cache/store.js";
+import { CacheDamagedError, CacheLimitError } from "../cache/errors.js";
+import type { CacheStore, SectionSource } from "../cache/store.js";
 import type { BuildCache } from "../cache/key.js";
 import { formatDuration } from "../timers/duration.js";
 import { formatBytes } from "../fs/size.js";
