@@ -79,7 +79,7 @@ export function readToml(file: string): { text: string; data: Parsed } {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new ConfigError(file, undefined, undefined, `cannot read configuration: ${readProblem(err)}`);
+    throw new ConfigError(file, undefined, undefined, `cannot read configuration: ${fileReadReason(err)}`);
   }
   try {
     return { text, data: parseToml(text) as Parsed };
@@ -145,12 +145,8 @@ function readSecretFile(file: string, key: string, value: unknown, line: number 
   try {
     return readFileSync(value, "utf8").replace(/\r?\n$/, "");
   } catch (err) {
-    throw new ConfigError(file, key, line, `cannot read ${JSON.stringify(value)}: ${readProblem(err)}`);
+    throw new ConfigError(file, key, line, `cannot read ${JSON.stringify(value)}: ${fileReadReason(err)}`);
   }
-}
-
-function readProblem(err: unknown): string {
-  return fileReadReason(err);
 }
 
 /** What checking one file carries along: its name, where each key is, and the warnings so far. */

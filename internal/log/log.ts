@@ -66,10 +66,10 @@ function reopenOrKeep(dest: FileDestination, logger: Logger, file: string): void
  * JSON lines an operator can read and grep: `"level":"warn"`, `"time":"2026-12-04T20:09:31.123Z"`,
  * rather than pino's numbers and epoch milliseconds.
  */
-function readableJson() {
+function readableJson(pino: ReturnType<typeof loadPino>) {
   return {
     formatters: { level: (label: string) => ({ level: label }) },
-    timestamp: loadPino().stdTimeFunctions.isoTime,
+    timestamp: pino.stdTimeFunctions.isoTime,
   };
 }
 
@@ -78,7 +78,7 @@ export function createLogger(cfg: Pick<WorkerConfig, "log"> & { file?: string },
   const base = { level: cfg.log.level, redact: { paths: REDACT, censor: "***" } };
   if (cfg.log.file) {
     const dest = openLogFile(cfg.log.file, cfg.file);
-    const logger = pino({ ...base, ...readableJson() }, dest);
+    const logger = pino({ ...base, ...readableJson(pino) }, dest);
     reopeners.set(logger, () => reopenOrKeep(dest, logger, cfg.log.file!));
     return logger;
   }
@@ -87,7 +87,7 @@ export function createLogger(cfg: Pick<WorkerConfig, "log"> & { file?: string },
   if (opts.pretty ?? tty) {
     return pino(base, prettyStream({ destination: fd, sync: true, colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname" }));
   }
-  return pino({ ...base, ...readableJson() }, pino.destination({ dest: fd, sync: true }));
+  return pino({ ...base, ...readableJson(pino) }, pino.destination({ dest: fd, sync: true }));
 }
 
 /** pino's levels, quietest first: a call below the logger's level writes nothing. */

@@ -90,7 +90,7 @@ export class OsDriver implements Driver {
   }
 
   private scriptPath(job: number): string {
-    return path.join(this.dir!, `job-${job}.sh`);
+    return jobScriptPath(this.dir!, job);
   }
 
   /** The shell started for this job, when it is still waiting and has the job's environment. */
@@ -229,6 +229,11 @@ export class OsDriver implements Driver {
   }
 }
 
+/** The script of the run's `job`th job, beside its workspace. */
+function jobScriptPath(dir: string, job: number): string {
+  return path.join(dir, `job-${job}.sh`);
+}
+
 /**
  * Removes a finished run's directory: the workspace (whatever the jobs left), then the scripts,
  * the owner record last. What the driver wrote itself is removed by name, synchronously; a
@@ -244,7 +249,7 @@ async function removeRun(dir: string, jobs: number): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") await removeAll(workspace);
   }
   try {
-    for (let n = 1; n <= jobs; n++) rmSync(path.join(dir, `job-${n}.sh`), { force: true });
+    for (let n = 1; n <= jobs; n++) rmSync(jobScriptPath(dir, n), { force: true });
     rmSync(ownerFile(dir), { force: true });
     rmdirSync(dir);
   } catch {
