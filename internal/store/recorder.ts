@@ -14,6 +14,29 @@ export const BUILD_CHANNEL = "djinn_build";
  */
 const NOTIFY_FROM = (cte: string) => `SELECT pg_notify('${BUILD_CHANNEL}', $1::text) FROM ${cte}`;
 
+/** A job's end as written: the last of its output (`rest`, may be empty), and its stage's end when the stage ended with it. */
+export interface JobEnd {
+  jobId: number;
+  status: Status;
+  exitCode: number | undefined;
+  outputBytes: number;
+  rest: string;
+  stage?: { id: number; status: Status };
+}
+
+/**
+ * The CTEs o, j and es of a job's end, parameters $5–$11 (endParams); `j` returns its row. A
+ * skipped job never ran: it has no times.
+ */
+function endingJob(guard: string, status: Status): string {
+  const times = status === "skipped" ? "finished_at = NULL" : "started_at = coalesce(started_at, now()), finished_at = now()";
+  return `WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $9 WHERE $9 <> '' AND ${guard}),
+   j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8, ${times} WHERE id = $5 AND ${guard} RETURNING 1),
+   es AS (UPDATE stages SET status = $11, finished_at = now() WHERE id = $10 AND ${guard})`;
+}
+
+const endParams = (e: JobEnd) => [e.jobId, e.status, e.exitCode ?? null, e.outputBytes, e.rest, e.stage?.id ?? null, e.stage?.status ?? null];
+
 /** The writes of one claimed run of a build; each fails with ClaimLostError once the claim is gone. */
 export class BuildRecorder {
   constructor(
@@ -38,13 +61,28 @@ export class BuildRecorder {
     if (r.rowCount === 0) throw new ClaimLostError(`build ${this.buildId}: claim lost (another worker took it over, or it is finished)`);
   }
 
-  jobStarted(jobId: number, stageId: number): Promise<void> {
+  /**
+   * A job's start; with `previous`, the end of the job before it in the same statement (see
+   * jobEnded), so that going from one job to the next is one round trip. `previous`'s stage, when
+   * it ended with it, is never this job's: a stage ends with its last job.
+   */
+  jobStarted(jobId: number, stageId: number, previous?: JobEnd): Promise<void> {
+    if (!previous) {
+      return this.guarded(
+        `WITH s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $6 AND ${this.guard}),
+         j AS (UPDATE jobs SET status = $4, started_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1)
+         ${NOTIFY_FROM("j")}`,
+        [jobId, stageId],
+        "djinn-job-started",
+      );
+    }
     return this.guarded(
-      `WITH s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $6 AND ${this.guard}),
-       j AS (UPDATE jobs SET status = $4, started_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1)
-       ${NOTIFY_FROM("j")}`,
-      [jobId, stageId],
-      "djinn-job-started",
+      `${endingJob(this.guard, previous.status)},
+       s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $13 AND ${this.guard}),
+       n AS (UPDATE jobs SET status = $4, started_at = now() WHERE id = $12 AND ${this.guard} RETURNING 1)
+       ${NOTIFY_FROM("n")}`,
+      [...endParams(previous), jobId, stageId],
+      previous.status === "skipped" ? "djinn-job-handover-skipped" : "djinn-job-handover",
     );
   }
 
@@ -52,30 +90,8 @@ export class BuildRecorder {
    * A job's end in one statement: the last of its output (`rest`, may be empty), its row, and
    * its stage's row when `stage` says the stage ended with it.
    */
-  jobEnded(jobId: number, status: Status, exitCode: number | undefined, outputBytes: number, rest: string, stage?: { id: number; status: Status }): Promise<void> {
-    const times = status === "skipped" ? "finished_at = NULL" : "started_at = coalesce(started_at, now()), finished_at = now()";
-    return this.guarded(
-      `WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $9 WHERE $9 <> '' AND ${this.guard}),
-       j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8, ${times} WHERE id = $5 AND ${this.guard} RETURNING 1),
-       s AS (UPDATE stages SET status = $11, finished_at = now() WHERE id = $10 AND ${this.guard})
-       ${NOTIFY_FROM("j")}`,
-      [jobId, status, exitCode ?? null, outputBytes, rest, stage?.id ?? null, stage?.status ?? null],
-      status === "skipped" ? "djinn-job-skipped" : "djinn-job-ended",
-    );
-  }
-
-  jobFinished(jobId: number, status: Status, exitCode: number | undefined, outputBytes: number): Promise<void> {
-    // A skipped job never ran: it has no end.
-    const times = status === "skipped" ? ", finished_at = NULL" : ", started_at = coalesce(started_at, now()), finished_at = now()";
-    return this.guarded(
-      `WITH j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8${times}
-       WHERE id = $5 AND ${this.guard} RETURNING 1) ${NOTIFY_FROM("j")}`,
-      [jobId, status, exitCode ?? null, outputBytes],
-    );
-  }
-
-  stageFinished(stageId: number, status: Status): Promise<void> {
-    return this.guarded(`WITH s AS (UPDATE stages SET status = $6, finished_at = now() WHERE id = $5 AND ${this.guard} RETURNING 1) ${NOTIFY_FROM("s")}`, [stageId, status]);
+  jobEnded(end: JobEnd): Promise<void> {
+    return this.guarded(`${endingJob(this.guard, end.status)} ${NOTIFY_FROM("j")}`, endParams(end), end.status === "skipped" ? "djinn-job-skipped" : "djinn-job-ended");
   }
 
   appendOutput(jobId: number, text: string): Promise<void> {

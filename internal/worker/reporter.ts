@@ -6,7 +6,7 @@ import type { Logger } from "../log/log.js";
 import type { BuildPlan, JobRecord, PlannedJob } from "../runner/plan.js";
 import type { BuildReporter, JobResult } from "../runner/runner.js";
 import { worse, type Status } from "../runner/status.js";
-import type { BuildRecorder } from "../store/recorder.js";
+import type { BuildRecorder, JobEnd } from "../store/recorder.js";
 import { JobOutputSink } from "../store/output.js";
 import type { PhaseClock } from "../timers/phases.js";
 
@@ -30,6 +30,13 @@ export class DatabaseReporter implements BuildReporter {
   /** Per stage row: jobs not finished yet, and the worst status so far. */
   private readonly stages = new Map<number, { left: number; status?: Status }>();
   private note: string | undefined;
+  /** Jobs planned after each job: a job with one after it hands its end to the next write. */
+  private readonly later = new Map<PlannedJob, boolean>();
+  /**
+   * The end of the job before, not written yet: it goes with the next job's start (one
+   * statement, not two), or before whatever else is written next.
+   */
+  private pendingEnd: JobEnd | undefined;
 
   /** `plan`'s jobs carry their rows (../runner/plan.ts JobRecord). */
   constructor(
@@ -38,7 +45,9 @@ export class DatabaseReporter implements BuildReporter {
     private readonly write: RecordWrite,
     private readonly opts: DatabaseReporterOptions,
   ) {
-    for (const job of plan.stages.flatMap((s) => s.jobs)) {
+    const jobs = plan.stages.flatMap((s) => s.jobs);
+    jobs.forEach((job, i) => this.later.set(job, i < jobs.length - 1));
+    for (const job of jobs) {
       const stage = this.stages.get(recordOf(job).stageId) ?? { left: 0 };
       stage.left++;
       this.stages.set(recordOf(job).stageId, stage);
@@ -51,7 +60,9 @@ export class DatabaseReporter implements BuildReporter {
     const r = recordOf(job);
     // Not waited for: the job starts while its row says so; the job's end waits for it (and
     // fails with it), and a failed write stops the build meanwhile.
-    const started = this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId));
+    const previous = this.pendingEnd;
+    this.pendingEnd = undefined;
+    const started = this.write("job start", () => this.recorder.jobStarted(r.id, r.stageId, previous));
     started.catch(() => undefined);
     this.starts.set(r.id, started);
     const sink = new JobOutputSink({ limit: this.opts.outputLimit, keepRest: true, append: (text) => this.write("output", () => this.recorder.appendOutput(r.id, text)) });
@@ -67,22 +78,40 @@ export class DatabaseReporter implements BuildReporter {
     const started = this.starts.get(r.id);
     this.starts.delete(r.id);
     await started;
+    await this.writePendingEnd();
     const stage = this.stages.get(r.stageId)!;
     const stageStatus = stage.status ? worse(stage.status, result.status) : result.status;
     const sink = this.sinks.get(r.id);
     // The runner has ended the sink and waited for it: what it kept goes with the job's end, and
     // so does the stage's end when this was its last job (one statement).
-    const rest = sink && !sink.failed ? sink.takeRest() : "";
-    const stageEnd = stage.left === 1 ? { id: r.stageId, status: stageStatus } : undefined;
-    await this.write("job finish", () => this.recorder.jobEnded(r.id, result.status, result.exitCode, sink?.storedBytes ?? 0, rest, stageEnd));
+    const end: JobEnd = {
+      jobId: r.id,
+      status: result.status,
+      exitCode: result.exitCode,
+      outputBytes: sink?.storedBytes ?? 0,
+      rest: sink && !sink.failed ? sink.takeRest() : "",
+      stage: stage.left === 1 ? { id: r.stageId, status: stageStatus } : undefined,
+    };
     this.sinks.delete(r.id);
     stage.status = stageStatus;
     stage.left--;
     if (job.createsDriver) this.opts.phases?.mark("environment");
+    // A job that ran, with another after it: its end goes with what is written next, most often
+    // the next job's start, which the runner makes at once.
+    if (this.later.get(job) && result.status !== "skipped") this.pendingEnd = end;
+    else await this.write("job finish", () => this.recorder.jobEnded(end));
+  }
+
+  /** The job before's end, when nothing has carried it yet. */
+  private async writePendingEnd(): Promise<void> {
+    const end = this.pendingEnd;
+    this.pendingEnd = undefined;
+    if (end) await this.write("job finish", () => this.recorder.jobEnded(end));
   }
 
   async artifactStored(job: PlannedJob, artifact: StoredArtifact & { source: string }): Promise<void> {
     const r = recordOf(job);
+    await this.writePendingEnd();
     await this.write("artifact", () => this.recorder.artifactStored(r.id, artifact));
   }
 }
