@@ -49,4 +49,18 @@ describe("build recorder", { skip }, () => {
     assert.deepEqual((await t.jobs(id)).map((j) => [j.name, j.status, j.finished_at]), [["create-driver", "queued", null], ["job1", "queued", null]]);
     assert.equal(await t.output(id), "");
   });
+
+  it("a job's end, ran or skipped, by the one statement: a skipped job keeps no times", { timeout: 30_000 }, async () => {
+    const t = await suite.env();
+    const id = await insertManifestBuild(t.pool, osManifest([["echo one"], ["echo two"]]));
+    const claim = await claimBuild(t.pool, id, "recorder-1", 60_000, 1 << 20);
+    assert.ok(claim.outcome === "claimed");
+    const [, one, two] = claim.build.jobs!;
+    const rec = new BuildRecorder(t.pool, id, "recorder-1", claim.attempt);
+    await rec.jobEnded({ jobId: one.id, status: "failed", exitCode: 1, outputBytes: 0, rest: "" });
+    await rec.jobEnded({ jobId: two.id, status: "skipped", exitCode: undefined, outputBytes: 0, rest: "", stage: { id: two.stageId, status: "failed" } });
+    const jobs = await t.jobs(id);
+    assert.deepEqual(jobs.slice(1).map((j) => [j.name, j.status, j.exit_code, j.started_at !== null, j.finished_at !== null]), [["job1", "failed", 1, true, true], ["job2", "skipped", null, false, false]]);
+    assert.equal((await t.pool.query(`SELECT status FROM stages WHERE id = $1`, [two.stageId])).rows[0].status, "failed");
+  });
 });

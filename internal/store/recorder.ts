@@ -26,14 +26,15 @@ export interface JobEnd {
 
 /**
  * The CTEs o, j and es of a job's end, parameters $5–$11 (endParams); `j` returns its row. A
- * skipped job never ran: it has no times.
+ * skipped job never ran: it has no times. One text for every status, so each statement that
+ * holds it is prepared once.
  */
-function endingJob(guard: string, status: Status): string {
-  const times = status === "skipped" ? "finished_at = NULL" : "started_at = coalesce(started_at, now()), finished_at = now()";
-  return `WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $9 WHERE $9 <> '' AND ${guard}),
-   j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8, ${times} WHERE id = $5 AND ${guard} RETURNING 1),
+const ENDING_JOB = (guard: string) => `WITH o AS (INSERT INTO job_output (build_id, job_id, data) SELECT $1, $5, $9 WHERE $9 <> '' AND ${guard}),
+   j AS (UPDATE jobs SET status = $6, exit_code = $7, output_bytes = $8,
+     started_at = CASE WHEN $6 = '${"skipped" satisfies Status}' THEN started_at ELSE coalesce(started_at, now()) END,
+     finished_at = CASE WHEN $6 = '${"skipped" satisfies Status}' THEN NULL ELSE now() END
+     WHERE id = $5 AND ${guard} RETURNING 1),
    es AS (UPDATE stages SET status = $11, finished_at = now() WHERE id = $10 AND ${guard})`;
-}
 
 const endParams = (e: JobEnd) => [e.jobId, e.status, e.exitCode ?? null, e.outputBytes, e.rest, e.stage?.id ?? null, e.stage?.status ?? null];
 
@@ -77,12 +78,12 @@ export class BuildRecorder {
       );
     }
     return this.guarded(
-      `${endingJob(this.guard, previous.status)},
+      `${ENDING_JOB(this.guard)},
        s AS (UPDATE stages SET status = $4, started_at = coalesce(started_at, now()) WHERE id = $13 AND ${this.guard}),
        n AS (UPDATE jobs SET status = $4, started_at = now() WHERE id = $12 AND ${this.guard} RETURNING 1)
        ${NOTIFY_FROM("n")}`,
       [...endParams(previous), jobId, stageId],
-      previous.status === "skipped" ? "djinn-job-handover-skipped" : "djinn-job-handover",
+      "djinn-job-handover",
     );
   }
 
@@ -91,7 +92,7 @@ export class BuildRecorder {
    * its stage's row when `stage` says the stage ended with it.
    */
   jobEnded(end: JobEnd): Promise<void> {
-    return this.guarded(`${endingJob(this.guard, end.status)} ${NOTIFY_FROM("j")}`, endParams(end), end.status === "skipped" ? "djinn-job-skipped" : "djinn-job-ended");
+    return this.guarded(`${ENDING_JOB(this.guard)} ${NOTIFY_FROM("j")}`, endParams(end), "djinn-job-ended");
   }
 
   appendOutput(jobId: number, text: string): Promise<void> {

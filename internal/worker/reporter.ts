@@ -30,8 +30,8 @@ export class DatabaseReporter implements BuildReporter {
   /** Per stage row: jobs not finished yet, and the worst status so far. */
   private readonly stages = new Map<number, { left: number; status?: Status }>();
   private note: string | undefined;
-  /** Jobs planned after each job: a job with one after it hands its end to the next write. */
-  private readonly later = new Map<PlannedJob, boolean>();
+  /** Jobs not finished yet: the runner finishes each planned job once, in plan order. */
+  private jobsLeft: number;
   /**
    * The end of the job before, not written yet: it goes with the next job's start (one
    * statement, not two), or before whatever else is written next.
@@ -46,7 +46,7 @@ export class DatabaseReporter implements BuildReporter {
     private readonly opts: DatabaseReporterOptions,
   ) {
     const jobs = plan.stages.flatMap((s) => s.jobs);
-    jobs.forEach((job, i) => this.later.set(job, i < jobs.length - 1));
+    this.jobsLeft = jobs.length;
     for (const job of jobs) {
       const stage = this.stages.get(recordOf(job).stageId) ?? { left: 0 };
       stage.left++;
@@ -95,10 +95,11 @@ export class DatabaseReporter implements BuildReporter {
     this.sinks.delete(r.id);
     stage.status = stageStatus;
     stage.left--;
+    this.jobsLeft--;
     if (job.createsDriver) this.opts.phases?.mark("environment");
     // A job that ran, with another after it: its end goes with what is written next, most often
     // the next job's start, which the runner makes at once.
-    if (this.later.get(job) && result.status !== "skipped") this.pendingEnd = end;
+    if (this.jobsLeft > 0 && result.status !== "skipped") this.pendingEnd = end;
     else await this.write("job finish", () => this.recorder.jobEnded(end));
   }
 
