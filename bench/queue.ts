@@ -4,7 +4,7 @@
 //     as many times in a row;
 //  3. --drain queued builds (target 20,000; default 2,000 to stay within two minutes on two cores)
 //     drained by four workers: lost, duplicated, total time;
-//  4. a worker's RSS idle and under load;
+//  4. a worker's RSS idle (also with every driver configured) and under load;
 //  5. a job printing --print-mib MiB (default 128): stored throughput and the worker's peak RSS
 //     (flat: output is streamed into PostgreSQL, never held), vs `yes | head -c` into /dev/null;
 //  and, for 1 and 3, where a build's time goes on the worker, phase by phase (p50/p99): from the
@@ -27,6 +27,7 @@ import { percentile } from "./lib/percentile.js";
 import { cgroup2Mount } from "../internal/driver/os/mounts.js";
 import { stateFilesystem } from "../internal/driver/os/statefs.js";
 import { hostStatePath } from "../internal/driver/run.js";
+import { DRIVER_TYPES } from "../internal/driver/catalogue.js";
 
 // Enough builds that p99 is a percentile, not the one slowest build (the first, which loads what builds need).
 const samples = numberArg("samples", 200);
@@ -84,11 +85,11 @@ async function main(): Promise<void> {
   const dirs: string[] = [];
   const redis = new Redis(redisServer.port, "127.0.0.1");
   try {
-    const env = async (queue: string, parallelism: number, logLevel: "info" | "debug" = "info") => {
+    const env = async (queue: string, parallelism: number, logLevel: "info" | "debug" = "info", driverToml?: string) => {
       const database = await pgServer.createDatabase();
       const pool = testPool(pgServer, database);
       await migrate(pool);
-      const cfg = await writeConfigs({ redis: redisServer.addr, postgres: pgServer.addr, database, queue, parallelism, lease: "10s", logLevel });
+      const cfg = await writeConfigs({ redis: redisServer.addr, postgres: pgServer.addr, database, queue, parallelism, lease: "10s", logLevel, driverToml });
       dirs.push(cfg.dir);
       return { pool, cfg };
     };
@@ -99,6 +100,22 @@ async function main(): Promise<void> {
         if (r.rows[0].done >= n) return;
         await sleep(100);
       }
+    };
+
+    /** An idle worker whose driver.toml configures every driver: it loads no engine but the os driver's (which sweeps the host) until a build needs one. */
+    const idleWithEveryDriver = async () => {
+      const every = DRIVER_TYPES.map((name) => `[${name}]\n`).join("");
+      const { pool, cfg } = await env("every", 2, "info", every);
+      const d = await startDaemon(cfg);
+      await sleep(500);
+      const at500 = rssMiB(d.pid);
+      await sleep(4500);
+      const at5s = rssMiB(d.pid);
+      console.log(`worker RSS idle with every driver configured (${DRIVER_TYPES.map((name) => `[${name}]`).join(" ")}): ${at500.toFixed(1)} MiB 500 ms after "worker started", ${at5s.toFixed(1)} MiB after 5 s`);
+      console.log(`  ${goal("< 64 MiB", Math.max(at500, at5s) < 64)} in the first 5 s`);
+      d.kill("SIGTERM");
+      await d.exit;
+      await pool.end();
     };
 
     // 1. Latency: one idle worker, builds one at a time.
@@ -144,6 +161,7 @@ async function main(): Promise<void> {
       d.kill("SIGTERM");
       await d.exit;
       await pool.end();
+      await idleWithEveryDriver();
     }
 
     // 2. Throughput: two workers, --builds one-job builds queued before they start.

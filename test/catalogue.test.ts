@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { driverSchema, loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
-import { CATALOGUE, DRIVER_TYPES } from "../internal/driver/catalogue.js";
+import { CATALOGUE, DRIVER_TYPES, sweepingDrivers } from "../internal/driver/catalogue.js";
 import { driverNames, getDriver } from "../internal/driver/driver.js";
 import type { DriverDeclaration } from "../internal/driver/section.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
@@ -26,6 +26,15 @@ function foldersWithADriver(): string[] {
 }
 
 describe("driver catalogue", () => {
+  test("a worker loads at start-up the engines of configured drivers that sweep, and no other", () => {
+    const every = Object.fromEntries([...CATALOGUE.map((d) => [d.section.name, {}]), ["warnings", []]]);
+    const sweeping = (CATALOGUE as readonly DriverDeclaration<string, unknown>[]).filter((d) => d.sweeps).map((d) => d.section.name);
+    assert.deepEqual(sweeping, ["os"]);
+    assert.deepEqual(sweepingDrivers(every as never), ["os"]);
+    assert.deepEqual(sweepingDrivers({ warnings: [], docker: {}, qemu: {}, ssh: {} } as never), []);
+    assert.deepEqual(sweepingDrivers({ warnings: [] } as never), []);
+  });
+
   test("every folder under internal/driver/ with a driver has a line in the catalogue, under its folder's name", () => {
     const listed = CATALOGUE.map((d) => d.section.name).sort();
     assert.deepEqual(foldersWithADriver().sort(), listed);
@@ -58,10 +67,14 @@ describe("driver catalogue", () => {
       assert.equal(manifest.manifest.driver.type, name);
     });
 
-    test(`${name}: the loader imports an engine that registers a driver of that name`, async () => {
+    test(`${name}: the loader imports an engine that registers a driver of that name, which sweeps the host if and only if the line says so`, async () => {
       assert.ok(!driverNames().includes(name), `${name} is registered before its loader ran`);
       await driver.load();
-      assert.equal((await getDriver(name)).name, name);
+      const engine = await getDriver(name);
+      assert.equal(engine.name, name);
+      // A worker loads at start-up only the engines whose line says they sweep: an engine with a
+      // sweep its line does not declare would never sweep; a line that declares one loads the engine for nothing.
+      assert.equal(typeof engine.sweep === "function", driver.sweeps === true, `${name}: the engine ${engine.sweep ? "sweeps" : "does not sweep"}, its line says otherwise`);
     });
 
     test(`${name}: driver.toml.example has a [${name}] section`, () => {

@@ -28,3 +28,8 @@ export function declaration(name: string): DriverDeclaration<string, unknown> | 
 export function driverSections(): DriverSection<string, unknown>[] {
   return (CATALOGUE as readonly DriverDeclaration<string, unknown>[]).map((d) => d.section);
 }
+
+/** The drivers with a section in driver.toml whose engine sweeps the host (DriverDeclaration.sweeps): the engines a worker loads at start-up. */
+export function sweepingDrivers(drivers: DriverConfig): string[] {
+  return (CATALOGUE as readonly DriverDeclaration<string, unknown>[]).filter((d) => d.sweeps && (drivers as Record<string, unknown>)[d.section.name]).map((d) => d.section.name);
+}

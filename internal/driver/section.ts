@@ -43,6 +43,11 @@ export interface DriverDeclaration<Name extends string, Settings> {
   readonly queueRule: string;
   /** Why `value`, a worker.toml `driver` that is not `queue()`, is a wrong spelling of this driver; undefined when it is not about this driver. */
   misnamed?(value: string): string | undefined;
+  /**
+   * Whether its engine sweeps this host for what dead workers left (DriverEntry.sweep): a worker
+   * loads such an engine at start-up, every other one only when a build or check needs it.
+   */
+  readonly sweeps?: true;
   /** Imports the engine, which registers a driver named `section.name` (../driver.ts registerDriver); only when a build or check needs it. */
   load(): Promise<unknown>;
 }

@@ -3,10 +3,11 @@
 // passes on kills, heals the queue, sweeps the host, and at shutdown gives back what still runs.
 // See docs/daemon.md for the guarantees.
 import { timingSafeEqual } from "node:crypto";
+import { sweepingDrivers } from "../driver/catalogue.js";
 import { getDriver } from "../driver/driver.js";
 import "../driver/all.js";
 import type { Logger } from "../log/log.js";
-import { buildIdOfKillChannel, configuredDrivers, driverTypeOfQueue } from "../queue/names.js";
+import { buildIdOfKillChannel } from "../queue/names.js";
 import type { BuildId, Delivery, SettlePolicy } from "../queue/delivery.js";
 import { allQueueDepths } from "../queue/inventory.js";
 import { parsePayload } from "../queue/queue.js";
@@ -367,7 +368,8 @@ export class Worker {
     if (this.sweepBusy) return;
     this.sweepBusy = true;
     try {
-      for (const type of new Set(configuredDrivers(this.deps.drivers).map(driverTypeOfQueue))) {
+      // Only engines that sweep: a driver configured but idle is not loaded until a build for it arrives.
+      for (const type of sweepingDrivers(this.deps.drivers)) {
         await (await getDriver(type)).sweep?.(this.deps.drivers, this.log).catch((err) => this.log.warn({ err: (err as Error).message, driver: type }, "could not sweep what dead workers left"));
       }
     } finally {

@@ -6,5 +6,6 @@ export const os: DriverDeclaration<"os", OsConfig> = {
   section: osSection,
   queue: () => "os",
   queueRule: "os",
+  sweeps: true,
   load: () => import("./os.js"),
 };
