@@ -19,11 +19,8 @@ export async function mailRefusedBuilds(cfg: WorkerConfig, log: Logger, push: Pu
   const { Mailer } = await import("../mail/mail.js");
   const mailer = new Mailer(cfg.smtp, log, { retries: opts.retries });
   try {
-    for (const b of refused) {
-      await mailer
-        .sendBuildFailure({ id: String(b.id), status: "failed", notify: [email], outputTail: [b.refused!], trigger: triggerLine(triggerOf(push)) }, log)
-        .catch((err: Error) => log.warn({ build: b.id, err: err.message }, "mail: the failure of a refused manifest was not sent"));
-    }
+    // sendBuildFailure does not throw: a mail it cannot send is its own log line.
+    for (const b of refused) await mailer.sendBuildFailure({ id: String(b.id), status: "failed", notify: [email], outputTail: [b.refused!], trigger: triggerLine(triggerOf(push)) }, log.child({ build: b.id }));
   } finally {
     mailer.close();
   }
