@@ -121,6 +121,11 @@ describe("worker daemon: queued builds", { skip }, () => {
 
   it("/metrics reports the depth of every queue under the prefix, served or not", async () => {
     const t = await suite.env({ metrics: "127.0.0.1:0" });
+    // Another installation whose prefix begins with this one's: its lists match `<prefix>_*` too.
+    const other = `${t.queue}_other`;
+    await suite.redisClient().lpush(`${other}_os`, JSON.stringify({ id: 1 }), JSON.stringify({ id: 2 }));
+    await suite.redisClient().lpush(`${other}_qemu-x86_64`, JSON.stringify({ id: 3 }));
+    await suite.redisClient().lpush(`${other}_dead`, "{}");
     const d = await t.daemon();
     const port = (await d.waitForMsg("metrics listening")).port as number;
     await t.submit(DOCKER_MANIFEST);
@@ -130,6 +135,7 @@ describe("worker daemon: queued builds", { skip }, () => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(text, new RegExp(`djinn_queue_depth\\{queue="${t.queue}_os"\\} 0`));
     assert.doesNotMatch(text, /processing|_dead"/);
+    assert.doesNotMatch(text, new RegExp(`queue="${other}_`), "another installation's queues are not this one's");
   });
 
   it("submit with Redis away exits 1 and stores nothing: no build runs later", async () => {

@@ -8,7 +8,7 @@ import { sleep } from "../internal/timers/timers.js";
 import { ConfineError, confinedPath, isInside, resolveInside } from "../internal/fs/confine.js";
 import { engineAddress, isPort, serverAddress, splitHostPort } from "../internal/net/address.js";
 import { hostQemuArch } from "../internal/config/config.js";
-import { buildIdOfKillChannel, configuredDrivers, deadList, driverTypeOfQueue, killChannel, processingList, queueDriverOf, queueList } from "../internal/queue/names.js";
+import { buildIdOfKillChannel, configuredDrivers, deadList, driverTypeOfQueue, killChannel, processingList, queueDriverOf, queueDriverOfList, queueList } from "../internal/queue/names.js";
 import type { DriverConfig } from "../internal/config/config.js";
 import { isShellName, shellQuote, singleQuote } from "../internal/shell/quote.js";
 
@@ -103,6 +103,17 @@ describe("queue names", () => {
     assert.equal(killChannel(42), "kill-42");
     assert.equal(buildIdOfKillChannel(killChannel(42)), 42);
     for (const other of ["kill-", "kill-4x", "xkill-4", "kill-42 "]) assert.equal(buildIdOfKillChannel(other), undefined, other);
+  });
+
+  test("a queue list of the installation is told from its other lists and from another installation's", () => {
+    assert.equal(queueDriverOfList("djinn", queueList("djinn", "os")), "os");
+    assert.equal(queueDriverOfList("djinn", queueList("djinn", "docker")), "docker");
+    assert.equal(queueDriverOfList("djinn", queueList("djinn", "qemu-aarch64")), "qemu-aarch64", "a qemu queue of another arch waits for another host");
+    assert.equal(queueDriverOfList("djinn", deadList("djinn")), undefined);
+    assert.equal(queueDriverOfList("djinn", processingList(queueList("djinn", "os"), "w1")), undefined);
+    assert.equal(queueDriverOfList("djinn", queueList("djinn_other", "os")), undefined, "prefix djinn_other is another installation");
+    assert.equal(queueDriverOfList("djinn", queueList("djinn_other", "qemu-x86_64")), undefined);
+    assert.equal(queueDriverOfList("djinn", "djinnos"), undefined);
   });
 
   test("a qemu build is queued under this host's arch, and that queue is served by the qemu driver", () => {

@@ -3,7 +3,7 @@
 // under the prefix, and taking a build's payloads off its queue (cancelling it before it runs).
 import type { Redis } from "ioredis";
 import type { BuildId } from "./delivery.js";
-import { deadList, heartbeatKey, processingList, registryKey } from "./names.js";
+import { heartbeatKey, queueDriverOfList, registryKey } from "./names.js";
 import { parsePayload } from "./queue.js";
 
 /** Escapes glob characters, so a name matches only itself in a SCAN pattern. */
@@ -38,8 +38,9 @@ export async function workersServing(redis: Redis, prefix: string, list: string)
 }
 
 /**
- * The depth of every queue under the prefix (`<prefix>_*` lists; not the processing lists nor
- * the dead list), whoever serves it or not. A queue emptied since Redis last had it is absent.
+ * The depth of every queue under the prefix (`<prefix>_<queue driver>` lists: not the processing
+ * lists, the dead list nor another installation's lists that the pattern also matches), whoever
+ * serves it or not. A queue emptied since Redis last had it is absent.
  */
 export async function allQueueDepths(redis: Redis, prefix: string): Promise<Map<string, number>> {
   const names = new Set<string>();
@@ -47,7 +48,7 @@ export async function allQueueDepths(redis: Redis, prefix: string): Promise<Map<
   do {
     const [next, keys] = await redis.scan(cursor, "MATCH", `${globLiteral(prefix)}_*`, "COUNT", 1000, "TYPE", "list");
     cursor = next;
-    for (const k of keys) if (!k.includes(processingList("", "")) && k !== deadList(prefix)) names.add(k);
+    for (const k of keys) if (queueDriverOfList(prefix, k) !== undefined) names.add(k);
   } while (cursor !== "0");
   const out = new Map<string, number>();
   for (const name of [...names].sort()) out.set(name, await redis.llen(name));

@@ -2,6 +2,7 @@
 // from the installation's prefix ([redis] queue in worker.toml), and which queue serves which driver.
 import { ConfigError, type DriverConfig, type WorkerConfig } from "../config/config.js";
 import { CATALOGUE, declaration } from "../driver/catalogue.js";
+import type { DriverDeclaration } from "../driver/section.js";
 import { lineInFile } from "../config/schema.js";
 import { asBuildId, type BuildId } from "./delivery.js";
 
@@ -34,6 +35,19 @@ export function queueDriverOf(type: string): string {
 /** The manifest driver type of a queue name this host serves: qemu-x86_64 → qemu. */
 export function driverTypeOfQueue(queueDriver: string): string {
   return CATALOGUE.find((d) => d.queue() === queueDriver)?.section.name ?? queueDriver;
+}
+
+/**
+ * The queue driver of `key` when it is a queue list of the installation `prefix`: `<prefix>_<queue
+ * driver>` for a driver of the catalogue, served here or on another host (qemu-<any arch>). Not
+ * the dead list, not a processing list, and not a list of another installation whose prefix
+ * begins with this one's (`<prefix>_other_os`).
+ */
+export function queueDriverOfList(prefix: string, key: string): string | undefined {
+  if (!key.startsWith(`${prefix}_`)) return undefined;
+  const queue = key.slice(prefix.length + 1);
+  const drivers = CATALOGUE as readonly DriverDeclaration<string, unknown>[];
+  return drivers.some((d) => d.queue() === queue || d.misnamed?.(queue) !== undefined) ? queue : undefined;
 }
 
 /** Driver sections present in driver.toml, by queue name (qemu → qemu-<arch>). */
