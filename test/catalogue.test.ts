@@ -7,9 +7,8 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { driverSchema, loadDriverConfig, loadWorkerConfig } from "../internal/config/config.js";
-import { CATALOGUE, DRIVER_TYPES, sweepingDrivers } from "../internal/driver/catalogue.js";
+import { CATALOGUE, DECLARATIONS, DRIVER_TYPES, sweepingDrivers } from "../internal/driver/catalogue.js";
 import { driverNames, getDriver } from "../internal/driver/driver.js";
-import type { DriverDeclaration } from "../internal/driver/section.js";
 import { parseManifest } from "../internal/manifest/manifest.js";
 import { configuredDrivers, driverTypeOfQueue, queueDriverOf } from "../internal/queue/names.js";
 import { repoRoot } from "./helpers/env.js";
@@ -28,7 +27,7 @@ function foldersWithADriver(): string[] {
 describe("driver catalogue", () => {
   test("a worker loads at start-up the engines of configured drivers that sweep, and no other", () => {
     const every = Object.fromEntries([...CATALOGUE.map((d) => [d.section.name, {}]), ["warnings", []]]);
-    const sweeping = (CATALOGUE as readonly DriverDeclaration<string, unknown>[]).filter((d) => d.sweeps).map((d) => d.section.name);
+    const sweeping = DECLARATIONS.filter((d) => d.sweeps).map((d) => d.section.name);
     assert.deepEqual(sweeping, ["os"]);
     assert.deepEqual(sweepingDrivers(every as never), ["os"]);
     assert.deepEqual(sweepingDrivers({ warnings: [], docker: {}, qemu: {}, ssh: {} } as never), []);
@@ -41,7 +40,7 @@ describe("driver catalogue", () => {
     for (const name of listed) assert.ok(statSync(path.join(driverDir, name, "entry.ts")).isFile(), `${name}: no entry.ts`);
   });
 
-  for (const driver of CATALOGUE as readonly DriverDeclaration<string, unknown>[]) {
+  for (const driver of DECLARATIONS) {
     const name = driver.section.name;
     test(`${name}: a driver.toml section with a schema, typed settings and lines for check`, () => {
       assert.equal(driverSchema.sections?.[name], driver.section.spec, `${name}: driver.toml's schema has no [${name}]`);

@@ -16,20 +16,30 @@ type SettingsOf<D> = D extends DriverDeclaration<string, infer S> ? S : never;
 /** driver.toml as read: the file, its warnings, and the settings of each driver whose section is present. */
 export type DriverConfig = { file?: string; warnings: string[] } & { [D in Declared as D["section"]["name"]]?: SettingsOf<D> };
 
+/** The catalogue's lines as one type, for what reads every line alike. */
+export const DECLARATIONS: readonly DriverDeclaration<string, unknown>[] = CATALOGUE;
+
 /** The manifest's driver types (driver.type), which are the section names of driver.toml. */
 export const DRIVER_TYPES: readonly string[] = CATALOGUE.map((d) => d.section.name);
 
 /** The catalogue's line for the driver named `name`, if there is one. */
 export function declaration(name: string): DriverDeclaration<string, unknown> | undefined {
-  return (CATALOGUE as readonly DriverDeclaration<string, unknown>[]).find((d) => d.section.name === name);
+  return DECLARATIONS.find((d) => d.section.name === name);
 }
 
 /** Every driver's driver.toml section, by name. */
 export function driverSections(): DriverSection<string, unknown>[] {
-  return (CATALOGUE as readonly DriverDeclaration<string, unknown>[]).map((d) => d.section);
+  return DECLARATIONS.map((d) => d.section);
+}
+
+/** The lines of the drivers whose section driver.toml has. */
+export function configuredDeclarations(drivers: DriverConfig): DriverDeclaration<string, unknown>[] {
+  return DECLARATIONS.filter((d) => (drivers as Record<string, unknown>)[d.section.name]);
 }
 
 /** The drivers with a section in driver.toml whose engine sweeps the host (DriverDeclaration.sweeps): the engines a worker loads at start-up. */
 export function sweepingDrivers(drivers: DriverConfig): string[] {
-  return (CATALOGUE as readonly DriverDeclaration<string, unknown>[]).filter((d) => d.sweeps && (drivers as Record<string, unknown>)[d.section.name]).map((d) => d.section.name);
+  return configuredDeclarations(drivers)
+    .filter((d) => d.sweeps)
+    .map((d) => d.section.name);
 }

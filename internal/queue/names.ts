@@ -1,8 +1,7 @@
 // The names of the queue protocol (docs/queue.md), in one place: the Redis keys and channels built
 // from the installation's prefix ([redis] queue in worker.toml), and which queue serves which driver.
 import { ConfigError, type DriverConfig, type WorkerConfig } from "../config/config.js";
-import { CATALOGUE, declaration } from "../driver/catalogue.js";
-import type { DriverDeclaration } from "../driver/section.js";
+import { CATALOGUE, configuredDeclarations, DECLARATIONS, declaration } from "../driver/catalogue.js";
 import { lineInFile } from "../config/schema.js";
 import { asBuildId, type BuildId } from "./delivery.js";
 
@@ -46,13 +45,12 @@ export function driverTypeOfQueue(queueDriver: string): string {
 export function queueDriverOfList(prefix: string, key: string): string | undefined {
   if (!key.startsWith(`${prefix}_`)) return undefined;
   const queue = key.slice(prefix.length + 1);
-  const drivers = CATALOGUE as readonly DriverDeclaration<string, unknown>[];
-  return drivers.some((d) => d.queue() === queue || d.misnamed?.(queue) !== undefined) ? queue : undefined;
+  return DECLARATIONS.some((d) => d.queue() === queue || d.misnamed?.(queue) !== undefined) ? queue : undefined;
 }
 
 /** Driver sections present in driver.toml, by queue name (qemu → qemu-<arch>). */
 export function configuredDrivers(drivers: DriverConfig): string[] {
-  return CATALOGUE.filter((d) => (drivers as Record<string, unknown>)[d.section.name]).map((d) => d.queue());
+  return configuredDeclarations(drivers).map((d) => d.queue());
 }
 
 /** The queue names a worker serves: its `driver` key resolved against driver.toml. */
